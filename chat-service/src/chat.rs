@@ -1,0 +1,1058 @@
+//! The chat domain: every rule about conversations, members and messages.
+//!
+//! [`Chat`] takes canonical requests, checks them (validation, membership,
+//! authorship), stores the result and publishes one [`ChatEvent`] per change
+//! on the bus. The gRPC layer in `grpc.rs` only forwards to it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use confab_proto::bus::EventBus;
+use confab_proto::v1::{self, Audience, ChatEvent, ConversationKind, chat_event::Kind};
+use confab_proto::{ErrorCode, ServiceError, ids};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, SqlErr,
+};
+
+use crate::entity::{conversation, delivery, member, message, reaction};
+
+/// The longest message text accepted, in bytes (10 KB).
+pub const MAX_TEXT_BYTES: usize = 10 * 1024;
+/// The most attachments one message may carry.
+pub const MAX_ATTACHMENTS: usize = 20;
+/// The most members a conversation may be created with.
+pub const MAX_MEMBERS: usize = 1000;
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+/// The chat domain over one database and one event bus.
+#[derive(Clone)]
+pub struct Chat {
+    db: DatabaseConnection,
+    bus: Arc<dyn EventBus<ChatEvent>>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn db_err(e: sea_orm::DbErr) -> ServiceError {
+    tracing::error!(error = %e, "database error");
+    ServiceError::internal("storage failure")
+}
+
+fn parse_id(s: &str, what: &str) -> Result<i64> {
+    ids::parse(s).ok_or_else(|| {
+        ServiceError::invalid(format!("{what} must be a positive integer id, got {s:?}"))
+    })
+}
+
+fn actor(a: &Option<v1::Actor>) -> Result<&v1::Actor> {
+    match a {
+        Some(a) if !a.id.trim().is_empty() => Ok(a),
+        _ => Err(ServiceError::invalid("actor.id is required")),
+    }
+}
+
+fn check_user_id(u: &str) -> Result<()> {
+    if u.trim().is_empty() || u.len() > 128 {
+        return Err(ServiceError::invalid("user ids must be 1..=128 characters"));
+    }
+    Ok(())
+}
+
+impl Chat {
+    pub fn new(db: DatabaseConnection, bus: Arc<dyn EventBus<ChatEvent>>) -> Self {
+        Self { db, bus }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChatEvent> {
+        self.bus.subscribe()
+    }
+
+    fn publish(&self, conversation_id: i64, members: Vec<String>, kind: Kind) {
+        self.bus.publish(ChatEvent {
+            audience: Some(Audience {
+                user_ids: members,
+                conversation_id: conversation_id.to_string(),
+                ..Default::default()
+            }),
+            kind: Some(kind),
+        });
+    }
+
+    // ---- conversations -------------------------------------------------
+
+    pub async fn create_conversation(
+        &self,
+        req: v1::CreateConversationRequest,
+    ) -> Result<v1::Conversation> {
+        let actor = actor(&req.actor)?;
+        let mut others: Vec<String> = Vec::new();
+        for m in req.member_ids {
+            check_user_id(&m)?;
+            if m != actor.id && !others.contains(&m) {
+                others.push(m);
+            }
+        }
+        if others.len() + 1 > MAX_MEMBERS {
+            return Err(ServiceError::invalid(format!(
+                "a conversation has at most {MAX_MEMBERS} members"
+            )));
+        }
+        if req.name.len() > 200 {
+            return Err(ServiceError::invalid("name is at most 200 bytes"));
+        }
+        let kind = match ConversationKind::try_from(req.kind).unwrap_or_default() {
+            ConversationKind::Direct => ConversationKind::Direct,
+            ConversationKind::Group => ConversationKind::Group,
+            ConversationKind::Unspecified if others.len() == 1 && req.name.is_empty() => {
+                ConversationKind::Direct
+            }
+            ConversationKind::Unspecified => ConversationKind::Group,
+        };
+        let direct_key = if kind == ConversationKind::Direct {
+            if others.len() != 1 {
+                return Err(ServiceError::invalid(
+                    "a direct conversation has exactly one other member",
+                ));
+            }
+            let mut pair = [actor.id.clone(), others[0].clone()];
+            pair.sort();
+            let key = pair.join(" ");
+            if let Some(existing) = conversation::Entity::find()
+                .filter(conversation::Column::DirectKey.eq(key.clone()))
+                .one(&self.db)
+                .await
+                .map_err(db_err)?
+            {
+                return self.load_conversation(existing).await;
+            }
+            Some(key)
+        } else {
+            None
+        };
+        let now = now_ms();
+        let inserted = conversation::ActiveModel {
+            kind: Set(if kind == ConversationKind::Direct {
+                "direct"
+            } else {
+                "group"
+            }
+            .into()),
+            name: Set(req.name.trim().to_string()),
+            created_by: Set(actor.id.clone()),
+            created_at: Set(now),
+            direct_key: Set(direct_key.clone()),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await;
+        let conv = match inserted {
+            Ok(c) => c,
+            // Two concurrent find-or-creates of the same direct conversation.
+            Err(e)
+                if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+                    && direct_key.is_some() =>
+            {
+                let existing = conversation::Entity::find()
+                    .filter(conversation::Column::DirectKey.eq(direct_key))
+                    .one(&self.db)
+                    .await
+                    .map_err(db_err)?
+                    .ok_or_else(|| ServiceError::internal("direct conversation vanished"))?;
+                return self.load_conversation(existing).await;
+            }
+            Err(e) => return Err(db_err(e)),
+        };
+        let rows = std::iter::once((actor.id.clone(), "owner"))
+            .chain(others.iter().map(|u| (u.clone(), "member")))
+            .map(|(user_id, role)| member::ActiveModel {
+                conversation_id: Set(conv.id),
+                user_id: Set(user_id),
+                role: Set(role.into()),
+                joined_at: Set(now),
+                last_read_message_id: Set(0),
+                ..Default::default()
+            });
+        member::Entity::insert_many(rows)
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        let out = self.load_conversation(conv).await?;
+        self.publish(
+            out_id(&out),
+            member_ids(&out),
+            Kind::ConversationCreated(out.clone()),
+        );
+        Ok(out)
+    }
+
+    pub async fn get_conversation(
+        &self,
+        req: v1::GetConversationRequest,
+    ) -> Result<v1::Conversation> {
+        let actor = actor(&req.actor)?;
+        let id = parse_id(&req.conversation_id, "conversation_id")?;
+        let (conv, _) = self.require_member(id, &actor.id).await?;
+        let mut out = self.load_conversation(conv).await?;
+        out.last_message = self.last_message(id).await?;
+        Ok(out)
+    }
+
+    pub async fn list_conversations(
+        &self,
+        req: v1::ListConversationsRequest,
+    ) -> Result<v1::ListConversationsResponse> {
+        let actor = actor(&req.actor)?;
+        let mine = member::Entity::find()
+            .filter(member::Column::UserId.eq(actor.id.clone()))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let conv_ids: Vec<i64> = mine.iter().map(|m| m.conversation_id).collect();
+        let convs = conversation::Entity::find()
+            .filter(conversation::Column::Id.is_in(conv_ids))
+            .order_by_desc(conversation::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let mut out = Vec::with_capacity(convs.len());
+        for c in convs {
+            let id = c.id;
+            let mut conv = self.load_conversation(c).await?;
+            conv.last_message = self.last_message(id).await?;
+            out.push(conv);
+        }
+        // Most recently active first.
+        out.sort_by_key(|c| {
+            std::cmp::Reverse(
+                c.last_message
+                    .as_ref()
+                    .map(|m| m.created_at_ms)
+                    .unwrap_or(c.created_at_ms),
+            )
+        });
+        Ok(v1::ListConversationsResponse { conversations: out })
+    }
+
+    pub async fn add_members(&self, req: v1::AddMembersRequest) -> Result<v1::Conversation> {
+        let actor = actor(&req.actor)?;
+        let id = parse_id(&req.conversation_id, "conversation_id")?;
+        let (conv, _) = self.require_member(id, &actor.id).await?;
+        if conv.kind == "direct" {
+            return Err(ServiceError::new(
+                ErrorCode::PermissionDenied,
+                "members cannot be added to a direct conversation",
+            ));
+        }
+        let existing = self.member_ids_of(id).await?;
+        let mut added = Vec::new();
+        for u in req.user_ids {
+            check_user_id(&u)?;
+            if !existing.contains(&u) && !added.contains(&u) {
+                added.push(u);
+            }
+        }
+        if existing.len() + added.len() > MAX_MEMBERS {
+            return Err(ServiceError::invalid(format!(
+                "a conversation has at most {MAX_MEMBERS} members"
+            )));
+        }
+        if !added.is_empty() {
+            let now = now_ms();
+            member::Entity::insert_many(added.iter().map(|u| member::ActiveModel {
+                conversation_id: Set(id),
+                user_id: Set(u.clone()),
+                role: Set("member".into()),
+                joined_at: Set(now),
+                last_read_message_id: Set(0),
+                ..Default::default()
+            }))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        }
+        let out = self.load_conversation(conv).await?;
+        if !added.is_empty() {
+            self.publish(
+                id,
+                member_ids(&out),
+                Kind::MembersChanged(v1::MembersChange {
+                    conversation: Some(out.clone()),
+                    added_user_ids: added,
+                    removed_user_ids: vec![],
+                    actor_id: actor.id.clone(),
+                }),
+            );
+        }
+        Ok(out)
+    }
+
+    pub async fn remove_member(&self, req: v1::RemoveMemberRequest) -> Result<v1::Conversation> {
+        let actor = actor(&req.actor)?;
+        let id = parse_id(&req.conversation_id, "conversation_id")?;
+        let (conv, me) = self.require_member(id, &actor.id).await?;
+        if req.user_id != actor.id && me.role != "owner" {
+            return Err(ServiceError::new(
+                ErrorCode::PermissionDenied,
+                "only the owner may remove other members",
+            ));
+        }
+        let before = self.member_ids_of(id).await?;
+        if !before.contains(&req.user_id) {
+            return Err(ServiceError::new(
+                ErrorCode::NotAMember,
+                "that user is not a member",
+            ));
+        }
+        member::Entity::delete_many()
+            .filter(member::Column::ConversationId.eq(id))
+            .filter(member::Column::UserId.eq(req.user_id.clone()))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        let out = self.load_conversation(conv).await?;
+        // The removed user hears of it too.
+        self.publish(
+            id,
+            before,
+            Kind::MembersChanged(v1::MembersChange {
+                conversation: Some(out.clone()),
+                added_user_ids: vec![],
+                removed_user_ids: vec![req.user_id],
+                actor_id: actor.id.clone(),
+            }),
+        );
+        Ok(out)
+    }
+
+    pub async fn check_membership(
+        &self,
+        req: v1::CheckMembershipRequest,
+    ) -> Result<v1::Membership> {
+        let id = parse_id(&req.conversation_id, "conversation_id")?;
+        let conv = self.find_conversation(id).await?;
+        let me = self.find_member(id, &req.user_id).await?;
+        let conversation = self.load_conversation(conv).await?;
+        Ok(v1::Membership {
+            is_member: me.is_some(),
+            role: me.map(|m| m.role).unwrap_or_default(),
+            conversation: Some(conversation),
+        })
+    }
+
+    // ---- messages ------------------------------------------------------
+
+    pub async fn send_message(
+        &self,
+        req: v1::SendMessageRequest,
+    ) -> Result<v1::SendMessageResponse> {
+        let actor = actor(&req.actor)?;
+        let conv_id = parse_id(&req.conversation_id, "conversation_id")?;
+        validate_text(&req.text)?;
+        if req.text.trim().is_empty()
+            && req
+                .attachments
+                .iter()
+                .all(|a| a.url.trim().is_empty() && a.file_name.trim().is_empty())
+        {
+            return Err(ServiceError::new(
+                ErrorCode::EmptyMessage,
+                "a message needs text or an attachment",
+            ));
+        }
+        if req.attachments.len() > MAX_ATTACHMENTS {
+            return Err(ServiceError::invalid(format!(
+                "at most {MAX_ATTACHMENTS} attachments"
+            )));
+        }
+        if req.client_message_id.len() > 128 || req.kind.len() > 32 || req.mentions.len() > 100 {
+            return Err(ServiceError::invalid(
+                "client_message_id ≤ 128 bytes, kind ≤ 32 bytes, ≤ 100 mentions",
+            ));
+        }
+        let reply_to_id = ids::parse_opt(&req.reply_to_id)
+            .map_err(|_| ServiceError::invalid("reply_to_id must be a message id"))?;
+        let (_, _) = self.require_member(conv_id, &actor.id).await?;
+        let client_id = Some(req.client_message_id.trim().to_string()).filter(|s| !s.is_empty());
+        if let Some(cid) = &client_id
+            && let Some(existing) = self.find_by_client_id(conv_id, &actor.id, cid).await?
+        {
+            return Ok(v1::SendMessageResponse {
+                message: Some(self.render(existing).await?),
+                duplicate: true,
+            });
+        }
+        if let Some(r) = reply_to_id {
+            let target = self.find_message(r).await?;
+            if target.conversation_id != conv_id {
+                return Err(ServiceError::invalid(
+                    "reply_to_id is a message of another conversation",
+                ));
+            }
+        }
+        let inserted = message::ActiveModel {
+            conversation_id: Set(conv_id),
+            sender_id: Set(actor.id.clone()),
+            sender_name: Set(actor.name.clone()),
+            sender_avatar: Set(actor.avatar.clone()),
+            text: Set(req.text.clone()),
+            attachments: Set(to_json(
+                &req.attachments.iter().map(Att::from).collect::<Vec<_>>(),
+            )),
+            kind: Set(if req.kind.is_empty() {
+                "text".into()
+            } else {
+                req.kind.clone()
+            }),
+            reply_to_id: Set(reply_to_id),
+            mentions: Set(to_json(&req.mentions)),
+            client_message_id: Set(client_id.clone()),
+            created_at: Set(now_ms()),
+            edited_at: Set(None),
+            deleted: Set(false),
+            recalled: Set(false),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            // A concurrent retry with the same client message id won the race.
+            Err(e)
+                if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+                    && client_id.is_some() =>
+            {
+                let existing = self
+                    .find_by_client_id(conv_id, &actor.id, client_id.as_deref().unwrap_or_default())
+                    .await?
+                    .ok_or_else(|| ServiceError::internal("idempotent message vanished"))?;
+                return Ok(v1::SendMessageResponse {
+                    message: Some(self.render(existing).await?),
+                    duplicate: true,
+                });
+            }
+            Err(e) => return Err(db_err(e)),
+        };
+        let msg = self.render(row).await?;
+        let members = self.member_ids_of(conv_id).await?;
+        self.publish(conv_id, members, Kind::MessageCreated(msg.clone()));
+        Ok(v1::SendMessageResponse {
+            message: Some(msg),
+            duplicate: false,
+        })
+    }
+
+    pub async fn edit_message(&self, req: v1::EditMessageRequest) -> Result<v1::ChatMessage> {
+        let actor = actor(&req.actor)?;
+        validate_text(&req.text)?;
+        if req.text.trim().is_empty() {
+            return Err(ServiceError::new(
+                ErrorCode::EmptyMessage,
+                "the new text is empty",
+            ));
+        }
+        let row = self
+            .authored_live_message(&req.message_id, &actor.id)
+            .await?;
+        let conv_id = row.conversation_id;
+        let mut am: message::ActiveModel = row.into();
+        am.text = Set(req.text);
+        am.edited_at = Set(Some(now_ms()));
+        let row = am.update(&self.db).await.map_err(db_err)?;
+        let msg = self.render(row).await?;
+        self.publish(
+            conv_id,
+            self.member_ids_of(conv_id).await?,
+            Kind::MessageEdited(msg.clone()),
+        );
+        Ok(msg)
+    }
+
+    pub async fn delete_message(&self, req: v1::DeleteMessageRequest) -> Result<v1::ChatMessage> {
+        let actor = actor(&req.actor)?;
+        let row = self
+            .authored_live_message(&req.message_id, &actor.id)
+            .await?;
+        let conv_id = row.conversation_id;
+        let mut am: message::ActiveModel = row.into();
+        am.deleted = Set(true);
+        am.text = Set(String::new());
+        am.attachments = Set("[]".into());
+        let msg = self
+            .render(am.update(&self.db).await.map_err(db_err)?)
+            .await?;
+        self.publish(
+            conv_id,
+            self.member_ids_of(conv_id).await?,
+            Kind::MessageDeleted(msg.clone()),
+        );
+        Ok(msg)
+    }
+
+    pub async fn recall_message(&self, req: v1::RecallMessageRequest) -> Result<v1::ChatMessage> {
+        let actor = actor(&req.actor)?;
+        let row = self
+            .authored_live_message(&req.message_id, &actor.id)
+            .await?;
+        let conv_id = row.conversation_id;
+        let mut am: message::ActiveModel = row.into();
+        am.recalled = Set(true);
+        am.text = Set(String::new());
+        am.attachments = Set("[]".into());
+        let msg = self
+            .render(am.update(&self.db).await.map_err(db_err)?)
+            .await?;
+        self.publish(
+            conv_id,
+            self.member_ids_of(conv_id).await?,
+            Kind::MessageRecalled(msg.clone()),
+        );
+        Ok(msg)
+    }
+
+    pub async fn react(&self, req: v1::ReactToMessageRequest) -> Result<v1::ChatMessage> {
+        let actor = actor(&req.actor)?;
+        let emoji = req.emoji.trim().to_string();
+        if emoji.is_empty() || emoji.len() > 64 {
+            return Err(ServiceError::invalid("emoji must be 1..=64 bytes"));
+        }
+        let id = parse_id(&req.message_id, "message_id")?;
+        let row = self.find_message(id).await?;
+        self.require_member(row.conversation_id, &actor.id).await?;
+        if row.deleted || row.recalled {
+            return Err(ServiceError::new(
+                ErrorCode::MessageGone,
+                "the message was deleted or recalled",
+            ));
+        }
+        if req.remove {
+            reaction::Entity::delete_many()
+                .filter(reaction::Column::MessageId.eq(id))
+                .filter(reaction::Column::UserId.eq(actor.id.clone()))
+                .filter(reaction::Column::Emoji.eq(emoji.clone()))
+                .exec(&self.db)
+                .await
+                .map_err(db_err)?;
+        } else {
+            let res = reaction::ActiveModel {
+                message_id: Set(id),
+                user_id: Set(actor.id.clone()),
+                emoji: Set(emoji.clone()),
+                created_at: Set(now_ms()),
+                ..Default::default()
+            }
+            .insert(&self.db)
+            .await;
+            match res {
+                Ok(_) => {}
+                // Reacting twice with the same emoji is a no-op.
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+                Err(e) => return Err(db_err(e)),
+            }
+        }
+        let conv_id = row.conversation_id;
+        let msg = self.render(row).await?;
+        self.publish(
+            conv_id,
+            self.member_ids_of(conv_id).await?,
+            Kind::ReactionChanged(v1::ReactionChange {
+                message: Some(msg.clone()),
+                user_id: actor.id.clone(),
+                emoji,
+                removed: req.remove,
+            }),
+        );
+        Ok(msg)
+    }
+
+    pub async fn mark_read(&self, req: v1::MarkReadRequest) -> Result<v1::MarkReadResponse> {
+        let actor = actor(&req.actor)?;
+        let conv_id = parse_id(&req.conversation_id, "conversation_id")?;
+        let up_to = ids::parse_opt(&req.up_to_message_id)
+            .map_err(|_| ServiceError::invalid("up_to_message_id must be a message id"))?;
+        let (_, me) = self.require_member(conv_id, &actor.id).await?;
+        let newest = match up_to {
+            Some(id) => {
+                let m = self.find_message(id).await?;
+                if m.conversation_id != conv_id {
+                    return Err(ServiceError::new(
+                        ErrorCode::MessageNotFound,
+                        "no such message in this conversation",
+                    ));
+                }
+                id
+            }
+            None => self.last_message_id(conv_id).await?.unwrap_or(0),
+        };
+        let read_at = now_ms();
+        let mut newly = Vec::new();
+        if newest > me.last_read_message_id {
+            newly = message::Entity::find()
+                .filter(message::Column::ConversationId.eq(conv_id))
+                .filter(message::Column::Id.gt(me.last_read_message_id))
+                .filter(message::Column::Id.lte(newest))
+                .filter(message::Column::SenderId.ne(actor.id.clone()))
+                .order_by_asc(message::Column::Id)
+                .all(&self.db)
+                .await
+                .map_err(db_err)?;
+            member::Entity::update_many()
+                .col_expr(member::Column::LastReadMessageId, Expr::value(newest))
+                .filter(member::Column::Id.eq(me.id))
+                .filter(member::Column::LastReadMessageId.lt(newest))
+                .exec(&self.db)
+                .await
+                .map_err(db_err)?;
+        }
+        let message_ids: Vec<String> = newly.iter().map(|m| m.id.to_string()).collect();
+        let mut sender_ids: Vec<String> = newly.iter().map(|m| m.sender_id.clone()).collect();
+        sender_ids.sort();
+        sender_ids.dedup();
+        let up_to_message_id = if newest > 0 {
+            newest.to_string()
+        } else {
+            String::new()
+        };
+        if !message_ids.is_empty() {
+            self.publish(
+                conv_id,
+                self.member_ids_of(conv_id).await?,
+                Kind::MessagesRead(v1::ReadReceipt {
+                    conversation_id: conv_id.to_string(),
+                    reader_id: actor.id.clone(),
+                    message_ids: message_ids.clone(),
+                    up_to_message_id: up_to_message_id.clone(),
+                    read_at_ms: read_at,
+                    sender_ids,
+                }),
+            );
+        }
+        Ok(v1::MarkReadResponse {
+            conversation_id: conv_id.to_string(),
+            up_to_message_id,
+            message_ids,
+            read_at_ms: read_at,
+        })
+    }
+
+    pub async fn mark_delivered(
+        &self,
+        req: v1::MarkDeliveredRequest,
+    ) -> Result<v1::MarkDeliveredResponse> {
+        let actor = actor(&req.actor)?;
+        let id = parse_id(&req.message_id, "message_id")?;
+        let row = self.find_message(id).await?;
+        self.require_member(row.conversation_id, &actor.id).await?;
+        let now = now_ms();
+        if row.sender_id == actor.id {
+            return Ok(v1::MarkDeliveredResponse {
+                message_id: id.to_string(),
+                delivered_at_ms: now,
+            });
+        }
+        let res = delivery::ActiveModel {
+            message_id: Set(id),
+            user_id: Set(actor.id.clone()),
+            delivered_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await;
+        match res {
+            Ok(_) => self.publish(
+                row.conversation_id,
+                vec![row.sender_id.clone()],
+                Kind::MessageDelivered(v1::DeliveryReceipt {
+                    conversation_id: row.conversation_id.to_string(),
+                    message_id: id.to_string(),
+                    recipient_id: actor.id.clone(),
+                    sender_id: row.sender_id.clone(),
+                    delivered_at_ms: now,
+                }),
+            ),
+            // Already recorded: acknowledge again without a second event.
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+            Err(e) => return Err(db_err(e)),
+        }
+        Ok(v1::MarkDeliveredResponse {
+            message_id: id.to_string(),
+            delivered_at_ms: now,
+        })
+    }
+
+    pub async fn get_message(&self, req: v1::GetMessageRequest) -> Result<v1::ChatMessage> {
+        let actor = actor(&req.actor)?;
+        let row = self
+            .find_message(parse_id(&req.message_id, "message_id")?)
+            .await?;
+        self.require_member(row.conversation_id, &actor.id).await?;
+        self.render(row).await
+    }
+
+    pub async fn history(&self, req: v1::GetHistoryRequest) -> Result<v1::GetHistoryResponse> {
+        let actor = actor(&req.actor)?;
+        let conv_id = parse_id(&req.conversation_id, "conversation_id")?;
+        let before = ids::parse_opt(&req.before)
+            .map_err(|_| ServiceError::invalid("before must be a message id"))?;
+        let limit = match req.limit {
+            0 => 50,
+            n @ 1..=100 => n as u64,
+            _ => return Err(ServiceError::invalid("limit must be 1..=100")),
+        };
+        self.require_member(conv_id, &actor.id).await?;
+        let mut q = message::Entity::find().filter(message::Column::ConversationId.eq(conv_id));
+        if let Some(b) = before {
+            q = q.filter(message::Column::Id.lt(b));
+        }
+        let mut rows = q
+            .order_by_desc(message::Column::Id)
+            .limit(limit + 1)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        rows.reverse();
+        let next_before = if more {
+            rows.first().map(|m| m.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(v1::GetHistoryResponse {
+            messages: self.render_many(rows).await?,
+            next_before,
+        })
+    }
+
+    pub async fn catch_up(&self, req: v1::CatchUpRequest) -> Result<v1::CatchUpResponse> {
+        let actor = actor(&req.actor)?;
+        let after = ids::parse_opt(&req.after_message_id)
+            .map_err(|_| ServiceError::invalid("after_message_id must be a message id"))?;
+        let limit = match req.limit {
+            0 => 200,
+            n @ 1..=1000 => n as usize,
+            _ => return Err(ServiceError::invalid("limit must be 1..=1000")),
+        };
+        let mine = member::Entity::find()
+            .filter(member::Column::UserId.eq(actor.id.clone()))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let mut rows = Vec::new();
+        for m in mine {
+            let from = after.unwrap_or(m.last_read_message_id);
+            let mut part = message::Entity::find()
+                .filter(message::Column::ConversationId.eq(m.conversation_id))
+                .filter(message::Column::Id.gt(from))
+                .filter(message::Column::SenderId.ne(actor.id.clone()))
+                .order_by_asc(message::Column::Id)
+                .limit(limit as u64)
+                .all(&self.db)
+                .await
+                .map_err(db_err)?;
+            rows.append(&mut part);
+        }
+        rows.sort_by_key(|m| m.id);
+        rows.truncate(limit);
+        Ok(v1::CatchUpResponse {
+            messages: self.render_many(rows).await?,
+        })
+    }
+
+    // ---- helpers -------------------------------------------------------
+
+    async fn find_conversation(&self, id: i64) -> Result<conversation::Model> {
+        conversation::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| {
+                ServiceError::new(
+                    ErrorCode::ConversationNotFound,
+                    format!("conversation {id} does not exist"),
+                )
+            })
+    }
+
+    async fn find_member(&self, conv_id: i64, user_id: &str) -> Result<Option<member::Model>> {
+        member::Entity::find()
+            .filter(member::Column::ConversationId.eq(conv_id))
+            .filter(member::Column::UserId.eq(user_id))
+            .one(&self.db)
+            .await
+            .map_err(db_err)
+    }
+
+    /// The conversation and the actor's membership, or NOT_FOUND / NOT_A_MEMBER.
+    async fn require_member(
+        &self,
+        conv_id: i64,
+        user_id: &str,
+    ) -> Result<(conversation::Model, member::Model)> {
+        let conv = self.find_conversation(conv_id).await?;
+        match self.find_member(conv_id, user_id).await? {
+            Some(m) => Ok((conv, m)),
+            None => Err(ServiceError::new(
+                ErrorCode::NotAMember,
+                format!("you are not a member of conversation {conv_id}"),
+            )),
+        }
+    }
+
+    async fn find_message(&self, id: i64) -> Result<message::Model> {
+        message::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| {
+                ServiceError::new(
+                    ErrorCode::MessageNotFound,
+                    format!("message {id} does not exist"),
+                )
+            })
+    }
+
+    async fn find_by_client_id(
+        &self,
+        conv_id: i64,
+        sender: &str,
+        cid: &str,
+    ) -> Result<Option<message::Model>> {
+        message::Entity::find()
+            .filter(message::Column::ConversationId.eq(conv_id))
+            .filter(message::Column::SenderId.eq(sender))
+            .filter(message::Column::ClientMessageId.eq(cid))
+            .one(&self.db)
+            .await
+            .map_err(db_err)
+    }
+
+    /// A message the actor wrote and that is neither deleted nor recalled.
+    async fn authored_live_message(&self, id: &str, actor_id: &str) -> Result<message::Model> {
+        let row = self.find_message(parse_id(id, "message_id")?).await?;
+        self.require_member(row.conversation_id, actor_id).await?;
+        if row.sender_id != actor_id {
+            return Err(ServiceError::new(
+                ErrorCode::NotAuthor,
+                "only the sender may change this message",
+            ));
+        }
+        if row.deleted || row.recalled {
+            return Err(ServiceError::new(
+                ErrorCode::MessageGone,
+                "the message was already deleted or recalled",
+            ));
+        }
+        Ok(row)
+    }
+
+    async fn member_ids_of(&self, conv_id: i64) -> Result<Vec<String>> {
+        Ok(member::Entity::find()
+            .filter(member::Column::ConversationId.eq(conv_id))
+            .order_by_asc(member::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect())
+    }
+
+    async fn last_message_id(&self, conv_id: i64) -> Result<Option<i64>> {
+        Ok(message::Entity::find()
+            .filter(message::Column::ConversationId.eq(conv_id))
+            .order_by_desc(message::Column::Id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(|m| m.id))
+    }
+
+    async fn last_message(&self, conv_id: i64) -> Result<Option<v1::ChatMessage>> {
+        let row = message::Entity::find()
+            .filter(message::Column::ConversationId.eq(conv_id))
+            .order_by_desc(message::Column::Id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        match row {
+            Some(r) => Ok(Some(self.render(r).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn load_conversation(&self, c: conversation::Model) -> Result<v1::Conversation> {
+        let members = member::Entity::find()
+            .filter(member::Column::ConversationId.eq(c.id))
+            .order_by_asc(member::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(v1::Conversation {
+            id: c.id.to_string(),
+            kind: if c.kind == "direct" {
+                ConversationKind::Direct
+            } else {
+                ConversationKind::Group
+            } as i32,
+            name: c.name,
+            members: members
+                .into_iter()
+                .map(|m| v1::Member {
+                    user_id: m.user_id,
+                    role: m.role,
+                    joined_at_ms: m.joined_at,
+                    last_read_message_id: if m.last_read_message_id > 0 {
+                        m.last_read_message_id.to_string()
+                    } else {
+                        String::new()
+                    },
+                })
+                .collect(),
+            created_by: c.created_by,
+            created_at_ms: c.created_at,
+            last_message: None,
+        })
+    }
+
+    async fn render(&self, row: message::Model) -> Result<v1::ChatMessage> {
+        Ok(self.render_many(vec![row]).await?.pop().unwrap_or_default())
+    }
+
+    /// Turns rows into canonical messages with their reactions and the
+    /// message each replies to, in two queries whatever the number of rows.
+    async fn render_many(&self, rows: Vec<message::Model>) -> Result<Vec<v1::ChatMessage>> {
+        let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
+        let mut reactions: HashMap<i64, BTreeMap<String, Vec<String>>> = HashMap::new();
+        if !ids.is_empty() {
+            for r in reaction::Entity::find()
+                .filter(reaction::Column::MessageId.is_in(ids))
+                .order_by_asc(reaction::Column::Id)
+                .all(&self.db)
+                .await
+                .map_err(db_err)?
+            {
+                reactions
+                    .entry(r.message_id)
+                    .or_default()
+                    .entry(r.emoji)
+                    .or_default()
+                    .push(r.user_id);
+            }
+        }
+        let reply_ids: Vec<i64> = rows.iter().filter_map(|m| m.reply_to_id).collect();
+        let mut replies: HashMap<i64, v1::ChatMessage> = HashMap::new();
+        if !reply_ids.is_empty() {
+            for r in message::Entity::find()
+                .filter(message::Column::Id.is_in(reply_ids))
+                .all(&self.db)
+                .await
+                .map_err(db_err)?
+            {
+                replies.insert(r.id, base_message(r, Vec::new()));
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let reply_to = row.reply_to_id.and_then(|id| replies.get(&id).cloned());
+                let rs = reactions
+                    .remove(&row.id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(emoji, user_ids)| v1::Reaction { emoji, user_ids })
+                    .collect();
+                let mut msg = base_message(row, rs);
+                msg.reply_to = reply_to.map(Box::new);
+                msg
+            })
+            .collect())
+    }
+}
+
+fn out_id(c: &v1::Conversation) -> i64 {
+    c.id.parse().unwrap_or_default()
+}
+
+fn member_ids(c: &v1::Conversation) -> Vec<String> {
+    c.members.iter().map(|m| m.user_id.clone()).collect()
+}
+
+fn validate_text(text: &str) -> Result<()> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(ServiceError::new(
+            ErrorCode::MessageTooLong,
+            format!(
+                "text is {} bytes; the limit is {MAX_TEXT_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+/// An attachment as stored in the `attachments` JSON column.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Att {
+    url: String,
+    #[serde(default)]
+    file_name: String,
+    #[serde(default)]
+    mime_type: String,
+    #[serde(default)]
+    size_bytes: i64,
+}
+
+impl From<&v1::Attachment> for Att {
+    fn from(a: &v1::Attachment) -> Self {
+        Self {
+            url: a.url.clone(),
+            file_name: a.file_name.clone(),
+            mime_type: a.mime_type.clone(),
+            size_bytes: a.size_bytes,
+        }
+    }
+}
+
+fn base_message(row: message::Model, reactions: Vec<v1::Reaction>) -> v1::ChatMessage {
+    let attachments: Vec<Att> = serde_json::from_str(&row.attachments).unwrap_or_default();
+    v1::ChatMessage {
+        id: row.id.to_string(),
+        conversation_id: row.conversation_id.to_string(),
+        sender_id: row.sender_id,
+        sender_name: row.sender_name,
+        sender_avatar: row.sender_avatar,
+        text: row.text,
+        attachments: attachments
+            .into_iter()
+            .map(|a| v1::Attachment {
+                url: a.url,
+                file_name: a.file_name,
+                mime_type: a.mime_type,
+                size_bytes: a.size_bytes,
+            })
+            .collect(),
+        kind: row.kind,
+        reply_to_id: row.reply_to_id.map(|r| r.to_string()).unwrap_or_default(),
+        mentions: serde_json::from_str(&row.mentions).unwrap_or_default(),
+        client_message_id: row.client_message_id.unwrap_or_default(),
+        created_at_ms: row.created_at,
+        edited_at_ms: row.edited_at.unwrap_or(0),
+        deleted: row.deleted,
+        recalled: row.recalled,
+        reactions,
+        reply_to: None,
+    }
+}

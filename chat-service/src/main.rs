@@ -1,0 +1,44 @@
+//! `chat-service`: chat-service alone, for deployments that run each service
+//! as its own process.
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "chat-service",
+    version,
+    about = "confab chat-service: conversations and messages over gRPC"
+)]
+struct Args {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: String,
+    /// `sqlite://path?mode=rwc` or `postgres://...`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://./data/chat.db?mode=rwc"
+    )]
+    database_url: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    confab_proto::server::init_tracing();
+    let args = Args::parse();
+    if let Some(path) = args
+        .database_url
+        .strip_prefix("sqlite://")
+        .and_then(|p| p.split('?').next())
+        && let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let db = confab_chat::connect(&args.database_url).await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    let handle = confab_chat::serve(listener, db).await?;
+    confab_proto::server::shutdown_signal().await;
+    handle.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Stable error codes carried in gRPC status details.
+//!
+//! A service returns `ServiceError`; it becomes a `tonic::Status` whose gRPC
+//! code is the closest standard one and whose details hold an encoded
+//! [`ErrorDetail`](crate::v1::ErrorDetail). Clients read it back with
+//! [`ServiceError::from_status`], which also maps transport failures to
+//! [`ErrorCode::Unavailable`].
+
+use prost::Message;
+use tonic::{Code, Status};
+
+use crate::v1::ErrorDetail;
+
+/// Every stable error code a confab service returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A field is missing, malformed or out of range.
+    InvalidArgument,
+    /// The message text is longer than the limit (10 KB).
+    MessageTooLong,
+    /// A message has neither text nor attachments.
+    EmptyMessage,
+    /// No conversation with that id.
+    ConversationNotFound,
+    /// No message with that id.
+    MessageNotFound,
+    /// The actor is not a member of the conversation.
+    NotAMember,
+    /// Only the author may do this to a message.
+    NotAuthor,
+    /// The message was deleted or recalled and cannot change any more.
+    MessageGone,
+    /// Any other refusal by policy.
+    PermissionDenied,
+    /// The named resource (call, notification, ...) does not exist.
+    NotFound,
+    /// The request conflicts with the current state (e.g. a call already ended).
+    Conflict,
+    /// Too many requests or sessions.
+    LimitExceeded,
+    /// The service could not be reached or timed out.
+    Unavailable,
+    /// A bug or a storage failure on the service's side.
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 14] = [
+        Self::InvalidArgument,
+        Self::MessageTooLong,
+        Self::EmptyMessage,
+        Self::ConversationNotFound,
+        Self::MessageNotFound,
+        Self::NotAMember,
+        Self::NotAuthor,
+        Self::MessageGone,
+        Self::PermissionDenied,
+        Self::NotFound,
+        Self::Conflict,
+        Self::LimitExceeded,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+
+    /// The code as it appears in status details and in client errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidArgument => "INVALID_ARGUMENT",
+            Self::MessageTooLong => "MESSAGE_TOO_LONG",
+            Self::EmptyMessage => "EMPTY_MESSAGE",
+            Self::ConversationNotFound => "CONVERSATION_NOT_FOUND",
+            Self::MessageNotFound => "MESSAGE_NOT_FOUND",
+            Self::NotAMember => "NOT_A_MEMBER",
+            Self::NotAuthor => "NOT_AUTHOR",
+            Self::MessageGone => "MESSAGE_GONE",
+            Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::NotFound => "NOT_FOUND",
+            Self::Conflict => "CONFLICT",
+            Self::LimitExceeded => "LIMIT_EXCEEDED",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    fn grpc_code(self) -> Code {
+        match self {
+            Self::InvalidArgument | Self::MessageTooLong | Self::EmptyMessage => {
+                Code::InvalidArgument
+            }
+            Self::ConversationNotFound | Self::MessageNotFound | Self::NotFound => Code::NotFound,
+            Self::NotAMember | Self::NotAuthor | Self::PermissionDenied => Code::PermissionDenied,
+            Self::MessageGone | Self::Conflict => Code::FailedPrecondition,
+            Self::LimitExceeded => Code::ResourceExhausted,
+            Self::Unavailable => Code::Unavailable,
+            Self::Internal => Code::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure with a stable code and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ServiceError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ServiceError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+
+    /// Reads the stable code back from a status returned by a confab service.
+    /// Statuses without details (transport failures, timeouts) map by their
+    /// gRPC code.
+    pub fn from_status(status: &Status) -> Self {
+        if let Ok(detail) = ErrorDetail::decode(status.details())
+            && let Some(code) = ErrorCode::parse(&detail.code)
+        {
+            return Self::new(code, detail.message);
+        }
+        let code = match status.code() {
+            Code::InvalidArgument => ErrorCode::InvalidArgument,
+            Code::NotFound => ErrorCode::NotFound,
+            Code::PermissionDenied | Code::Unauthenticated => ErrorCode::PermissionDenied,
+            Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => ErrorCode::Conflict,
+            Code::ResourceExhausted => ErrorCode::LimitExceeded,
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+                ErrorCode::Unavailable
+            }
+            _ => ErrorCode::Internal,
+        };
+        Self::new(code, status.message().to_string())
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        let detail = ErrorDetail {
+            code: e.code.as_str().to_string(),
+            message: e.message.clone(),
+        };
+        Status::with_details(e.code.grpc_code(), e.message, detail.encode_to_vec().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_survive_a_status_round_trip() {
+        for code in ErrorCode::ALL {
+            let status: Status = ServiceError::new(code, "why").into();
+            let back = ServiceError::from_status(&status);
+            assert_eq!(back.code, code);
+            assert_eq!(back.message, "why");
+        }
+    }
+
+    #[test]
+    fn transport_failures_read_as_unavailable() {
+        let status = Status::unavailable("connection refused");
+        assert_eq!(
+            ServiceError::from_status(&status).code,
+            ErrorCode::Unavailable
+        );
+    }
+}

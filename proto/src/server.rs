@@ -1,0 +1,121 @@
+//! Serving a confab service: its gRPC routes plus health and reflection, on a
+//! listener the caller bound, until the caller asks it to stop.
+//!
+//! Every service binary and the embedded mode start services through
+//! [`spawn`], so they all behave the same: `grpc.health.v1.Health` reports
+//! SERVING for the named service, reflection lists the confab API, and
+//! [`ServiceHandle::shutdown`] drains in-flight calls before returning.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+
+/// A running gRPC server.
+pub struct ServiceHandle {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    join: JoinHandle<()>,
+}
+
+impl ServiceHandle {
+    /// `http://addr`, the form gRPC clients take.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting calls, lets in-flight ones finish, and waits.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.join).await;
+    }
+
+    /// Waits until the server stops by itself (it only does on error).
+    pub async fn wait(self) {
+        let _ = self.join.await;
+    }
+}
+
+/// Serves `routes` (one confab service) with health and reflection on
+/// `listener`. `service_name` is the fully-qualified gRPC name, e.g.
+/// `confab.v1.ChatService`, reported as SERVING by the health service.
+pub async fn spawn(
+    listener: TcpListener,
+    service_name: &'static str,
+    routes: Routes,
+) -> std::io::Result<ServiceHandle> {
+    let addr = listener.local_addr()?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(service_name, ServingStatus::Serving)
+        .await;
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(std::io::Error::other)?;
+    let routes = routes.add_service(health).add_service(reflection);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let join = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = stopped.await;
+            })
+            .await;
+        match result {
+            Ok(()) => tracing::info!(service_name, "gRPC server stopped"),
+            Err(e) => tracing::error!(service_name, error = %e, "gRPC server failed"),
+        }
+    });
+    tracing::info!(service_name, %addr, "gRPC server listening");
+    Ok(ServiceHandle {
+        addr,
+        stop: Some(stop),
+        join,
+    })
+}
+
+/// Installs the `tracing` subscriber every confab binary uses: `RUST_LOG`
+/// filters (default `info`), human-readable lines on stderr.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves when the process receives Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
