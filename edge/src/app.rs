@@ -1,0 +1,176 @@
+//! Assembling and running an edge: the axum app (Socket.IO layer, REST,
+//! `/healthz`, `/readyz`, `/metrics`) plus the tasks that follow the services'
+//! event streams.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use confab_proto::v1::SubscribeRequest;
+use confab_proto::v1::call_service_client::CallServiceClient;
+use confab_proto::v1::notify_service_client::NotifyServiceClient;
+use confab_proto::v1::presence_service_client::PresenceServiceClient;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::cors::CorsLayer;
+
+use crate::config::EdgeConfig;
+use crate::contract;
+use crate::fanout::{self, StreamStatus};
+use crate::services::{Services, stream_channel};
+
+/// A running edge.
+pub struct EdgeHandle {
+    pub addr: SocketAddr,
+    pub streams: StreamStatus,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+    followers: Vec<JoinHandle<()>>,
+}
+
+impl EdgeHandle {
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Closes every socket, stops serving and stops following the services.
+    pub async fn shutdown(mut self) {
+        for f in &self.followers {
+            f.abort();
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.server).await;
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(self) {
+        let _ = self.server.await;
+    }
+}
+
+fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+#[derive(Clone)]
+struct Probe {
+    streams: StreamStatus,
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the chat event stream is open: before that, messages would be
+/// stored but not delivered.
+async fn readyz(State(p): State<Probe>) -> impl IntoResponse {
+    let streams = p.streams.snapshot();
+    let ready = p.streams.is_up("chat");
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({ "status": if ready { "ready" } else { "not ready" }, "streams": streams })),
+    )
+}
+
+async fn metrics() -> impl IntoResponse {
+    prometheus().map(|h| h.render()).unwrap_or_default()
+}
+
+/// Starts an edge on `listener`.
+pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<EdgeHandle> {
+    prometheus();
+    let addr = listener.local_addr()?;
+    let services = Services::new(&cfg)?;
+    let (layer, io) = SocketIo::builder()
+        .with_state(services.clone())
+        .build_layer();
+    let default = contract::by_name(&cfg.default_contract)
+        .ok_or_else(|| anyhow::anyhow!("unknown contract {}", cfg.default_contract))?;
+    let mounts = Arc::new(contract::mount_all(&io, default));
+
+    let streams = StreamStatus::default();
+    let mut followers = vec![fanout::follow_chat(
+        io.clone(),
+        mounts.clone(),
+        stream_channel(&cfg.urls.chat_url)?,
+        cfg.edge_id.clone(),
+        streams.clone(),
+    )];
+    // Presence, call and notify events get routed once their services are
+    // built; the streams are held already so readiness reports them.
+    let presence = PresenceServiceClient::new(stream_channel(&cfg.urls.presence_url)?);
+    let call = CallServiceClient::new(stream_channel(&cfg.urls.call_url)?);
+    let notify = NotifyServiceClient::new(stream_channel(&cfg.urls.notify_url)?);
+    macro_rules! hold {
+        ($name:literal, $client:expr) => {{
+            let client = $client;
+            let id = cfg.edge_id.clone();
+            fanout::follow(
+                $name,
+                streams.clone(),
+                move || {
+                    let mut c = client.clone();
+                    let subscriber = id.clone();
+                    async move { c.subscribe(SubscribeRequest { subscriber }).await.map(|r| r.into_inner()) }
+                },
+                |_event| Box::pin(async { metrics::counter!("confab_service_events_total", "service" => $name).increment(1) }),
+            )
+        }};
+    }
+    followers.push(hold!("presence", presence));
+    followers.push(hold!("call", call));
+    followers.push(hold!("notify", notify));
+
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(Probe {
+            streams: streams.clone(),
+        })
+        .route("/metrics", get(metrics))
+        .merge(crate::rest::router().with_state(services))
+        .layer(layer)
+        .layer(CorsLayer::very_permissive());
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let io_for_close = io.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+            io_for_close.close().await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "edge server failed");
+        }
+    });
+    tracing::info!(%addr, default_contract = %cfg.default_contract, "edge listening");
+    Ok(EdgeHandle {
+        addr,
+        streams,
+        stop: Some(stop),
+        server,
+        followers,
+    })
+}

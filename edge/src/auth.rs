@@ -1,0 +1,269 @@
+//! Who is connecting: JWT verification and where a token is found.
+//!
+//! A token is read from, in order: the Socket.IO handshake's `auth.token`,
+//! the `Authorization: Bearer` header, the `accessToken` cookie, the `token`
+//! query parameter. It is verified with an HS256 shared secret or an
+//! RS256/ES256 public key. The claims give the [`Identity`]: `sub` (a string
+//! or a number), optional `name`, `username`, `avatar`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Why a connection was refused. `Display` is the stable code a client sees
+/// as its `connect_error` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("AUTHENTICATION_REQUIRED")]
+    Required,
+    #[error("INVALID_TOKEN")]
+    Invalid,
+    #[error("TOKEN_EXPIRED")]
+    Expired,
+}
+
+impl AuthError {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Required => "no token was provided",
+            Self::Invalid => "the token is invalid",
+            Self::Expired => "the token has expired",
+        }
+    }
+}
+
+/// The authenticated user behind a socket or a REST call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub name: String,
+    pub username: String,
+    pub avatar: String,
+}
+
+impl Identity {
+    /// The name to show: `name`, else `username`, else the id.
+    pub fn display_name(&self) -> &str {
+        [&self.name, &self.username]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .unwrap_or(&self.user_id)
+    }
+
+    pub fn actor(&self) -> confab_proto::v1::Actor {
+        confab_proto::v1::Actor {
+            id: self.user_id.clone(),
+            name: self.display_name().to_string(),
+            avatar: self.avatar.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct Claims {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sub: Option<Value>,
+    /// Some issuers put the user id here instead of `sub`.
+    #[serde(default, rename = "userId", skip_serializing_if = "Option::is_none")]
+    user_id: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exp: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    avatar: Option<String>,
+}
+
+fn id_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() && s.len() <= 128 => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// How tokens are checked.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self::new(DecodingKey::from_secret(secret), Algorithm::HS256)
+    }
+
+    /// From a PEM public key; `algorithm` is RS256 or ES256.
+    pub fn from_public_key_pem(pem: &[u8], algorithm: Algorithm) -> anyhow::Result<Self> {
+        let key = match algorithm {
+            Algorithm::RS256 => DecodingKey::from_rsa_pem(pem)?,
+            Algorithm::ES256 => DecodingKey::from_ec_pem(pem)?,
+            other => {
+                anyhow::bail!("unsupported public-key algorithm {other:?}: use RS256 or ES256")
+            }
+        };
+        Ok(Self::new(key, algorithm))
+    }
+
+    fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
+        let mut validation = Validation::new(algorithm);
+        // `exp` is checked when present; tokens without one are accepted, as
+        // many frontends' issuers omit it for long-lived sessions.
+        validation.required_spec_claims.clear();
+        validation.leeway = 5;
+        Self { key, validation }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            },
+        )?;
+        let c = data.claims;
+        let user_id = c
+            .sub
+            .as_ref()
+            .and_then(id_of)
+            .or_else(|| c.user_id.as_ref().and_then(id_of))
+            .ok_or(AuthError::Invalid)?;
+        Ok(Identity {
+            user_id,
+            name: c.name.unwrap_or_default(),
+            username: c.username.unwrap_or_default(),
+            avatar: c.avatar.unwrap_or_default(),
+        })
+    }
+}
+
+/// Mints HS256 tokens (the `confab token` command and tests).
+pub fn mint_hs256(secret: &[u8], sub: &str, name: Option<&str>, ttl_secs: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = Claims {
+        sub: Some(Value::String(sub.to_string())),
+        user_id: None,
+        exp: Some(now + ttl_secs),
+        iat: Some(now),
+        name: name.map(str::to_string),
+        username: None,
+        avatar: None,
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap_or_default()
+}
+
+/// Finds the token of a Socket.IO handshake or an HTTP request.
+pub fn find_token(auth: Option<&Value>, parts: &Parts) -> Option<String> {
+    let non_empty = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    if let Some(t) = auth
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+        .and_then(non_empty)
+    {
+        return Some(t.trim_start_matches("Bearer ").to_string());
+    }
+    if let Some(h) = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(t) = h
+            .strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+            .and_then(non_empty)
+    {
+        return Some(t);
+    }
+    for cookies in parts.headers.get_all(http::header::COOKIE) {
+        let Ok(cookies) = cookies.to_str() else {
+            continue;
+        };
+        for pair in cookies.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == "accessToken"
+                && let Some(t) = non_empty(v)
+            {
+                return Some(t);
+            }
+        }
+    }
+    parts.uri.query().and_then(|q| {
+        q.split('&').find_map(|pair| match pair.split_once('=') {
+            Some(("token", v)) => {
+                non_empty(&percent_encoding::percent_decode_str(v).decode_utf8_lossy())
+            }
+            _ => None,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn token_sources_in_order() {
+        let auth = serde_json::json!({"token": "a"});
+        let p = parts(
+            "/?token=d",
+            &[
+                ("authorization", "Bearer b"),
+                ("cookie", "x=1; accessToken=c"),
+            ],
+        );
+        assert_eq!(find_token(Some(&auth), &p).as_deref(), Some("a"));
+        assert_eq!(find_token(None, &p).as_deref(), Some("b"));
+        let p = parts("/?token=d", &[("cookie", "x=1; accessToken=c")]);
+        assert_eq!(find_token(None, &p).as_deref(), Some("c"));
+        let p = parts("/?EIO=4&token=d%2Ee", &[]);
+        assert_eq!(find_token(None, &p).as_deref(), Some("d.e"));
+        assert_eq!(find_token(None, &parts("/", &[])), None);
+    }
+
+    #[test]
+    fn verifies_signature_and_expiry() {
+        let v = Verifier::hs256(b"secret");
+        let t = mint_hs256(b"secret", "42", Some("Alice"), 60);
+        let id = v.verify(&t).unwrap();
+        assert_eq!((id.user_id.as_str(), id.display_name()), ("42", "Alice"));
+        assert_eq!(
+            v.verify(&mint_hs256(b"other", "42", None, 60)),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(v.verify("garbage"), Err(AuthError::Invalid));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let expired = jsonwebtoken::encode(
+            &Header::default(),
+            &serde_json::json!({"sub": 7, "exp": now - 3600}),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert_eq!(v.verify(&expired), Err(AuthError::Expired));
+    }
+}

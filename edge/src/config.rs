@@ -1,0 +1,118 @@
+//! The edge's settings: command-line flags with environment fallbacks. The
+//! README's configuration table lists them all.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::auth::Verifier;
+
+/// Settings every edge has, embedded or not.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EdgeArgs {
+    /// Address the Socket.IO and HTTP server listens on.
+    #[arg(long, env = "CONFAB_LISTEN", default_value = "0.0.0.0:3000")]
+    pub listen: String,
+    /// The contract the default namespace `/` speaks.
+    #[arg(long, env = "CONFAB_DEFAULT_CONTRACT", default_value = "raven")]
+    pub default_contract: String,
+    /// HS256 shared secret for JWTs (the embedded mode generates one if unset).
+    #[arg(long, env = "CONFAB_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM file with an RS256 or ES256 public key; replaces the shared secret.
+    #[arg(long, env = "CONFAB_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Algorithm of the public key: RS256 or ES256.
+    #[arg(long, env = "CONFAB_JWT_ALGORITHM", default_value = "RS256")]
+    pub jwt_algorithm: String,
+    /// How long a call to a service may take before the client gets an error.
+    #[arg(long, env = "CONFAB_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
+    pub request_timeout_ms: u64,
+}
+
+/// Where the services are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceUrls {
+    #[arg(
+        long,
+        env = "CONFAB_CHAT_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub chat_url: String,
+    #[arg(
+        long,
+        env = "CONFAB_PRESENCE_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub presence_url: String,
+    #[arg(
+        long,
+        env = "CONFAB_CALL_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub call_url: String,
+    #[arg(
+        long,
+        env = "CONFAB_NOTIFY_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub notify_url: String,
+}
+
+/// Everything an edge needs to start.
+#[derive(Clone)]
+pub struct EdgeConfig {
+    pub default_contract: String,
+    pub verifier: Verifier,
+    pub urls: ServiceUrls,
+    pub request_timeout: Duration,
+    /// Names this edge in logs and in its Subscribe streams.
+    pub edge_id: String,
+}
+
+impl EdgeConfig {
+    /// Builds the config from flags; `secret` is used when no public key is
+    /// configured (the embedded mode passes its generated secret).
+    pub fn from_args(
+        args: &EdgeArgs,
+        urls: ServiceUrls,
+        secret: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let verifier = match (
+            &args.jwt_public_key_file,
+            args.jwt_secret.as_deref().or(secret),
+        ) {
+            (Some(path), _) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                let alg = match args.jwt_algorithm.to_ascii_uppercase().as_str() {
+                    "RS256" => jsonwebtoken::Algorithm::RS256,
+                    "ES256" => jsonwebtoken::Algorithm::ES256,
+                    other => {
+                        anyhow::bail!("CONFAB_JWT_ALGORITHM must be RS256 or ES256, not {other}")
+                    }
+                };
+                Verifier::from_public_key_pem(&pem, alg)?
+            }
+            (None, Some(secret)) if !secret.is_empty() => Verifier::hs256(secret.as_bytes()),
+            _ => anyhow::bail!("no JWT key: set CONFAB_JWT_SECRET or CONFAB_JWT_PUBLIC_KEY_FILE"),
+        };
+        if crate::contract::by_name(&args.default_contract).is_none() {
+            anyhow::bail!(
+                "unknown default contract {:?}; known: {}",
+                args.default_contract,
+                crate::contract::ALL
+                    .iter()
+                    .map(|c| c.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Ok(Self {
+            default_contract: args.default_contract.clone(),
+            verifier,
+            urls,
+            request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+            edge_id: format!("edge-{}", std::process::id()),
+        })
+    }
+}

@@ -1,0 +1,104 @@
+//! The contract layer: how each frontend contract (seed) maps onto the
+//! canonical API.
+//!
+//! A [`Contract`] is a table: its name (also its namespace, `/<name>`), a
+//! function that attaches its client→server event handlers to a new socket,
+//! and a function that renders a canonical service event as that contract's
+//! server→client events ([`Emit`]s). Handlers translate payloads into gRPC
+//! calls and answer errors in the contract's own shape; nothing here stores
+//! business data. Adding a contract means adding a module and a line to
+//! [`ALL`].
+//!
+//! Rooms are how events find sockets: every socket joins [`user_room`] of
+//! its user on connect, and [`conversation_room`]s as its contract says.
+
+use confab_proto::v1::ChatEvent;
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::extract::{Extension, SocketRef};
+use socketioxide::handler::ConnectHandler;
+
+use crate::auth::Identity;
+
+pub mod raven;
+
+/// One frontend contract.
+pub struct Contract {
+    pub name: &'static str,
+    /// Attaches the contract's event handlers to a socket that just connected.
+    pub on_connect: fn(&SocketRef, &Identity),
+    /// Renders a canonical chat event as this contract's events.
+    pub chat_event: fn(&ChatEvent) -> Vec<Emit>,
+}
+
+/// Every contract confab speaks.
+pub const ALL: &[Contract] = &[raven::CONTRACT];
+
+pub fn by_name(name: &str) -> Option<&'static Contract> {
+    ALL.iter().find(|c| c.name == name)
+}
+
+/// One server→client event for the sockets in some rooms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emit {
+    pub rooms: Vec<String>,
+    pub except: Vec<String>,
+    pub event: &'static str,
+    pub data: Value,
+}
+
+impl Emit {
+    pub fn to(rooms: Vec<String>, event: &'static str, data: Value) -> Self {
+        Self {
+            rooms,
+            except: Vec::new(),
+            event,
+            data,
+        }
+    }
+}
+
+/// The room every socket of a user is in.
+pub fn user_room(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// The room of the sockets that joined a conversation.
+pub fn conversation_room(conversation_id: &str) -> String {
+    format!("conv:{conversation_id}")
+}
+
+/// A namespace and the contract it speaks.
+#[derive(Clone, Copy)]
+pub struct Mount {
+    pub path: &'static str,
+    pub contract: &'static Contract,
+}
+
+/// Mounts every contract on `/<name>` and the default one on `/` too; returns
+/// the mounts so events can be fanned out to each.
+pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Mount> {
+    let mut mounts: Vec<Mount> = ALL
+        .iter()
+        .map(|c| Mount {
+            path: Box::leak(format!("/{}", c.name).into_boxed_str()),
+            contract: c,
+        })
+        .collect();
+    mounts.push(Mount {
+        path: "/",
+        contract: default_contract,
+    });
+    for m in &mounts {
+        let contract = m.contract;
+        let on_connect = move |s: SocketRef, Extension(id): Extension<Identity>| async move {
+            s.join(user_room(&id.user_id));
+            metrics::counter!("confab_socket_connections_total", "contract" => contract.name)
+                .increment(1);
+            tracing::debug!(contract = contract.name, user = %id.user_id, sid = %s.id, "socket connected");
+            (contract.on_connect)(&s, &id);
+        };
+        io.ns(m.path, on_connect.with(crate::socket_auth::authenticate));
+    }
+    mounts
+}

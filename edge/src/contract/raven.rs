@@ -1,0 +1,209 @@
+//! `raven` — seed 002 (erion-raven's WebSocket events, Socket.IO 4).
+//!
+//! | seed event | direction | confab |
+//! |---|---|---|
+//! | `join_conversation {conversation_id}` | c→s | `CheckMembership`; members join the conversation room, others get `error` `JOIN_FAILED` |
+//! | `leave_conversation {conversation_id}` | c→s | leaves the room; a missing id gets `error` `LEAVE_FAILED` |
+//! | `send_message {conversation_id, text?, url?, fileName?}` | c→s | `SendMessage`; failures get `error` `SEND_MESSAGE_FAILED` |
+//! | `new_message {id, conversationId, senderId, senderName, text?, url?, fileName?, createdAt}` | s→c | every socket in the conversation room, the sender's included |
+//! | `error {code, message, details?}` | s→c | every refused request |
+//! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED` |
+//!
+//! Choices where the seed is vague:
+//! - `details` carries confab's stable code first, then the reason, e.g.
+//!   `NOT_A_MEMBER: you are not a member of conversation 7`, so a frontend
+//!   can branch on it while `code` stays the seed's.
+//! - Every send failure is `SEND_MESSAGE_FAILED` (as the seed's server
+//!   response says), a non-member's included; `details` says why.
+//! - Sending does not require having joined the room (the seed's server
+//!   checks membership, not room presence); receiving `new_message` does.
+//! - A file message stores `url`/`fileName` as one attachment and renders it
+//!   back the same way.
+//! - Ids are strings on the wire; numbers are accepted too.
+//! - Presence on connect/disconnect (the seed's "register user online") comes
+//!   with presence-service.
+
+use confab_proto::ServiceError;
+use confab_proto::v1::{
+    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, SendMessageRequest,
+    chat_event::Kind,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use socketioxide::extract::{Extension, SocketRef, State, TryData};
+
+use super::{Contract, Emit, conversation_room};
+use crate::auth::Identity;
+use crate::services::Services;
+use crate::wire::{WireId, iso};
+
+pub const CONTRACT: Contract = Contract {
+    name: "raven",
+    on_connect,
+    chat_event,
+};
+
+fn on_connect(s: &SocketRef, _: &Identity) {
+    s.on("join_conversation", join_conversation);
+    s.on("leave_conversation", leave_conversation);
+    s.on("send_message", send_message);
+}
+
+#[derive(Deserialize)]
+struct ConversationRef {
+    conversation_id: WireId,
+}
+
+#[derive(Deserialize)]
+struct SendMessage {
+    conversation_id: WireId,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default, rename = "fileName")]
+    file_name: Option<String>,
+}
+
+/// The seed's error payload: its `code`, a fixed message, and the reason.
+fn error(s: &SocketRef, code: &str, message: &str, details: String) {
+    let _ = s.emit(
+        "error",
+        &json!({ "code": code, "message": message, "details": details }),
+    );
+}
+
+fn bad_payload(e: impl std::fmt::Display) -> String {
+    format!("INVALID_ARGUMENT: {e}")
+}
+
+fn service_failure(e: &ServiceError) -> String {
+    format!("{}: {}", e.code, e.message)
+}
+
+async fn join_conversation(
+    s: SocketRef,
+    TryData(p): TryData<ConversationRef>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+) {
+    const MSG: &str = "Failed to join conversation";
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return error(&s, "JOIN_FAILED", MSG, bad_payload(e)),
+    };
+    let req = CheckMembershipRequest {
+        conversation_id: p.conversation_id.0.clone(),
+        user_id: me.user_id.clone(),
+    };
+    match svc.chat.clone().check_membership(req).await {
+        Ok(r) if r.get_ref().is_member => s.join(conversation_room(&p.conversation_id.0)),
+        Ok(_) => error(
+            &s,
+            "JOIN_FAILED",
+            MSG,
+            format!(
+                "NOT_A_MEMBER: you are not a participant of conversation {}",
+                p.conversation_id.0
+            ),
+        ),
+        Err(status) => error(
+            &s,
+            "JOIN_FAILED",
+            MSG,
+            service_failure(&ServiceError::from_status(&status)),
+        ),
+    }
+}
+
+async fn leave_conversation(s: SocketRef, TryData(p): TryData<ConversationRef>) {
+    match p {
+        Ok(p) => s.leave(conversation_room(&p.conversation_id.0)),
+        Err(e) => error(
+            &s,
+            "LEAVE_FAILED",
+            "Failed to leave conversation",
+            bad_payload(e),
+        ),
+    }
+}
+
+async fn send_message(
+    s: SocketRef,
+    TryData(p): TryData<SendMessage>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+) {
+    const MSG: &str = "Failed to send message";
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return error(&s, "SEND_MESSAGE_FAILED", MSG, bad_payload(e)),
+    };
+    let has_file = p.url.as_deref().is_some_and(|u| !u.trim().is_empty())
+        || p.file_name.as_deref().is_some_and(|f| !f.trim().is_empty());
+    let req = SendMessageRequest {
+        actor: Some(me.actor()),
+        conversation_id: p.conversation_id.0,
+        text: p.text.unwrap_or_default(),
+        attachments: if has_file {
+            vec![Attachment {
+                url: p.url.unwrap_or_default(),
+                file_name: p.file_name.unwrap_or_default(),
+                ..Default::default()
+            }]
+        } else {
+            vec![]
+        },
+        kind: if has_file {
+            "file".into()
+        } else {
+            String::new()
+        },
+        ..Default::default()
+    };
+    // Success is seen as `new_message`, which chat-service's event brings to
+    // the room, the sender included.
+    if let Err(status) = svc.chat.clone().send_message(req).await {
+        error(
+            &s,
+            "SEND_MESSAGE_FAILED",
+            MSG,
+            service_failure(&ServiceError::from_status(&status)),
+        );
+    }
+}
+
+/// The seed's `new_message` payload.
+pub fn new_message(m: &ChatMessage) -> Value {
+    let mut v = json!({
+        "id": m.id,
+        "conversationId": m.conversation_id,
+        "senderId": m.sender_id,
+        "senderName": m.sender_name,
+        "createdAt": iso(m.created_at_ms),
+    });
+    if !m.text.is_empty() {
+        v["text"] = json!(m.text);
+    }
+    if let Some(a) = m.attachments.first() {
+        if !a.url.is_empty() {
+            v["url"] = json!(a.url);
+        }
+        if !a.file_name.is_empty() {
+            v["fileName"] = json!(a.file_name);
+        }
+    }
+    v
+}
+
+fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
+    match &ev.kind {
+        Some(Kind::MessageCreated(m)) => vec![Emit::to(
+            vec![conversation_room(&m.conversation_id)],
+            "new_message",
+            new_message(m),
+        )],
+        // The seed has no events for edits, deletions, reactions or receipts.
+        _ => Vec::new(),
+    }
+}

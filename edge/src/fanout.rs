@@ -1,0 +1,133 @@
+//! From services' event streams to sockets.
+//!
+//! The edge holds one `Subscribe` stream per service. Each canonical event is
+//! rendered by every mounted contract and emitted to the rooms it names. A
+//! stream that fails or ends is reopened with exponential backoff (100 ms up
+//! to 2 s); [`StreamStatus`] tells `/readyz` which streams are up.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use confab_proto::v1::chat_service_client::ChatServiceClient;
+use confab_proto::v1::{ChatEvent, SubscribeRequest};
+use socketioxide::SocketIo;
+use tokio::task::JoinHandle;
+use tonic::Streaming;
+
+use crate::contract::{Emit, Mount};
+
+/// Which service streams are currently open.
+#[derive(Clone, Default)]
+pub struct StreamStatus(Arc<Mutex<BTreeMap<&'static str, bool>>>);
+
+impl StreamStatus {
+    fn set(&self, service: &'static str, up: bool) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(service, up);
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<&'static str, bool> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn is_up(&self, service: &str) -> bool {
+        self.snapshot().get(service).copied().unwrap_or(false)
+    }
+}
+
+/// Keeps one service's stream open for ever, handing each event to `on_event`.
+pub fn follow<E, C, F, H>(
+    service: &'static str,
+    status: StreamStatus,
+    connect: C,
+    on_event: H,
+) -> JoinHandle<()>
+where
+    E: Send + 'static,
+    C: Fn() -> F + Send + 'static,
+    F: Future<Output = Result<Streaming<E>, tonic::Status>> + Send,
+    H: Fn(E) -> futures::future::BoxFuture<'static, ()> + Send + Sync + 'static,
+{
+    status.set(service, false);
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match connect().await {
+                Ok(mut stream) => {
+                    tracing::info!(service, "event stream open");
+                    status.set(service, true);
+                    backoff = Duration::from_millis(100);
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(event)) => on_event(event).await,
+                            Ok(None) => {
+                                tracing::warn!(service, "event stream ended");
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(service, error = %e, "event stream failed");
+                                break;
+                            }
+                        }
+                    }
+                    status.set(service, false);
+                }
+                Err(e) => tracing::debug!(service, error = %e, "event stream unavailable"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    })
+}
+
+/// Emits one rendered event in one namespace.
+pub async fn emit(io: &SocketIo, path: &str, e: Emit) {
+    let Some(ns) = io.of(path) else { return };
+    if e.rooms.is_empty() {
+        return;
+    }
+    let op = ns.to(e.rooms).except(e.except);
+    if let Err(err) = op.emit(e.event, &e.data).await {
+        tracing::warn!(path, event = e.event, error = %err, "emit failed");
+    }
+}
+
+/// Follows chat-service's stream and fans its events out to every mount.
+pub fn follow_chat(
+    io: SocketIo,
+    mounts: Arc<Vec<Mount>>,
+    channel: tonic::transport::Channel,
+    edge_id: String,
+    status: StreamStatus,
+) -> JoinHandle<()> {
+    let client = ChatServiceClient::new(channel);
+    follow(
+        "chat",
+        status,
+        move || {
+            let mut client = client.clone();
+            let subscriber = edge_id.clone();
+            async move {
+                client
+                    .subscribe(SubscribeRequest { subscriber })
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        },
+        move |event: ChatEvent| {
+            let io = io.clone();
+            let mounts = mounts.clone();
+            Box::pin(async move {
+                metrics::counter!("confab_service_events_total", "service" => "chat").increment(1);
+                for m in mounts.iter() {
+                    for e in (m.contract.chat_event)(&event) {
+                        emit(&io, m.path, e).await;
+                    }
+                }
+            })
+        },
+    )
+}

@@ -1,0 +1,282 @@
+//! The REST API (bearer JWT, JSON, ids as strings) for what a frontend or a
+//! backend does outside a socket: create and list conversations, read
+//! history, post a message. A message posted here reaches sockets exactly
+//! like one sent over Socket.IO, because both go through chat-service.
+//!
+//! Errors are `{"error": {"code", "message"}}` with the code from
+//! chat-service (or `AUTHENTICATION_REQUIRED` / `INVALID_TOKEN` /
+//! `TOKEN_EXPIRED` / `INVALID_ARGUMENT` from here).
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{StatusCode, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use confab_proto::v1::{self, ConversationKind};
+use confab_proto::{ErrorCode, ServiceError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{AuthError, Identity, find_token};
+use crate::services::Services;
+use crate::wire::{WireId, iso};
+
+pub fn router() -> Router<Services> {
+    Router::new()
+        .route(
+            "/api/conversations",
+            get(list_conversations).post(create_conversation),
+        )
+        .route(
+            "/api/conversations/{id}/messages",
+            get(history).post(post_message),
+        )
+}
+
+/// A REST failure.
+pub enum ApiError {
+    Auth(AuthError),
+    Service(ServiceError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::Auth(e) => (
+                StatusCode::UNAUTHORIZED,
+                e.to_string(),
+                e.describe().to_string(),
+            ),
+            ApiError::Service(e) => {
+                let status = match e.code {
+                    ErrorCode::InvalidArgument
+                    | ErrorCode::MessageTooLong
+                    | ErrorCode::EmptyMessage => StatusCode::BAD_REQUEST,
+                    ErrorCode::ConversationNotFound
+                    | ErrorCode::MessageNotFound
+                    | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+                    ErrorCode::NotAMember | ErrorCode::NotAuthor | ErrorCode::PermissionDenied => {
+                        StatusCode::FORBIDDEN
+                    }
+                    ErrorCode::MessageGone | ErrorCode::Conflict => StatusCode::CONFLICT,
+                    ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                (status, e.code.to_string(), e.message)
+            }
+        };
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response()
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> Self {
+        ApiError::Service(ServiceError::from_status(&s))
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::Service(ServiceError::invalid(msg))
+}
+
+/// The caller, from a bearer token (or the `accessToken` cookie).
+pub struct Caller(pub Identity);
+
+impl FromRequestParts<Services> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        svc: &Services,
+    ) -> Result<Self, Self::Rejection> {
+        let token = find_token(None, parts).ok_or(ApiError::Auth(AuthError::Required))?;
+        svc.verifier
+            .verify(&token)
+            .map(Caller)
+            .map_err(ApiError::Auth)
+    }
+}
+
+/// A JSON body whose rejection is our error shape, not axum's plain text.
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<Services> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        svc: &Services,
+    ) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, svc).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(invalid(e.body_text())),
+        }
+    }
+}
+
+pub fn conversation_json(c: &v1::Conversation) -> Value {
+    json!({
+        "id": c.id,
+        "kind": if c.kind == ConversationKind::Direct as i32 { "direct" } else { "group" },
+        "name": c.name,
+        "members": c.members.iter().map(|m| json!({"userId": m.user_id, "role": m.role})).collect::<Vec<_>>(),
+        "createdBy": c.created_by,
+        "createdAt": iso(c.created_at_ms),
+        "lastMessage": c.last_message.as_ref().map(message_json),
+    })
+}
+
+pub fn message_json(m: &v1::ChatMessage) -> Value {
+    json!({
+        "id": m.id,
+        "conversationId": m.conversation_id,
+        "senderId": m.sender_id,
+        "senderName": m.sender_name,
+        "text": m.text,
+        "kind": m.kind,
+        "attachments": m.attachments.iter().map(|a| json!({"url": a.url, "fileName": a.file_name, "mimeType": a.mime_type, "size": a.size_bytes})).collect::<Vec<_>>(),
+        "replyToId": Some(&m.reply_to_id).filter(|s| !s.is_empty()),
+        "mentions": m.mentions,
+        "reactions": m.reactions.iter().map(|r| json!({"emoji": r.emoji, "userIds": r.user_ids})).collect::<Vec<_>>(),
+        "createdAt": iso(m.created_at_ms),
+        "editedAt": (m.edited_at_ms > 0).then(|| iso(m.edited_at_ms)),
+        "deleted": m.deleted,
+        "recalled": m.recalled,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateConversation {
+    members: Vec<WireId>,
+    #[serde(default)]
+    name: Option<String>,
+    /// "direct" or "group"; inferred when absent.
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+async fn create_conversation(
+    State(svc): State<Services>,
+    Caller(me): Caller,
+    Body(body): Body<CreateConversation>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let kind = match body.kind.as_deref() {
+        None => ConversationKind::Unspecified,
+        Some("direct") => ConversationKind::Direct,
+        Some("group") => ConversationKind::Group,
+        Some(other) => {
+            return Err(invalid(format!(
+                "kind must be \"direct\" or \"group\", not {other:?}"
+            )));
+        }
+    };
+    let req = v1::CreateConversationRequest {
+        actor: Some(me.actor()),
+        kind: kind as i32,
+        name: body.name.unwrap_or_default(),
+        member_ids: body.members.into_iter().map(|m| m.0).collect(),
+    };
+    let conv = svc
+        .chat
+        .clone()
+        .create_conversation(req)
+        .await?
+        .into_inner();
+    Ok((StatusCode::CREATED, Json(conversation_json(&conv))))
+}
+
+async fn list_conversations(
+    State(svc): State<Services>,
+    Caller(me): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let list = svc
+        .chat
+        .clone()
+        .list_conversations(v1::ListConversationsRequest {
+            actor: Some(me.actor()),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(Value::Array(
+        list.conversations.iter().map(conversation_json).collect(),
+    )))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    limit: Option<String>,
+}
+
+async fn history(
+    State(svc): State<Services>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(s) => s
+            .parse::<u32>()
+            .map_err(|_| invalid("limit must be a number from 1 to 100"))?,
+    };
+    let req = v1::GetHistoryRequest {
+        actor: Some(me.actor()),
+        conversation_id: id,
+        before: q.before.unwrap_or_default(),
+        limit,
+    };
+    let page = svc.chat.clone().get_history(req).await?.into_inner();
+    Ok(Json(json!({
+        "messages": page.messages.iter().map(message_json).collect::<Vec<_>>(),
+        "nextBefore": Some(page.next_before).filter(|s| !s.is_empty()),
+    })))
+}
+
+#[derive(Deserialize)]
+struct PostMessage {
+    text: String,
+    #[serde(default, rename = "clientMessageId")]
+    client_message_id: Option<String>,
+    #[serde(default, rename = "replyToId")]
+    reply_to_id: Option<WireId>,
+}
+
+async fn post_message(
+    State(svc): State<Services>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<PostMessage>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req = v1::SendMessageRequest {
+        actor: Some(me.actor()),
+        conversation_id: id,
+        text: body.text,
+        client_message_id: body.client_message_id.unwrap_or_default(),
+        reply_to_id: body.reply_to_id.map(|r| r.0).unwrap_or_default(),
+        ..Default::default()
+    };
+    let sent = svc.chat.clone().send_message(req).await?.into_inner();
+    let status = if sent.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(
+            sent.message
+                .as_ref()
+                .map(message_json)
+                .unwrap_or(Value::Null),
+        ),
+    ))
+}

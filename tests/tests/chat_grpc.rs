@@ -1,0 +1,920 @@
+//! chat-service over real gRPC: conversations, sending (validation and
+//! idempotency), edit / delete / recall, reactions and replies, read and
+//! delivered receipts, history pagination, catch-up and the `Subscribe`
+//! event stream.
+//!
+//! Each scenario is an `async fn(client)` run against a fresh chat-service
+//! twice: once over SQLite (always) and once over PostgreSQL (when
+//! `DATABASE_URL` is set; skipped with a note otherwise, a failure when
+//! `CI=true`). Every run gets its own database, and user ids carry a random
+//! suffix. Errors are checked by their stable code, read back from the status
+//! details with `ServiceError::from_status`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use confab_proto::v1::chat_service_client::ChatServiceClient;
+use confab_proto::v1::{
+    Actor, Attachment, CatchUpRequest, ChatEvent, ChatMessage, Conversation, ConversationKind,
+    CreateConversationRequest, DeleteMessageRequest, EditMessageRequest, GetConversationRequest,
+    GetHistoryRequest, GetHistoryResponse, GetMessageRequest, ListConversationsRequest,
+    MarkDeliveredRequest, MarkReadRequest, MarkReadResponse, ReactToMessageRequest,
+    RecallMessageRequest, SendMessageRequest, SendMessageResponse, SubscribeRequest,
+    chat_event::Kind,
+};
+use confab_proto::{ErrorCode, ServiceError};
+use confab_tests::db;
+use tonic::transport::Channel;
+use tonic::{Response, Status, Streaming};
+
+type Client = ChatServiceClient<Channel>;
+
+/// Generates, for every scenario, `sqlite::<name>` and `postgres::<name>`.
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::on_sqlite(super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::on_postgres(super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+scenarios!(
+    conversations,
+    send_message_rules,
+    idempotent_send,
+    edit_delete_recall,
+    reactions_and_replies,
+    read_and_delivered,
+    history_pagination,
+    catch_up,
+    subscribe_streams_events,
+);
+
+async fn on_sqlite<F, Fut>(scenario: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (url, _dir) = db::sqlite_url().await;
+    let (handle, client) = db::spawn_chat(&url).await;
+    scenario(client).await;
+    handle.shutdown().await;
+}
+
+async fn on_postgres<F, Fut>(scenario: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(url) = db::postgres_url().await else {
+        eprintln!("DATABASE_URL is not set: skipping the PostgreSQL run");
+        return;
+    };
+    let (handle, client) = db::spawn_chat(&url).await;
+    scenario(client).await;
+    handle.shutdown().await;
+    // Only a passing run cleans up: a failing one leaves its data to look at.
+    db::drop_postgres(&url).await;
+}
+
+// ---- scenarios -----------------------------------------------------------
+
+/// Group creation, find-or-create of direct conversations, listing.
+async fn conversations(mut client: Client) {
+    let (alice, bob, carol, dave) = (user("alice"), user("bob"), user("carol"), user("dave"));
+
+    let group = client
+        .create_conversation(CreateConversationRequest {
+            actor: actor(&alice),
+            kind: ConversationKind::Group as i32,
+            name: "team".into(),
+            // The actor and a repeated id are folded away.
+            member_ids: vec![bob.clone(), alice.clone(), carol.clone(), bob.clone()],
+        })
+        .await
+        .expect("create group")
+        .into_inner();
+    assert!(!group.id.is_empty());
+    assert_eq!(group.kind, ConversationKind::Group as i32);
+    assert_eq!(group.name, "team");
+    assert_eq!(group.created_by, alice);
+    assert!(group.created_at_ms > 0);
+    assert_eq!(
+        members(&group),
+        vec![
+            (alice.clone(), "owner".to_string()),
+            (bob.clone(), "member".to_string()),
+            (carol.clone(), "member".to_string()),
+        ]
+    );
+
+    // Direct conversations are found, not created twice, whoever asks.
+    let direct = create_direct(&mut client, &alice, &bob).await;
+    assert_eq!(direct.kind, ConversationKind::Direct as i32);
+    assert_ne!(direct.id, group.id);
+    assert_eq!(create_direct(&mut client, &alice, &bob).await.id, direct.id);
+    assert_eq!(create_direct(&mut client, &bob, &alice).await.id, direct.id);
+    let mut direct_members: Vec<String> = members(&direct).into_iter().map(|m| m.0).collect();
+    direct_members.sort();
+    let mut pair = vec![alice.clone(), bob.clone()];
+    pair.sort();
+    assert_eq!(direct_members, pair);
+
+    // A direct conversation has exactly one other member.
+    let err = client
+        .create_conversation(CreateConversationRequest {
+            actor: actor(&alice),
+            kind: ConversationKind::Direct as i32,
+            name: String::new(),
+            member_ids: vec![bob.clone(), carol.clone()],
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::InvalidArgument);
+
+    // Each user lists exactly the conversations they are in.
+    assert_eq!(
+        sorted(list_ids(&mut client, &alice).await),
+        sorted(vec![group.id.clone(), direct.id.clone()])
+    );
+    assert_eq!(
+        sorted(list_ids(&mut client, &bob).await),
+        sorted(vec![group.id.clone(), direct.id.clone()])
+    );
+    assert_eq!(list_ids(&mut client, &carol).await, vec![group.id.clone()]);
+    assert!(list_ids(&mut client, &dave).await.is_empty());
+
+    // Only members may look at a conversation.
+    let got = client
+        .get_conversation(GetConversationRequest {
+            actor: actor(&carol),
+            conversation_id: group.id.clone(),
+        })
+        .await
+        .expect("member gets the conversation")
+        .into_inner();
+    assert_eq!(got.id, group.id);
+    let err = client
+        .get_conversation(GetConversationRequest {
+            actor: actor(&dave),
+            conversation_id: group.id.clone(),
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::NotAMember);
+}
+
+/// Sending: what is stored, who may send, and what is refused.
+async fn send_message_rules(mut client: Client) {
+    let (alice, bob, mallory) = (user("alice"), user("bob"), user("mallory"));
+    let conv = create_group(&mut client, &alice, &[&bob]).await;
+
+    let sent = send(&mut client, &alice, &conv.id, "hello").await;
+    assert!(!sent.duplicate);
+    let msg = sent.message.expect("message");
+    assert!(!msg.id.is_empty());
+    assert_eq!(msg.conversation_id, conv.id);
+    assert_eq!(msg.sender_id, alice);
+    assert_eq!(msg.sender_name, format!("{alice} name"));
+    assert_eq!(msg.text, "hello");
+    assert_eq!(msg.kind, "text");
+    assert!(msg.created_at_ms > 0);
+    assert_eq!(msg.edited_at_ms, 0);
+    assert!(!msg.deleted && !msg.recalled);
+
+    // The conversation now shows it as its last message.
+    let listed = client
+        .list_conversations(ListConversationsRequest {
+            actor: actor(&bob),
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.conversations.len(), 1);
+    assert_eq!(
+        listed.conversations[0].last_message.as_ref().map(|m| &m.id),
+        Some(&msg.id)
+    );
+
+    let err = try_send(&mut client, &mallory, &conv.id, "let me in").await;
+    assert_eq!(code(err), ErrorCode::NotAMember);
+    let err = try_send(&mut client, &alice, "999999", "anyone?").await;
+    assert_eq!(code(err), ErrorCode::ConversationNotFound);
+    let err = try_send(&mut client, &alice, "abc", "hello").await;
+    assert_eq!(code(err), ErrorCode::InvalidArgument);
+
+    // The text limit is 10 KB, inclusive.
+    let err = try_send(&mut client, &alice, &conv.id, &"x".repeat(10 * 1024 + 1)).await;
+    assert_eq!(code(err), ErrorCode::MessageTooLong);
+    let longest = send(&mut client, &alice, &conv.id, &"x".repeat(10 * 1024)).await;
+    assert_eq!(longest.message.expect("message").text.len(), 10 * 1024);
+
+    let err = try_send(&mut client, &alice, &conv.id, "").await;
+    assert_eq!(code(err), ErrorCode::EmptyMessage);
+    let err = try_send(&mut client, &alice, &conv.id, "   ").await;
+    assert_eq!(code(err), ErrorCode::EmptyMessage);
+
+    // An attachment alone is a message.
+    let photo = Attachment {
+        url: "https://files.example/cat.png".into(),
+        file_name: "cat.png".into(),
+        mime_type: "image/png".into(),
+        size_bytes: 2048,
+    };
+    let msg = client
+        .send_message(SendMessageRequest {
+            actor: actor(&bob),
+            conversation_id: conv.id.clone(),
+            attachments: vec![photo.clone()],
+            kind: "image".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("attachment-only message")
+        .into_inner()
+        .message
+        .expect("message");
+    assert_eq!(msg.text, "");
+    assert_eq!(msg.kind, "image");
+    assert_eq!(msg.attachments, vec![photo]);
+}
+
+/// A retried send with the same client message id stores nothing new.
+async fn idempotent_send(mut client: Client) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let conv = create_group(&mut client, &alice, &[&bob]).await;
+
+    let request = SendMessageRequest {
+        actor: actor(&alice),
+        conversation_id: conv.id.clone(),
+        text: "only once".into(),
+        client_message_id: "client-1".into(),
+        ..Default::default()
+    };
+    let first = client
+        .send_message(request.clone())
+        .await
+        .expect("first send")
+        .into_inner();
+    let again = client
+        .send_message(request)
+        .await
+        .expect("retried send")
+        .into_inner();
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    let first = first.message.expect("message");
+    let again = again.message.expect("message");
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.client_message_id, "client-1");
+
+    let history = history(&mut client, &alice, &conv.id, "", 0).await;
+    assert_eq!(ids(&history.messages), vec![first.id.clone()]);
+
+    // The key belongs to its sender: another sender may use the same one.
+    let bobs = client
+        .send_message(SendMessageRequest {
+            actor: actor(&bob),
+            conversation_id: conv.id.clone(),
+            text: "mine".into(),
+            client_message_id: "client-1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("bob's send")
+        .into_inner();
+    assert!(!bobs.duplicate);
+    assert_ne!(bobs.message.expect("message").id, first.id);
+}
+
+/// Only the author edits, deletes or recalls, and only a live message.
+async fn edit_delete_recall(mut client: Client) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let conv = create_group(&mut client, &alice, &[&bob]).await;
+    let mut events = subscribe(&mut client).await;
+    let msg = send_text(&mut client, &alice, &conv.id, "helo").await;
+
+    let edited = client
+        .edit_message(EditMessageRequest {
+            actor: actor(&alice),
+            message_id: msg.id.clone(),
+            text: "hello".into(),
+        })
+        .await
+        .expect("author edits")
+        .into_inner();
+    assert_eq!(edited.id, msg.id);
+    assert_eq!(edited.text, "hello");
+    assert!(edited.edited_at_ms > 0);
+
+    // The edit is published to the members.
+    let event = next_event_where(&mut events, |k| matches!(k, Kind::MessageEdited(_))).await;
+    let Some(Kind::MessageEdited(published)) = &event.kind else {
+        unreachable!()
+    };
+    assert_eq!(published.id, msg.id);
+    assert_eq!(published.text, "hello");
+    assert_eq!(sorted(audience(&event)), sorted(vec![alice.clone(), bob.clone()]));
+
+    let err = client
+        .edit_message(EditMessageRequest {
+            actor: actor(&bob),
+            message_id: msg.id.clone(),
+            text: "hijacked".into(),
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::NotAuthor);
+    let err = client
+        .delete_message(DeleteMessageRequest {
+            actor: actor(&bob),
+            message_id: msg.id.clone(),
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::NotAuthor);
+    let err = client
+        .edit_message(EditMessageRequest {
+            actor: actor(&alice),
+            message_id: "999999".into(),
+            text: "nothing here".into(),
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::MessageNotFound);
+
+    // Delete is soft: the message stays in history, emptied.
+    let deleted = client
+        .delete_message(DeleteMessageRequest {
+            actor: actor(&alice),
+            message_id: msg.id.clone(),
+        })
+        .await
+        .expect("author deletes")
+        .into_inner();
+    assert!(deleted.deleted);
+    assert_eq!(deleted.text, "");
+    assert!(deleted.attachments.is_empty());
+    let history = history(&mut client, &bob, &conv.id, "", 0).await;
+    assert_eq!(ids(&history.messages), vec![msg.id.clone()]);
+    assert!(history.messages[0].deleted);
+    assert_eq!(history.messages[0].text, "");
+
+    let err = client
+        .edit_message(EditMessageRequest {
+            actor: actor(&alice),
+            message_id: msg.id.clone(),
+            text: "back again".into(),
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::MessageGone);
+    let err = client
+        .delete_message(DeleteMessageRequest {
+            actor: actor(&alice),
+            message_id: msg.id.clone(),
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::MessageGone);
+
+    // Recall empties a message the same way and marks it recalled.
+    let other = send_text(&mut client, &alice, &conv.id, "oops").await;
+    let recalled = client
+        .recall_message(RecallMessageRequest {
+            actor: actor(&alice),
+            message_id: other.id.clone(),
+        })
+        .await
+        .expect("author recalls")
+        .into_inner();
+    assert!(recalled.recalled);
+    assert!(!recalled.deleted);
+    assert_eq!(recalled.text, "");
+    let err = client
+        .edit_message(EditMessageRequest {
+            actor: actor(&alice),
+            message_id: other.id.clone(),
+            text: "un-oops".into(),
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::MessageGone);
+}
+
+/// Reactions are listed on the message; a reply carries what it replies to.
+async fn reactions_and_replies(mut client: Client) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let conv = create_group(&mut client, &alice, &[&bob]).await;
+    let msg = send_text(&mut client, &alice, &conv.id, "original").await;
+
+    let reacted = react(&mut client, &bob, &msg.id, "👍", false).await;
+    assert_eq!(reactors(&reacted, "👍"), vec![bob.clone()]);
+    // Reacting twice with the same emoji changes nothing.
+    let reacted = react(&mut client, &bob, &msg.id, "👍", false).await;
+    assert_eq!(reactors(&reacted, "👍"), vec![bob.clone()]);
+    let reacted = react(&mut client, &alice, &msg.id, "👍", false).await;
+    assert_eq!(reactors(&reacted, "👍"), vec![bob.clone(), alice.clone()]);
+    let reacted = react(&mut client, &bob, &msg.id, "🎉", false).await;
+    assert_eq!(reactors(&reacted, "🎉"), vec![bob.clone()]);
+    assert_eq!(reacted.reactions.len(), 2);
+
+    let reacted = react(&mut client, &bob, &msg.id, "👍", true).await;
+    assert_eq!(reactors(&reacted, "👍"), vec![alice.clone()]);
+    let reacted = react(&mut client, &bob, &msg.id, "🎉", true).await;
+    assert!(reactors(&reacted, "🎉").is_empty());
+    assert_eq!(reacted.reactions.len(), 1);
+
+    // Reading the message back shows the same reactions.
+    let got = client
+        .get_message(GetMessageRequest {
+            actor: actor(&bob),
+            message_id: msg.id.clone(),
+        })
+        .await
+        .expect("get message")
+        .into_inner();
+    assert_eq!(got.reactions, reacted.reactions);
+
+    let reply = client
+        .send_message(SendMessageRequest {
+            actor: actor(&bob),
+            conversation_id: conv.id.clone(),
+            text: "a reply".into(),
+            reply_to_id: msg.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("reply")
+        .into_inner()
+        .message
+        .expect("message");
+    assert_eq!(reply.reply_to_id, msg.id);
+    let replied = reply.reply_to.as_deref().expect("reply_to is filled in");
+    assert_eq!(replied.id, msg.id);
+    assert_eq!(replied.text, "original");
+    assert_eq!(replied.sender_id, alice);
+
+    let history = history(&mut client, &alice, &conv.id, "", 0).await;
+    let last = history.messages.last().expect("the reply");
+    assert_eq!(last.id, reply.id);
+    assert_eq!(last.reply_to.as_ref().map(|m| &m.id), Some(&msg.id));
+
+    // A reply must point at a message of the same conversation.
+    let elsewhere = create_group(&mut client, &alice, &[&bob]).await;
+    let err = client
+        .send_message(SendMessageRequest {
+            actor: actor(&bob),
+            conversation_id: elsewhere.id.clone(),
+            text: "cross-post".into(),
+            reply_to_id: msg.id.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::InvalidArgument);
+}
+
+/// Read receipts name only newly read messages of others; delivery is acked.
+async fn read_and_delivered(mut client: Client) {
+    let (alice, bob, mallory) = (user("alice"), user("bob"), user("mallory"));
+    let conv = create_group(&mut client, &alice, &[&bob]).await;
+    let a1 = send_text(&mut client, &alice, &conv.id, "a1").await;
+    let a2 = send_text(&mut client, &alice, &conv.id, "a2").await;
+    let b1 = send_text(&mut client, &bob, &conv.id, "b1").await;
+
+    // Alice reads everything: only bob's message is news to her.
+    let read = mark_read(&mut client, &alice, &conv.id, "").await;
+    assert_eq!(read.conversation_id, conv.id);
+    assert_eq!(read.message_ids, vec![b1.id.clone()]);
+    assert_eq!(read.up_to_message_id, b1.id);
+    assert!(read.read_at_ms > 0);
+    let again = mark_read(&mut client, &alice, &conv.id, "").await;
+    assert!(again.message_ids.is_empty());
+
+    // Bob reads up to a1, then the rest.
+    let read = mark_read(&mut client, &bob, &conv.id, &a1.id).await;
+    assert_eq!(read.message_ids, vec![a1.id.clone()]);
+    let read = mark_read(&mut client, &bob, &conv.id, "").await;
+    assert_eq!(read.message_ids, vec![a2.id.clone()]);
+    let again = mark_read(&mut client, &bob, &conv.id, "").await;
+    assert!(again.message_ids.is_empty());
+
+    let conv_now = client
+        .get_conversation(GetConversationRequest {
+            actor: actor(&bob),
+            conversation_id: conv.id.clone(),
+        })
+        .await
+        .expect("get conversation")
+        .into_inner();
+    let bob_member = conv_now
+        .members
+        .iter()
+        .find(|m| m.user_id == bob)
+        .expect("bob is a member");
+    assert_eq!(bob_member.last_read_message_id, b1.id);
+
+    let err = client
+        .mark_read(MarkReadRequest {
+            actor: actor(&mallory),
+            conversation_id: conv.id.clone(),
+            up_to_message_id: String::new(),
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::NotAMember);
+
+    // Delivery: acknowledged (also when repeated), announced to the sender.
+    let mut events = subscribe(&mut client).await;
+    let delivered = client
+        .mark_delivered(MarkDeliveredRequest {
+            actor: actor(&bob),
+            message_id: a1.id.clone(),
+        })
+        .await
+        .expect("mark delivered")
+        .into_inner();
+    assert_eq!(delivered.message_id, a1.id);
+    assert!(delivered.delivered_at_ms > 0);
+    let event = next_event_where(&mut events, |k| matches!(k, Kind::MessageDelivered(_))).await;
+    let Some(Kind::MessageDelivered(receipt)) = &event.kind else {
+        unreachable!()
+    };
+    assert_eq!(receipt.message_id, a1.id);
+    assert_eq!(receipt.recipient_id, bob);
+    assert_eq!(receipt.sender_id, alice);
+    assert_eq!(audience(&event), vec![alice.clone()]);
+
+    client
+        .mark_delivered(MarkDeliveredRequest {
+            actor: actor(&bob),
+            message_id: a1.id.clone(),
+        })
+        .await
+        .expect("mark delivered twice");
+    let err = client
+        .mark_delivered(MarkDeliveredRequest {
+            actor: actor(&mallory),
+            message_id: a1.id.clone(),
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::NotAMember);
+}
+
+/// History pages backwards from the newest with a `before` cursor.
+async fn history_pagination(mut client: Client) {
+    let (alice, bob, mallory) = (user("alice"), user("bob"), user("mallory"));
+    let conv = create_group(&mut client, &alice, &[&bob]).await;
+    let mut sent = Vec::new();
+    for i in 0..55 {
+        sent.push(send_text(&mut client, &alice, &conv.id, &format!("m{i}")).await.id);
+    }
+
+    // Pages of 20, oldest first within a page, newest page first.
+    let page = history(&mut client, &bob, &conv.id, "", 20).await;
+    assert_eq!(ids(&page.messages), sent[35..]);
+    assert_eq!(page.next_before, sent[35]);
+    let page = history(&mut client, &bob, &conv.id, &page.next_before, 20).await;
+    assert_eq!(ids(&page.messages), sent[15..35]);
+    assert_eq!(page.next_before, sent[15]);
+    let page = history(&mut client, &bob, &conv.id, &page.next_before, 20).await;
+    assert_eq!(ids(&page.messages), sent[..15]);
+    assert_eq!(page.next_before, "");
+
+    // Limit 0 means the default of 50.
+    let page = history(&mut client, &bob, &conv.id, "", 0).await;
+    assert_eq!(ids(&page.messages), sent[5..]);
+    assert_eq!(page.next_before, sent[5]);
+    // 100 is the most one page holds.
+    let page = history(&mut client, &bob, &conv.id, "", 100).await;
+    assert_eq!(ids(&page.messages), sent);
+    assert_eq!(page.next_before, "");
+
+    let err = try_history(&mut client, &bob, &conv.id, "", 101).await;
+    assert_eq!(code(err), ErrorCode::InvalidArgument);
+    let err = try_history(&mut client, &bob, &conv.id, "abc", 10).await;
+    assert_eq!(code(err), ErrorCode::InvalidArgument);
+    let err = try_history(&mut client, &mallory, &conv.id, "", 10).await;
+    assert_eq!(code(err), ErrorCode::NotAMember);
+}
+
+/// Catch-up: others' messages after an id, or unread ones, across conversations.
+async fn catch_up(mut client: Client) {
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let group = create_group(&mut client, &alice, &[&bob]).await;
+    let direct = create_direct(&mut client, &alice, &bob).await;
+    let a1 = send_text(&mut client, &alice, &group.id, "a1").await;
+    let a2 = send_text(&mut client, &alice, &group.id, "a2").await;
+    let b1 = send_text(&mut client, &bob, &group.id, "b1").await;
+    let a3 = send_text(&mut client, &alice, &direct.id, "a3").await;
+
+    // Everything unread, oldest first, never the reader's own messages.
+    let unread = catch_up_for(&mut client, &bob, "", 0).await;
+    assert_eq!(ids(&unread), vec![a1.id.clone(), a2.id.clone(), a3.id.clone()]);
+    let unread = catch_up_for(&mut client, &alice, "", 0).await;
+    assert_eq!(ids(&unread), vec![b1.id.clone()]);
+
+    // Reading moves the starting point of "unread".
+    mark_read(&mut client, &bob, &group.id, &a1.id).await;
+    let unread = catch_up_for(&mut client, &bob, "", 0).await;
+    assert_eq!(ids(&unread), vec![a2.id.clone(), a3.id.clone()]);
+
+    // An explicit id wins over the read markers.
+    let after = catch_up_for(&mut client, &bob, &a2.id, 0).await;
+    assert_eq!(ids(&after), vec![a3.id.clone()]);
+    let after = catch_up_for(&mut client, &bob, &a1.id, 0).await;
+    assert_eq!(ids(&after), vec![a2.id.clone(), a3.id.clone()]);
+    let limited = catch_up_for(&mut client, &bob, "", 1).await;
+    assert_eq!(ids(&limited), vec![a2.id.clone()]);
+
+    assert!(catch_up_for(&mut client, &carol, "", 0).await.is_empty());
+    let err = client
+        .catch_up(CatchUpRequest {
+            actor: actor(&bob),
+            after_message_id: "abc".into(),
+            limit: 0,
+        })
+        .await;
+    assert_eq!(code(err), ErrorCode::InvalidArgument);
+}
+
+/// `Subscribe` streams one event per change, addressed to the members.
+async fn subscribe_streams_events(mut client: Client) {
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let mut events = subscribe(&mut client).await;
+
+    let conv = create_group(&mut client, &alice, &[&bob, &carol]).await;
+    let everyone = sorted(vec![alice.clone(), bob.clone(), carol.clone()]);
+    let event = next_event(&mut events).await;
+    let Some(Kind::ConversationCreated(created)) = &event.kind else {
+        panic!("expected ConversationCreated, got {:?}", event.kind);
+    };
+    assert_eq!(created.id, conv.id);
+    assert_eq!(sorted(audience(&event)), everyone);
+
+    let msg = send_text(&mut client, &bob, &conv.id, "hi all").await;
+    let event = next_event(&mut events).await;
+    let Some(Kind::MessageCreated(published)) = &event.kind else {
+        panic!("expected MessageCreated, got {:?}", event.kind);
+    };
+    assert_eq!(published.id, msg.id);
+    assert_eq!(published.text, "hi all");
+    assert_eq!(published.sender_id, bob);
+    let audience_of = event.audience.as_ref().expect("audience");
+    assert_eq!(audience_of.conversation_id, conv.id);
+    assert_eq!(sorted(audience_of.user_ids.clone()), everyone);
+
+    // A refused request publishes nothing; the next event is the next change.
+    let _ = try_send(&mut client, &bob, &conv.id, "").await;
+    react(&mut client, &carol, &msg.id, "👍", false).await;
+    let event = next_event(&mut events).await;
+    let Some(Kind::ReactionChanged(change)) = &event.kind else {
+        panic!("expected ReactionChanged, got {:?}", event.kind);
+    };
+    assert_eq!(change.user_id, carol);
+    assert_eq!(change.emoji, "👍");
+    assert!(!change.removed);
+}
+
+// ---- helpers -------------------------------------------------------------
+
+/// A user id unique to this run.
+fn user(name: &str) -> String {
+    format!("{name}-{:08x}", rand::random::<u32>())
+}
+
+fn actor(id: &str) -> Option<Actor> {
+    Some(Actor {
+        id: id.to_string(),
+        name: format!("{id} name"),
+        avatar: String::new(),
+    })
+}
+
+/// The stable error code of a call that must have failed.
+fn code<T: std::fmt::Debug>(result: Result<Response<T>, Status>) -> ErrorCode {
+    match result {
+        Ok(response) => panic!("expected an error, got {:?}", response.into_inner()),
+        Err(status) => ServiceError::from_status(&status).code,
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn ids(messages: &[ChatMessage]) -> Vec<String> {
+    messages.iter().map(|m| m.id.clone()).collect()
+}
+
+fn members(conv: &Conversation) -> Vec<(String, String)> {
+    conv.members
+        .iter()
+        .map(|m| (m.user_id.clone(), m.role.clone()))
+        .collect()
+}
+
+fn audience(event: &ChatEvent) -> Vec<String> {
+    event.audience.as_ref().expect("audience").user_ids.clone()
+}
+
+fn reactors(msg: &ChatMessage, emoji: &str) -> Vec<String> {
+    msg.reactions
+        .iter()
+        .find(|r| r.emoji == emoji)
+        .map(|r| r.user_ids.clone())
+        .unwrap_or_default()
+}
+
+async fn create_group(client: &mut Client, owner: &str, others: &[&str]) -> Conversation {
+    client
+        .create_conversation(CreateConversationRequest {
+            actor: actor(owner),
+            kind: ConversationKind::Group as i32,
+            name: "group".into(),
+            member_ids: others.iter().map(|u| u.to_string()).collect(),
+        })
+        .await
+        .expect("create group")
+        .into_inner()
+}
+
+async fn create_direct(client: &mut Client, from: &str, to: &str) -> Conversation {
+    client
+        .create_conversation(CreateConversationRequest {
+            actor: actor(from),
+            kind: ConversationKind::Direct as i32,
+            name: String::new(),
+            member_ids: vec![to.to_string()],
+        })
+        .await
+        .expect("find or create direct conversation")
+        .into_inner()
+}
+
+async fn list_ids(client: &mut Client, user: &str) -> Vec<String> {
+    client
+        .list_conversations(ListConversationsRequest {
+            actor: actor(user),
+        })
+        .await
+        .expect("list conversations")
+        .into_inner()
+        .conversations
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+async fn try_send(
+    client: &mut Client,
+    from: &str,
+    conversation_id: &str,
+    text: &str,
+) -> Result<Response<SendMessageResponse>, Status> {
+    client
+        .send_message(SendMessageRequest {
+            actor: actor(from),
+            conversation_id: conversation_id.to_string(),
+            text: text.to_string(),
+            ..Default::default()
+        })
+        .await
+}
+
+async fn send(
+    client: &mut Client,
+    from: &str,
+    conversation_id: &str,
+    text: &str,
+) -> SendMessageResponse {
+    try_send(client, from, conversation_id, text)
+        .await
+        .expect("send message")
+        .into_inner()
+}
+
+async fn send_text(client: &mut Client, from: &str, conversation_id: &str, text: &str) -> ChatMessage {
+    send(client, from, conversation_id, text)
+        .await
+        .message
+        .expect("message")
+}
+
+async fn react(
+    client: &mut Client,
+    user: &str,
+    message_id: &str,
+    emoji: &str,
+    remove: bool,
+) -> ChatMessage {
+    client
+        .react_to_message(ReactToMessageRequest {
+            actor: actor(user),
+            message_id: message_id.to_string(),
+            emoji: emoji.to_string(),
+            remove,
+        })
+        .await
+        .expect("react")
+        .into_inner()
+}
+
+async fn mark_read(
+    client: &mut Client,
+    user: &str,
+    conversation_id: &str,
+    up_to: &str,
+) -> MarkReadResponse {
+    client
+        .mark_read(MarkReadRequest {
+            actor: actor(user),
+            conversation_id: conversation_id.to_string(),
+            up_to_message_id: up_to.to_string(),
+        })
+        .await
+        .expect("mark read")
+        .into_inner()
+}
+
+async fn try_history(
+    client: &mut Client,
+    user: &str,
+    conversation_id: &str,
+    before: &str,
+    limit: u32,
+) -> Result<Response<GetHistoryResponse>, Status> {
+    client
+        .get_history(GetHistoryRequest {
+            actor: actor(user),
+            conversation_id: conversation_id.to_string(),
+            before: before.to_string(),
+            limit,
+        })
+        .await
+}
+
+async fn history(
+    client: &mut Client,
+    user: &str,
+    conversation_id: &str,
+    before: &str,
+    limit: u32,
+) -> GetHistoryResponse {
+    try_history(client, user, conversation_id, before, limit)
+        .await
+        .expect("get history")
+        .into_inner()
+}
+
+async fn catch_up_for(client: &mut Client, user: &str, after: &str, limit: u32) -> Vec<ChatMessage> {
+    client
+        .catch_up(CatchUpRequest {
+            actor: actor(user),
+            after_message_id: after.to_string(),
+            limit,
+        })
+        .await
+        .expect("catch up")
+        .into_inner()
+        .messages
+}
+
+/// Opens a `Subscribe` stream. The server subscribes before it answers, so
+/// every change made after this returns is on the stream.
+async fn subscribe(client: &mut Client) -> Streaming<ChatEvent> {
+    client
+        .subscribe(SubscribeRequest {
+            subscriber: "chat_grpc test".into(),
+        })
+        .await
+        .expect("subscribe")
+        .into_inner()
+}
+
+/// The next event, failing the test rather than hanging if none comes.
+async fn next_event(events: &mut Streaming<ChatEvent>) -> ChatEvent {
+    tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .expect("no event within 10 s")
+        .expect("the event stream failed")
+        .expect("the event stream ended")
+}
+
+/// The next event whose kind matches, skipping others.
+async fn next_event_where(
+    events: &mut Streaming<ChatEvent>,
+    wanted: impl Fn(&Kind) -> bool,
+) -> ChatEvent {
+    loop {
+        let event = next_event(events).await;
+        if event.kind.as_ref().is_some_and(&wanted) {
+            return event;
+        }
+    }
+}
