@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use confab_proto::bus::{EventBus, EventStream, LocalBus, subscribe_stream};
-use confab_proto::server::{ServiceHandle, spawn};
+use confab_proto::server::{Closing, ServiceHandle, closing, spawn};
 use confab_proto::v1::call_service_server::{CallService, CallServiceServer};
 use confab_proto::v1::{CallEvent, SubscribeRequest};
 use tokio::net::TcpListener;
@@ -22,11 +22,12 @@ pub const SERVICE_NAME: &str = "confab.v1.CallService";
 #[derive(Clone)]
 pub struct Call {
     bus: Arc<dyn EventBus<CallEvent>>,
+    closing: Closing,
 }
 
 impl Call {
-    pub fn new(bus: Arc<dyn EventBus<CallEvent>>) -> Self {
-        Self { bus }
+    pub fn new(bus: Arc<dyn EventBus<CallEvent>>, closing: Closing) -> Self {
+        Self { bus, closing }
     }
 }
 
@@ -37,20 +38,15 @@ impl CallService for Call {
         r: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream<CallEvent>>, Status> {
         tracing::info!(subscriber = %r.get_ref().subscriber, "call subscriber connected");
-        Ok(Response::new(subscribe_stream(
-            self.bus.subscribe(),
-            "call",
-        )))
+        let stream = subscribe_stream(self.bus.subscribe(), "call", self.closing.clone());
+        Ok(Response::new(stream))
     }
 }
 
 /// Starts call-service on `listener`.
 pub async fn serve(listener: TcpListener) -> std::io::Result<ServiceHandle> {
-    let svc = Call::new(Arc::new(LocalBus::new(4096)));
-    spawn(
-        listener,
-        SERVICE_NAME,
-        tonic::service::Routes::new(CallServiceServer::new(svc)),
-    )
-    .await
+    let (closer, closing) = closing();
+    let svc = Call::new(Arc::new(LocalBus::new(4096)), closing);
+    let routes = tonic::service::Routes::new(CallServiceServer::new(svc));
+    spawn(listener, SERVICE_NAME, routes, closer).await
 }

@@ -13,7 +13,7 @@ use confab_proto::{ErrorCode, ServiceError, ids};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, SqlErr,
+    QuerySelect, Set, SqlErr, TransactionTrait,
 };
 
 use crate::entity::{conversation, delivery, member, message, reaction};
@@ -139,6 +139,9 @@ impl Chat {
             None
         };
         let now = now_ms();
+        // The conversation and its members appear together or not at all, so
+        // a concurrent find-or-create never sees a conversation without members.
+        let txn = self.db.begin().await.map_err(db_err)?;
         let inserted = conversation::ActiveModel {
             kind: Set(if kind == ConversationKind::Direct {
                 "direct"
@@ -152,15 +155,17 @@ impl Chat {
             direct_key: Set(direct_key.clone()),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await;
         let conv = match inserted {
             Ok(c) => c,
-            // Two concurrent find-or-creates of the same direct conversation.
+            // Two concurrent find-or-creates of the same direct conversation:
+            // the other one committed first.
             Err(e)
                 if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
                     && direct_key.is_some() =>
             {
+                txn.rollback().await.map_err(db_err)?;
                 let existing = conversation::Entity::find()
                     .filter(conversation::Column::DirectKey.eq(direct_key))
                     .one(&self.db)
@@ -182,9 +187,10 @@ impl Chat {
                 ..Default::default()
             });
         member::Entity::insert_many(rows)
-            .exec(&self.db)
+            .exec(&txn)
             .await
             .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
         let out = self.load_conversation(conv).await?;
         self.publish(
             out_id(&out),
@@ -578,7 +584,7 @@ impl Chat {
         let conv_id = parse_id(&req.conversation_id, "conversation_id")?;
         let up_to = ids::parse_opt(&req.up_to_message_id)
             .map_err(|_| ServiceError::invalid("up_to_message_id must be a message id"))?;
-        let (_, me) = self.require_member(conv_id, &actor.id).await?;
+        let (_, mut me) = self.require_member(conv_id, &actor.id).await?;
         let newest = match up_to {
             Some(id) => {
                 let m = self.find_message(id).await?;
@@ -594,23 +600,36 @@ impl Chat {
         };
         let read_at = now_ms();
         let mut newly = Vec::new();
-        if newest > me.last_read_message_id {
-            newly = message::Entity::find()
-                .filter(message::Column::ConversationId.eq(conv_id))
-                .filter(message::Column::Id.gt(me.last_read_message_id))
-                .filter(message::Column::Id.lte(newest))
-                .filter(message::Column::SenderId.ne(actor.id.clone()))
-                .order_by_asc(message::Column::Id)
-                .all(&self.db)
-                .await
-                .map_err(db_err)?;
-            member::Entity::update_many()
+        // Compare-and-set on the read marker: of two concurrent calls, only
+        // the one that moved the marker reports (and publishes) what it read.
+        for _ in 0..5 {
+            let from = me.last_read_message_id;
+            if newest <= from {
+                break;
+            }
+            let moved = member::Entity::update_many()
                 .col_expr(member::Column::LastReadMessageId, Expr::value(newest))
                 .filter(member::Column::Id.eq(me.id))
-                .filter(member::Column::LastReadMessageId.lt(newest))
+                .filter(member::Column::LastReadMessageId.eq(from))
                 .exec(&self.db)
                 .await
-                .map_err(db_err)?;
+                .map_err(db_err)?
+                .rows_affected;
+            if moved == 1 {
+                newly = message::Entity::find()
+                    .filter(message::Column::ConversationId.eq(conv_id))
+                    .filter(message::Column::Id.gt(from))
+                    .filter(message::Column::Id.lte(newest))
+                    .filter(message::Column::SenderId.ne(actor.id.clone()))
+                    .order_by_asc(message::Column::Id)
+                    .all(&self.db)
+                    .await
+                    .map_err(db_err)?;
+                break;
+            }
+            me = self.find_member(conv_id, &actor.id).await?.ok_or_else(|| {
+                ServiceError::new(ErrorCode::NotAMember, "you left the conversation")
+            })?;
         }
         let message_ids: Vec<String> = newly.iter().map(|m| m.id.to_string()).collect();
         let mut sender_ids: Vec<String> = newly.iter().map(|m| m.sender_id.clone()).collect();

@@ -3,6 +3,7 @@
 //! stable code in the details.
 
 use confab_proto::bus::{EventStream, subscribe_stream};
+use confab_proto::server::Closing;
 use confab_proto::v1::chat_service_server::ChatService;
 use confab_proto::v1::*;
 use tonic::{Request, Response, Status};
@@ -11,11 +12,12 @@ use crate::chat::Chat;
 
 pub struct ChatGrpc {
     chat: Chat,
+    closing: Closing,
 }
 
 impl ChatGrpc {
-    pub fn new(chat: Chat) -> Self {
-        Self { chat }
+    pub fn new(chat: Chat, closing: Closing) -> Self {
+        Self { chat, closing }
     }
 }
 
@@ -130,6 +132,7 @@ impl ChatService for ChatGrpc {
         Ok(Response::new(subscribe_stream(
             self.chat.subscribe(),
             "chat",
+            self.closing.clone(),
         )))
     }
 }

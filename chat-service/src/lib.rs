@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_proto::bus::LocalBus;
-use confab_proto::server::{ServiceHandle, spawn};
+use confab_proto::server::{ServiceHandle, closing, spawn};
 use confab_proto::v1::chat_service_server::ChatServiceServer;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
@@ -46,6 +46,8 @@ pub async fn serve(
     db: DatabaseConnection,
 ) -> std::io::Result<ServiceHandle> {
     let chat = Chat::new(db, Arc::new(LocalBus::new(4096)));
-    let routes = tonic::service::Routes::new(ChatServiceServer::new(grpc::ChatGrpc::new(chat)));
-    spawn(listener, SERVICE_NAME, routes).await
+    let (closer, closing) = closing();
+    let routes =
+        tonic::service::Routes::new(ChatServiceServer::new(grpc::ChatGrpc::new(chat, closing)));
+    spawn(listener, SERVICE_NAME, routes, closer).await
 }

@@ -18,23 +18,41 @@ use tonic::Streaming;
 
 use crate::contract::{Emit, Mount};
 
-/// Which service streams are currently open.
+/// Which service streams are currently open, and how many times each has
+/// been (re)opened.
 #[derive(Clone, Default)]
-pub struct StreamStatus(Arc<Mutex<BTreeMap<&'static str, bool>>>);
+pub struct StreamStatus(Arc<Mutex<BTreeMap<&'static str, (bool, u64)>>>);
 
 impl StreamStatus {
     fn set(&self, service: &'static str, up: bool) {
         if let Ok(mut m) = self.0.lock() {
-            m.insert(service, up);
+            let entry = m.entry(service).or_insert((false, 0));
+            if up {
+                entry.1 += 1;
+            }
+            entry.0 = up;
         }
     }
 
+    /// Service name → whether its stream is open.
     pub fn snapshot(&self) -> BTreeMap<&'static str, bool> {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (*k, v.0)).collect())
+            .unwrap_or_default()
     }
 
     pub fn is_up(&self, service: &str) -> bool {
         self.snapshot().get(service).copied().unwrap_or(false)
+    }
+
+    /// How many times the stream of `service` has been opened.
+    pub fn opened(&self, service: &str) -> u64 {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(service).map(|v| v.1))
+            .unwrap_or(0)
     }
 }
 

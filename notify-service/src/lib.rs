@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use confab_proto::bus::{EventBus, EventStream, LocalBus, subscribe_stream};
-use confab_proto::server::{ServiceHandle, spawn};
+use confab_proto::server::{Closing, ServiceHandle, closing, spawn};
 use confab_proto::v1::notify_service_server::{NotifyService, NotifyServiceServer};
 use confab_proto::v1::{NotifyEvent, SubscribeRequest};
 use tokio::net::TcpListener;
@@ -22,11 +22,12 @@ pub const SERVICE_NAME: &str = "confab.v1.NotifyService";
 #[derive(Clone)]
 pub struct Notify {
     bus: Arc<dyn EventBus<NotifyEvent>>,
+    closing: Closing,
 }
 
 impl Notify {
-    pub fn new(bus: Arc<dyn EventBus<NotifyEvent>>) -> Self {
-        Self { bus }
+    pub fn new(bus: Arc<dyn EventBus<NotifyEvent>>, closing: Closing) -> Self {
+        Self { bus, closing }
     }
 }
 
@@ -37,20 +38,15 @@ impl NotifyService for Notify {
         r: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream<NotifyEvent>>, Status> {
         tracing::info!(subscriber = %r.get_ref().subscriber, "notify subscriber connected");
-        Ok(Response::new(subscribe_stream(
-            self.bus.subscribe(),
-            "notify",
-        )))
+        let stream = subscribe_stream(self.bus.subscribe(), "notify", self.closing.clone());
+        Ok(Response::new(stream))
     }
 }
 
 /// Starts notify-service on `listener`.
 pub async fn serve(listener: TcpListener) -> std::io::Result<ServiceHandle> {
-    let svc = Notify::new(Arc::new(LocalBus::new(4096)));
-    spawn(
-        listener,
-        SERVICE_NAME,
-        tonic::service::Routes::new(NotifyServiceServer::new(svc)),
-    )
-    .await
+    let (closer, closing) = closing();
+    let svc = Notify::new(Arc::new(LocalBus::new(4096)), closing);
+    let routes = tonic::service::Routes::new(NotifyServiceServer::new(svc));
+    spawn(listener, SERVICE_NAME, routes, closer).await
 }

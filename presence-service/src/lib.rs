@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use confab_proto::bus::{EventBus, EventStream, LocalBus, subscribe_stream};
-use confab_proto::server::{ServiceHandle, spawn};
+use confab_proto::server::{Closing, ServiceHandle, closing, spawn};
 use confab_proto::v1::presence_service_server::{PresenceService, PresenceServiceServer};
 use confab_proto::v1::{PresenceEvent, SubscribeRequest};
 use tokio::net::TcpListener;
@@ -22,11 +22,12 @@ pub const SERVICE_NAME: &str = "confab.v1.PresenceService";
 #[derive(Clone)]
 pub struct Presence {
     bus: Arc<dyn EventBus<PresenceEvent>>,
+    closing: Closing,
 }
 
 impl Presence {
-    pub fn new(bus: Arc<dyn EventBus<PresenceEvent>>) -> Self {
-        Self { bus }
+    pub fn new(bus: Arc<dyn EventBus<PresenceEvent>>, closing: Closing) -> Self {
+        Self { bus, closing }
     }
 }
 
@@ -37,20 +38,15 @@ impl PresenceService for Presence {
         r: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream<PresenceEvent>>, Status> {
         tracing::info!(subscriber = %r.get_ref().subscriber, "presence subscriber connected");
-        Ok(Response::new(subscribe_stream(
-            self.bus.subscribe(),
-            "presence",
-        )))
+        let stream = subscribe_stream(self.bus.subscribe(), "presence", self.closing.clone());
+        Ok(Response::new(stream))
     }
 }
 
 /// Starts presence-service on `listener`.
 pub async fn serve(listener: TcpListener) -> std::io::Result<ServiceHandle> {
-    let svc = Presence::new(Arc::new(LocalBus::new(4096)));
-    spawn(
-        listener,
-        SERVICE_NAME,
-        tonic::service::Routes::new(PresenceServiceServer::new(svc)),
-    )
-    .await
+    let (closer, closing) = closing();
+    let svc = Presence::new(Arc::new(LocalBus::new(4096)), closing);
+    let routes = tonic::service::Routes::new(PresenceServiceServer::new(svc));
+    spawn(listener, SERVICE_NAME, routes, closer).await
 }

@@ -12,6 +12,8 @@ use futures::Stream;
 use tokio::sync::broadcast;
 use tokio_stream::{StreamExt, wrappers::BroadcastStream};
 
+use crate::server::Closing;
+
 /// Publish events; open independent subscriptions to them.
 pub trait EventBus<E: Clone + Send + 'static>: Send + Sync + 'static {
     fn publish(&self, event: E);
@@ -46,13 +48,16 @@ impl<E: Clone + Send + Sync + 'static> EventBus<E> for LocalBus<E> {
 /// The stream type a `Subscribe` RPC returns.
 pub type EventStream<E> = Pin<Box<dyn Stream<Item = Result<E, tonic::Status>> + Send>>;
 
-/// Turns a subscription into a `Subscribe` response stream. A subscriber that
-/// lagged skips what it missed (logged) rather than being cut off.
+/// Turns a subscription into a `Subscribe` response stream that ends when the
+/// service starts shutting down. A subscriber that lagged skips what it
+/// missed (logged) rather than being cut off.
 pub fn subscribe_stream<E: Clone + Send + 'static>(
     rx: broadcast::Receiver<E>,
     service: &'static str,
+    closing: Closing,
 ) -> EventStream<E> {
-    Box::pin(BroadcastStream::new(rx).filter_map(move |item| match item {
+    let stream = futures::StreamExt::take_until(BroadcastStream::new(rx), closing.closed());
+    Box::pin(stream.filter_map(move |item| match item {
         Ok(event) => Some(Ok(event)),
         Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
             tracing::warn!(service, skipped = n, "subscriber lagged; events skipped");

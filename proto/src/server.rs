@@ -9,16 +9,37 @@
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
+/// Tells a service that it is shutting down: its `Subscribe` streams end
+/// (so subscribers reconnect elsewhere) instead of holding the server open.
+#[derive(Clone)]
+pub struct Closing(watch::Receiver<bool>);
+
+impl Closing {
+    /// Resolves once shutdown has begun.
+    pub async fn closed(mut self) {
+        let _ = self.0.wait_for(|closing| *closing).await;
+    }
+}
+
+/// The sending half of [`Closing`], held by the [`ServiceHandle`].
+pub struct Closer(watch::Sender<bool>);
+
+/// A new shutdown signal for one service.
+pub fn closing() -> (Closer, Closing) {
+    let (tx, rx) = watch::channel(false);
+    (Closer(tx), Closing(rx))
+}
+
 /// A running gRPC server.
 pub struct ServiceHandle {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    closer: Closer,
     join: JoinHandle<()>,
 }
 
@@ -28,12 +49,17 @@ impl ServiceHandle {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting calls, lets in-flight ones finish, and waits.
+    /// Ends the `Subscribe` streams, stops accepting calls, lets in-flight
+    /// ones finish (at most 5 s), and waits.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        let _ = self.closer.0.send(true);
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.join)
+            .await
+            .is_err()
+        {
+            tracing::warn!(addr = %self.addr, "gRPC server did not drain within 5 s; aborting");
+            self.join.abort();
         }
-        let _ = (&mut self.join).await;
     }
 
     /// Waits until the server stops by itself (it only does on error).
@@ -45,10 +71,12 @@ impl ServiceHandle {
 /// Serves `routes` (one confab service) with health and reflection on
 /// `listener`. `service_name` is the fully-qualified gRPC name, e.g.
 /// `confab.v1.ChatService`, reported as SERVING by the health service.
+/// `closer` is the other half of the [`Closing`] the service's streams watch.
 pub async fn spawn(
     listener: TcpListener,
     service_name: &'static str,
     routes: Routes,
+    closer: Closer,
 ) -> std::io::Result<ServiceHandle> {
     let addr = listener.local_addr()?;
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -64,14 +92,12 @@ pub async fn spawn(
         .build_v1()
         .map_err(std::io::Error::other)?;
     let routes = routes.add_service(health).add_service(reflection);
-    let (stop, stopped) = oneshot::channel::<()>();
+    let stopped = Closing(closer.0.subscribe());
     let join = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = stopped.await;
-            })
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped.closed())
             .await;
         match result {
             Ok(()) => tracing::info!(service_name, "gRPC server stopped"),
@@ -79,11 +105,7 @@ pub async fn spawn(
         }
     });
     tracing::info!(service_name, %addr, "gRPC server listening");
-    Ok(ServiceHandle {
-        addr,
-        stop: Some(stop),
-        join,
-    })
+    Ok(ServiceHandle { addr, closer, join })
 }
 
 /// Installs the `tracing` subscriber every confab binary uses: `RUST_LOG`

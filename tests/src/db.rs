@@ -7,7 +7,9 @@
 
 use confab_proto::server::ServiceHandle;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
-use sea_orm::{ConnectionTrait, Database};
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
@@ -18,6 +20,19 @@ pub async fn sqlite_url() -> (String, tempfile::TempDir) {
     let path = dir.path().join("chat.db");
     let url = format!("sqlite://{}?mode=rwc", path.display());
     (url, dir)
+}
+
+/// Whether PostgreSQL runs are configured (`DATABASE_URL` set).
+///
+/// # Panics
+///
+/// When `CI=true` and `DATABASE_URL` is unset: CI requires the PostgreSQL path.
+pub fn postgres_url_configured() -> bool {
+    let set = std::env::var("DATABASE_URL").is_ok_and(|u| !u.trim().is_empty());
+    if !set && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but DATABASE_URL is unset: the PostgreSQL tests need a server");
+    }
+    set
 }
 
 /// A fresh, empty PostgreSQL database on the server `DATABASE_URL` names,
@@ -42,7 +57,7 @@ pub async fn postgres_url() -> Option<String> {
         }
     };
     let name = format!("confab_test_{:016x}", rand::random::<u64>());
-    let admin = Database::connect(admin_url.as_str())
+    let admin = connect_admin(&admin_url)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL: {e}"));
     admin
@@ -67,7 +82,7 @@ pub async fn drop_postgres(url: &str) {
         return;
     }
     let result = async {
-        let admin = Database::connect(admin_url.as_str()).await?;
+        let admin = connect_admin(&admin_url).await?;
         admin
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await?;
@@ -95,6 +110,15 @@ pub async fn spawn_chat(url: &str) -> (ServiceHandle, ChatServiceClient<Channel>
         .await
         .expect("connect to chat-service");
     (handle, client)
+}
+
+/// One short-lived connection to the server's maintenance database.
+async fn connect_admin(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.max_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    Database::connect(opts).await
 }
 
 /// `url` with its database name replaced by `name` (query string kept).
@@ -133,7 +157,10 @@ mod tests {
             with_database("postgresql://u:p@h/db?sslmode=disable", "x"),
             "postgresql://u:p@h/x?sslmode=disable"
         );
-        assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+        assert_eq!(
+            with_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
         assert_eq!(database_name("postgres://u@h/x?a=b"), Some("x"));
         assert_eq!(database_name("postgres://u@h"), None);
     }

@@ -133,6 +133,22 @@ async fn conversations(mut client: Client) {
     pair.sort();
     assert_eq!(direct_members, pair);
 
+    // Racing find-or-creates of one pair still make one conversation.
+    let (erin, frank) = (user("erin"), user("frank"));
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let mut client = client.clone();
+        let (from, to) = if i % 2 == 0 {
+            (erin.clone(), frank.clone())
+        } else {
+            (frank.clone(), erin.clone())
+        };
+        racers.spawn(async move { create_direct(&mut client, &from, &to).await.id });
+    }
+    let raced = racers.join_all().await;
+    assert!(raced.iter().all(|id| *id == raced[0]), "{raced:?}");
+    assert_eq!(list_ids(&mut client, &erin).await, vec![raced[0].clone()]);
+
     // A direct conversation has exactly one other member.
     let err = client
         .create_conversation(CreateConversationRequest {
@@ -195,9 +211,7 @@ async fn send_message_rules(mut client: Client) {
 
     // The conversation now shows it as its last message.
     let listed = client
-        .list_conversations(ListConversationsRequest {
-            actor: actor(&bob),
-        })
+        .list_conversations(ListConversationsRequest { actor: actor(&bob) })
         .await
         .expect("list")
         .into_inner();
@@ -279,8 +293,39 @@ async fn idempotent_send(mut client: Client) {
     assert_eq!(again.id, first.id);
     assert_eq!(again.client_message_id, "client-1");
 
-    let history = history(&mut client, &alice, &conv.id, "", 0).await;
-    assert_eq!(ids(&history.messages), vec![first.id.clone()]);
+    let stored = history(&mut client, &alice, &conv.id, "", 0).await;
+    assert_eq!(ids(&stored.messages), vec![first.id.clone()]);
+
+    // Concurrent retries race to insert; exactly one of them stores it.
+    let mut retries = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let mut client = client.clone();
+        let request = SendMessageRequest {
+            actor: actor(&alice),
+            conversation_id: conv.id.clone(),
+            text: "raced".into(),
+            client_message_id: "client-2".into(),
+            ..Default::default()
+        };
+        retries.spawn(async move { client.send_message(request).await });
+    }
+    let results: Vec<SendMessageResponse> = retries
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.expect("concurrent retry").into_inner())
+        .collect();
+    assert_eq!(results.iter().filter(|r| !r.duplicate).count(), 1);
+    let raced: Vec<String> = results
+        .into_iter()
+        .map(|r| r.message.expect("message").id)
+        .collect();
+    assert!(raced.iter().all(|id| *id == raced[0]), "{raced:?}");
+    let stored = history(&mut client, &alice, &conv.id, "", 0).await;
+    assert_eq!(
+        ids(&stored.messages),
+        vec![first.id.clone(), raced[0].clone()]
+    );
 
     // The key belongs to its sender: another sender may use the same one.
     let bobs = client
@@ -325,7 +370,10 @@ async fn edit_delete_recall(mut client: Client) {
     };
     assert_eq!(published.id, msg.id);
     assert_eq!(published.text, "hello");
-    assert_eq!(sorted(audience(&event)), sorted(vec![alice.clone(), bob.clone()]));
+    assert_eq!(
+        sorted(audience(&event)),
+        sorted(vec![alice.clone(), bob.clone()])
+    );
 
     let err = client
         .edit_message(EditMessageRequest {
@@ -571,7 +619,11 @@ async fn history_pagination(mut client: Client) {
     let conv = create_group(&mut client, &alice, &[&bob]).await;
     let mut sent = Vec::new();
     for i in 0..55 {
-        sent.push(send_text(&mut client, &alice, &conv.id, &format!("m{i}")).await.id);
+        sent.push(
+            send_text(&mut client, &alice, &conv.id, &format!("m{i}"))
+                .await
+                .id,
+        );
     }
 
     // Pages of 20, oldest first within a page, newest page first.
@@ -614,7 +666,10 @@ async fn catch_up(mut client: Client) {
 
     // Everything unread, oldest first, never the reader's own messages.
     let unread = catch_up_for(&mut client, &bob, "", 0).await;
-    assert_eq!(ids(&unread), vec![a1.id.clone(), a2.id.clone(), a3.id.clone()]);
+    assert_eq!(
+        ids(&unread),
+        vec![a1.id.clone(), a2.id.clone(), a3.id.clone()]
+    );
     let unread = catch_up_for(&mut client, &alice, "", 0).await;
     assert_eq!(ids(&unread), vec![b1.id.clone()]);
 
@@ -759,9 +814,7 @@ async fn create_direct(client: &mut Client, from: &str, to: &str) -> Conversatio
 
 async fn list_ids(client: &mut Client, user: &str) -> Vec<String> {
     client
-        .list_conversations(ListConversationsRequest {
-            actor: actor(user),
-        })
+        .list_conversations(ListConversationsRequest { actor: actor(user) })
         .await
         .expect("list conversations")
         .into_inner()
@@ -799,7 +852,12 @@ async fn send(
         .into_inner()
 }
 
-async fn send_text(client: &mut Client, from: &str, conversation_id: &str, text: &str) -> ChatMessage {
+async fn send_text(
+    client: &mut Client,
+    from: &str,
+    conversation_id: &str,
+    text: &str,
+) -> ChatMessage {
     send(client, from, conversation_id, text)
         .await
         .message
@@ -872,7 +930,12 @@ async fn history(
         .into_inner()
 }
 
-async fn catch_up_for(client: &mut Client, user: &str, after: &str, limit: u32) -> Vec<ChatMessage> {
+async fn catch_up_for(
+    client: &mut Client,
+    user: &str,
+    after: &str,
+    limit: u32,
+) -> Vec<ChatMessage> {
     client
         .catch_up(CatchUpRequest {
             actor: actor(user),

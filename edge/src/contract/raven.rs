@@ -20,6 +20,9 @@
 //! - A file message stores `url`/`fileName` as one attachment and renders it
 //!   back the same way.
 //! - Ids are strings on the wire; numbers are accepted too.
+//! - The seed's events have no acks; when a client passes one anyway it gets
+//!   `{success: true, data}` or `{success: false, error}` (a confab addition,
+//!   invisible to the seed's frontends, handy to know a join has happened).
 //! - Presence on connect/disconnect (the seed's "register user online") comes
 //!   with presence-service.
 
@@ -30,7 +33,7 @@ use confab_proto::v1::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
 use super::{Contract, Emit, conversation_room};
 use crate::auth::Identity;
@@ -66,19 +69,31 @@ struct SendMessage {
 }
 
 /// The seed's error payload: its `code`, a fixed message, and the reason.
-fn error(s: &SocketRef, code: &str, message: &str, details: String) {
-    let _ = s.emit(
-        "error",
-        &json!({ "code": code, "message": message, "details": details }),
-    );
+fn error_payload(code: &str, message: &str, details: String) -> Value {
+    json!({ "code": code, "message": message, "details": details })
 }
 
 fn bad_payload(e: impl std::fmt::Display) -> String {
     format!("INVALID_ARGUMENT: {e}")
 }
 
-fn service_failure(e: &ServiceError) -> String {
+fn service_failure(status: &tonic::Status) -> String {
+    let e = ServiceError::from_status(status);
     format!("{}: {}", e.code, e.message)
+}
+
+/// Answers a request. A failure is emitted as the seed's `error` event; when
+/// the client passed an ack (a confab addition the seed's frontends can
+/// ignore) it also gets `{success: true, data}` or `{success: false, error}`.
+fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, Value>) {
+    let reply = match result {
+        Ok(data) => json!({ "success": true, "data": data }),
+        Err(error) => {
+            let _ = s.emit("error", &error);
+            json!({ "success": false, "error": error })
+        }
+    };
+    let _ = ack.send(&reply);
 }
 
 async fn join_conversation(
@@ -86,46 +101,54 @@ async fn join_conversation(
     TryData(p): TryData<ConversationRef>,
     State(svc): State<Services>,
     Extension(me): Extension<Identity>,
+    ack: AckSender,
 ) {
-    const MSG: &str = "Failed to join conversation";
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return error(&s, "JOIN_FAILED", MSG, bad_payload(e)),
-    };
-    let req = CheckMembershipRequest {
-        conversation_id: p.conversation_id.0.clone(),
-        user_id: me.user_id.clone(),
-    };
-    match svc.chat.clone().check_membership(req).await {
-        Ok(r) if r.get_ref().is_member => s.join(conversation_room(&p.conversation_id.0)),
-        Ok(_) => error(
-            &s,
+    let fail = |details| {
+        Err(error_payload(
             "JOIN_FAILED",
-            MSG,
-            format!(
-                "NOT_A_MEMBER: you are not a participant of conversation {}",
-                p.conversation_id.0
-            ),
-        ),
-        Err(status) => error(
-            &s,
-            "JOIN_FAILED",
-            MSG,
-            service_failure(&ServiceError::from_status(&status)),
-        ),
-    }
+            "Failed to join conversation",
+            details,
+        ))
+    };
+    let result = match p {
+        Err(e) => fail(bad_payload(e)),
+        Ok(ConversationRef {
+            conversation_id: WireId(id),
+        }) => {
+            let req = CheckMembershipRequest {
+                conversation_id: id.clone(),
+                user_id: me.user_id.clone(),
+            };
+            match svc.chat.clone().check_membership(req).await {
+                Ok(r) if r.get_ref().is_member => {
+                    s.join(conversation_room(&id));
+                    Ok(json!({ "conversationId": id }))
+                }
+                Ok(_) => fail(format!(
+                    "NOT_A_MEMBER: you are not a participant of conversation {id}"
+                )),
+                Err(status) => fail(service_failure(&status)),
+            }
+        }
+    };
+    answer(&s, ack, result);
 }
 
-async fn leave_conversation(s: SocketRef, TryData(p): TryData<ConversationRef>) {
-    match p {
-        Ok(p) => s.leave(conversation_room(&p.conversation_id.0)),
-        Err(e) => error(
-            &s,
+async fn leave_conversation(s: SocketRef, TryData(p): TryData<ConversationRef>, ack: AckSender) {
+    let result = match p {
+        Ok(ConversationRef {
+            conversation_id: WireId(id),
+        }) => {
+            s.leave(conversation_room(&id));
+            Ok(json!({ "conversationId": id }))
+        }
+        Err(e) => Err(error_payload(
             "LEAVE_FAILED",
             "Failed to leave conversation",
             bad_payload(e),
-        ),
-    }
+        )),
+    };
+    answer(&s, ack, result);
 }
 
 async fn send_message(
@@ -133,11 +156,18 @@ async fn send_message(
     TryData(p): TryData<SendMessage>,
     State(svc): State<Services>,
     Extension(me): Extension<Identity>,
+    ack: AckSender,
 ) {
-    const MSG: &str = "Failed to send message";
+    let fail = |details| {
+        Err(error_payload(
+            "SEND_MESSAGE_FAILED",
+            "Failed to send message",
+            details,
+        ))
+    };
     let p = match p {
         Ok(p) => p,
-        Err(e) => return error(&s, "SEND_MESSAGE_FAILED", MSG, bad_payload(e)),
+        Err(e) => return answer(&s, ack, fail(bad_payload(e))),
     };
     let has_file = p.url.as_deref().is_some_and(|u| !u.trim().is_empty())
         || p.file_name.as_deref().is_some_and(|f| !f.trim().is_empty());
@@ -163,14 +193,16 @@ async fn send_message(
     };
     // Success is seen as `new_message`, which chat-service's event brings to
     // the room, the sender included.
-    if let Err(status) = svc.chat.clone().send_message(req).await {
-        error(
-            &s,
-            "SEND_MESSAGE_FAILED",
-            MSG,
-            service_failure(&ServiceError::from_status(&status)),
-        );
-    }
+    let result = match svc.chat.clone().send_message(req).await {
+        Ok(r) => Ok(r
+            .into_inner()
+            .message
+            .as_ref()
+            .map(new_message)
+            .unwrap_or_default()),
+        Err(status) => fail(service_failure(&status)),
+    };
+    answer(&s, ack, result);
 }
 
 /// The seed's `new_message` payload.

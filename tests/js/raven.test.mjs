@@ -1,0 +1,248 @@
+// The `raven` contract (seed 002) with the official socket.io-client: every
+// event and error code of the seed, two users in one conversation, refusals,
+// both transports, the default namespace, and chat-service restarting under
+// a running edge.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { closeAll, connect, control, conversation, next, ready, refused, rest, silence, token, uid } from './confab.mjs';
+
+after(closeAll);
+
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+/** Two users, each connected, in one conversation both have joined. */
+async function pair(options = {}) {
+  const [a, b] = [uid('alice'), uid('bob')];
+  const [ta, tb] = [token(a, { name: 'Alice' }), token(b, { name: 'Bob' })];
+  const id = await conversation(ta, [b]);
+  const sa = await connect('/raven', { auth: { token: ta }, ...options });
+  const sb = await connect('/raven', { auth: { token: tb }, ...options });
+  for (const s of [sa, sb]) {
+    const ack = await s.emitWithAck('join_conversation', { conversation_id: id });
+    assert.equal(ack.success, true, JSON.stringify(ack));
+  }
+  return { a, b, ta, tb, id, sa, sb };
+}
+
+describe('authentication', () => {
+  test('no token: connect_error AUTHENTICATION_REQUIRED', async () => {
+    const err = await refused('/raven', { transports: ['websocket'] });
+    assert.equal(err.message, 'AUTHENTICATION_REQUIRED');
+  });
+
+  test('a token signed with another secret: INVALID_TOKEN', async () => {
+    const err = await refused('/raven', { auth: { token: token('x', { secret: 'not-the-secret' }) } });
+    assert.equal(err.message, 'INVALID_TOKEN');
+  });
+
+  test('garbage token: INVALID_TOKEN', async () => {
+    const err = await refused('/raven', { auth: { token: 'abc.def' } });
+    assert.equal(err.message, 'INVALID_TOKEN');
+  });
+
+  test('expired token: TOKEN_EXPIRED', async () => {
+    const err = await refused('/raven', { auth: { token: token('x', { expiresIn: -3600 }) } });
+    assert.equal(err.message, 'TOKEN_EXPIRED');
+  });
+
+  test('token from the Authorization header, the accessToken cookie and the query', async () => {
+    const t = token(uid());
+    await connect('/raven', { extraHeaders: { Authorization: `Bearer ${t}` } });
+    await connect('/raven', { extraHeaders: { Cookie: `theme=dark; accessToken=${t}` } });
+    await connect('/raven', { query: { token: t } });
+    await connect('/raven', { transports: ['websocket'], query: { token: t } });
+  });
+});
+
+describe('transports and namespaces', () => {
+  test('websocket only, as the seed configures it', async () => {
+    const { sa, sb, id } = await pair({ transports: ['websocket'] });
+    assert.equal(sa.io.engine.transport.name, 'websocket');
+    sa.emit('send_message', { conversation_id: id, text: 'over websocket' });
+    assert.equal((await next(sb, 'new_message')).text, 'over websocket');
+  });
+
+  test('default transports: polling first, then upgrade to websocket', async () => {
+    const { sa, sb, id } = await pair();
+    const engine = sa.io.engine;
+    if (engine.transport.name !== 'websocket') await new Promise((r) => engine.once('upgrade', r));
+    assert.equal(engine.transport.name, 'websocket');
+    sa.emit('send_message', { conversation_id: id, text: 'after upgrade' });
+    assert.equal((await next(sb, 'new_message')).text, 'after upgrade');
+  });
+
+  test('the default namespace / speaks raven', async () => {
+    const [a, b] = [uid(), uid()];
+    const id = await conversation(token(a), [b]);
+    const sa = await connect('/', { auth: { token: token(a) } });
+    const sb = await connect('/raven', { auth: { token: token(b) } });
+    await sa.emitWithAck('join_conversation', { conversation_id: id });
+    await sb.emitWithAck('join_conversation', { conversation_id: id });
+    sa.emit('send_message', { conversation_id: id, text: 'from /' });
+    const [ma, mb] = await Promise.all([next(sa, 'new_message'), next(sb, 'new_message')]);
+    assert.equal(ma.text, 'from /');
+    assert.deepEqual(ma, mb);
+  });
+});
+
+describe('messaging', () => {
+  test('two clients: new_message reaches the room, the sender included, in the seed shape', async () => {
+    const { a, sa, sb, id } = await pair();
+    sa.emit('send_message', { conversation_id: id, text: 'Hello, everyone!' });
+    const [ma, mb] = await Promise.all([next(sa, 'new_message'), next(sb, 'new_message')]);
+    assert.deepEqual(ma, mb);
+    assert.equal(typeof mb.id, 'string');
+    assert.equal(mb.conversationId, id);
+    assert.equal(mb.senderId, a);
+    assert.equal(mb.senderName, 'Alice');
+    assert.equal(mb.text, 'Hello, everyone!');
+    assert.match(mb.createdAt, ISO);
+    assert.equal(mb.url, undefined);
+  });
+
+  test('a file message carries url and fileName', async () => {
+    const { sa, sb, id } = await pair();
+    sa.emit('send_message', { conversation_id: id, url: 'https://cdn.example.com/files/document.pdf', fileName: 'document.pdf' });
+    const m = await next(sb, 'new_message');
+    assert.equal(m.url, 'https://cdn.example.com/files/document.pdf');
+    assert.equal(m.fileName, 'document.pdf');
+    assert.equal(m.text, undefined);
+  });
+
+  test('a numeric conversation_id is accepted', async () => {
+    const { sa, sb, id } = await pair();
+    sa.emit('send_message', { conversation_id: Number(id), text: 'numeric id' });
+    assert.equal((await next(sb, 'new_message')).text, 'numeric id');
+  });
+
+  test('leave_conversation stops new_message for that socket', async () => {
+    const { sa, sb, id } = await pair();
+    const ack = await sb.emitWithAck('leave_conversation', { conversation_id: id });
+    assert.equal(ack.success, true);
+    sa.emit('send_message', { conversation_id: id, text: 'after leave' });
+    await next(sa, 'new_message');
+    await silence(sb, 'new_message', 400);
+  });
+
+  test('a message posted over REST reaches sockets like a socket send', async () => {
+    const { ta, sb, id } = await pair();
+    const { status, body } = await rest('POST', `/api/conversations/${id}/messages`, ta, { text: 'via REST' });
+    assert.equal(status, 201);
+    const m = await next(sb, 'new_message');
+    assert.equal(m.id, body.id);
+    assert.equal(m.text, 'via REST');
+    const history = await rest('GET', `/api/conversations/${id}/messages?limit=10`, ta);
+    assert.equal(history.status, 200);
+    assert.deepEqual(history.body.messages.map((x) => x.text), ['via REST']);
+  });
+});
+
+describe('errors', () => {
+  test("a non-member's join is refused with JOIN_FAILED and they hear nothing", async () => {
+    const { sa, id } = await pair();
+    const eve = await connect('/raven', { auth: { token: token(uid('eve')) } });
+    eve.emit('join_conversation', { conversation_id: id });
+    const err = await next(eve, 'error');
+    assert.equal(err.code, 'JOIN_FAILED');
+    assert.equal(err.message, 'Failed to join conversation');
+    assert.match(err.details, /^NOT_A_MEMBER/);
+    sa.emit('send_message', { conversation_id: id, text: 'members only' });
+    await next(sa, 'new_message');
+    await silence(eve, 'new_message', 400);
+    assert.equal(eve.connected, true);
+  });
+
+  test('join: unknown conversation, missing or malformed id', async () => {
+    const s = await connect('/raven', { auth: { token: token(uid()) } });
+    s.emit('join_conversation', { conversation_id: '999999999' });
+    let err = await next(s, 'error');
+    assert.equal(err.code, 'JOIN_FAILED');
+    assert.match(err.details, /^CONVERSATION_NOT_FOUND/);
+    s.emit('join_conversation', {});
+    err = await next(s, 'error');
+    assert.equal(err.code, 'JOIN_FAILED');
+    assert.match(err.details, /^INVALID_ARGUMENT/);
+    s.emit('join_conversation', { conversation_id: '507f1f77bcf86cd799439011' });
+    err = await next(s, 'error');
+    assert.equal(err.code, 'JOIN_FAILED');
+    assert.match(err.details, /^INVALID_ARGUMENT/);
+    s.emit('join_conversation');
+    assert.equal((await next(s, 'error')).code, 'JOIN_FAILED');
+    assert.equal(s.connected, true);
+  });
+
+  test('leave without conversation_id: LEAVE_FAILED', async () => {
+    const s = await connect('/raven', { auth: { token: token(uid()) } });
+    s.emit('leave_conversation', { conversation: 'x' });
+    const err = await next(s, 'error');
+    assert.equal(err.code, 'LEAVE_FAILED');
+    assert.equal(err.message, 'Failed to leave conversation');
+  });
+
+  test('send: every refusal is SEND_MESSAGE_FAILED, nothing is stored, the socket stays up', async () => {
+    const { ta, sa, id } = await pair();
+    const cases = [
+      [{ text: 'no conversation' }, /^INVALID_ARGUMENT/],
+      [{ conversation_id: id }, /^EMPTY_MESSAGE/],
+      [{ conversation_id: id, text: '   ' }, /^EMPTY_MESSAGE/],
+      [{ conversation_id: id, text: 42 }, /^INVALID_ARGUMENT/],
+      [{ conversation_id: id, text: 'x'.repeat(10 * 1024 + 1) }, /^MESSAGE_TOO_LONG/],
+      [{ conversation_id: '999999999', text: 'nowhere' }, /^CONVERSATION_NOT_FOUND/],
+    ];
+    for (const [payload, details] of cases) {
+      sa.emit('send_message', payload);
+      const err = await next(sa, 'error');
+      assert.equal(err.code, 'SEND_MESSAGE_FAILED', JSON.stringify(payload).slice(0, 80));
+      assert.equal(err.message, 'Failed to send message');
+      assert.match(err.details, details);
+    }
+    assert.equal(sa.connected, true);
+    const history = await rest('GET', `/api/conversations/${id}/messages`, ta);
+    assert.equal(history.body.messages.length, 0);
+    sa.emit('send_message', { conversation_id: id, text: 'x'.repeat(10 * 1024) });
+    assert.equal((await next(sa, 'new_message')).text.length, 10 * 1024);
+  });
+
+  test("a non-member's send is refused with NOT_A_MEMBER in details", async () => {
+    const { id } = await pair();
+    const eve = await connect('/raven', { auth: { token: token(uid('eve')) } });
+    eve.emit('send_message', { conversation_id: id, text: 'let me in' });
+    const err = await next(eve, 'error');
+    assert.equal(err.code, 'SEND_MESSAGE_FAILED');
+    assert.match(err.details, /^NOT_A_MEMBER/);
+  });
+
+  test('REST refusals carry stable codes', async () => {
+    const { id } = await pair();
+    let r = await rest('GET', '/api/conversations');
+    assert.equal(r.status, 401);
+    assert.equal(r.body.error.code, 'AUTHENTICATION_REQUIRED');
+    r = await rest('GET', `/api/conversations/${id}/messages`, token(uid('eve')));
+    assert.equal(r.status, 403);
+    assert.equal(r.body.error.code, 'NOT_A_MEMBER');
+    r = await rest('POST', '/api/conversations', token(uid()), { name: 'no members field' });
+    assert.equal(r.status, 400);
+    assert.equal(r.body.error.code, 'INVALID_ARGUMENT');
+  });
+});
+
+describe('chat-service restarts under a running edge', { skip: !process.env.CONFAB_CONTROL_URL }, () => {
+  test('while it is down, sends get an error (no hang); afterwards messages flow again', async () => {
+    const { sa, sb, id } = await pair();
+    await control('stop');
+    try {
+      sa.emit('send_message', { conversation_id: id, text: 'into the void' });
+      const err = await next(sa, 'error', 8000);
+      assert.equal(err.code, 'SEND_MESSAGE_FAILED');
+      assert.match(err.details, /^UNAVAILABLE/);
+      assert.equal(sa.connected, true);
+    } finally {
+      await control('start');
+    }
+    await ready();
+    sa.emit('send_message', { conversation_id: id, text: 'back again' });
+    const [ma, mb] = await Promise.all([next(sa, 'new_message', 5000), next(sb, 'new_message', 5000)]);
+    assert.equal(ma.text, 'back again');
+    assert.equal(mb.text, 'back again');
+  });
+});

@@ -1,0 +1,289 @@
+//! [`spawn_app`] boots the whole system on random loopback ports and returns
+//! a [`TestApp`]: the edge's URL, the JWT secret, and control over
+//! chat-service (stop it, start it again on the same port) for tests of what
+//! clients see when a service goes away and comes back.
+//!
+//! [`TestApp::run_js`] runs one of the `tests/js/*.test.mjs` suites with the
+//! official `socket.io-client` against the running system. The suite reaches
+//! chat-service's controls through a small HTTP server
+//! (`POST {CONFAB_CONTROL_URL}/chat/stop` and `/chat/start`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use confab_edge::EdgeHandle;
+use confab_edge::config::{EdgeArgs, EdgeConfig, ServiceUrls};
+use confab_edge::fanout::StreamStatus;
+use confab_proto::server::ServiceHandle;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+/// The running system.
+pub struct TestApp {
+    /// The edge, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    pub jwt_secret: String,
+    pub edge: EdgeHandle,
+    chat: Arc<ChatSlot>,
+    others: Vec<ServiceHandle>,
+    control_url: String,
+    _dir: tempfile::TempDir,
+}
+
+/// chat-service, which tests may stop and start again on the same address.
+struct ChatSlot {
+    addr: SocketAddr,
+    db_url: String,
+    running: Mutex<Option<ServiceHandle>>,
+}
+
+impl ChatSlot {
+    async fn stop(&self) {
+        if let Some(h) = self.running.lock().await.take() {
+            h.shutdown().await;
+        }
+    }
+
+    async fn start(&self) {
+        let mut running = self.running.lock().await;
+        if running.is_some() {
+            return;
+        }
+        let db = confab_chat::connect(&self.db_url)
+            .await
+            .expect("reconnect chat database");
+        // The old listener is closed; the port may take a moment to be free.
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("rebinding chat-service on {}: {e}", self.addr),
+            }
+        };
+        *running = Some(
+            confab_chat::serve(listener, db)
+                .await
+                .expect("restart chat-service"),
+        );
+    }
+}
+
+/// Which database chat-service uses in a test.
+pub enum Db {
+    Sqlite,
+    /// A fresh database on the `DATABASE_URL` server.
+    Postgres,
+}
+
+/// Boots the system over SQLite.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Db::Sqlite, "raven").await
+}
+
+/// Boots the system with the given database and default contract.
+pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_url = match db {
+        Db::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("chat.db").display()),
+        Db::Postgres => crate::db::postgres_url()
+            .await
+            .expect("DATABASE_URL is required for a PostgreSQL app"),
+    };
+    let chat_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind chat");
+    let chat = Arc::new(ChatSlot {
+        addr: chat_listener.local_addr().unwrap(),
+        db_url: db_url.clone(),
+        running: Mutex::new(None),
+    });
+    {
+        let db = confab_chat::connect(&db_url).await.expect("chat database");
+        *chat.running.lock().await = Some(
+            confab_chat::serve(chat_listener, db)
+                .await
+                .expect("chat-service"),
+        );
+    }
+    let loopback = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
+    let presence = confab_presence::serve(loopback().await)
+        .await
+        .expect("presence-service");
+    let call = confab_call::serve(loopback().await)
+        .await
+        .expect("call-service");
+    let notify = confab_notify::serve(loopback().await)
+        .await
+        .expect("notify-service");
+
+    let jwt_secret = format!("test-secret-{}", rand::random::<u64>());
+    let args = EdgeArgs {
+        listen: "127.0.0.1:0".into(),
+        default_contract: default_contract.into(),
+        jwt_secret: Some(jwt_secret.clone()),
+        jwt_public_key_file: None,
+        jwt_algorithm: "RS256".into(),
+        request_timeout_ms: 3000,
+    };
+    let urls = ServiceUrls {
+        chat_url: format!("http://{}", chat.addr),
+        presence_url: presence.url(),
+        call_url: call.url(),
+        notify_url: notify.url(),
+    };
+    let cfg = EdgeConfig::from_args(&args, urls, None).expect("edge config");
+    let edge = confab_edge::start(cfg, loopback().await)
+        .await
+        .expect("edge");
+    let control_url = spawn_control(chat.clone(), edge.streams.clone()).await;
+    let app = TestApp {
+        url: edge.url(),
+        jwt_secret,
+        edge,
+        chat,
+        others: vec![presence, call, notify],
+        control_url,
+        _dir: dir,
+    };
+    app.wait_ready().await;
+    app
+}
+
+async fn spawn_control(chat: Arc<ChatSlot>, streams: StreamStatus) -> String {
+    type Ctl = (Arc<ChatSlot>, StreamStatus);
+    async fn stop(State((chat, _)): State<Ctl>) -> &'static str {
+        chat.stop().await;
+        "stopped"
+    }
+    /// Starts chat-service and returns once the edge follows it again.
+    async fn start(State((chat, streams)): State<Ctl>) -> &'static str {
+        let before = streams.opened("chat");
+        chat.start().await;
+        for _ in 0..200 {
+            if streams.opened("chat") > before && streams.is_up("chat") {
+                return "started";
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        "started, but the edge has not reconnected within 10 s"
+    }
+    let app = Router::new()
+        .route("/chat/stop", post(stop))
+        .route("/chat/start", post(start))
+        .with_state((chat, streams));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind control");
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+impl TestApp {
+    /// A token for `sub` signed with this app's secret.
+    pub fn token(&self, sub: &str, name: &str) -> String {
+        confab_edge::auth::mint_hs256(self.jwt_secret.as_bytes(), sub, Some(name), 3600)
+    }
+
+    /// Waits (up to 10 s) until `/readyz` says the chat stream is open.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/readyz", self.url)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the edge did not become ready within 10 s");
+    }
+
+    pub async fn stop_chat(&self) {
+        self.chat.stop().await;
+    }
+
+    pub async fn start_chat(&self) {
+        self.chat.start().await;
+    }
+
+    /// Runs `tests/js/<suite>` with node's test runner and fails the calling
+    /// test if any of its tests fail. The suite reads `CONFAB_URL`,
+    /// `CONFAB_JWT_SECRET` and `CONFAB_CONTROL_URL`.
+    pub async fn run_js(&self, suite: &str) {
+        run_js_suite(
+            suite,
+            &self.url,
+            &self.jwt_secret,
+            Some(&self.control_url),
+            None,
+        )
+        .await;
+    }
+
+    pub async fn shutdown(self) {
+        self.edge.shutdown().await;
+        self.chat.stop().await;
+        for h in self.others {
+            h.shutdown().await;
+        }
+    }
+}
+
+/// `tests/js`, where the JavaScript suites and their `node_modules` live.
+pub fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// Runs a JavaScript suite against an edge at `url`; `name_pattern` limits it
+/// to the tests whose names match.
+pub async fn run_js_suite(
+    suite: &str,
+    url: &str,
+    secret: &str,
+    control_url: Option<&str>,
+    name_pattern: Option<&str>,
+) {
+    let dir = js_dir();
+    assert!(
+        dir.join("node_modules/socket.io-client").exists(),
+        "socket.io-client is not installed: run `npm ci --prefix tests/js` (the test command does)"
+    );
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.current_dir(&dir)
+        .arg("--test")
+        .arg("--test-reporter=spec");
+    if let Some(p) = name_pattern {
+        cmd.arg(format!("--test-name-pattern={p}"));
+    }
+    cmd.arg(suite)
+        .env("CONFAB_URL", url)
+        .env("CONFAB_JWT_SECRET", secret)
+        .env("CONFAB_CONTROL_URL", control_url.unwrap_or(""))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("the JavaScript suite ran for more than 5 minutes")
+        .expect("node could not be started: is Node.js installed?");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success(),
+        "JavaScript suite {suite} failed:\n{stdout}\n{stderr}"
+    );
+}
