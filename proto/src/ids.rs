@@ -14,12 +14,17 @@ pub fn parse(s: &str) -> Option<i64> {
     s.parse::<i64>().ok().filter(|v| (1..=MAX_ID).contains(v))
 }
 
+/// A string that should have been an id and is not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid id: {0:?}")]
+pub struct InvalidId(pub String);
+
 /// Parses an optional id: "" is `Ok(None)`, anything else must be valid.
-pub fn parse_opt(s: &str) -> Result<Option<i64>, ()> {
+pub fn parse_opt(s: &str) -> Result<Option<i64>, InvalidId> {
     if s.is_empty() {
         Ok(None)
     } else {
-        parse(s).map(Some).ok_or(())
+        parse(s).map(Some).ok_or_else(|| InvalidId(s.to_string()))
     }
 }
 
@@ -37,6 +42,6 @@ mod tests {
         assert_eq!(parse("abc"), None);
         assert_eq!(parse(""), None);
         assert_eq!(parse_opt(""), Ok(None));
-        assert_eq!(parse_opt("x"), Err(()));
+        assert_eq!(parse_opt("x"), Err(InvalidId("x".into())));
     }
 }
