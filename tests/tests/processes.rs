@@ -20,12 +20,20 @@ fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (the test command does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (the test command does)",
+        path.display()
+    );
     path
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn(name: &str, env: &[(&str, String)]) -> Child {
@@ -39,20 +47,29 @@ fn spawn(name: &str, env: &[(&str, String)]) -> Child {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"))
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"))
 }
 
 /// Polls `/readyz` until it answers `want` (true: 200, false: 503).
 async fn readyz_becomes(url: &str, want: bool) {
     let client = reqwest::Client::new();
     for _ in 0..300 {
-        let ok = client.get(format!("{url}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+        let ok = client
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false);
         if ok == want {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{url}/readyz did not become {} within 15 s", if want { "ready" } else { "not ready" });
+    panic!(
+        "{url}/readyz did not become {} within 15 s",
+        if want { "ready" } else { "not ready" }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
