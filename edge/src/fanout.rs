@@ -32,6 +32,11 @@ impl StreamStatus {
             }
             entry.0 = up;
         }
+        metrics::gauge!("confab_event_stream_up", "service" => service).set(if up {
+            1.0
+        } else {
+            0.0
+        });
     }
 
     /// Service name → whether its stream is open.

@@ -210,6 +210,21 @@ impl TestApp {
         panic!("the edge did not become ready within 10 s");
     }
 
+    /// Every service's gRPC URL with its health-check name.
+    pub fn service_urls(&self) -> Vec<(String, &'static str)> {
+        let names = [
+            confab_presence::SERVICE_NAME,
+            confab_call::SERVICE_NAME,
+            confab_notify::SERVICE_NAME,
+        ];
+        let mut out = vec![(
+            format!("http://{}", self.chat.addr),
+            confab_chat::SERVICE_NAME,
+        )];
+        out.extend(self.others.iter().map(|h| h.url()).zip(names));
+        out
+    }
+
     pub async fn stop_chat(&self) {
         self.chat.stop().await;
     }
