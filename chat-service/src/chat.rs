@@ -76,12 +76,17 @@ impl Chat {
         self.bus.subscribe()
     }
 
-    fn publish(&self, conversation_id: i64, members: Vec<String>, kind: Kind) {
+    fn publish(&self, conv: &conversation::Model, members: Vec<String>, kind: Kind) {
         self.bus.publish(ChatEvent {
             audience: Some(Audience {
                 user_ids: members,
-                conversation_id: conversation_id.to_string(),
+                conversation_id: conv.id.to_string(),
                 ..Default::default()
+            }),
+            conversation: Some(v1::ConversationInfo {
+                id: conv.id.to_string(),
+                kind: kind_of(conv) as i32,
+                name: conv.name.clone(),
             }),
             kind: Some(kind),
         });
@@ -191,9 +196,9 @@ impl Chat {
             .await
             .map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
-        let out = self.load_conversation(conv).await?;
+        let out = self.load_conversation(conv.clone()).await?;
         self.publish(
-            out_id(&out),
+            &conv,
             member_ids(&out),
             Kind::ConversationCreated(out.clone()),
         );
@@ -285,10 +290,10 @@ impl Chat {
             .await
             .map_err(db_err)?;
         }
-        let out = self.load_conversation(conv).await?;
+        let out = self.load_conversation(conv.clone()).await?;
         if !added.is_empty() {
             self.publish(
-                id,
+                &conv,
                 member_ids(&out),
                 Kind::MembersChanged(v1::MembersChange {
                     conversation: Some(out.clone()),
@@ -324,10 +329,10 @@ impl Chat {
             .exec(&self.db)
             .await
             .map_err(db_err)?;
-        let out = self.load_conversation(conv).await?;
+        let out = self.load_conversation(conv.clone()).await?;
         // The removed user hears of it too.
         self.publish(
-            id,
+            &conv,
             before,
             Kind::MembersChanged(v1::MembersChange {
                 conversation: Some(out.clone()),
@@ -386,7 +391,7 @@ impl Chat {
         }
         let reply_to_id = ids::parse_opt(&req.reply_to_id)
             .map_err(|_| ServiceError::invalid("reply_to_id must be a message id"))?;
-        let (_, _) = self.require_member(conv_id, &actor.id).await?;
+        let (conv, _) = self.require_member(conv_id, &actor.id).await?;
         let client_id = Some(req.client_message_id.trim().to_string()).filter(|s| !s.is_empty());
         if let Some(cid) = &client_id
             && let Some(existing) = self.find_by_client_id(conv_id, &actor.id, cid).await?
@@ -408,6 +413,7 @@ impl Chat {
             conversation_id: Set(conv_id),
             sender_id: Set(actor.id.clone()),
             sender_name: Set(actor.name.clone()),
+            sender_username: Set(actor.username.clone()),
             sender_avatar: Set(actor.avatar.clone()),
             text: Set(req.text.clone()),
             attachments: Set(to_json(
@@ -449,7 +455,7 @@ impl Chat {
         };
         let msg = self.render(row).await?;
         let members = self.member_ids_of(conv_id).await?;
-        self.publish(conv_id, members, Kind::MessageCreated(msg.clone()));
+        self.publish(&conv, members, Kind::MessageCreated(msg.clone()));
         Ok(v1::SendMessageResponse {
             message: Some(msg),
             duplicate: false,
@@ -465,18 +471,17 @@ impl Chat {
                 "the new text is empty",
             ));
         }
-        let row = self
+        let (conv, row) = self
             .authored_live_message(&req.message_id, &actor.id)
             .await?;
-        let conv_id = row.conversation_id;
         let mut am: message::ActiveModel = row.into();
         am.text = Set(req.text);
         am.edited_at = Set(Some(now_ms()));
         let row = am.update(&self.db).await.map_err(db_err)?;
         let msg = self.render(row).await?;
         self.publish(
-            conv_id,
-            self.member_ids_of(conv_id).await?,
+            &conv,
+            self.member_ids_of(conv.id).await?,
             Kind::MessageEdited(msg.clone()),
         );
         Ok(msg)
@@ -484,10 +489,9 @@ impl Chat {
 
     pub async fn delete_message(&self, req: v1::DeleteMessageRequest) -> Result<v1::ChatMessage> {
         let actor = actor(&req.actor)?;
-        let row = self
+        let (conv, row) = self
             .authored_live_message(&req.message_id, &actor.id)
             .await?;
-        let conv_id = row.conversation_id;
         let mut am: message::ActiveModel = row.into();
         am.deleted = Set(true);
         am.text = Set(String::new());
@@ -496,8 +500,8 @@ impl Chat {
             .render(am.update(&self.db).await.map_err(db_err)?)
             .await?;
         self.publish(
-            conv_id,
-            self.member_ids_of(conv_id).await?,
+            &conv,
+            self.member_ids_of(conv.id).await?,
             Kind::MessageDeleted(msg.clone()),
         );
         Ok(msg)
@@ -505,10 +509,9 @@ impl Chat {
 
     pub async fn recall_message(&self, req: v1::RecallMessageRequest) -> Result<v1::ChatMessage> {
         let actor = actor(&req.actor)?;
-        let row = self
+        let (conv, row) = self
             .authored_live_message(&req.message_id, &actor.id)
             .await?;
-        let conv_id = row.conversation_id;
         let mut am: message::ActiveModel = row.into();
         am.recalled = Set(true);
         am.text = Set(String::new());
@@ -517,8 +520,8 @@ impl Chat {
             .render(am.update(&self.db).await.map_err(db_err)?)
             .await?;
         self.publish(
-            conv_id,
-            self.member_ids_of(conv_id).await?,
+            &conv,
+            self.member_ids_of(conv.id).await?,
             Kind::MessageRecalled(msg.clone()),
         );
         Ok(msg)
@@ -532,7 +535,7 @@ impl Chat {
         }
         let id = parse_id(&req.message_id, "message_id")?;
         let row = self.find_message(id).await?;
-        self.require_member(row.conversation_id, &actor.id).await?;
+        let (conv, _) = self.require_member(row.conversation_id, &actor.id).await?;
         if row.deleted || row.recalled {
             return Err(ServiceError::new(
                 ErrorCode::MessageGone,
@@ -564,16 +567,17 @@ impl Chat {
                 Err(e) => return Err(db_err(e)),
             }
         }
-        let conv_id = row.conversation_id;
         let msg = self.render(row).await?;
         self.publish(
-            conv_id,
-            self.member_ids_of(conv_id).await?,
+            &conv,
+            self.member_ids_of(conv.id).await?,
             Kind::ReactionChanged(v1::ReactionChange {
                 message: Some(msg.clone()),
                 user_id: actor.id.clone(),
                 emoji,
                 removed: req.remove,
+                user_name: actor.name.clone(),
+                at_ms: now_ms(),
             }),
         );
         Ok(msg)
@@ -584,7 +588,7 @@ impl Chat {
         let conv_id = parse_id(&req.conversation_id, "conversation_id")?;
         let up_to = ids::parse_opt(&req.up_to_message_id)
             .map_err(|_| ServiceError::invalid("up_to_message_id must be a message id"))?;
-        let (_, mut me) = self.require_member(conv_id, &actor.id).await?;
+        let (conv, mut me) = self.require_member(conv_id, &actor.id).await?;
         let newest = match up_to {
             Some(id) => {
                 let m = self.find_message(id).await?;
@@ -642,7 +646,7 @@ impl Chat {
         };
         if !message_ids.is_empty() {
             self.publish(
-                conv_id,
+                &conv,
                 self.member_ids_of(conv_id).await?,
                 Kind::MessagesRead(v1::ReadReceipt {
                     conversation_id: conv_id.to_string(),
@@ -651,6 +655,14 @@ impl Chat {
                     up_to_message_id: up_to_message_id.clone(),
                     read_at_ms: read_at,
                     sender_ids,
+                    messages: newly
+                        .iter()
+                        .map(|m| v1::ReadMessage {
+                            message_id: m.id.to_string(),
+                            sender_id: m.sender_id.clone(),
+                            client_message_id: m.client_message_id.clone().unwrap_or_default(),
+                        })
+                        .collect(),
                 }),
             );
         }
@@ -669,7 +681,7 @@ impl Chat {
         let actor = actor(&req.actor)?;
         let id = parse_id(&req.message_id, "message_id")?;
         let row = self.find_message(id).await?;
-        self.require_member(row.conversation_id, &actor.id).await?;
+        let (conv, _) = self.require_member(row.conversation_id, &actor.id).await?;
         let now = now_ms();
         if row.sender_id == actor.id {
             return Ok(v1::MarkDeliveredResponse {
@@ -687,7 +699,7 @@ impl Chat {
         .await;
         match res {
             Ok(_) => self.publish(
-                row.conversation_id,
+                &conv,
                 vec![row.sender_id.clone()],
                 Kind::MessageDelivered(v1::DeliveryReceipt {
                     conversation_id: row.conversation_id.to_string(),
@@ -695,6 +707,8 @@ impl Chat {
                     recipient_id: actor.id.clone(),
                     sender_id: row.sender_id.clone(),
                     delivered_at_ms: now,
+                    client_message_id: row.client_message_id.clone().unwrap_or_default(),
+                    offline: req.offline,
                 }),
             ),
             // Already recorded: acknowledge again without a second event.
@@ -855,9 +869,13 @@ impl Chat {
     }
 
     /// A message the actor wrote and that is neither deleted nor recalled.
-    async fn authored_live_message(&self, id: &str, actor_id: &str) -> Result<message::Model> {
+    async fn authored_live_message(
+        &self,
+        id: &str,
+        actor_id: &str,
+    ) -> Result<(conversation::Model, message::Model)> {
         let row = self.find_message(parse_id(id, "message_id")?).await?;
-        self.require_member(row.conversation_id, actor_id).await?;
+        let (conv, _) = self.require_member(row.conversation_id, actor_id).await?;
         if row.sender_id != actor_id {
             return Err(ServiceError::new(
                 ErrorCode::NotAuthor,
@@ -870,7 +888,7 @@ impl Chat {
                 "the message was already deleted or recalled",
             ));
         }
-        Ok(row)
+        Ok((conv, row))
     }
 
     async fn member_ids_of(&self, conv_id: i64) -> Result<Vec<String>> {
@@ -950,7 +968,7 @@ impl Chat {
     /// message each replies to, in two queries whatever the number of rows.
     async fn render_many(&self, rows: Vec<message::Model>) -> Result<Vec<v1::ChatMessage>> {
         let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
-        let mut reactions: HashMap<i64, BTreeMap<String, Vec<String>>> = HashMap::new();
+        let mut reactions: HashMap<i64, BTreeMap<String, Vec<(String, i64)>>> = HashMap::new();
         if !ids.is_empty() {
             for r in reaction::Entity::find()
                 .filter(reaction::Column::MessageId.is_in(ids))
@@ -964,7 +982,7 @@ impl Chat {
                     .or_default()
                     .entry(r.emoji)
                     .or_default()
-                    .push(r.user_id);
+                    .push((r.user_id, r.created_at));
             }
         }
         let reply_ids: Vec<i64> = rows.iter().filter_map(|m| m.reply_to_id).collect();
@@ -987,7 +1005,14 @@ impl Chat {
                     .remove(&row.id)
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|(emoji, user_ids)| v1::Reaction { emoji, user_ids })
+                    .map(|(emoji, who)| {
+                        let (user_ids, reacted_at_ms) = who.into_iter().unzip();
+                        v1::Reaction {
+                            emoji,
+                            user_ids,
+                            reacted_at_ms,
+                        }
+                    })
                     .collect();
                 let mut msg = base_message(row, rs);
                 msg.reply_to = reply_to.map(Box::new);
@@ -997,8 +1022,12 @@ impl Chat {
     }
 }
 
-fn out_id(c: &v1::Conversation) -> i64 {
-    c.id.parse().unwrap_or_default()
+fn kind_of(c: &conversation::Model) -> ConversationKind {
+    if c.kind == "direct" {
+        ConversationKind::Direct
+    } else {
+        ConversationKind::Group
+    }
 }
 
 fn member_ids(c: &v1::Conversation) -> Vec<String> {
@@ -1052,6 +1081,7 @@ fn base_message(row: message::Model, reactions: Vec<v1::Reaction>) -> v1::ChatMe
         conversation_id: row.conversation_id.to_string(),
         sender_id: row.sender_id,
         sender_name: row.sender_name,
+        sender_username: row.sender_username,
         sender_avatar: row.sender_avatar,
         text: row.text,
         attachments: attachments

@@ -58,6 +58,7 @@ impl Identity {
             id: self.user_id.clone(),
             name: self.display_name().to_string(),
             avatar: self.avatar.clone(),
+            username: self.username.clone(),
         }
     }
 }

@@ -160,6 +160,7 @@ impl From<ServiceError> for Status {
         let detail = ErrorDetail {
             code: e.code.as_str().to_string(),
             message: e.message.clone(),
+            retry_after_ms: 0,
         };
         Status::with_details(e.code.grpc_code(), e.message, detail.encode_to_vec().into())
     }

@@ -544,9 +544,23 @@ async fn read_and_delivered(mut client: Client) {
     let again = mark_read(&mut client, &alice, &conv.id, "").await;
     assert!(again.message_ids.is_empty());
 
-    // Bob reads up to a1, then the rest.
+    // Bob reads up to a1, then the rest; the receipt event names each
+    // message with its sender, for the sender's read receipts.
+    let mut events = subscribe(&mut client).await;
     let read = mark_read(&mut client, &bob, &conv.id, &a1.id).await;
     assert_eq!(read.message_ids, vec![a1.id.clone()]);
+    let event = next_event_where(&mut events, |k| matches!(k, Kind::MessagesRead(_))).await;
+    let Some(Kind::MessagesRead(receipt)) = &event.kind else {
+        unreachable!()
+    };
+    assert_eq!(receipt.reader_id, bob);
+    assert_eq!(receipt.sender_ids, vec![alice.clone()]);
+    let per_message: Vec<(&str, &str)> = receipt
+        .messages
+        .iter()
+        .map(|m| (m.message_id.as_str(), m.sender_id.as_str()))
+        .collect();
+    assert_eq!(per_message, vec![(a1.id.as_str(), alice.as_str())]);
     let read = mark_read(&mut client, &bob, &conv.id, "").await;
     assert_eq!(read.message_ids, vec![a2.id.clone()]);
     let again = mark_read(&mut client, &bob, &conv.id, "").await;
@@ -582,6 +596,7 @@ async fn read_and_delivered(mut client: Client) {
         .mark_delivered(MarkDeliveredRequest {
             actor: actor(&bob),
             message_id: a1.id.clone(),
+            offline: true,
         })
         .await
         .expect("mark delivered")
@@ -595,12 +610,14 @@ async fn read_and_delivered(mut client: Client) {
     assert_eq!(receipt.message_id, a1.id);
     assert_eq!(receipt.recipient_id, bob);
     assert_eq!(receipt.sender_id, alice);
+    assert!(receipt.offline, "the offline flag travels with the receipt");
     assert_eq!(audience(&event), vec![alice.clone()]);
 
     client
         .mark_delivered(MarkDeliveredRequest {
             actor: actor(&bob),
             message_id: a1.id.clone(),
+            offline: false,
         })
         .await
         .expect("mark delivered twice");
@@ -608,6 +625,7 @@ async fn read_and_delivered(mut client: Client) {
         .mark_delivered(MarkDeliveredRequest {
             actor: actor(&mallory),
             message_id: a1.id.clone(),
+            offline: false,
         })
         .await;
     assert_eq!(code(err), ErrorCode::NotAMember);
@@ -719,6 +737,12 @@ async fn subscribe_streams_events(mut client: Client) {
     assert_eq!(published.id, msg.id);
     assert_eq!(published.text, "hi all");
     assert_eq!(published.sender_id, bob);
+    assert_eq!(published.sender_username, format!("{bob}-login"));
+    let info = event.conversation.as_ref().expect("conversation info");
+    assert_eq!(
+        (info.id.as_str(), info.kind),
+        (conv.id.as_str(), ConversationKind::Group as i32)
+    );
     let audience_of = event.audience.as_ref().expect("audience");
     assert_eq!(audience_of.conversation_id, conv.id);
     assert_eq!(sorted(audience_of.user_ids.clone()), everyone);
@@ -731,8 +755,13 @@ async fn subscribe_streams_events(mut client: Client) {
         panic!("expected ReactionChanged, got {:?}", event.kind);
     };
     assert_eq!(change.user_id, carol);
+    assert_eq!(change.user_name, format!("{carol} name"));
     assert_eq!(change.emoji, "👍");
     assert!(!change.removed);
+    let reaction = &change.message.as_ref().expect("message").reactions[0];
+    assert_eq!(reaction.user_ids, vec![carol.clone()]);
+    assert_eq!(reaction.reacted_at_ms.len(), 1);
+    assert!(reaction.reacted_at_ms[0] > 0);
 }
 
 // ---- helpers -------------------------------------------------------------
@@ -747,6 +776,7 @@ fn actor(id: &str) -> Option<Actor> {
         id: id.to_string(),
         name: format!("{id} name"),
         avatar: String::new(),
+        username: format!("{id}-login"),
     })
 }
 

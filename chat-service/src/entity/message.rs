@@ -9,6 +9,7 @@ pub struct Model {
     pub conversation_id: i64,
     pub sender_id: String,
     pub sender_name: String,
+    pub sender_username: String,
     pub sender_avatar: String,
     #[sea_orm(column_type = "Text")]
     pub text: String,
