@@ -244,6 +244,33 @@ mod tests {
         assert_eq!(find_token(None, &parts("/", &[])), None);
     }
 
+    fn key(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn verifies_rs256_and_es256_with_public_keys() {
+        let claims = serde_json::json!({"sub": "7", "name": "Ada", "exp": 4_000_000_000u64});
+        for (alg, private, public) in [
+            (Algorithm::RS256, "rsa.pem", "rsa.pub"),
+            (Algorithm::ES256, "ec.pem", "ec.pub"),
+        ] {
+            let signing = match alg {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(&key(private)).unwrap(),
+                _ => EncodingKey::from_ec_pem(&key(private)).unwrap(),
+            };
+            let token = jsonwebtoken::encode(&Header::new(alg), &claims, &signing).unwrap();
+            let v = Verifier::from_public_key_pem(&key(public), alg).unwrap();
+            assert_eq!(v.verify(&token).unwrap().user_id, "7", "{alg:?}");
+            // An HS256 token is refused by a public-key verifier.
+            assert_eq!(
+                v.verify(&mint_hs256(b"secret", "7", None, 60)),
+                Err(AuthError::Invalid)
+            );
+        }
+        assert!(Verifier::from_public_key_pem(&key("rsa.pub"), Algorithm::HS256).is_err());
+    }
+
     #[test]
     fn verifies_signature_and_expiry() {
         let v = Verifier::hs256(b"secret");
