@@ -112,6 +112,7 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
         io.clone(),
         mounts.clone(),
         stream_channel(&cfg.urls.chat_url)?,
+        services.clone(),
         cfg.edge_id.clone(),
         streams.clone(),
     )];

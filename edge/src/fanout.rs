@@ -10,13 +10,17 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use confab_proto::v1::chat_event::Kind;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
-use confab_proto::v1::{ChatEvent, SubscribeRequest};
+use confab_proto::v1::{Actor, ChatEvent, ChatMessage, MarkDeliveredRequest, SubscribeRequest};
 use socketioxide::SocketIo;
 use tokio::task::JoinHandle;
 use tonic::Streaming;
+use tonic::transport::Channel;
 
+use crate::auth::Identity;
 use crate::contract::{Emit, Mount};
+use crate::services::Services;
 
 /// Which service streams are currently open, and how many times each has
 /// been (re)opened.
@@ -106,15 +110,52 @@ where
     })
 }
 
-/// Emits one rendered event in one namespace.
-pub async fn emit(io: &SocketIo, path: &str, e: Emit) {
-    let Some(ns) = io.of(path) else { return };
+/// Emits one rendered event in one namespace; returns the users whose
+/// sockets on this edge it reached.
+pub async fn emit(io: &SocketIo, path: &str, e: Emit) -> Vec<String> {
+    let Some(ns) = io.of(path) else {
+        return Vec::new();
+    };
     if e.rooms.is_empty() {
-        return;
+        return Vec::new();
     }
     let op = ns.to(e.rooms).except(e.except);
+    let reached = op
+        .clone()
+        .sockets()
+        .into_iter()
+        .filter_map(|s| s.extensions.get::<Identity>().map(|id| id.user_id))
+        .collect();
     if let Err(err) = op.emit(e.event, &e.data).await {
         tracing::warn!(path, event = e.event, error = %err, "emit failed");
+    }
+    reached
+}
+
+/// Records that a new message reached recipients' sockets on this edge
+/// (chat-service keeps one delivery per recipient and tells the sender).
+fn mark_delivered(chat: &ChatServiceClient<Channel>, message: &ChatMessage, reached: Vec<String>) {
+    let mut recipients: Vec<String> = reached
+        .into_iter()
+        .filter(|u| *u != message.sender_id)
+        .collect();
+    recipients.sort();
+    recipients.dedup();
+    for user in recipients {
+        let mut chat = chat.clone();
+        let req = MarkDeliveredRequest {
+            actor: Some(Actor {
+                id: user,
+                ..Default::default()
+            }),
+            message_id: message.id.clone(),
+            offline: false,
+        };
+        tokio::spawn(async move {
+            if let Err(status) = chat.mark_delivered(req).await {
+                tracing::debug!(error = %status, "mark delivered failed");
+            }
+        });
     }
 }
 
@@ -122,7 +163,8 @@ pub async fn emit(io: &SocketIo, path: &str, e: Emit) {
 pub fn follow_chat(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
-    channel: tonic::transport::Channel,
+    channel: Channel,
+    services: Services,
     edge_id: String,
     status: StreamStatus,
 ) -> JoinHandle<()> {
@@ -143,12 +185,17 @@ pub fn follow_chat(
         move |event: ChatEvent| {
             let io = io.clone();
             let mounts = mounts.clone();
+            let chat = services.chat.clone();
             Box::pin(async move {
                 metrics::counter!("confab_service_events_total", "service" => "chat").increment(1);
+                let mut reached = Vec::new();
                 for m in mounts.iter() {
                     for e in (m.contract.chat_event)(&event) {
-                        emit(&io, m.path, e).await;
+                        reached.extend(emit(&io, m.path, e).await);
                     }
+                }
+                if let Some(Kind::MessageCreated(message)) = &event.kind {
+                    mark_delivered(&chat, message, reached);
                 }
             })
         },

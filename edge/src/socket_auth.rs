@@ -1,25 +1,48 @@
-//! The Socket.IO connect middleware: a socket without a valid token never
-//! reaches a namespace; its client gets `connect_error` whose message is the
-//! stable code (`AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`).
+//! The Socket.IO connect middleware.
+//!
+//! A socket without a valid token never reaches a contract's handlers. By
+//! default its client gets `connect_error` whose message is the stable code
+//! (`AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`). A contract
+//! whose frontends listen for an event instead (see
+//! [`Contract::auth_error_event`]) lets the socket connect just long enough
+//! to receive that event before it is disconnected. After the token, the
+//! contract checks its own handshake fields ([`Contract::handshake`]).
 
 use serde_json::Value;
-use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::extract::SocketRef;
 
 use crate::auth::{AuthError, find_token};
+use crate::contract::Contract;
 use crate::services::Services;
 
-pub async fn authenticate(
-    s: SocketRef,
-    TryData(auth): TryData<Value>,
-    State(svc): State<Services>,
-) -> Result<(), AuthError> {
-    let auth = auth.ok();
-    let token = find_token(auth.as_ref(), s.req_parts()).ok_or(AuthError::Required)?;
-    let identity = svc.verifier.verify(&token).inspect_err(|e| {
-        tracing::debug!(ns = s.ns(), error = %e, "socket refused");
-        metrics::counter!("confab_socket_auth_failures_total", "code" => e.to_string())
-            .increment(1);
-    })?;
+/// Put in a socket's extensions when authentication failed but the contract
+/// reports that with an event rather than `connect_error`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthFailed(pub AuthError);
+
+pub fn authenticate(
+    contract: &'static Contract,
+    s: &SocketRef,
+    auth: Option<Value>,
+    svc: &Services,
+) -> Result<(), String> {
+    let verified = find_token(auth.as_ref(), s.req_parts())
+        .ok_or(AuthError::Required)
+        .and_then(|token| svc.verifier.verify(&token));
+    let identity = match verified {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::debug!(ns = s.ns(), error = %e, "socket refused");
+            metrics::counter!("confab_socket_auth_failures_total", "code" => e.to_string())
+                .increment(1);
+            if contract.auth_error_event.is_some() {
+                s.extensions.insert(AuthFailed(e));
+                return Ok(());
+            }
+            return Err(e.to_string());
+        }
+    };
+    (contract.handshake)(auth.as_ref(), &identity)?;
     s.extensions.insert(identity);
     Ok(())
 }

@@ -15,20 +15,35 @@
 use confab_proto::v1::ChatEvent;
 use serde_json::Value;
 use socketioxide::SocketIo;
-use socketioxide::extract::{Extension, SocketRef};
+use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 
 use crate::auth::Identity;
+use crate::services::Services;
+use crate::socket_auth::AuthFailed;
 
 pub mod raven;
 
 /// One frontend contract.
 pub struct Contract {
     pub name: &'static str,
+    /// Checks the contract's own handshake fields against the verified
+    /// identity (e.g. `auth.userId` must be the token's subject). An error
+    /// becomes the `connect_error` message.
+    pub handshake: fn(auth: Option<&Value>, me: &Identity) -> Result<(), String>,
+    /// When set, a failed authentication is reported with this event,
+    /// `{error: CODE, message}`, and the socket is then disconnected, for
+    /// seeds whose frontends listen for an event rather than `connect_error`.
+    pub auth_error_event: Option<&'static str>,
     /// Attaches the contract's event handlers to a socket that just connected.
     pub on_connect: fn(&SocketRef, &Identity),
     /// Renders a canonical chat event as this contract's events.
     pub chat_event: fn(&ChatEvent) -> Vec<Emit>,
+}
+
+/// For [`Contract::handshake`]: nothing beyond the token to check.
+pub fn any_handshake(_: Option<&Value>, _: &Identity) -> Result<(), String> {
+    Ok(())
 }
 
 /// Every contract confab speaks.
@@ -91,14 +106,33 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
     });
     for m in &mounts {
         let contract = m.contract;
-        let on_connect = move |s: SocketRef, Extension(id): Extension<Identity>| async move {
+        let middleware = move |s: SocketRef,
+                               TryData(auth): TryData<Value>,
+                               State(svc): State<Services>| async move {
+            crate::socket_auth::authenticate(contract, &s, auth.ok(), &svc)
+        };
+        let on_connect = move |s: SocketRef| async move {
+            if let (Some(AuthFailed(e)), Some(event)) =
+                (s.extensions.get::<AuthFailed>(), contract.auth_error_event)
+            {
+                let _ = s.emit(
+                    event,
+                    &serde_json::json!({ "error": e.to_string(), "message": e.describe() }),
+                );
+                let _ = s.disconnect();
+                return;
+            }
+            let Some(id) = s.extensions.get::<Identity>() else {
+                let _ = s.disconnect();
+                return;
+            };
             s.join(user_room(&id.user_id));
             metrics::counter!("confab_socket_connections_total", "contract" => contract.name)
                 .increment(1);
             tracing::debug!(contract = contract.name, user = %id.user_id, sid = %s.id, "socket connected");
             (contract.on_connect)(&s, &id);
         };
-        io.ns(m.path, on_connect.with(crate::socket_auth::authenticate));
+        io.ns(m.path, on_connect.with(middleware));
     }
     mounts
 }

@@ -35,13 +35,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
-use super::{Contract, Emit, conversation_room};
+use super::{Contract, Emit, any_handshake, conversation_room};
 use crate::auth::Identity;
 use crate::services::Services;
 use crate::wire::{WireId, iso};
 
 pub const CONTRACT: Contract = Contract {
     name: "raven",
+    handshake: any_handshake,
+    auth_error_event: None,
     on_connect,
     chat_event,
 };
