@@ -4,7 +4,7 @@
 //! default its client gets `connect_error` whose message is the stable code
 //! (`AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`). A contract
 //! whose frontends listen for an event instead (see
-//! [`Contract::auth_error_event`]) lets the socket connect just long enough
+//! [`Contract::auth_error`]) lets the socket connect just long enough
 //! to receive that event before it is disconnected. After the token, the
 //! contract checks its own handshake fields ([`Contract::handshake`]).
 
@@ -35,7 +35,7 @@ pub fn authenticate(
             tracing::debug!(ns = s.ns(), error = %e, "socket refused");
             metrics::counter!("confab_socket_auth_failures_total", "code" => e.to_string())
                 .increment(1);
-            if contract.auth_error_event.is_some() {
+            if contract.auth_error.is_some() {
                 s.extensions.insert(AuthFailed(e));
                 return Ok(());
             }

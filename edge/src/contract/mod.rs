@@ -18,7 +18,7 @@ use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 
-use crate::auth::Identity;
+use crate::auth::{AuthError, Identity};
 use crate::services::Services;
 use crate::socket_auth::AuthFailed;
 
@@ -31,10 +31,10 @@ pub struct Contract {
     /// identity (e.g. `auth.userId` must be the token's subject). An error
     /// becomes the `connect_error` message.
     pub handshake: fn(auth: Option<&Value>, me: &Identity) -> Result<(), String>,
-    /// When set, a failed authentication is reported with this event,
-    /// `{error: CODE, message}`, and the socket is then disconnected, for
-    /// seeds whose frontends listen for an event rather than `connect_error`.
-    pub auth_error_event: Option<&'static str>,
+    /// When set, a failed authentication is reported with the event and
+    /// payload this returns, and the socket is then disconnected — for seeds
+    /// whose frontends listen for an event rather than `connect_error`.
+    pub auth_error: Option<fn(AuthError) -> (&'static str, Value)>,
     /// Attaches the contract's event handlers to a socket that just connected.
     pub on_connect: fn(&SocketRef, &Identity),
     /// Renders a canonical chat event as this contract's events.
@@ -112,13 +112,11 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
             crate::socket_auth::authenticate(contract, &s, auth.ok(), &svc)
         };
         let on_connect = move |s: SocketRef| async move {
-            if let (Some(AuthFailed(e)), Some(event)) =
-                (s.extensions.get::<AuthFailed>(), contract.auth_error_event)
+            if let (Some(AuthFailed(e)), Some(report)) =
+                (s.extensions.get::<AuthFailed>(), contract.auth_error)
             {
-                let _ = s.emit(
-                    event,
-                    &serde_json::json!({ "error": e.to_string(), "message": e.describe() }),
-                );
+                let (event, payload) = report(e);
+                let _ = s.emit(event, &payload);
                 let _ = s.disconnect();
                 return;
             }

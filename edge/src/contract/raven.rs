@@ -43,7 +43,7 @@ use crate::wire::{WireId, iso};
 pub const CONTRACT: Contract = Contract {
     name: "raven",
     handshake: any_handshake,
-    auth_error_event: None,
+    auth_error: None,
     on_connect,
     chat_event,
 };
