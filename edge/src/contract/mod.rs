@@ -24,6 +24,9 @@ use crate::socket_auth::AuthFailed;
 
 pub mod raven;
 
+/// How a contract reports a failed authentication: the event and its payload.
+pub type AuthReport = fn(AuthError) -> (&'static str, Value);
+
 /// One frontend contract.
 pub struct Contract {
     pub name: &'static str,
@@ -34,7 +37,7 @@ pub struct Contract {
     /// When set, a failed authentication is reported with the event and
     /// payload this returns, and the socket is then disconnected — for seeds
     /// whose frontends listen for an event rather than `connect_error`.
-    pub auth_error: Option<fn(AuthError) -> (&'static str, Value)>,
+    pub auth_error: Option<AuthReport>,
     /// Attaches the contract's event handlers to a socket that just connected.
     pub on_connect: fn(&SocketRef, &Identity),
     /// Renders a canonical chat event as this contract's events.
