@@ -9,7 +9,7 @@ use crate::auth::Identity;
 pub const CONTRACT: Contract = Contract {
     name: "dreamstudio",
     handshake: any_handshake,
-    auth_error_event: None,
+    auth_error: None,
     on_connect,
     chat_event,
 };
