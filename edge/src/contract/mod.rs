@@ -22,7 +22,11 @@ use crate::auth::{AuthError, Identity};
 use crate::services::Services;
 use crate::socket_auth::AuthFailed;
 
+pub mod dreamstudio;
+pub mod hvtsocial;
+pub mod mern;
 pub mod raven;
+pub mod v3;
 
 /// How a contract reports a failed authentication: the event and its payload.
 pub type AuthReport = fn(AuthError) -> (&'static str, Value);
@@ -50,7 +54,13 @@ pub fn any_handshake(_: Option<&Value>, _: &Identity) -> Result<(), String> {
 }
 
 /// Every contract confab speaks.
-pub const ALL: &[Contract] = &[raven::CONTRACT];
+pub const ALL: &[Contract] = &[
+    raven::CONTRACT,
+    mern::CONTRACT,
+    v3::CONTRACT,
+    hvtsocial::CONTRACT,
+    dreamstudio::CONTRACT,
+];
 
 pub fn by_name(name: &str) -> Option<&'static Contract> {
     ALL.iter().find(|c| c.name == name)

@@ -1,0 +1,507 @@
+//! `dreamstudio` — seed 004 (a studio app's chat rooms: colon-named events,
+//! numeric ids, `auth: {token, userId}`).
+//!
+//! | seed event | direction | confab |
+//! |---|---|---|
+//! | handshake `auth: {token, userId}` | c→s | the token is verified as everywhere; `userId`, when sent, must be the token's subject, else `connect_error` `Authentication error: userId does not match the token` |
+//! | `join_room {roomId}` | c→s | `CheckMembership`; a member's socket leaves its other conversation rooms (each gets `member:left`), joins the room and `member:joined` goes to the room |
+//! | `leave_room {roomId}` | c→s | leaves the room; `member:left` goes to the sockets still in it |
+//! | `member:joined {userId, roomId, timestamp}` | s→c | the room, the joiner included |
+//! | `member:left {userId, roomId, timestamp}` | s→c | the room, the leaver excluded |
+//! | `message:send {roomId, content, type = "TEXT", fileUrl?}` | c→s | `SendMessage` (`content`→`text`, `type`→`kind`, `fileUrl`→one attachment) |
+//! | `message:new {id, roomId, senderId, content, type, fileUrl, createdAt, sender: {id, name}}` | s→c | `ChatEvent.message_created`, to the room, the sender included (also for messages posted over REST or from another contract) |
+//! | `message:edit {messageId, content, roomId?}` | c→s | `EditMessage` (`message:edited` is accepted as an alias, as the seed's heading has the client emit it) |
+//! | `message:edited {messageId, roomId, content, updatedAt}` | s→c | `ChatEvent.message_edited`, to the room |
+//! | `message:delete {messageId, roomId?}` | c→s | `DeleteMessage` |
+//! | `message:deleted {messageId, roomId}` | s→c | `ChatEvent.message_deleted` (and `message_recalled`), to the room |
+//! | `error` (a string) | s→c | every refused request; see below |
+//!
+//! Errors are the seed's strings, sent as the first argument of `error`, so
+//! `socket.on("error", (msg) => …)` gets exactly them. A second argument,
+//! `{code, message}`, carries confab's stable code and the reason (a
+//! frontend written against the seed never looks at it):
+//!
+//! | stable code | `error` string |
+//! |---|---|
+//! | `NOT_A_MEMBER` | `Not a member of this room` |
+//! | `MESSAGE_NOT_FOUND`, `MESSAGE_GONE` | `Message not found` |
+//! | `NOT_AUTHOR` | `Not authorized to edit this message` / `Not authorized to delete this message` |
+//! | `CONVERSATION_NOT_FOUND` | `Room not found` |
+//! | `EMPTY_MESSAGE` | `Message content is required` |
+//! | `MESSAGE_TOO_LONG` | `Message is too long` |
+//! | `INVALID_ARGUMENT` (a malformed payload or id) | `Invalid request: <reason>` |
+//! | `UNAVAILABLE` | `Service unavailable` |
+//! | anything else | the service's message |
+//!
+//! Choices where the seed is vague:
+//! - Ids on the wire are JSON numbers (`wire::numeric_id`: confab's ids, and
+//!   user ids when the token's subject is numeric); numbers and strings are
+//!   both accepted from clients.
+//! - `auth.userId` is not trusted, only compared: a mismatch is refused. When
+//!   it is absent the token alone decides (the seed's own server refuses
+//!   that; being lenient lets a token from a header or cookie work). Token
+//!   failures are `connect_error` `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`
+//!   or `TOKEN_EXPIRED` as in every contract.
+//! - `join_room` checks membership first (the seed's server does not); a
+//!   refused join changes nothing, so the socket stays in its current room.
+//!   Switching rooms leaves only the socket's *conversation* rooms (never its
+//!   user room), and tells each old room `member:left` so member lists there
+//!   stay right. Rejoining the current room just announces `member:joined`.
+//! - `leave_room` announces `member:left` only when the socket was in that
+//!   room, so nobody can announce leaving a room they never joined.
+//! - Room presence is per edge: `member:joined`/`member:left` reach the
+//!   sockets in the room on this edge. Cross-edge room presence arrives with
+//!   presence-service (`SetRoomPresence` → `room_presence_changed`), which
+//!   will then render these two events instead.
+//! - Sending, editing and deleting need membership (chat-service checks it),
+//!   not having joined the room; receiving the room's events needs the join.
+//!   The `roomId` of `message:edit`/`message:delete` is optional and not
+//!   trusted: the message's own conversation is the room.
+//! - `type` is stored lower-case (`TEXT` → `text`, confab's kind) and
+//!   rendered upper-case, so messages from other contracts read `TEXT`,
+//!   `FILE`, …; `fileUrl` is the first attachment's URL or `null`.
+//! - Deletion is confab's soft delete (the seed destroys the row); a deleted
+//!   message is "not found" for later edits and deletes. A message recalled
+//!   from another contract is rendered as `message:deleted`.
+//! - The seed's events have no acks; a client that passes one anyway gets
+//!   `{success: true, data}` or `{success: false, error, code}` (a confab
+//!   addition, handy to know a join has happened).
+//!
+//! Not here yet (other issues), and where they slot in: `user:online` /
+//! `user:offline` (presence-service `RegisterSession` in [`on_connect`] and a
+//! disconnect handler, rendered from `PresenceEvent.status_changed`),
+//! `user:typing` / `user:stop_typing` (handlers calling `SetTyping`, rendered
+//! from `typing_changed`), and the room calls `call:initiated`,
+//! `call:answered`, `call:ended` (handlers calling call-service, rendered
+//! from `CallEvent`s) — each a handler in [`on_connect`] plus a renderer
+//! beside [`chat_event`].
+
+use confab_proto::v1::{
+    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, DeleteMessageRequest,
+    EditMessageRequest, SendMessageRequest, chat_event::Kind,
+};
+use confab_proto::{ErrorCode, ServiceError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+
+use super::{Contract, Emit, conversation_room};
+use crate::auth::Identity;
+use crate::services::Services;
+use crate::wire::{WireId, iso, numeric_id};
+
+pub const CONTRACT: Contract = Contract {
+    name: "dreamstudio",
+    handshake,
+    auth_error: None,
+    on_connect,
+    chat_event,
+};
+
+/// `auth.userId`, when present, must name the token's subject.
+fn handshake(auth: Option<&Value>, me: &Identity) -> Result<(), String> {
+    let claimed = match auth.and_then(|a| a.get("userId")) {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(()),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err("Authentication error: userId must be a number or a string".into()),
+    };
+    if claimed == me.user_id {
+        Ok(())
+    } else {
+        Err("Authentication error: userId does not match the token".into())
+    }
+}
+
+fn on_connect(s: &SocketRef, _: &Identity) {
+    s.on("join_room", join_room);
+    s.on("leave_room", leave_room);
+    s.on("message:send", send_message);
+    s.on("message:edit", edit_message);
+    s.on("message:edited", edit_message);
+    s.on("message:delete", delete_message);
+}
+
+#[derive(Deserialize)]
+struct RoomRef {
+    #[serde(rename = "roomId")]
+    room_id: WireId,
+}
+
+#[derive(Deserialize)]
+struct SendMessage {
+    #[serde(rename = "roomId")]
+    room_id: WireId,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default, rename = "fileUrl")]
+    file_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EditMessage {
+    #[serde(rename = "messageId")]
+    message_id: WireId,
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct MessageRef {
+    #[serde(rename = "messageId")]
+    message_id: WireId,
+}
+
+/// A refused request: the seed's `error` string and confab's stable code.
+struct Refusal {
+    text: String,
+    code: String,
+    message: String,
+}
+
+fn bad_payload(e: impl std::fmt::Display) -> Refusal {
+    Refusal {
+        text: format!("Invalid request: {e}"),
+        code: "INVALID_ARGUMENT".into(),
+        message: e.to_string(),
+    }
+}
+
+fn not_a_member(room: &str) -> Refusal {
+    Refusal {
+        text: "Not a member of this room".into(),
+        code: "NOT_A_MEMBER".into(),
+        message: format!("you are not a member of conversation {room}"),
+    }
+}
+
+/// Maps a service failure to the seed's string; `not_author` is the seed's
+/// wording for the request at hand.
+fn refused(status: &tonic::Status, not_author: &str) -> Refusal {
+    let e = ServiceError::from_status(status);
+    let text = match e.code {
+        ErrorCode::NotAMember => "Not a member of this room".to_string(),
+        ErrorCode::MessageNotFound | ErrorCode::MessageGone => "Message not found".to_string(),
+        ErrorCode::NotAuthor => not_author.to_string(),
+        ErrorCode::ConversationNotFound => "Room not found".to_string(),
+        ErrorCode::EmptyMessage => "Message content is required".to_string(),
+        ErrorCode::MessageTooLong => "Message is too long".to_string(),
+        ErrorCode::InvalidArgument => format!("Invalid request: {}", e.message),
+        ErrorCode::Unavailable => "Service unavailable".to_string(),
+        _ => e.message.clone(),
+    };
+    Refusal {
+        text,
+        code: e.code.as_str().to_string(),
+        message: e.message,
+    }
+}
+
+/// Answers a request: a refusal is the `error` event (the seed's string,
+/// then `{code, message}`); an ack, when the client passed one, gets
+/// `{success: true, data}` or `{success: false, error, code}`.
+fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, Refusal>) {
+    let reply = match result {
+        Ok(data) => json!({ "success": true, "data": data }),
+        Err(r) => {
+            let detail = json!({ "code": r.code, "message": r.message });
+            let _ = s.emit("error", &(r.text.as_str(), detail));
+            json!({ "success": false, "error": r.text, "code": r.code })
+        }
+    };
+    let _ = ack.send(&reply);
+}
+
+fn now() -> String {
+    iso(chrono::Utc::now().timestamp_millis())
+}
+
+/// The payload of `member:joined` and `member:left`.
+fn member_payload(me: &Identity, room_id: &str) -> Value {
+    json!({
+        "userId": numeric_id(&me.user_id),
+        "roomId": numeric_id(room_id),
+        "timestamp": now(),
+    })
+}
+
+/// A conversation's id as confab writes it ("007" → "7"), so room names
+/// match the ones events are emitted to.
+fn canonical(id: &str) -> String {
+    confab_proto::ids::parse(id).map_or_else(|| id.to_string(), |n| n.to_string())
+}
+
+/// The conversation ids of the conversation rooms a socket is in.
+fn joined_rooms(s: &SocketRef) -> Vec<String> {
+    let prefix = conversation_room("");
+    s.rooms()
+        .iter()
+        .filter_map(|r| r.strip_prefix(prefix.as_str()).map(str::to_string))
+        .collect()
+}
+
+async fn join_room(
+    s: SocketRef,
+    TryData(p): TryData<RoomRef>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let room_id = match p {
+        Ok(p) => p.room_id.0,
+        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+    };
+    let req = CheckMembershipRequest {
+        conversation_id: room_id.clone(),
+        user_id: me.user_id.clone(),
+    };
+    let id = match svc.chat.clone().check_membership(req).await {
+        Ok(r) if r.get_ref().is_member => r
+            .into_inner()
+            .conversation
+            .map_or_else(|| canonical(&room_id), |c| c.id),
+        Ok(_) => return answer(&s, ack, Err(not_a_member(&room_id))),
+        Err(status) => return answer(&s, ack, Err(refused(&status, "Not authorized"))),
+    };
+    // Leave the other conversation rooms, then join this one (no await in
+    // between, so the socket is never in two rooms).
+    let previous: Vec<String> = joined_rooms(&s).into_iter().filter(|r| *r != id).collect();
+    for old in &previous {
+        s.leave(conversation_room(old));
+    }
+    s.join(conversation_room(&id));
+    for old in &previous {
+        let _ = s
+            .to(conversation_room(old))
+            .emit("member:left", &member_payload(&me, old))
+            .await;
+    }
+    let _ = s
+        .within(conversation_room(&id))
+        .emit("member:joined", &member_payload(&me, &id))
+        .await;
+    answer(&s, ack, Ok(json!({ "roomId": numeric_id(&id) })));
+}
+
+async fn leave_room(
+    s: SocketRef,
+    TryData(p): TryData<RoomRef>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let id = match p {
+        Ok(p) => canonical(&p.room_id.0),
+        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+    };
+    if joined_rooms(&s).contains(&id) {
+        s.leave(conversation_room(&id));
+        let _ = s
+            .to(conversation_room(&id))
+            .emit("member:left", &member_payload(&me, &id))
+            .await;
+    }
+    answer(&s, ack, Ok(json!({ "roomId": numeric_id(&id) })));
+}
+
+async fn send_message(
+    s: SocketRef,
+    TryData(p): TryData<SendMessage>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+    };
+    let file_url = p.file_url.filter(|u| !u.trim().is_empty());
+    let req = SendMessageRequest {
+        actor: Some(me.actor()),
+        conversation_id: p.room_id.0,
+        text: p.content.unwrap_or_default(),
+        attachments: file_url
+            .into_iter()
+            .map(|url| Attachment {
+                url,
+                ..Default::default()
+            })
+            .collect(),
+        kind: p.kind.unwrap_or_default().trim().to_lowercase(),
+        ..Default::default()
+    };
+    // Success is seen as `message:new`, which chat-service's event brings to
+    // the room, the sender included.
+    let result = match svc.chat.clone().send_message(req).await {
+        Ok(r) => Ok(r
+            .into_inner()
+            .message
+            .as_ref()
+            .map(new_message)
+            .unwrap_or_default()),
+        Err(status) => Err(refused(&status, "Not authorized")),
+    };
+    answer(&s, ack, result);
+}
+
+async fn edit_message(
+    s: SocketRef,
+    TryData(p): TryData<EditMessage>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+    };
+    let req = EditMessageRequest {
+        actor: Some(me.actor()),
+        message_id: p.message_id.0,
+        text: p.content,
+    };
+    let result = match svc.chat.clone().edit_message(req).await {
+        Ok(r) => Ok(message_edited(r.get_ref())),
+        Err(status) => Err(refused(&status, "Not authorized to edit this message")),
+    };
+    answer(&s, ack, result);
+}
+
+async fn delete_message(
+    s: SocketRef,
+    TryData(p): TryData<MessageRef>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+    };
+    let req = DeleteMessageRequest {
+        actor: Some(me.actor()),
+        message_id: p.message_id.0,
+    };
+    let result = match svc.chat.clone().delete_message(req).await {
+        Ok(r) => Ok(message_deleted(r.get_ref())),
+        Err(status) => Err(refused(&status, "Not authorized to delete this message")),
+    };
+    answer(&s, ack, result);
+}
+
+/// The seed's `message:new` payload.
+pub fn new_message(m: &ChatMessage) -> Value {
+    let kind = if m.kind.is_empty() { "text" } else { &m.kind };
+    let file_url = m
+        .attachments
+        .first()
+        .map(|a| a.url.as_str())
+        .filter(|u| !u.is_empty());
+    json!({
+        "id": numeric_id(&m.id),
+        "roomId": numeric_id(&m.conversation_id),
+        "senderId": numeric_id(&m.sender_id),
+        "content": m.text,
+        "type": kind.to_uppercase(),
+        "fileUrl": file_url,
+        "createdAt": iso(m.created_at_ms),
+        "sender": {
+            "id": numeric_id(&m.sender_id),
+            "name": m.sender_name,
+        },
+    })
+}
+
+/// The seed's `message:edited` payload (plus `roomId`).
+fn message_edited(m: &ChatMessage) -> Value {
+    let at = if m.edited_at_ms > 0 {
+        m.edited_at_ms
+    } else {
+        m.created_at_ms
+    };
+    json!({
+        "messageId": numeric_id(&m.id),
+        "roomId": numeric_id(&m.conversation_id),
+        "content": m.text,
+        "updatedAt": iso(at),
+    })
+}
+
+/// The seed's `message:deleted` payload.
+fn message_deleted(m: &ChatMessage) -> Value {
+    json!({
+        "messageId": numeric_id(&m.id),
+        "roomId": numeric_id(&m.conversation_id),
+    })
+}
+
+fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
+    let (event, m, data) = match &ev.kind {
+        Some(Kind::MessageCreated(m)) => ("message:new", m, new_message(m)),
+        Some(Kind::MessageEdited(m)) => ("message:edited", m, message_edited(m)),
+        Some(Kind::MessageDeleted(m) | Kind::MessageRecalled(m)) => {
+            ("message:deleted", m, message_deleted(m))
+        }
+        // The seed has no events for reactions, receipts or membership changes.
+        _ => return Vec::new(),
+    };
+    vec![Emit::to(
+        vec![conversation_room(&m.conversation_id)],
+        event,
+        data,
+    )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me(id: &str) -> Identity {
+        Identity {
+            user_id: id.into(),
+            name: String::new(),
+            username: String::new(),
+            avatar: String::new(),
+        }
+    }
+
+    #[test]
+    fn handshake_user_id_must_be_the_subject() {
+        let me = me("100042");
+        assert!(handshake(None, &me).is_ok());
+        assert!(handshake(Some(&json!({"token": "t"})), &me).is_ok());
+        assert!(handshake(Some(&json!({"userId": 100042})), &me).is_ok());
+        assert!(handshake(Some(&json!({"userId": "100042"})), &me).is_ok());
+        assert!(handshake(Some(&json!({"userId": 7})), &me).is_err());
+        assert!(handshake(Some(&json!({"userId": {"id": 1}})), &me).is_err());
+    }
+
+    #[test]
+    fn renders_ids_as_numbers_and_type_upper_case() {
+        let m = ChatMessage {
+            id: "12".into(),
+            conversation_id: "3".into(),
+            sender_id: "100042".into(),
+            sender_name: "Ada".into(),
+            text: "hi".into(),
+            kind: "text".into(),
+            created_at_ms: 1_700_000_000_000,
+            ..Default::default()
+        };
+        let v = new_message(&m);
+        assert_eq!(v["id"], json!(12));
+        assert_eq!(v["roomId"], json!(3));
+        assert_eq!(v["sender"], json!({"id": 100042, "name": "Ada"}));
+        assert_eq!(v["type"], json!("TEXT"));
+        assert_eq!(v["fileUrl"], Value::Null);
+        let ev = ChatEvent {
+            kind: Some(Kind::MessageRecalled(m)),
+            ..Default::default()
+        };
+        let out = chat_event(&ev);
+        assert_eq!(out[0].event, "message:deleted");
+        assert_eq!(out[0].rooms, vec![conversation_room("3")]);
+        assert_eq!(out[0].data, json!({"messageId": 12, "roomId": 3}));
+    }
+}

@@ -1,0 +1,423 @@
+// The `dreamstudio` contract (seed 004) with the official socket.io-client:
+// the `auth: {token, userId}` handshake, rooms (join_room leaves the previous
+// room, member:joined / member:left), message:send / edit / delete and their
+// broadcasts, every error string, numeric ids on the wire, the default
+// namespace, a raven user in the same conversation, and chat-service
+// restarting under a running edge.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { closeAll, connect, control, conversation, next, ready, refused, rest, silence, token } from './confab.mjs';
+
+after(closeAll);
+
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+/** A numeric user id (as a string subject) unique to this run. */
+function numUid() {
+  return String(100000 + Math.floor(Math.random() * 1e9));
+}
+
+/** Connects to /dreamstudio as the seed's frontend does: auth {token, userId}. */
+function user(sub, { name, ns = '/dreamstudio', ...options } = {}) {
+  return connect(ns, { auth: { token: token(sub, { name }), userId: Number(sub) }, ...options });
+}
+
+/** The next `error` event: the seed's string and confab's {code, message}. */
+function nextError(socket, ms = 3000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off('error', on);
+      reject(new Error(`no 'error' within ${ms} ms`));
+    }, ms);
+    const on = (text, detail) => {
+      clearTimeout(timer);
+      resolve({ text, detail });
+    };
+    socket.once('error', on);
+  });
+}
+
+/** Emits `event` and expects the seed's error string and stable code. */
+async function expectError(socket, event, payload, text, code) {
+  const err = nextError(socket);
+  socket.emit(event, payload);
+  const { text: got, detail } = await err;
+  const what = `${event} ${JSON.stringify(payload)?.slice(0, 80)}`;
+  if (text instanceof RegExp) assert.match(got, text, what);
+  else assert.equal(got, text, what);
+  assert.equal(detail.code, code, what);
+  assert.equal(typeof detail.message, 'string');
+  assert.equal(socket.connected, true);
+}
+
+/** Joins a room and waits for the join to be done (the optional ack). */
+async function join(socket, roomId) {
+  const ack = await socket.emitWithAck('join_room', { roomId });
+  assert.equal(ack.success, true, JSON.stringify(ack));
+  return ack;
+}
+
+/** Two users, each connected, in one room both have joined. */
+async function pair(options = {}) {
+  const [a, b] = [numUid(), numUid()];
+  const [ta, tb] = [token(a, { name: 'Alice' }), token(b, { name: 'Bob' })];
+  const id = Number(await conversation(ta, [b]));
+  const sa = await user(a, { name: 'Alice', ...options });
+  const sb = await user(b, { name: 'Bob', ...options });
+  await join(sa, id);
+  await join(sb, id);
+  return { a, b, ta, tb, id, sa, sb };
+}
+
+/** Sends a message as `s` and returns its `message:new` as `s` sees it. */
+async function send(s, roomId, content) {
+  const m = next(s, 'message:new');
+  s.emit('message:send', { roomId, content });
+  return m;
+}
+
+describe('handshake', () => {
+  test('auth {token, userId}: userId as a number or a string, or absent', async () => {
+    const sub = numUid();
+    await connect('/dreamstudio', { auth: { token: token(sub), userId: Number(sub) } });
+    await connect('/dreamstudio', { auth: { token: token(sub), userId: sub } });
+    await connect('/dreamstudio', { auth: { token: token(sub) } });
+  });
+
+  test('a userId that is not the token subject is refused with a clear connect_error', async () => {
+    const err = await refused('/dreamstudio', { auth: { token: token(numUid()), userId: 5 } });
+    assert.equal(err.message, 'Authentication error: userId does not match the token');
+    const bad = await refused('/dreamstudio', { auth: { token: token(numUid()), userId: { id: 5 } } });
+    assert.match(bad.message, /^Authentication error/);
+  });
+
+  test('no token, a bad token or an expired one is refused with a stable code', async () => {
+    assert.equal((await refused('/dreamstudio', { auth: { userId: 1 } })).message, 'AUTHENTICATION_REQUIRED');
+    const forged = token('1', { secret: 'not-the-secret' });
+    assert.equal((await refused('/dreamstudio', { auth: { token: forged, userId: 1 } })).message, 'INVALID_TOKEN');
+    const expired = token('1', { expiresIn: -3600 });
+    assert.equal((await refused('/dreamstudio', { auth: { token: expired, userId: 1 } })).message, 'TOKEN_EXPIRED');
+  });
+});
+
+describe('transports and namespaces', () => {
+  test('websocket only, and polling upgraded to websocket', async () => {
+    for (const options of [{ transports: ['websocket'] }, {}]) {
+      const { sa, sb, id } = await pair(options);
+      const engine = sa.io.engine;
+      if (engine.transport.name !== 'websocket') await new Promise((r) => engine.once('upgrade', r));
+      sa.emit('message:send', { roomId: id, content: 'over websocket' });
+      assert.equal((await next(sb, 'message:new')).content, 'over websocket');
+    }
+  });
+
+  test('the default namespace / speaks dreamstudio (the seed connects to the bare URL)', async () => {
+    const [a, b] = [numUid(), numUid()];
+    const id = Number(await conversation(token(a), [b]));
+    const sa = await user(a, { ns: '/' });
+    const sb = await user(b);
+    await join(sa, id);
+    await join(sb, id);
+    sa.emit('message:send', { roomId: id, content: 'Hello!', type: 'TEXT' });
+    const [ma, mb] = await Promise.all([next(sa, 'message:new'), next(sb, 'message:new')]);
+    assert.equal(ma.content, 'Hello!');
+    assert.deepEqual(ma, mb);
+  });
+});
+
+describe('rooms', () => {
+  test('join_room: member:joined reaches the room, the joiner included, with numeric ids', async () => {
+    const [a, b] = [numUid(), numUid()];
+    const id = Number(await conversation(token(a), [b]));
+    const sa = await user(a);
+    const sb = await user(b);
+    await join(sa, id);
+    const seen = [next(sa, 'member:joined'), next(sb, 'member:joined')];
+    const ack = await join(sb, id);
+    assert.deepEqual(ack.data, { roomId: id });
+    const [ja, jb] = await Promise.all(seen);
+    assert.deepEqual(ja, jb);
+    assert.equal(jb.userId, Number(b));
+    assert.equal(typeof jb.userId, 'number');
+    assert.equal(jb.roomId, id);
+    assert.equal(typeof jb.roomId, 'number');
+    assert.match(jb.timestamp, ISO);
+  });
+
+  test('a string roomId is accepted and rendered as a number', async () => {
+    const [a, b] = [numUid(), numUid()];
+    const id = await conversation(token(a), [b]);
+    const sa = await user(a);
+    const joined = next(sa, 'member:joined');
+    sa.emit('join_room', { roomId: String(id) });
+    assert.equal((await joined).roomId, Number(id));
+  });
+
+  test('join_room leaves the previous room: member:left there, its messages stop', async () => {
+    const [a, b] = [numUid(), numUid()];
+    const ta = token(a);
+    const [room1, room2] = [Number(await conversation(ta, [b], 'one')), Number(await conversation(ta, [b], 'two'))];
+    const sa = await user(a);
+    const sb = await user(b);
+    await join(sa, room1);
+    await join(sb, room1);
+    const left = next(sb, 'member:left');
+    await join(sa, room2);
+    const l = await left;
+    assert.deepEqual([l.userId, l.roomId], [Number(a), room1]);
+    assert.match(l.timestamp, ISO);
+    // b's message in room 1 no longer reaches a; a's in room 2 does.
+    const quiet = silence(sa, 'message:new', 400);
+    await send(sb, room1, 'room one');
+    await quiet;
+    assert.equal((await send(sa, room2, 'room two')).roomId, room2);
+  });
+
+  test('leave_room: member:left to the others, and the leaver hears no more', async () => {
+    const { a, sa, sb, id } = await pair();
+    const left = next(sb, 'member:left');
+    const quiet = silence(sa, 'member:left', 300);
+    const ack = await sa.emitWithAck('leave_room', { roomId: id });
+    assert.equal(ack.success, true);
+    const l = await left;
+    assert.deepEqual([l.userId, l.roomId], [Number(a), id]);
+    assert.match(l.timestamp, ISO);
+    await quiet;
+    const none = silence(sa, 'message:new', 400);
+    await send(sb, id, 'after leave');
+    await none;
+  });
+
+  test('leaving a room the socket is not in announces nothing', async () => {
+    const { sb, id } = await pair();
+    const eve = await user(numUid());
+    const quiet = silence(sb, 'member:left', 400);
+    const ack = await eve.emitWithAck('leave_room', { roomId: id });
+    assert.equal(ack.success, true);
+    await quiet;
+  });
+
+  test("a non-member's join is refused, announced nowhere, and they hear nothing", async () => {
+    const { sa, sb, id } = await pair();
+    const eve = await user(numUid());
+    const quiet = silence(sb, 'member:joined', 400);
+    await expectError(eve, 'join_room', { roomId: id }, 'Not a member of this room', 'NOT_A_MEMBER');
+    await quiet;
+    const none = silence(eve, 'message:new', 400);
+    await send(sa, id, 'members only');
+    await none;
+  });
+
+  test('a refused join keeps the socket in its current room', async () => {
+    const { sa, sb, id } = await pair();
+    const other = Number(await conversation(token(numUid()), [numUid()]));
+    await expectError(sa, 'join_room', { roomId: other }, 'Not a member of this room', 'NOT_A_MEMBER');
+    const heard = next(sa, 'message:new');
+    await send(sb, id, 'still here');
+    assert.equal((await heard).content, 'still here');
+  });
+
+  test('join_room / leave_room: unknown room, missing or malformed roomId', async () => {
+    const s = await user(numUid());
+    await expectError(s, 'join_room', { roomId: 999999999 }, 'Room not found', 'CONVERSATION_NOT_FOUND');
+    await expectError(s, 'join_room', {}, /^Invalid request: /, 'INVALID_ARGUMENT');
+    await expectError(s, 'join_room', { roomId: 'general' }, /^Invalid request: /, 'INVALID_ARGUMENT');
+    await expectError(s, 'join_room', { roomId: true }, /^Invalid request: /, 'INVALID_ARGUMENT');
+    await expectError(s, 'join_room', undefined, /^Invalid request: /, 'INVALID_ARGUMENT');
+    await expectError(s, 'leave_room', { room: 1 }, /^Invalid request: /, 'INVALID_ARGUMENT');
+    const ack = await s.emitWithAck('join_room', { roomId: 999999999 });
+    assert.deepEqual(ack, { success: false, error: 'Room not found', code: 'CONVERSATION_NOT_FOUND' });
+  });
+});
+
+describe('messages', () => {
+  test('two clients: message:new reaches the room, the sender included, in the seed shape', async () => {
+    const { a, sa, sb, id } = await pair();
+    sa.emit('message:send', { roomId: id, content: 'Hello team!', type: 'TEXT' });
+    const [ma, mb] = await Promise.all([next(sa, 'message:new'), next(sb, 'message:new')]);
+    assert.deepEqual(ma, mb);
+    assert.equal(typeof mb.id, 'number');
+    assert.ok(Number.isSafeInteger(mb.id) && mb.id > 0);
+    assert.deepEqual(
+      { ...mb, id: 0, createdAt: '' },
+      {
+        id: 0,
+        roomId: id,
+        senderId: Number(a),
+        content: 'Hello team!',
+        type: 'TEXT',
+        fileUrl: null,
+        createdAt: '',
+        sender: { id: Number(a), name: 'Alice' },
+      },
+    );
+    assert.match(mb.createdAt, ISO);
+  });
+
+  test('type defaults to TEXT; another type and a fileUrl come back as sent', async () => {
+    const { sa, sb, id } = await pair();
+    const first = next(sb, 'message:new');
+    assert.equal((await send(sa, String(id), 'no type')).type, 'TEXT');
+    assert.equal((await first).type, 'TEXT');
+    const image = next(sb, 'message:new');
+    sa.emit('message:send', { roomId: id, content: '', type: 'IMAGE', fileUrl: 'https://cdn.example.com/a.png' });
+    const m = await image;
+    assert.equal(m.type, 'IMAGE');
+    assert.equal(m.fileUrl, 'https://cdn.example.com/a.png');
+    assert.equal(m.content, '');
+  });
+
+  test('the optional ack answers the message:new payload', async () => {
+    const { sa, id } = await pair();
+    const ack = await sa.emitWithAck('message:send', { roomId: id, content: 'acked' });
+    assert.equal(ack.success, true);
+    assert.equal(ack.data.content, 'acked');
+    assert.equal(typeof ack.data.id, 'number');
+  });
+
+  test('a message posted over REST arrives as message:new', async () => {
+    const { ta, sb, id } = await pair();
+    const { status, body } = await rest('POST', `/api/conversations/${id}/messages`, ta, { text: 'via REST' });
+    assert.equal(status, 201);
+    const m = await next(sb, 'message:new');
+    assert.equal(m.id, Number(body.id));
+    assert.equal(m.content, 'via REST');
+  });
+
+  test('message:edit → message:edited to the room', async () => {
+    const { sa, sb, id } = await pair();
+    const m = await send(sa, id, 'first draft');
+    sa.emit('message:edit', { messageId: m.id, content: 'Updated content', roomId: id });
+    const [ea, eb] = await Promise.all([next(sa, 'message:edited'), next(sb, 'message:edited')]);
+    assert.deepEqual(ea, eb);
+    assert.equal(eb.messageId, m.id);
+    assert.equal(typeof eb.messageId, 'number');
+    assert.equal(eb.roomId, id);
+    assert.equal(eb.content, 'Updated content');
+    assert.match(eb.updatedAt, ISO);
+  });
+
+  test('message:edited from a client is accepted as message:edit; roomId is optional', async () => {
+    const { sa, sb, id } = await pair();
+    const m = await send(sa, id, 'draft');
+    sa.emit('message:edited', { messageId: String(m.id), content: 'via alias' });
+    const e = await next(sb, 'message:edited');
+    assert.deepEqual([e.messageId, e.content], [m.id, 'via alias']);
+  });
+
+  test('message:delete → message:deleted to the room', async () => {
+    const { ta, sa, sb, id } = await pair();
+    const m = await send(sa, id, 'oops');
+    sa.emit('message:delete', { messageId: m.id, roomId: id });
+    const [da, db] = await Promise.all([next(sa, 'message:deleted'), next(sb, 'message:deleted')]);
+    assert.deepEqual(da, { messageId: m.id, roomId: id });
+    assert.deepEqual(db, da);
+    const history = await rest('GET', `/api/conversations/${id}/messages`, ta);
+    assert.equal(history.body.messages[0].deleted, true);
+  });
+});
+
+describe('errors', () => {
+  test('message:send refusals: the seed strings, nothing stored, the socket stays up', async () => {
+    const { ta, sa, id } = await pair();
+    const eve = await user(numUid());
+    await expectError(eve, 'message:send', { roomId: id, content: 'let me in' }, 'Not a member of this room', 'NOT_A_MEMBER');
+    await expectError(sa, 'message:send', { content: 'no room' }, /^Invalid request: /, 'INVALID_ARGUMENT');
+    await expectError(sa, 'message:send', { roomId: id }, 'Message content is required', 'EMPTY_MESSAGE');
+    await expectError(sa, 'message:send', { roomId: id, content: '   ' }, 'Message content is required', 'EMPTY_MESSAGE');
+    await expectError(sa, 'message:send', { roomId: id, content: 42 }, /^Invalid request: /, 'INVALID_ARGUMENT');
+    await expectError(sa, 'message:send', { roomId: id, content: 'x'.repeat(10 * 1024 + 1) }, 'Message is too long', 'MESSAGE_TOO_LONG');
+    await expectError(sa, 'message:send', { roomId: 999999999, content: 'nowhere' }, 'Room not found', 'CONVERSATION_NOT_FOUND');
+    await expectError(sa, 'message:send', 'just a string', /^Invalid request: /, 'INVALID_ARGUMENT');
+    const history = await rest('GET', `/api/conversations/${id}/messages`, ta);
+    assert.equal(history.body.messages.length, 0);
+    assert.equal((await send(sa, id, 'x'.repeat(10 * 1024))).content.length, 10 * 1024);
+  });
+
+  test('message:edit refusals: not found, not the author, not a member, bad content', async () => {
+    const { ta, sa, sb, id } = await pair();
+    const m = await send(sa, id, 'original');
+    const eve = await user(numUid());
+    await expectError(sa, 'message:edit', { messageId: 999999999, content: 'x' }, 'Message not found', 'MESSAGE_NOT_FOUND');
+    await expectError(sb, 'message:edit', { messageId: m.id, content: 'hijack' }, 'Not authorized to edit this message', 'NOT_AUTHOR');
+    await expectError(eve, 'message:edit', { messageId: m.id, content: 'hijack' }, 'Not a member of this room', 'NOT_A_MEMBER');
+    await expectError(sa, 'message:edit', { messageId: m.id, content: '' }, 'Message content is required', 'EMPTY_MESSAGE');
+    await expectError(sa, 'message:edit', { messageId: m.id, content: 'x'.repeat(10 * 1024 + 1) }, 'Message is too long', 'MESSAGE_TOO_LONG');
+    await expectError(sa, 'message:edit', { messageId: m.id }, /^Invalid request: /, 'INVALID_ARGUMENT');
+    await expectError(sa, 'message:edit', { content: 'x' }, /^Invalid request: /, 'INVALID_ARGUMENT');
+    const history = await rest('GET', `/api/conversations/${id}/messages`, ta);
+    assert.equal(history.body.messages[0].text, 'original');
+    assert.equal(history.body.messages[0].editedAt, null);
+  });
+
+  test('message:delete refusals: not found, not the author, already deleted', async () => {
+    const { sa, sb, id } = await pair();
+    const m = await send(sa, id, 'keep me');
+    await expectError(sa, 'message:delete', { messageId: 999999999 }, 'Message not found', 'MESSAGE_NOT_FOUND');
+    await expectError(sb, 'message:delete', { messageId: m.id, roomId: id }, 'Not authorized to delete this message', 'NOT_AUTHOR');
+    await expectError(sa, 'message:delete', { roomId: id }, /^Invalid request: /, 'INVALID_ARGUMENT');
+    const ack = await sa.emitWithAck('message:delete', { messageId: m.id });
+    assert.deepEqual(ack, { success: true, data: { messageId: m.id, roomId: id } });
+    await expectError(sa, 'message:delete', { messageId: m.id }, 'Message not found', 'MESSAGE_GONE');
+    await expectError(sa, 'message:edit', { messageId: m.id, content: 'too late' }, 'Message not found', 'MESSAGE_GONE');
+  });
+});
+
+describe('across contracts', () => {
+  test('a dreamstudio user and a raven user talk in one conversation, each in their own shape', async () => {
+    const [d, r] = [numUid(), numUid()];
+    const [td, tr] = [token(d, { name: 'Dana' }), token(r, { name: 'Rory' })];
+    const id = await conversation(td, [r]);
+    const sd = await user(d, { name: 'Dana' });
+    const sr = await connect('/raven', { auth: { token: tr } });
+    await join(sd, Number(id));
+    const ack = await sr.emitWithAck('join_conversation', { conversation_id: id });
+    assert.equal(ack.success, true);
+
+    // dreamstudio → raven
+    sd.emit('message:send', { roomId: Number(id), content: 'hi from dreamstudio' });
+    const atRaven = await next(sr, 'new_message');
+    assert.equal(atRaven.text, 'hi from dreamstudio');
+    assert.equal(atRaven.conversationId, id);
+    assert.equal(atRaven.senderId, d);
+    assert.equal(atRaven.senderName, 'Dana');
+    assert.equal(typeof atRaven.id, 'string');
+
+    // raven → dreamstudio
+    sr.emit('send_message', { conversation_id: id, text: 'hi from raven' });
+    const atDream = await next(sd, 'message:new');
+    assert.equal(atDream.content, 'hi from raven');
+    assert.equal(atDream.roomId, Number(id));
+    assert.equal(atDream.senderId, Number(r));
+    assert.deepEqual(atDream.sender, { id: Number(r), name: 'Rory' });
+    assert.equal(atDream.type, 'TEXT');
+    assert.equal(typeof atDream.id, 'number');
+
+    // A raven file message reads as a FILE with its fileUrl.
+    sr.emit('send_message', { conversation_id: id, url: 'https://cdn.example.com/doc.pdf', fileName: 'doc.pdf' });
+    const file = await next(sd, 'message:new');
+    assert.deepEqual([file.type, file.fileUrl, file.content], ['FILE', 'https://cdn.example.com/doc.pdf', '']);
+  });
+});
+
+describe('chat-service restarts under a running edge', { skip: !process.env.CONFAB_CONTROL_URL }, () => {
+  test('while it is down, sends get "Service unavailable" (no hang); afterwards messages flow again', async () => {
+    const { sa, sb, id } = await pair();
+    await control('stop');
+    try {
+      const err = nextError(sa, 8000);
+      sa.emit('message:send', { roomId: id, content: 'into the void' });
+      const { text, detail } = await err;
+      assert.equal(text, 'Service unavailable');
+      assert.equal(detail.code, 'UNAVAILABLE');
+      assert.equal(sa.connected, true);
+    } finally {
+      await control('start');
+    }
+    await ready();
+    sa.emit('message:send', { roomId: id, content: 'back again' });
+    const [ma, mb] = await Promise.all([next(sa, 'message:new', 5000), next(sb, 'message:new', 5000)]);
+    assert.equal(ma.content, 'back again');
+    assert.equal(mb.content, 'back again');
+  });
+});
