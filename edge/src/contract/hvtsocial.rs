@@ -1,10 +1,80 @@
-//! `hvtsocial` — not built yet (skeleton so the contract layer compiles).
+//! `hvtsocial` — seed 000 (HVTSocial's Socket.IO events), numeric ids.
+//!
+//! | seed event | direction | confab |
+//! |---|---|---|
+//! | `register_user {userId}` | c→s | checked against the token's subject; a match is silent (the socket is already in its user room), a mismatch gets `error` `PERMISSION_DENIED` and changes nothing |
+//! | `send_message {chatId, text, receiverId, type, mediaUrl?}` | c→s | `SendMessage` to `chatId`; with no `chatId`, or one that does not exist, `CreateConversation` (DIRECT, find-or-create) with `receiverId` first |
+//! | `receive_message {id, chat_id, sender_id, text, type, media_url?, created_at, sender {id, full_name, avatar}}` | s→c | every socket of every member, the sender's included |
+//! | `messages_read {chatId, userId}` | c→s | `MarkRead` up to the newest message |
+//! | `recent_chat_read {chatId}` | s→c | the senders of the messages just read (the other side), on every socket |
+//! | `recall_message {messageId, chatId}` | c→s | `RecallMessage` (only the author, once) |
+//! | `message_recalled {messageId, chatId}` | s→c | every socket of every member |
+//! | `error {code, message, event}` | s→c | every refused request (the seed has no error event; this is confab's) |
+//! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED` (token in `auth.token`) |
+//!
+//! Ids (messages, chats, users) are JSON numbers on the wire when they are
+//! numeric (every id confab generates is; user ids are the token's subject,
+//! so numeric subjects render as numbers too); numbers and strings are both
+//! accepted from clients.
+//!
+//! Choices where the seed is vague:
+//! - The seed joins no chat rooms: everything is addressed to the users'
+//!   rooms (`user:<id>`), which every socket is in from the handshake on. So
+//!   `register_user` only checks that the frontend means the token's user.
+//! - `send_message`: `chatId` may be absent or `null` for a first message;
+//!   an id that does not exist (or cannot, e.g. `0`) counts as absent. Then
+//!   `receiverId` is required and the message goes to the direct chat of the
+//!   two users, found or created. With an existing `chatId` the chat decides
+//!   and `receiverId` is ignored (a non-member is refused, never re-routed).
+//! - `type` is `text` (the default), `image` or `voice`; the last two need
+//!   `mediaUrl`, stored as the message's one attachment. Messages from other
+//!   contracts render their own kind (e.g. `file`) with `media_url` set.
+//! - Empty and oversized (10 KB) texts are refused before a chat is created,
+//!   so a refused first message creates nothing; chat-service still enforces
+//!   both rules.
+//! - `receive_message` is snake_case as the seed documents it, and also
+//!   carries `chatId`, `senderId`, `mediaUrl`, `createdAt` as the seed's own
+//!   client payloads spell them, so a frontend reading either finds them.
+//!   `media_url`/`mediaUrl` are left out when there is no media.
+//! - `messages_read` marks the whole chat read. `userId` is optional and must
+//!   be the token's user. `recent_chat_read` goes to the users whose messages
+//!   were newly read (nothing new read → no event) and also names the reader
+//!   as `userId` (a confab addition, useful in group chats).
+//! - `recall_message`: `chatId` is optional; when given it must be the
+//!   message's chat (else `MESSAGE_NOT_FOUND`). A message deleted through
+//!   another contract is shown here as `message_recalled` too (the seed's
+//!   recall is its "delete for everyone"); edits, reactions and delivery
+//!   receipts have no event in the seed and are not rendered.
+//! - Errors: the `error` event carries confab's stable code (`INVALID_ARGUMENT`,
+//!   `EMPTY_MESSAGE`, `MESSAGE_TOO_LONG`, `CONVERSATION_NOT_FOUND`,
+//!   `MESSAGE_NOT_FOUND`, `NOT_A_MEMBER`, `NOT_AUTHOR`, `MESSAGE_GONE`,
+//!   `PERMISSION_DENIED`, `UNAVAILABLE`, ...), a message for humans, and the
+//!   client event that failed. The connection stays up.
+//! - The seed's events have no acks; a client that passes one anyway gets
+//!   `{success: true, data}` or `{success: false, error: {code, message}}`.
+//!
+//! Where the rest of the seed slots in (other pieces of work): presence —
+//! `register_user` also calls `PresenceService.RegisterSession`,
+//! `user_online`/`user_offline`, `typing` → `user_typing` (handlers in
+//! [`on_connect`], renderers beside [`chat_event`] for `PresenceEvent`);
+//! notifications — `new_notification`, `unread_count`, `notification_read`,
+//! `story_*`, `friend_request_*`, `post_*` (`NotifyEvent`); calls —
+//! `call_user`, `answer_call`, `ice_candidate`, `end_call` and their
+//! server events (`CallEvent`). Each reuses [`answer`] for its errors.
 
-use confab_proto::v1::ChatEvent;
-use socketioxide::extract::SocketRef;
+use confab_proto::v1::{
+    Attachment, ChatEvent, ChatMessage, ConversationKind, CreateConversationRequest,
+    GetMessageRequest, MarkReadRequest, RecallMessageRequest, SendMessageRequest, chat_event::Kind,
+};
+use confab_proto::{ErrorCode, ServiceError, ids};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
-use super::{Contract, Emit, any_handshake};
+use super::{Contract, Emit, any_handshake, user_room};
 use crate::auth::Identity;
+use crate::services::Services;
+use crate::wire::{WireId, iso, numeric_id};
 
 pub const CONTRACT: Contract = Contract {
     name: "hvtsocial",
@@ -14,8 +84,425 @@ pub const CONTRACT: Contract = Contract {
     chat_event,
 };
 
-fn on_connect(_s: &SocketRef, _me: &Identity) {}
+/// The longest text accepted (chat-service's limit, checked here too so a
+/// refused first message creates no chat).
+const MAX_TEXT_BYTES: usize = 10 * 1024;
 
-fn chat_event(_ev: &ChatEvent) -> Vec<Emit> {
-    Vec::new()
+/// The message types the seed names.
+const TYPES: [&str; 3] = ["text", "image", "voice"];
+
+fn on_connect(s: &SocketRef, _: &Identity) {
+    s.on("register_user", register_user);
+    s.on("send_message", send_message);
+    s.on("messages_read", messages_read);
+    s.on("recall_message", recall_message);
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegisterUser {
+    user_id: WireId,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendMessage {
+    #[serde(default)]
+    chat_id: Option<WireId>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    receiver_id: Option<WireId>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    media_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessagesRead {
+    chat_id: WireId,
+    #[serde(default)]
+    user_id: Option<WireId>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecallMessage {
+    message_id: WireId,
+    #[serde(default)]
+    chat_id: Option<WireId>,
+}
+
+type Outcome = Result<Value, ServiceError>;
+
+fn bad_payload(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::invalid(format!("invalid payload: {e}"))
+}
+
+fn service(status: tonic::Status) -> ServiceError {
+    ServiceError::from_status(&status)
+}
+
+/// Answers a request: a failure is emitted as `error {code, message, event}`;
+/// a client that passed an ack also gets `{success, data | error}`.
+fn answer(s: &SocketRef, ack: AckSender, event: &str, result: Outcome) {
+    let reply = match result {
+        Ok(data) => json!({ "success": true, "data": data }),
+        Err(e) => {
+            let mut error = json!({ "code": e.code.as_str(), "message": e.message });
+            let reply = json!({ "success": false, "error": error.clone() });
+            error["event"] = json!(event);
+            let _ = s.emit("error", &error);
+            reply
+        }
+    };
+    let _ = ack.send(&reply);
+}
+
+/// A user id sent in a payload must be the token's subject.
+fn check_self(claimed: &WireId, me: &Identity) -> Result<(), ServiceError> {
+    if claimed.0 == me.user_id {
+        Ok(())
+    } else {
+        Err(ServiceError::new(
+            ErrorCode::PermissionDenied,
+            format!("userId {} is not the authenticated user", claimed.0),
+        ))
+    }
+}
+
+async fn register_user(
+    s: SocketRef,
+    TryData(p): TryData<RegisterUser>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    // Nothing to do on success: the socket joined its user room on connect.
+    let result = p
+        .map_err(bad_payload)
+        .and_then(|p| check_self(&p.user_id, &me))
+        .map(|()| json!({ "userId": numeric_id(&me.user_id) }));
+    answer(&s, ack, "register_user", result);
+}
+
+async fn send_message(
+    s: SocketRef,
+    TryData(p): TryData<SendMessage>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = match p {
+        Ok(p) => send(&svc, &me, p).await,
+        Err(e) => Err(bad_payload(e)),
+    };
+    answer(&s, ack, "send_message", result);
+}
+
+/// Validates, finds the chat (creating the direct one when needed) and sends.
+/// Success is seen as `receive_message`, which chat-service's event brings
+/// to every member, the sender included.
+async fn send(svc: &Services, me: &Identity, p: SendMessage) -> Outcome {
+    let kind = p.kind.unwrap_or_else(|| "text".into());
+    if !TYPES.contains(&kind.as_str()) {
+        return Err(ServiceError::invalid(format!(
+            "type must be one of text, image, voice; got {kind:?}"
+        )));
+    }
+    let text = p.text.unwrap_or_default();
+    let media_url = p.media_url.filter(|u| !u.trim().is_empty());
+    if kind != "text" && media_url.is_none() {
+        return Err(ServiceError::invalid(format!(
+            "a {kind} message needs mediaUrl"
+        )));
+    }
+    if text.trim().is_empty() && media_url.is_none() {
+        return Err(ServiceError::new(
+            ErrorCode::EmptyMessage,
+            "a message needs text or mediaUrl",
+        ));
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(ServiceError::new(
+            ErrorCode::MessageTooLong,
+            format!(
+                "text is {} bytes; the limit is {MAX_TEXT_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    let req = SendMessageRequest {
+        actor: Some(me.actor()),
+        text,
+        attachments: media_url
+            .map(|url| Attachment {
+                url,
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
+        kind,
+        ..Default::default()
+    };
+    let mut chat = svc.chat.clone();
+    // An id confab cannot have generated names no chat: treat it as absent.
+    let chat_id = p.chat_id.map(|c| c.0).filter(|c| ids::parse(c).is_some());
+    if let Some(chat_id) = chat_id {
+        let first = chat
+            .send_message(SendMessageRequest {
+                conversation_id: chat_id,
+                ..req.clone()
+            })
+            .await
+            .map_err(service);
+        match first {
+            Err(e) if e.code == ErrorCode::ConversationNotFound && p.receiver_id.is_some() => {}
+            sent => return sent.map(|r| sent_message(r.into_inner().message)),
+        }
+    }
+    let Some(WireId(receiver)) = p.receiver_id else {
+        return Err(ServiceError::invalid(
+            "receiverId is required without an existing chatId",
+        ));
+    };
+    let direct = chat
+        .create_conversation(CreateConversationRequest {
+            actor: Some(me.actor()),
+            kind: ConversationKind::Direct as i32,
+            member_ids: vec![receiver],
+            ..Default::default()
+        })
+        .await
+        .map_err(service)?
+        .into_inner();
+    chat.send_message(SendMessageRequest {
+        conversation_id: direct.id,
+        ..req
+    })
+    .await
+    .map_err(service)
+    .map(|r| sent_message(r.into_inner().message))
+}
+
+fn sent_message(m: Option<ChatMessage>) -> Value {
+    m.as_ref().map(receive_message).unwrap_or_default()
+}
+
+async fn messages_read(
+    s: SocketRef,
+    TryData(p): TryData<MessagesRead>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        if let Some(claimed) = &p.user_id {
+            check_self(claimed, &me)?;
+        }
+        let read = svc
+            .chat
+            .clone()
+            .mark_read(MarkReadRequest {
+                actor: Some(me.actor()),
+                conversation_id: p.chat_id.0,
+                up_to_message_id: String::new(),
+            })
+            .await
+            .map_err(service)?
+            .into_inner();
+        Ok(json!({ "chatId": numeric_id(&read.conversation_id) }))
+    }
+    .await;
+    answer(&s, ack, "messages_read", result);
+}
+
+async fn recall_message(
+    s: SocketRef,
+    TryData(p): TryData<RecallMessage>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        let mut chat = svc.chat.clone();
+        if let Some(WireId(chat_id)) = &p.chat_id {
+            let m = chat
+                .get_message(GetMessageRequest {
+                    actor: Some(me.actor()),
+                    message_id: p.message_id.0.clone(),
+                })
+                .await
+                .map_err(service)?
+                .into_inner();
+            if !same_id(&m.conversation_id, chat_id) {
+                return Err(ServiceError::new(
+                    ErrorCode::MessageNotFound,
+                    format!("message {} is not in chat {chat_id}", p.message_id.0),
+                ));
+            }
+        }
+        let m = chat
+            .recall_message(RecallMessageRequest {
+                actor: Some(me.actor()),
+                message_id: p.message_id.0,
+            })
+            .await
+            .map_err(service)?
+            .into_inner();
+        Ok(recalled(&m))
+    }
+    .await;
+    answer(&s, ack, "recall_message", result);
+}
+
+/// Two ids name the same thing (`"7"` and `"07"` do).
+fn same_id(a: &str, b: &str) -> bool {
+    a == b || ids::parse(a).is_some_and(|x| ids::parse(b) == Some(x))
+}
+
+/// The seed's `receive_message` payload.
+pub fn receive_message(m: &ChatMessage) -> Value {
+    let chat_id = numeric_id(&m.conversation_id);
+    let sender_id = numeric_id(&m.sender_id);
+    let created_at = iso(m.created_at_ms);
+    let mut v = json!({
+        "id": numeric_id(&m.id),
+        "chat_id": chat_id,
+        "sender_id": sender_id,
+        "text": m.text,
+        "type": m.kind,
+        "created_at": created_at,
+        "sender": {
+            "id": sender_id,
+            "full_name": m.sender_name,
+            "avatar": m.sender_avatar,
+        },
+        "chatId": chat_id,
+        "senderId": sender_id,
+        "createdAt": created_at,
+    });
+    if let Some(url) = m.attachments.iter().map(|a| &a.url).find(|u| !u.is_empty()) {
+        v["media_url"] = json!(url);
+        v["mediaUrl"] = json!(url);
+    }
+    v
+}
+
+/// The seed's `message_recalled` payload.
+fn recalled(m: &ChatMessage) -> Value {
+    json!({
+        "messageId": numeric_id(&m.id),
+        "chatId": numeric_id(&m.conversation_id),
+    })
+}
+
+fn user_rooms<'a>(users: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    users.into_iter().map(|u| user_room(u)).collect()
+}
+
+fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
+    let members = ev
+        .audience
+        .as_ref()
+        .map(|a| a.user_ids.as_slice())
+        .unwrap_or_default();
+    let emit = |users: Vec<String>, event, data| {
+        if users.is_empty() {
+            Vec::new()
+        } else {
+            vec![Emit::to(users, event, data)]
+        }
+    };
+    match &ev.kind {
+        Some(Kind::MessageCreated(m)) => {
+            emit(user_rooms(members), "receive_message", receive_message(m))
+        }
+        Some(Kind::MessageRecalled(m) | Kind::MessageDeleted(m)) => {
+            emit(user_rooms(members), "message_recalled", recalled(m))
+        }
+        Some(Kind::MessagesRead(r)) => emit(
+            user_rooms(r.sender_ids.iter().filter(|u| **u != r.reader_id)),
+            "recent_chat_read",
+            json!({
+                "chatId": numeric_id(&r.conversation_id),
+                "userId": numeric_id(&r.reader_id),
+            }),
+        ),
+        // The seed has no events for edits, reactions, delivery receipts or
+        // membership changes.
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_proto::v1::{Audience, ReadReceipt};
+
+    fn event(kind: Kind) -> ChatEvent {
+        ChatEvent {
+            audience: Some(Audience {
+                user_ids: vec!["100001".into(), "u2".into()],
+                conversation_id: "7".into(),
+                ..Default::default()
+            }),
+            conversation: None,
+            kind: Some(kind),
+        }
+    }
+
+    fn message() -> ChatMessage {
+        ChatMessage {
+            id: "42".into(),
+            conversation_id: "7".into(),
+            sender_id: "100001".into(),
+            sender_name: "Ada".into(),
+            text: "hi".into(),
+            kind: "image".into(),
+            attachments: vec![Attachment {
+                url: "https://cdn/x.png".into(),
+                ..Default::default()
+            }],
+            created_at_ms: 1_700_000_000_123,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn new_messages_go_to_every_member_with_numeric_ids() {
+        let out = chat_event(&event(Kind::MessageCreated(message())));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event, "receive_message");
+        assert_eq!(out[0].rooms, vec!["user:100001", "user:u2"]);
+        let d = &out[0].data;
+        assert_eq!(d["id"], json!(42));
+        assert_eq!(d["chat_id"], json!(7));
+        assert_eq!(
+            d["sender"],
+            json!({"id": 100001, "full_name": "Ada", "avatar": ""})
+        );
+        assert_eq!(d["media_url"], json!("https://cdn/x.png"));
+        assert_eq!(d["created_at"], json!("2023-11-14T22:13:20.123Z"));
+    }
+
+    #[test]
+    fn deletions_render_as_recalls_and_reads_go_to_the_senders() {
+        let out = chat_event(&event(Kind::MessageDeleted(message())));
+        assert_eq!(out[0].event, "message_recalled");
+        assert_eq!(out[0].data, json!({"messageId": 42, "chatId": 7}));
+        let read = ReadReceipt {
+            conversation_id: "7".into(),
+            reader_id: "u2".into(),
+            sender_ids: vec!["100001".into()],
+            ..Default::default()
+        };
+        let out = chat_event(&event(Kind::MessagesRead(read)));
+        assert_eq!(out[0].rooms, vec!["user:100001"]);
+        assert_eq!(out[0].data, json!({"chatId": 7, "userId": "u2"}));
+        assert!(chat_event(&event(Kind::MessageEdited(message()))).is_empty());
+    }
 }
