@@ -1,21 +1,549 @@
-//! `mern` — not built yet (skeleton so the contract layer compiles).
+//! `mern` — seed 001 (a MERN chat app's WebSocket events, Socket.IO 4).
+//!
+//! | seed event | direction | confab |
+//! |---|---|---|
+//! | `auth: {token}` | handshake | the JWT; a failure is the `error` event below, then a disconnect |
+//! | `join_conversations ["id", ...]` | c→s | `CheckMembership` per id; the socket joins the rooms of those the user is a member of; each other id gets `error` |
+//! | `send_message {conversationId, content, type?, fileUrl?, fileName?}` + ack | c→s | `SendMessage`; ack `{success: true, message}` or `{success: false, error, code}` |
+//! | `receive_message {message, conversationId}` | s→c | the conversation room, except the socket that sent it |
+//! | `mark_read {conversationId, messageIds}` | c→s | `MarkRead` up to the highest of `messageIds` |
+//! | `messages_read {conversationId, messageIds, readBy}` | s→c | the conversation room, the reader's sockets included |
+//! | `edit_message {messageId, newContent}` + ack | c→s | `EditMessage`; ack `{success: true}` or `{success: false, message, code}` |
+//! | `message_edited {messageId, newContent, editedAt, conversationId}` | s→c | the conversation room |
+//! | `delete_message {messageId}` + ack | c→s | `DeleteMessage` (soft delete); ack as for `edit_message` |
+//! | `message_deleted {messageId, conversationId}` | s→c | the conversation room |
+//! | `error {message, code, event?}` | s→c | authentication failures, and refused requests sent without an ack |
+//!
+//! A message renders as the seed's document: `{_id, conversationId, sender:
+//! {_id, username, avatar}, content, type, status, fileUrl?, fileName?,
+//! edited, editedAt?, deleted, createdAt, updatedAt}`. Every id is a string.
+//!
+//! Choices where the seed is vague or contradicts itself:
+//! - **Authentication failures are the `error` event.** The seed's frontend
+//!   logs out when `error` arrives with a `message` containing
+//!   "Authentication"; its `connect_error` handler only shows "Failed to
+//!   connect". So a socket with a missing, invalid or expired token connects,
+//!   gets `error {message: "Authentication error: ...", code}` (`code` is
+//!   `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN` or `TOKEN_EXPIRED`) and is
+//!   disconnected; `connect_error` is left to transport failures.
+//! - **`receive_message` goes to the joined conversation rooms**, not to every
+//!   member's user room: the frontend joins the rooms of its whole
+//!   conversation list (and again when the list changes) and uses
+//!   `receive_message` of any of them to update that list, as the seed's
+//!   server does with `io.to('conversation:<id>')`.
+//! - **The sending socket does not get its own `receive_message`.** The
+//!   frontend appends the message from the `send_message` ack and appends
+//!   every `receive_message` of the open conversation without looking at
+//!   `_id`, so an echo would show the message twice ("When: another user
+//!   sends a message"). The sender's other sockets (tabs, devices) do get it.
+//!   To tell the sending socket apart from a canonical event, every socket
+//!   has a random origin tag and joins room `mern-origin:<tag>`; a send
+//!   stores `mern:<tag>:<nonce>` as the message's `client_message_id`, and
+//!   rendering excludes that room. Messages from other contracts or REST
+//!   reach the whole room.
+//! - **`messages_read` reaches the reader's sockets too** (the seed's server
+//!   emits to the room): the frontend marks messages read only when this
+//!   event names them, so without it the reader's client would send the same
+//!   `mark_read` again at every new message.
+//! - `mark_read` marks the conversation read up to the highest id in
+//!   `messageIds` (a read marker, not a set); `messages_read.messageIds`
+//!   names the messages newly read by it, others' messages only, oldest
+//!   first. Nothing newly read → no event.
+//! - Request failures carry confab's stable code in `code` beside the seed's
+//!   text field. `edit_message`/`delete_message` failures use the seed's
+//!   `{success: false, message}`; `send_message` puts the reason in `error`
+//!   because `message` is its success field. `join_conversations` and
+//!   `mark_read` have no ack in the seed; a client may pass one anyway (a
+//!   confab addition): `{success, joined, failed: [{conversationId, code,
+//!   error}]}` and `{success, messageIds}`. A request sent without an ack
+//!   reports a refusal as `error {message, code, event}` (plus
+//!   `conversationId` for a refused join), which the frontend's `error`
+//!   handler ignores unless the text says "Authentication" (it never does).
+//! - `type` is stored as the message kind ("text" by default, "file" when
+//!   only `fileUrl`/`fileName` are given); `fileUrl`/`fileName` are one
+//!   attachment. Other contracts' kinds render as they are.
+//! - `status` is always `"sent"`: per-viewer status comes from `messages_read`.
+//! - A deleted message — and one another contract recalled, which mern
+//!   shows as `message_deleted` — renders `content` as "This message was
+//!   deleted", as the seed's soft delete stores it.
+//! - `sender.username` is the token's `username`, else its display name;
+//!   `avatar` is `""` when the token has none.
+//! - A socket stays in a conversation's room after its user is removed from
+//!   it, until it reconnects (the room is per connection; the frontend sends
+//!   `join_conversations` again when its list changes).
+//!
+//! Presence is another piece of work and slots in here: `on_connect` will
+//! register the session with presence-service (and `disconnect` end it), a
+//! `typing {conversationId, isTyping}` handler will call `SetTyping`, and a
+//! presence renderer beside [`chat_event`] will emit `typing_status {userId,
+//! username, conversationId, isTyping}` to the conversation room except the
+//! typist, and `user_online {userId, username}` / `user_offline {userId,
+//! username, lastSeen}`.
 
-use confab_proto::v1::ChatEvent;
-use socketioxide::extract::SocketRef;
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::Arc;
 
-use super::{Contract, Emit, any_handshake};
-use crate::auth::Identity;
+use confab_proto::v1::{
+    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, DeleteMessageRequest,
+    EditMessageRequest, MarkReadRequest, SendMessageRequest, chat_event::Kind,
+};
+use confab_proto::{ErrorCode, ServiceError, ids};
+use futures::future::join_all;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::handler::FromMessageParts;
+use socketioxide::socket::Socket;
+
+use super::{Contract, Emit, any_handshake, conversation_room};
+use crate::auth::{AuthError, Identity};
+use crate::services::Services;
+use crate::wire::{WireId, iso};
 
 pub const CONTRACT: Contract = Contract {
     name: "mern",
     handshake: any_handshake,
-    auth_error: None,
+    auth_error: Some(auth_error),
     on_connect,
     chat_event,
 };
 
-fn on_connect(_s: &SocketRef, _me: &Identity) {}
+/// What a deleted message's `content` reads, as the seed's soft delete.
+const DELETED_TEXT: &str = "This message was deleted";
 
-fn chat_event(_ev: &ChatEvent) -> Vec<Emit> {
-    Vec::new()
+/// At most this many ids in one `join_conversations`.
+const MAX_JOIN: usize = 1000;
+
+/// The seed's frontend logs out on `error` whose message says "Authentication".
+fn auth_error(e: AuthError) -> (&'static str, Value) {
+    let message = format!("Authentication error: {}", e.describe());
+    (
+        "error",
+        json!({ "message": message, "code": e.to_string() }),
+    )
+}
+
+/// The random tag naming one socket, so the message it sends is not echoed
+/// back to it (see the module doc).
+#[derive(Clone)]
+struct Origin(String);
+
+fn origin_room(tag: &str) -> String {
+    format!("mern-origin:{tag}")
+}
+
+/// The origin tag inside a `client_message_id` written by [`send_message`].
+fn origin_of(client_message_id: &str) -> Option<&str> {
+    client_message_id.strip_prefix("mern:")?.split(':').next()
+}
+
+fn on_connect(s: &SocketRef, _: &Identity) {
+    let tag = format!("{:016x}", rand::random::<u64>());
+    s.join(origin_room(&tag));
+    s.extensions.insert(Origin(tag));
+    s.on("join_conversations", join_conversations);
+    s.on("send_message", send_message);
+    s.on("mark_read", mark_read);
+    s.on("edit_message", edit_message);
+    s.on("delete_message", delete_message);
+    // Presence (another piece of work): `typing` goes here.
+}
+
+// ---- payloads ------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct SendMessage {
+    #[serde(rename = "conversationId")]
+    conversation_id: WireId,
+    content: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(rename = "fileUrl")]
+    file_url: Option<String>,
+    #[serde(rename = "fileName")]
+    file_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MarkRead {
+    #[serde(rename = "conversationId")]
+    conversation_id: WireId,
+    #[serde(rename = "messageIds")]
+    message_ids: Vec<WireId>,
+}
+
+#[derive(Deserialize)]
+struct EditMessage {
+    #[serde(rename = "messageId")]
+    message_id: WireId,
+    #[serde(rename = "newContent")]
+    new_content: String,
+}
+
+#[derive(Deserialize)]
+struct MessageRef {
+    #[serde(rename = "messageId")]
+    message_id: WireId,
+}
+
+// ---- answering -----------------------------------------------------------
+
+/// How a request is answered: through the client's ack callback when it
+/// passed one, else a refusal is the `error` event. (socketioxide's
+/// [`AckSender`] alone cannot tell whether the client asked for an ack.)
+struct Reply<A: Adapter = socketioxide::adapter::LocalAdapter> {
+    socket: SocketRef<A>,
+    ack: AckSender<A>,
+    wants_ack: bool,
+}
+
+impl<A: Adapter> FromMessageParts<A> for Reply<A> {
+    type Error = Infallible;
+    fn from_message_parts(
+        s: &Arc<Socket<A>>,
+        v: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        Ok(Self {
+            socket: SocketRef::from_message_parts(s, v, ack_id)?,
+            ack: AckSender::from_message_parts(s, v, ack_id)?,
+            wants_ack: ack_id.is_some(),
+        })
+    }
+}
+
+impl<A: Adapter> Reply<A> {
+    /// Acks `data` (nothing to do without an ack).
+    fn ok(self, data: Value) {
+        let _ = self.ack.send(&data);
+    }
+
+    /// Acks `{success: false, <field>: reason, code}`, or emits `error`
+    /// `{message, code, event}` when there is no ack.
+    fn fail(self, event: &str, field: &str, e: ServiceError) {
+        if self.wants_ack {
+            let mut reply = json!({ "success": false, "code": e.code.as_str() });
+            reply[field] = json!(e.message);
+            let _ = self.ack.send(&reply);
+        } else {
+            let _ = self.socket.emit("error", &error_event(event, &e));
+        }
+    }
+}
+
+fn error_event(event: &str, e: &ServiceError) -> Value {
+    json!({ "message": e.message, "code": e.code.as_str(), "event": event })
+}
+
+fn invalid(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::invalid(format!("invalid payload: {e}"))
+}
+
+// ---- handlers ------------------------------------------------------------
+
+/// One id of a `join_conversations` list: joined, or refused and why.
+type JoinOutcome = Result<String, (Value, ServiceError)>;
+
+async fn check_one(svc: &Services, me: &Identity, raw: Value) -> JoinOutcome {
+    let WireId(id) = WireId::deserialize(&raw).map_err(|e| (raw.clone(), invalid(e)))?;
+    let req = CheckMembershipRequest {
+        conversation_id: id.clone(),
+        user_id: me.user_id.clone(),
+    };
+    match svc.chat.clone().check_membership(req).await {
+        Ok(r) if r.get_ref().is_member => Ok(id),
+        Ok(_) => Err((
+            json!(id),
+            ServiceError::new(
+                ErrorCode::NotAMember,
+                format!("you are not a member of conversation {id}"),
+            ),
+        )),
+        Err(status) => Err((json!(id), ServiceError::from_status(&status))),
+    }
+}
+
+async fn join_conversations(
+    TryData(p): TryData<Vec<Value>>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    reply: Reply,
+) {
+    const EVENT: &str = "join_conversations";
+    let mut ids = match p {
+        Ok(ids) if ids.len() <= MAX_JOIN => ids,
+        Ok(_) => {
+            let e = ServiceError::invalid(format!("at most {MAX_JOIN} conversation ids at once"));
+            return reply.fail(EVENT, "error", e);
+        }
+        Err(e) => return reply.fail(EVENT, "error", invalid(e)),
+    };
+    let mut seen = HashSet::new();
+    ids.retain(|raw| seen.insert(raw.to_string()));
+    let outcomes = join_all(ids.into_iter().map(|raw| check_one(&svc, &me, raw))).await;
+    let (mut joined, mut failed) = (Vec::new(), Vec::new());
+    for outcome in outcomes {
+        match outcome {
+            Ok(id) => {
+                reply.socket.join(conversation_room(&id));
+                joined.push(id);
+            }
+            Err(refused) => failed.push(refused),
+        }
+    }
+    // Joins happen before any answer, so an answer means the rooms are joined.
+    if reply.wants_ack {
+        let failed: Vec<Value> = failed
+            .iter()
+            .map(|(id, e)| json!({ "conversationId": id, "code": e.code.as_str(), "error": e.message }))
+            .collect();
+        reply.ok(json!({ "success": failed.is_empty(), "joined": joined, "failed": failed }));
+    } else {
+        for (id, e) in failed {
+            let mut payload = error_event(EVENT, &e);
+            payload["conversationId"] = id;
+            let _ = reply.socket.emit("error", &payload);
+        }
+    }
+}
+
+async fn send_message(
+    TryData(p): TryData<SendMessage>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    Extension(Origin(tag)): Extension<Origin>,
+    reply: Reply,
+) {
+    const EVENT: &str = "send_message";
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.fail(EVENT, "error", invalid(e)),
+    };
+    let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    let (file_url, file_name) = (non_empty(p.file_url), non_empty(p.file_name));
+    let has_file = file_url.is_some() || file_name.is_some();
+    let kind = non_empty(p.kind).unwrap_or_else(|| if has_file { "file" } else { "" }.into());
+    let req = SendMessageRequest {
+        actor: Some(me.actor()),
+        conversation_id: p.conversation_id.0,
+        text: p.content.unwrap_or_default(),
+        attachments: if has_file {
+            vec![Attachment {
+                url: file_url.unwrap_or_default(),
+                file_name: file_name.unwrap_or_default(),
+                ..Default::default()
+            }]
+        } else {
+            Vec::new()
+        },
+        kind,
+        client_message_id: format!("mern:{tag}:{:016x}", rand::random::<u64>()),
+        ..Default::default()
+    };
+    match svc.chat.clone().send_message(req).await {
+        Ok(r) => {
+            let m = r.into_inner().message.unwrap_or_default();
+            reply.ok(json!({ "success": true, "message": message(&m) }));
+        }
+        Err(status) => reply.fail(EVENT, "error", ServiceError::from_status(&status)),
+    }
+}
+
+async fn mark_read(
+    TryData(p): TryData<MarkRead>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    reply: Reply,
+) {
+    const EVENT: &str = "mark_read";
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.fail(EVENT, "error", invalid(e)),
+    };
+    let parsed: Option<Vec<i64>> = p
+        .message_ids
+        .iter()
+        .map(|WireId(id)| ids::parse(id))
+        .collect();
+    let Some(up_to) = parsed.and_then(|ids| ids.into_iter().max()) else {
+        let e = ServiceError::invalid("messageIds must be a non-empty list of message ids");
+        return reply.fail(EVENT, "error", e);
+    };
+    let req = MarkReadRequest {
+        actor: Some(me.actor()),
+        conversation_id: p.conversation_id.0,
+        up_to_message_id: up_to.to_string(),
+    };
+    match svc.chat.clone().mark_read(req).await {
+        Ok(r) => reply.ok(json!({ "success": true, "messageIds": r.into_inner().message_ids })),
+        Err(status) => reply.fail(EVENT, "error", ServiceError::from_status(&status)),
+    }
+}
+
+async fn edit_message(
+    TryData(p): TryData<EditMessage>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    reply: Reply,
+) {
+    const EVENT: &str = "edit_message";
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.fail(EVENT, "message", invalid(e)),
+    };
+    let req = EditMessageRequest {
+        actor: Some(me.actor()),
+        message_id: p.message_id.0,
+        text: p.new_content,
+    };
+    match svc.chat.clone().edit_message(req).await {
+        Ok(_) => reply.ok(json!({ "success": true })),
+        Err(status) => reply.fail(EVENT, "message", ServiceError::from_status(&status)),
+    }
+}
+
+async fn delete_message(
+    TryData(p): TryData<MessageRef>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    reply: Reply,
+) {
+    const EVENT: &str = "delete_message";
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.fail(EVENT, "message", invalid(e)),
+    };
+    let req = DeleteMessageRequest {
+        actor: Some(me.actor()),
+        message_id: p.message_id.0,
+    };
+    match svc.chat.clone().delete_message(req).await {
+        Ok(_) => reply.ok(json!({ "success": true })),
+        Err(status) => reply.fail(EVENT, "message", ServiceError::from_status(&status)),
+    }
+}
+
+// ---- rendering -----------------------------------------------------------
+
+/// The seed's message document.
+pub fn message(m: &ChatMessage) -> Value {
+    let gone = m.deleted || m.recalled;
+    let username = [&m.sender_username, &m.sender_name, &m.sender_id]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_default();
+    let mut v = json!({
+        "_id": m.id,
+        "conversationId": m.conversation_id,
+        "sender": { "_id": m.sender_id, "username": username, "avatar": m.sender_avatar },
+        "content": if gone { DELETED_TEXT } else { m.text.as_str() },
+        "type": if m.kind.is_empty() { "text" } else { m.kind.as_str() },
+        "status": "sent",
+        "edited": m.edited_at_ms > 0,
+        "deleted": gone,
+        "createdAt": iso(m.created_at_ms),
+        "updatedAt": iso(m.created_at_ms.max(m.edited_at_ms)),
+    });
+    if m.edited_at_ms > 0 {
+        v["editedAt"] = json!(iso(m.edited_at_ms));
+    }
+    if let Some(a) = m.attachments.first() {
+        if !a.url.is_empty() {
+            v["fileUrl"] = json!(a.url);
+        }
+        if !a.file_name.is_empty() {
+            v["fileName"] = json!(a.file_name);
+        }
+    }
+    v
+}
+
+fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
+    let room = |conversation_id: &str| vec![conversation_room(conversation_id)];
+    match &ev.kind {
+        Some(Kind::MessageCreated(m)) => {
+            let payload = json!({ "message": message(m), "conversationId": m.conversation_id });
+            let mut e = Emit::to(room(&m.conversation_id), "receive_message", payload);
+            if let Some(tag) = origin_of(&m.client_message_id) {
+                e.except.push(origin_room(tag));
+            }
+            vec![e]
+        }
+        Some(Kind::MessageEdited(m)) => vec![Emit::to(
+            room(&m.conversation_id),
+            "message_edited",
+            json!({
+                "messageId": m.id,
+                "newContent": m.text,
+                "editedAt": iso(m.edited_at_ms),
+                "conversationId": m.conversation_id,
+            }),
+        )],
+        // mern has no recall: a recalled message is gone like a deleted one.
+        Some(Kind::MessageDeleted(m) | Kind::MessageRecalled(m)) => vec![Emit::to(
+            room(&m.conversation_id),
+            "message_deleted",
+            json!({ "messageId": m.id, "conversationId": m.conversation_id }),
+        )],
+        Some(Kind::MessagesRead(r)) => vec![Emit::to(
+            room(&r.conversation_id),
+            "messages_read",
+            json!({
+                "conversationId": r.conversation_id,
+                "messageIds": r.message_ids,
+                "readBy": r.reader_id,
+            }),
+        )],
+        // No seed events for reactions, deliveries or membership changes.
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg() -> ChatMessage {
+        ChatMessage {
+            id: "7".into(),
+            conversation_id: "3".into(),
+            sender_id: "u1".into(),
+            sender_name: "Alice".into(),
+            text: "hi".into(),
+            kind: "text".into(),
+            created_at_ms: 1_700_000_000_123,
+            client_message_id: "mern:abc:def".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn new_messages_skip_the_sending_socket_only() {
+        let ev = ChatEvent {
+            kind: Some(Kind::MessageCreated(msg())),
+            ..Default::default()
+        };
+        let emits = chat_event(&ev);
+        assert_eq!(emits.len(), 1);
+        assert_eq!(emits[0].rooms, vec!["conv:3".to_string()]);
+        assert_eq!(emits[0].except, vec!["mern-origin:abc".to_string()]);
+        let m = &emits[0].data["message"];
+        assert_eq!(m["_id"], "7");
+        assert_eq!(m["sender"]["username"], "Alice");
+        assert_eq!(m["createdAt"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(origin_of("v3-client-id"), None);
+    }
+
+    #[test]
+    fn deleted_messages_read_as_deleted() {
+        let mut m = msg();
+        m.recalled = true;
+        m.text.clear();
+        let v = message(&m);
+        assert_eq!(v["content"], DELETED_TEXT);
+        assert_eq!(v["deleted"], true);
+    }
 }
