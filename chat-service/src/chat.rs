@@ -18,8 +18,7 @@ use sea_orm::{
 
 use crate::entity::{conversation, delivery, member, message, reaction};
 
-/// The longest message text accepted, in bytes (10 KB).
-pub const MAX_TEXT_BYTES: usize = 10 * 1024;
+pub use confab_proto::limits::MAX_TEXT_BYTES;
 /// The most attachments one message may carry.
 pub const MAX_ATTACHMENTS: usize = 20;
 /// The most members a conversation may be created with.

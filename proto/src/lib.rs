@@ -14,6 +14,7 @@
 pub mod bus;
 pub mod error;
 pub mod ids;
+pub mod limits;
 pub mod server;
 
 /// Generated messages and services of package `confab.v1`.

@@ -62,6 +62,7 @@
 //! `call_user`, `answer_call`, `ice_candidate`, `end_call` and their
 //! server events (`CallEvent`). Each reuses [`answer`] for its errors.
 
+use confab_proto::limits::MAX_TEXT_BYTES;
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, ConversationKind, CreateConversationRequest,
     GetMessageRequest, MarkReadRequest, RecallMessageRequest, SendMessageRequest, chat_event::Kind,
@@ -83,10 +84,6 @@ pub const CONTRACT: Contract = Contract {
     on_connect,
     chat_event,
 };
-
-/// The longest text accepted (chat-service's limit, checked here too so a
-/// refused first message creates no chat).
-const MAX_TEXT_BYTES: usize = 10 * 1024;
 
 /// The message types the seed names.
 const TYPES: [&str; 3] = ["text", "image", "voice"];
