@@ -1,21 +1,1006 @@
-//! `v3` — not built yet (skeleton so the contract layer compiles).
+//! `v3` — seed 003 (the "Socket.IO event contract v3.0"): authentication,
+//! chat rooms and messaging.
+//!
+//! | seed event | direction | confab |
+//! |---|---|---|
+//! | handshake `auth: {profileid, timestamp}` + `accessToken` cookie | c→s | the token (cookie, `auth.token`, `Authorization`, query) is the identity; a `profileid` other than its subject is refused with `connect_error` `PROFILE_MISMATCH` |
+//! | `authenticated {user, profile, security, session}` | s→c | on connect, from the verified token |
+//! | `auth_error {error, message}` | s→c | no, bad or expired token (`AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`); the socket is then disconnected |
+//! | `join_chat {chatid}` or `chatid` | c→s | `CheckMembership`; a member's socket joins the chat room |
+//! | `chat_joined {chatid, role, permissions, chatInfo}` | s→c | the `Membership` answer |
+//! | `leave_chat {chatid}` or `chatid` | c→s | leaves the room, silently |
+//! | `user_joined_chat {profileid, username, role, isOnline, joinedAt}` | s→c | to the others in the room (this edge) when a user's first socket joins |
+//! | `user_left {profileid, username}` | s→c | to the others in the room (this edge) when a user's last socket leaves or disconnects |
+//! | `send_message {chatid, clientMessageId, messageType, content, attachments?, replyTo?, mentions?}` + ack | c→s | `SendMessage`; ack `{success, clientMessageId, serverMessageId, timestamp}` or `{success: false, clientMessageId, error, code}` |
+//! | `new_message {message, chat, sender}` | s→c | `ChatEvent.message_created`, to the chat room, the sender's sockets included |
+//! | `message_sent {clientMessageId, serverMessageId, chatid, timestamp, status, deliveredTo}` | s→c | to the sending socket after the ack |
+//! | `message_delivered {messageid, clientMessageId?, deliveredTo, deliveredAt, isOfflineDelivery}` | s→c | `ChatEvent.message_delivered`, to every socket of the sender |
+//! | `mark_message_read {messageid, chatid}` | c→s | `MarkRead` up to that message |
+//! | `message_read {messageid, clientMessageId?, readBy, readAt}` | s→c | `ChatEvent.messages_read`, one per newly read message, to its sender |
+//! | `react_to_message {messageid, chatid, emoji}` | c→s | `GetMessage` (it must be in that chat), then `ReactToMessage` |
+//! | `message_reaction_added {messageid, chatid, reaction}` | s→c | `ChatEvent.reaction_changed` (added), to the chat room |
+//! | `chat_error {error, chatid?, data: {event, message}}` | s→c | every failure of `join_chat`/`leave_chat`; every refusal by chat-service |
+//! | `error {error, message, details: {event}}` | s→c | a payload that cannot be read (without an ack for `send_message`) |
+//!
+//! Choices where the seed is vague:
+//! - `error` fields (`chat_error.error`, `error.error`, the ack's `code`) are
+//!   confab's stable codes (`NOT_A_MEMBER`, `CONVERSATION_NOT_FOUND`,
+//!   `MESSAGE_TOO_LONG`, `EMPTY_MESSAGE`, `MESSAGE_NOT_FOUND`,
+//!   `INVALID_ARGUMENT`, `UNAVAILABLE`, ...); the human message is in
+//!   `chat_error.data.message`, `error.message` and the ack's `error`.
+//! - A failed `send_message` answers only in its ack when the client passed
+//!   one (the seed's message flow always does), so a frontend does not see
+//!   the failure twice; without an ack it gets `error` (unreadable payload)
+//!   or `chat_error` (refused by chat-service) like the other events.
+//! - `join_chat` and `leave_chat` report every failure as `chat_error`, as the
+//!   seed says for joins. The other events have no ack in the seed; when a
+//!   client passes one anyway it gets `{success: true, ...}` or
+//!   `{success: false, error, code}` besides the event (a confab addition).
+//! - `profileid` is optional: the token alone says who connects; when
+//!   present (a string, or a number for numeric subjects) it must equal the
+//!   token's subject. `timestamp` is ignored. A mismatch is a
+//!   `connect_error` (the contract layer reports only token failures as
+//!   `auth_error`).
+//! - `authenticated` renders what confab knows: `user.id` = `profileid` =
+//!   the subject; `username` = the `username` claim, else the name, else the
+//!   id; `displayname` = the name claim, else the username, else the id;
+//!   `avatar` = the `avatar` claim or `""`. confab keeps no e-mail,
+//!   permissions, risk scoring or device list: `email: ""`,
+//!   `permissions: {}`, `riskScore: 0`, `deviceTrusted: false` (confab never
+//!   vouches for a device), `deviceFingerprint: ""`. `session.expiresAt` is
+//!   the token's `exp` when the token came in a cookie, header or query (the
+//!   seed's frontend uses the `accessToken` cookie), else `null`.
+//! - `chat_joined`: `role` is the member's role (`owner` for the creator,
+//!   `member` otherwise); `permissions` say what chat-service allows:
+//!   every member sends, any member of a group adds members, only the owner
+//!   (or an admin) removes members and edits settings. `chatType` is
+//!   `direct` or `group` (confab has no channels); `chatName` is the
+//!   conversation's name (`""` for an unnamed direct chat); `settings: {}`.
+//! - `new_message` goes to every socket that joined the chat, the sender's
+//!   included: it carries `clientMessageId`, so the sender matches it with
+//!   its optimistic copy, and the sender's other tabs see the message too.
+//!   `messageStatus` is `sent`; attachments render `type` from the MIME type
+//!   (`image`, `video`, `audio`, else `file`); `replyTo` is the full message
+//!   replied to (without its own `replyTo`); `reactions` has one entry per
+//!   user and emoji.
+//! - A retry with the same `clientMessageId` stores nothing and broadcasts
+//!   nothing (chat-service answers `duplicate`); the retrying socket gets the
+//!   same ack and `message_sent` again with the first `serverMessageId`.
+//! - `message_sent.deliveredTo` is `[]`: who is online comes with
+//!   presence-service (`GetPresence`); each recipient reached is reported by
+//!   its own `message_delivered` as soon as its socket got the message.
+//! - `messageType` must be one of the seed's six (`text` when absent);
+//!   `content` is the text (10 KB at most, chat-service's limit answers
+//!   `MESSAGE_TOO_LONG`); an attachment needs a `url` and may be 50 MB at
+//!   most (`INVALID_ARGUMENT`); `timestamp` is ignored (the server's time
+//!   wins).
+//! - Removing a reaction has no event in the seed, so it renders nothing.
+//! - Ids are strings on the wire; numbers are accepted too.
+//!
+//! Where the rest of the seed slots in (other issues):
+//! - `user_joined_chat`/`user_left` are per-edge room state today (the
+//!   sockets of this edge's `/v3` namespace); room presence across edges
+//!   arrives with presence-service's `SetRoomPresence` →
+//!   `PresenceEvent.room_presence_changed`, rendered by a `presence_event`
+//!   renderer beside [`chat_event`].
+//! - `typing_start`/`typing_stop` → `SetTyping`, `user_typing`,
+//!   `user_stopped_typing`, `user_status_changed`/`user_online`/
+//!   `user_offline`, `RegisterSession` on connect (10 sockets per user) and
+//!   `UnregisterSession` in [`on_disconnect`]: presence-service.
+//! - Calls, WebRTC signaling, call controls and the legacy call aliases:
+//!   call-service, as more handlers in [`on_connect`].
+//! - `ping`/`heartbeat`: a per-socket timer started in [`on_connect`].
+//! - `rate_limited` and the ack's `retryAfter`: `LIMIT_EXCEEDED` with
+//!   `ErrorDetail.retry_after_ms`, rendered where [`Refusal`] is built.
+//! - Offline delivery: `CatchUp` (limit 25) on connect, each message as
+//!   `new_message` with `isOfflineDelivery`, `deliveredAt`,
+//!   `queuedDuration`, then `offline_messages_delivered`.
 
-use confab_proto::v1::ChatEvent;
-use socketioxide::extract::SocketRef;
+use std::convert::Infallible;
+use std::sync::Arc;
 
-use super::{Contract, Emit, any_handshake};
-use crate::auth::Identity;
+use confab_proto::v1::{
+    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, Conversation, ConversationInfo,
+    ConversationKind, DeliveryReceipt, GetMessageRequest, MarkReadRequest, ReactToMessageRequest,
+    ReactionChange, ReadReceipt, SendMessageRequest, chat_event::Kind,
+};
+use confab_proto::{ServiceError, ids};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::handler::FromMessageParts;
+use socketioxide::socket::Socket;
+
+use super::{Contract, Emit, conversation_room, user_room};
+use crate::auth::{AuthError, Identity, find_token};
+use crate::services::Services;
+use crate::wire::{WireId, iso};
 
 pub const CONTRACT: Contract = Contract {
     name: "v3",
-    handshake: any_handshake,
-    auth_error: None,
+    handshake,
+    auth_error: Some(auth_error),
     on_connect,
     chat_event,
 };
 
-fn on_connect(_s: &SocketRef, _me: &Identity) {}
+/// The most an attachment may weigh (the seed's resource limits).
+const MAX_ATTACHMENT_BYTES: u64 = 50 * 1024 * 1024;
+/// The seed's message types.
+const MESSAGE_TYPES: [&str; 6] = ["text", "image", "video", "audio", "file", "location"];
 
-fn chat_event(_ev: &ChatEvent) -> Vec<Emit> {
-    Vec::new()
+// ---- connection ---------------------------------------------------------
+
+/// `auth.profileid`, when given, must be the token's subject.
+fn handshake(auth: Option<&Value>, me: &Identity) -> Result<(), String> {
+    match auth.and_then(|a| a.get("profileid")) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(p)) if p.trim() == me.user_id => Ok(()),
+        Some(Value::Number(n)) if n.to_string() == me.user_id => Ok(()),
+        Some(_) => Err("PROFILE_MISMATCH".into()),
+    }
+}
+
+fn auth_error(e: AuthError) -> (&'static str, Value) {
+    (
+        "auth_error",
+        json!({ "error": e.to_string(), "message": e.describe() }),
+    )
+}
+
+fn on_connect(s: &SocketRef, me: &Identity) {
+    s.on("join_chat", join_chat);
+    s.on("leave_chat", leave_chat);
+    s.on("send_message", send_message);
+    s.on("mark_message_read", mark_message_read);
+    s.on("react_to_message", react_to_message);
+    s.on_disconnect(on_disconnect);
+    let expires_at = token_expiry(s, me);
+    let _ = s.emit("authenticated", &authenticated(me, expires_at));
+}
+
+/// The seed's `authenticated` payload (see the module doc for each field).
+fn authenticated(me: &Identity, expires_at_ms: Option<i64>) -> Value {
+    let username = login_name(me);
+    json!({
+        "user": {
+            "id": me.user_id,
+            "username": username,
+            "email": "",
+            "permissions": {},
+        },
+        "profile": {
+            "profileid": me.user_id,
+            "username": username,
+            "displayname": me.display_name(),
+            "avatar": me.avatar,
+        },
+        "security": { "riskScore": 0, "deviceTrusted": false, "deviceFingerprint": "" },
+        "session": {
+            "connectedAt": iso(chrono::Utc::now().timestamp_millis()),
+            "expiresAt": expires_at_ms.map(iso),
+        },
+    })
+}
+
+/// The `exp` of the connection's token, in ms. The handshake verified the
+/// token already; this only reads its expiry again, from the request (the
+/// `auth` object is not kept after the handshake), and only when the token
+/// found there names the same user.
+fn token_expiry(s: &SocketRef, me: &Identity) -> Option<i64> {
+    let token = find_token(None, s.req_parts())?;
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
+    let subject = match claims.get("sub").or_else(|| claims.get("userId"))? {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let exp = claims.get("exp")?.as_i64()?;
+    (subject == me.user_id).then_some(exp.saturating_mul(1000))
+}
+
+/// The login name: the `username` claim, else the name, else the id.
+fn login_name(me: &Identity) -> &str {
+    [&me.username, &me.name]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or(&me.user_id)
+}
+
+// ---- answers --------------------------------------------------------------
+
+/// Why a request failed: a stable code and a message for people.
+struct Refusal {
+    code: String,
+    message: String,
+}
+
+impl Refusal {
+    fn invalid(message: impl std::fmt::Display) -> Self {
+        Self {
+            code: "INVALID_ARGUMENT".into(),
+            message: message.to_string(),
+        }
+    }
+
+    fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    fn from_status(status: &tonic::Status) -> Self {
+        let e = ServiceError::from_status(status);
+        Self::new(e.code.as_str(), e.message)
+    }
+}
+
+/// The seed's `chat_error`.
+fn chat_error(s: &SocketRef, event: &str, chatid: Option<&str>, r: &Refusal) {
+    let mut payload = json!({
+        "error": r.code,
+        "data": { "event": event, "message": r.message },
+    });
+    if let Some(id) = chatid {
+        payload["chatid"] = json!(id);
+    }
+    let _ = s.emit("chat_error", &payload);
+}
+
+/// The seed's generic `error`.
+fn error_event(s: &SocketRef, event: &str, r: &Refusal) {
+    let _ = s.emit(
+        "error",
+        &json!({ "error": r.code, "message": r.message, "details": { "event": event } }),
+    );
+}
+
+/// `{success: true, ...fields}` or `{success: false, error, code}` for a
+/// client that passed an ack (a no-op otherwise).
+fn ack_with(ack: AckSender, result: Result<Value, &Refusal>) {
+    let reply = match result {
+        Ok(mut fields) => {
+            fields["success"] = json!(true);
+            fields
+        }
+        Err(r) => json!({ "success": false, "error": r.message, "code": r.code }),
+    };
+    let _ = ack.send(&reply);
+}
+
+/// Whether the client passed an ack callback with the event.
+struct AckRequested(bool);
+
+impl<A: Adapter> FromMessageParts<A> for AckRequested {
+    type Error = Infallible;
+    fn from_message_parts(
+        _: &Arc<Socket<A>>,
+        _: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        Ok(Self(ack_id.is_some()))
+    }
+}
+
+fn read<T: serde::de::DeserializeOwned>(payload: Value) -> Result<T, Refusal> {
+    serde_json::from_value(payload).map_err(Refusal::invalid)
+}
+
+// ---- rooms ------------------------------------------------------------------
+
+/// `{chatid}` or the chat id alone (a string or a number).
+fn chat_ref(payload: &Value) -> Result<String, Refusal> {
+    let id = match payload {
+        Value::Object(o) => o.get("chatid").cloned().unwrap_or_default(),
+        other => other.clone(),
+    };
+    serde_json::from_value::<WireId>(id)
+        .map(|w| w.0)
+        .map_err(|_| Refusal::invalid("chatid is required: a chat id, or {chatid}"))
+}
+
+/// A chat id as chat-service writes it ("007" is chat "7"), so rooms match.
+fn canonical(id: &str) -> String {
+    ids::parse(id).map_or_else(|| id.to_string(), |n| n.to_string())
+}
+
+/// Whether another socket of `user` on this edge is in `room`.
+fn another_socket_of(s: &SocketRef, room: &str, user: &str) -> bool {
+    s.within(room.to_string()).sockets().iter().any(|o| {
+        o.id != s.id
+            && o.extensions
+                .get::<Identity>()
+                .is_some_and(|id| id.user_id == user)
+    })
+}
+
+fn in_room(s: &SocketRef, room: &str) -> bool {
+    s.rooms().iter().any(|r| r == room)
+}
+
+async fn join_chat(
+    s: SocketRef,
+    TryData(p): TryData<Value>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let (chatid, result) = match chat_ref(&p.unwrap_or_default()) {
+        Err(r) => (None, Err(r)),
+        Ok(id) => {
+            let result = join(&s, &svc, &me, &id).await;
+            (Some(id), result)
+        }
+    };
+    match result {
+        Ok(joined) => {
+            let _ = s.emit("chat_joined", &joined);
+            ack_with(ack, Ok(joined));
+        }
+        Err(r) => {
+            chat_error(&s, "join_chat", chatid.as_deref(), &r);
+            ack_with(ack, Err(&r));
+        }
+    }
+}
+
+/// Checks membership, joins the room, tells the others; returns `chat_joined`.
+async fn join(s: &SocketRef, svc: &Services, me: &Identity, id: &str) -> Result<Value, Refusal> {
+    let req = CheckMembershipRequest {
+        conversation_id: id.to_string(),
+        user_id: me.user_id.clone(),
+    };
+    let membership = svc
+        .chat
+        .clone()
+        .check_membership(req)
+        .await
+        .map_err(|st| Refusal::from_status(&st))?
+        .into_inner();
+    if !membership.is_member {
+        return Err(Refusal::new(
+            "NOT_A_MEMBER",
+            format!("you are not a participant of chat {id}"),
+        ));
+    }
+    let conv = membership.conversation.unwrap_or_default();
+    let role = if membership.role.is_empty() {
+        "member"
+    } else {
+        &membership.role
+    };
+    let room = conversation_room(&conv.id);
+    let announce = !in_room(s, &room) && !another_socket_of(s, &room, &me.user_id);
+    s.join(room.clone());
+    if announce {
+        let joined = json!({
+            "profileid": me.user_id,
+            "username": login_name(me),
+            "role": role,
+            "isOnline": true,
+            "joinedAt": iso(chrono::Utc::now().timestamp_millis()),
+        });
+        let _ = s
+            .to(room)
+            .except(user_room(&me.user_id))
+            .emit("user_joined_chat", &joined)
+            .await;
+    }
+    Ok(chat_joined(&conv, role))
+}
+
+/// The seed's `chat_joined` payload.
+fn chat_joined(conv: &Conversation, role: &str) -> Value {
+    let manager = matches!(role, "owner" | "admin");
+    let group = conv.kind != ConversationKind::Direct as i32;
+    json!({
+        "chatid": conv.id,
+        "role": role,
+        "permissions": {
+            "canSendMessages": true,
+            "canAddMembers": group,
+            "canRemoveMembers": manager && group,
+            "canEditSettings": manager,
+        },
+        "chatInfo": {
+            "chatName": conv.name,
+            "chatType": chat_type(conv.kind),
+            "participantCount": conv.members.len(),
+            "settings": {},
+        },
+    })
+}
+
+fn chat_type(kind: i32) -> &'static str {
+    if kind == ConversationKind::Direct as i32 {
+        "direct"
+    } else {
+        "group"
+    }
+}
+
+async fn leave_chat(
+    s: SocketRef,
+    TryData(p): TryData<Value>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    match chat_ref(&p.unwrap_or_default()) {
+        Err(r) => {
+            chat_error(&s, "leave_chat", None, &r);
+            ack_with(ack, Err(&r));
+        }
+        Ok(id) => {
+            let room = conversation_room(&canonical(&id));
+            if in_room(&s, &room) {
+                s.leave(room.clone());
+                if !another_socket_of(&s, &room, &me.user_id) {
+                    announce_left(&s, room, &me).await;
+                }
+            }
+            ack_with(ack, Ok(json!({ "chatid": id })));
+        }
+    }
+}
+
+/// A closing socket leaves its chat rooms: the others hear `user_left` for
+/// each room the user has no other socket in. (Presence's
+/// `UnregisterSession` goes here too when it comes.)
+async fn on_disconnect(s: SocketRef) {
+    let Some(me) = s.extensions.get::<Identity>() else {
+        return;
+    };
+    let prefix = conversation_room("");
+    for room in s.rooms() {
+        if room.starts_with(&prefix) && !another_socket_of(&s, &room, &me.user_id) {
+            announce_left(&s, room.to_string(), &me).await;
+        }
+    }
+}
+
+async fn announce_left(s: &SocketRef, room: String, me: &Identity) {
+    let left = json!({ "profileid": me.user_id, "username": login_name(me) });
+    let _ = s
+        .to(room)
+        .except(user_room(&me.user_id))
+        .emit("user_left", &left)
+        .await;
+}
+
+// ---- messages -----------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendMessage {
+    chatid: WireId,
+    client_message_id: WireId,
+    #[serde(default)]
+    message_type: Option<String>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    attachments: Option<Vec<AttachmentIn>>,
+    #[serde(default, deserialize_with = "optional_id")]
+    reply_to: Option<String>,
+    #[serde(default)]
+    mentions: Option<Vec<WireId>>,
+}
+
+#[derive(Deserialize)]
+struct AttachmentIn {
+    url: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    mimetype: Option<String>,
+}
+
+/// An optional id: absent, `null` or `""` is none.
+fn optional_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(v) => WireId::deserialize(v)
+            .map(|w| Some(w.0))
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+impl SendMessage {
+    /// The canonical request, after the checks the payload alone allows.
+    fn into_request(self, me: &Identity) -> Result<SendMessageRequest, Refusal> {
+        let kind = self.message_type.unwrap_or_else(|| "text".into());
+        if !MESSAGE_TYPES.contains(&kind.as_str()) {
+            return Err(Refusal::invalid(format!(
+                "messageType must be one of {}",
+                MESSAGE_TYPES.join(", ")
+            )));
+        }
+        let mut attachments = Vec::new();
+        for a in self.attachments.unwrap_or_default() {
+            let size = a.size.unwrap_or(0);
+            if size > MAX_ATTACHMENT_BYTES {
+                return Err(Refusal::invalid("an attachment is larger than 50 MB"));
+            }
+            attachments.push(Attachment {
+                url: a.url,
+                file_name: a.name.unwrap_or_default(),
+                mime_type: a.mimetype.unwrap_or_default(),
+                size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+            });
+        }
+        Ok(SendMessageRequest {
+            actor: Some(me.actor()),
+            conversation_id: self.chatid.0,
+            text: self.content.unwrap_or_default(),
+            attachments,
+            kind,
+            reply_to_id: self.reply_to.unwrap_or_default(),
+            mentions: self
+                .mentions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| m.0)
+                .collect(),
+            client_message_id: self.client_message_id.0,
+        })
+    }
+}
+
+/// A string field of a raw payload, to echo back when the payload is bad.
+fn raw_field(payload: &Value, field: &str) -> Option<String> {
+    match payload.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+async fn send_message(
+    s: SocketRef,
+    TryData(p): TryData<Value>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+    AckRequested(wants_ack): AckRequested,
+) {
+    let payload = p.unwrap_or_default();
+    let echo_id = raw_field(&payload, "clientMessageId");
+    let chatid = raw_field(&payload, "chatid");
+    // A first send is broadcast by chat-service's event as `new_message`; a
+    // duplicate is not, and only this socket hears of it again.
+    let sent = match read::<SendMessage>(payload).and_then(|m| m.into_request(&me)) {
+        Err(r) => Err((r, false)),
+        Ok(req) => svc
+            .chat
+            .clone()
+            .send_message(req)
+            .await
+            .map(|r| r.into_inner().message.unwrap_or_default())
+            .map_err(|st| (Refusal::from_status(&st), true)),
+    };
+    let m = match sent {
+        Ok(m) => m,
+        Err((r, _)) if wants_ack => {
+            let mut reply = json!({ "success": false, "error": r.message, "code": r.code });
+            if let Some(id) = echo_id {
+                reply["clientMessageId"] = json!(id);
+            }
+            let _ = ack.send(&reply);
+            return;
+        }
+        Err((r, true)) => return chat_error(&s, "send_message", chatid.as_deref(), &r),
+        Err((r, false)) => return error_event(&s, "send_message", &r),
+    };
+    let client_id = echo_id.unwrap_or_default();
+    let timestamp = iso(m.created_at_ms);
+    let _ = ack.send(&json!({
+        "success": true,
+        "clientMessageId": client_id,
+        "serverMessageId": m.id,
+        "timestamp": timestamp,
+    }));
+    let _ = s.emit(
+        "message_sent",
+        &json!({
+            "clientMessageId": client_id,
+            "serverMessageId": m.id,
+            "chatid": m.conversation_id,
+            "timestamp": timestamp,
+            "status": "sent",
+            "deliveredTo": [],
+        }),
+    );
+}
+
+#[derive(Deserialize)]
+struct MessageRef {
+    messageid: WireId,
+    chatid: WireId,
+}
+
+#[derive(Deserialize)]
+struct React {
+    messageid: WireId,
+    chatid: WireId,
+    emoji: String,
+}
+
+async fn mark_message_read(
+    s: SocketRef,
+    TryData(p): TryData<Value>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let p: MessageRef = match read(p.unwrap_or_default()) {
+        Ok(p) => p,
+        Err(r) => {
+            error_event(&s, "mark_message_read", &r);
+            return ack_with(ack, Err(&r));
+        }
+    };
+    // Each newly read message's sender hears `message_read` from the event.
+    let req = MarkReadRequest {
+        actor: Some(me.actor()),
+        conversation_id: p.chatid.0.clone(),
+        up_to_message_id: p.messageid.0.clone(),
+    };
+    match svc.chat.clone().mark_read(req).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            ack_with(
+                ack,
+                Ok(json!({
+                    "chatid": r.conversation_id,
+                    "messageid": p.messageid.0,
+                    "readAt": iso(r.read_at_ms),
+                    "read": r.message_ids,
+                })),
+            );
+        }
+        Err(status) => {
+            let r = Refusal::from_status(&status);
+            chat_error(&s, "mark_message_read", Some(&p.chatid.0), &r);
+            ack_with(ack, Err(&r));
+        }
+    }
+}
+
+async fn react_to_message(
+    s: SocketRef,
+    TryData(p): TryData<Value>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let p: React = match read(p.unwrap_or_default()) {
+        Ok(p) => p,
+        Err(r) => {
+            error_event(&s, "react_to_message", &r);
+            return ack_with(ack, Err(&r));
+        }
+    };
+    match react(&svc, &me, &p).await {
+        // Everyone in the chat, the reactor included, hears
+        // `message_reaction_added` from the event.
+        Ok(m) => ack_with(
+            ack,
+            Ok(json!({ "messageid": m.id, "chatid": m.conversation_id })),
+        ),
+        Err(r) => {
+            chat_error(&s, "react_to_message", Some(&p.chatid.0), &r);
+            ack_with(ack, Err(&r));
+        }
+    }
+}
+
+/// Reacts to a message of the named chat (a message of another chat is
+/// "not found", so `chatid` is never silently ignored).
+async fn react(svc: &Services, me: &Identity, p: &React) -> Result<ChatMessage, Refusal> {
+    let mut chat = svc.chat.clone();
+    let found = chat
+        .get_message(GetMessageRequest {
+            actor: Some(me.actor()),
+            message_id: p.messageid.0.clone(),
+        })
+        .await
+        .map_err(|st| Refusal::from_status(&st))?
+        .into_inner();
+    if found.conversation_id != canonical(&p.chatid.0) {
+        return Err(Refusal::new(
+            "MESSAGE_NOT_FOUND",
+            format!("message {} is not in chat {}", p.messageid.0, p.chatid.0),
+        ));
+    }
+    chat.react_to_message(ReactToMessageRequest {
+        actor: Some(me.actor()),
+        message_id: p.messageid.0.clone(),
+        emoji: p.emoji.clone(),
+        remove: false,
+    })
+    .await
+    .map(|r| r.into_inner())
+    .map_err(|st| Refusal::from_status(&st))
+}
+
+// ---- rendering chat-service's events ------------------------------------------------
+
+fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
+    match &ev.kind {
+        Some(Kind::MessageCreated(m)) => vec![Emit::to(
+            vec![conversation_room(&m.conversation_id)],
+            "new_message",
+            new_message(m, ev.conversation.as_ref()),
+        )],
+        Some(Kind::MessageDelivered(d)) => vec![message_delivered(d)],
+        Some(Kind::MessagesRead(r)) => messages_read(r),
+        Some(Kind::ReactionChanged(c)) if !c.removed => reaction_added(c).into_iter().collect(),
+        // The seed has no events for edits, deletions, recalls, removed
+        // reactions or membership changes.
+        _ => Vec::new(),
+    }
+}
+
+fn first_non_empty<'a>(candidates: &[&'a str]) -> &'a str {
+    candidates
+        .iter()
+        .copied()
+        .find(|s| !s.is_empty())
+        .unwrap_or_default()
+}
+
+/// The seed's `new_message`.
+pub fn new_message(m: &ChatMessage, conv: Option<&ConversationInfo>) -> Value {
+    let chat = match conv {
+        Some(c) => json!({ "chatid": c.id, "chatName": c.name, "chatType": chat_type(c.kind) }),
+        None => json!({ "chatid": m.conversation_id, "chatName": "", "chatType": "group" }),
+    };
+    json!({
+        "message": message(m),
+        "chat": chat,
+        "sender": {
+            "profileid": m.sender_id,
+            "username": first_non_empty(&[&m.sender_username, &m.sender_name, &m.sender_id]),
+            "displayname": first_non_empty(&[&m.sender_name, &m.sender_username, &m.sender_id]),
+            "avatar": m.sender_avatar,
+        },
+    })
+}
+
+/// The seed's message object (also used for `replyTo`).
+fn message(m: &ChatMessage) -> Value {
+    let attachments: Vec<Value> = m
+        .attachments
+        .iter()
+        .map(|a| {
+            json!({
+                "type": attachment_type(&a.mime_type),
+                "url": a.url,
+                "name": a.file_name,
+                "size": a.size_bytes,
+                "mimetype": a.mime_type,
+            })
+        })
+        .collect();
+    let reactions: Vec<Value> = m
+        .reactions
+        .iter()
+        .flat_map(|r| {
+            r.user_ids.iter().enumerate().map(|(i, user)| {
+                json!({
+                    "emoji": r.emoji,
+                    "profileid": user,
+                    "timestamp": iso(r.reacted_at_ms.get(i).copied().unwrap_or(0)),
+                })
+            })
+        })
+        .collect();
+    let mut v = json!({
+        "messageid": m.id,
+        "chatid": m.conversation_id,
+        "senderid": m.sender_id,
+        "messageType": m.kind,
+        "content": m.text,
+        "attachments": attachments,
+        "mentions": m.mentions,
+        "timestamp": iso(m.created_at_ms),
+        "messageStatus": "sent",
+        "reactions": reactions,
+    });
+    if !m.client_message_id.is_empty() {
+        v["clientMessageId"] = json!(m.client_message_id);
+    }
+    if let Some(reply) = &m.reply_to {
+        v["replyTo"] = message(reply);
+    }
+    v
+}
+
+fn attachment_type(mime: &str) -> &'static str {
+    match mime.split('/').next().unwrap_or_default() {
+        "image" => "image",
+        "video" => "video",
+        "audio" => "audio",
+        _ => "file",
+    }
+}
+
+/// `message_delivered`, to every socket of the sender.
+fn message_delivered(d: &DeliveryReceipt) -> Emit {
+    let mut v = json!({
+        "messageid": d.message_id,
+        "deliveredTo": d.recipient_id,
+        "deliveredAt": iso(d.delivered_at_ms),
+        "isOfflineDelivery": d.offline,
+    });
+    if !d.client_message_id.is_empty() {
+        v["clientMessageId"] = json!(d.client_message_id);
+    }
+    Emit::to(vec![user_room(&d.sender_id)], "message_delivered", v)
+}
+
+/// One `message_read` per newly read message, to its sender.
+fn messages_read(r: &ReadReceipt) -> Vec<Emit> {
+    r.messages
+        .iter()
+        .filter(|m| m.sender_id != r.reader_id)
+        .map(|m| {
+            let mut v = json!({
+                "messageid": m.message_id,
+                "readBy": r.reader_id,
+                "readAt": iso(r.read_at_ms),
+            });
+            if !m.client_message_id.is_empty() {
+                v["clientMessageId"] = json!(m.client_message_id);
+            }
+            Emit::to(vec![user_room(&m.sender_id)], "message_read", v)
+        })
+        .collect()
+}
+
+/// `message_reaction_added`, to the chat room.
+fn reaction_added(c: &ReactionChange) -> Option<Emit> {
+    let m = c.message.as_ref()?;
+    Some(Emit::to(
+        vec![conversation_room(&m.conversation_id)],
+        "message_reaction_added",
+        json!({
+            "messageid": m.id,
+            "chatid": m.conversation_id,
+            "reaction": {
+                "emoji": c.emoji,
+                "profileid": c.user_id,
+                "username": first_non_empty(&[&c.user_name, &c.user_id]),
+                "timestamp": iso(c.at_ms),
+            },
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_proto::v1::{Audience, Reaction, ReadMessage};
+
+    fn me() -> Identity {
+        Identity {
+            user_id: "u1".into(),
+            name: "Ada".into(),
+            username: String::new(),
+            avatar: String::new(),
+        }
+    }
+
+    #[test]
+    fn profileid_must_be_the_subject() {
+        let me = me();
+        assert!(handshake(None, &me).is_ok());
+        assert!(handshake(Some(&json!({"timestamp": 1})), &me).is_ok());
+        assert!(handshake(Some(&json!({"profileid": "u1"})), &me).is_ok());
+        assert_eq!(
+            handshake(Some(&json!({"profileid": "u2"})), &me),
+            Err("PROFILE_MISMATCH".into())
+        );
+        assert!(handshake(Some(&json!({"profileid": {}})), &me).is_err());
+        let numeric = Identity {
+            user_id: "42".into(),
+            ..me
+        };
+        assert!(handshake(Some(&json!({"profileid": 42})), &numeric).is_ok());
+    }
+
+    #[test]
+    fn chat_refs_are_objects_or_bare_ids() {
+        assert_eq!(chat_ref(&json!({"chatid": "7"})).ok(), Some("7".into()));
+        assert_eq!(chat_ref(&json!("7")).ok(), Some("7".into()));
+        assert_eq!(chat_ref(&json!(7)).ok(), Some("7".into()));
+        assert!(chat_ref(&json!({})).is_err());
+        assert!(chat_ref(&json!({"chatid": ""})).is_err());
+        assert!(chat_ref(&Value::Null).is_err());
+        assert_eq!(canonical("007"), "7");
+        assert_eq!(canonical("abc"), "abc");
+    }
+
+    #[test]
+    fn new_message_has_the_seed_shape() {
+        let reply = ChatMessage {
+            id: "1".into(),
+            conversation_id: "9".into(),
+            sender_id: "u2".into(),
+            text: "first".into(),
+            kind: "text".into(),
+            ..Default::default()
+        };
+        let m = ChatMessage {
+            id: "2".into(),
+            conversation_id: "9".into(),
+            sender_id: "u1".into(),
+            sender_name: "Ada".into(),
+            text: "hi".into(),
+            kind: "image".into(),
+            client_message_id: "c1".into(),
+            mentions: vec!["u2".into()],
+            attachments: vec![Attachment {
+                url: "https://x/y.png".into(),
+                file_name: "y.png".into(),
+                mime_type: "image/png".into(),
+                size_bytes: 3,
+            }],
+            reactions: vec![Reaction {
+                emoji: "👍".into(),
+                user_ids: vec!["u2".into()],
+                reacted_at_ms: vec![0],
+            }],
+            reply_to: Some(Box::new(reply)),
+            ..Default::default()
+        };
+        let conv = ConversationInfo {
+            id: "9".into(),
+            kind: ConversationKind::Group as i32,
+            name: "team".into(),
+        };
+        let v = new_message(&m, Some(&conv));
+        assert_eq!(v["message"]["clientMessageId"], "c1");
+        assert_eq!(v["message"]["attachments"][0]["type"], "image");
+        assert_eq!(v["message"]["replyTo"]["content"], "first");
+        assert_eq!(v["message"]["reactions"][0]["profileid"], "u2");
+        assert_eq!(v["chat"]["chatType"], "group");
+        assert_eq!(v["sender"]["username"], "Ada");
+        assert_eq!(v["sender"]["displayname"], "Ada");
+    }
+
+    #[test]
+    fn read_receipts_go_to_each_sender() {
+        let ev = ChatEvent {
+            audience: Some(Audience::default()),
+            conversation: None,
+            kind: Some(Kind::MessagesRead(ReadReceipt {
+                reader_id: "r".into(),
+                read_at_ms: 1,
+                messages: vec![
+                    ReadMessage {
+                        message_id: "1".into(),
+                        sender_id: "a".into(),
+                        client_message_id: "c".into(),
+                    },
+                    ReadMessage {
+                        message_id: "2".into(),
+                        sender_id: "b".into(),
+                        client_message_id: String::new(),
+                    },
+                ],
+                ..Default::default()
+            })),
+        };
+        let emits = chat_event(&ev);
+        assert_eq!(emits.len(), 2);
+        assert_eq!(emits[0].rooms, vec![user_room("a")]);
+        assert_eq!(emits[0].data["clientMessageId"], "c");
+        assert_eq!(emits[1].data.get("clientMessageId"), None);
+    }
 }

@@ -1,0 +1,605 @@
+// The `v3` contract (seed 003) with the official socket.io-client: the
+// handshake (accessToken cookie + auth.profileid) with `authenticated` /
+// `auth_error`, chat rooms, messaging with acks and idempotent retries,
+// delivery and read receipts, reactions, every error shape, two v3 clients
+// in one chat, and a v3 user talking with a raven user.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { io } from 'socket.io-client';
+import { URL, closeAll, connect, conversation, next, refused, rest, silence, token, uid } from './confab.mjs';
+
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+const ID = /^\d+$/;
+
+const mine = new Set();
+after(() => {
+  for (const s of mine) s.disconnect();
+  closeAll();
+});
+
+/** A user: id, name, login name and token. */
+function user(label = 'u', name = label[0].toUpperCase() + label.slice(1)) {
+  const id = uid(label);
+  const username = `${label}_${id.slice(-4)}`;
+  return { id, name, username, token: token(id, { name, extra: { username } }) };
+}
+
+/** A socket.io-client socket on /v3 (not yet connected-and-authenticated). */
+function socket(namespace, options) {
+  const s = io(URL + namespace, { reconnection: false, forceNew: true, timeout: 5000, withCredentials: true, ...options });
+  mine.add(s);
+  return s;
+}
+
+/**
+ * Connects as the seed's frontend does (accessToken cookie, auth {profileid,
+ * timestamp}); resolves with the socket and its `authenticated` payload.
+ * The listeners are in place before the connection opens, so nothing is missed.
+ */
+function v3(u, options = {}, namespace = '/v3') {
+  const s = socket(namespace, {
+    // Lower-case: in Node the client's cookie jar sets `cookie` for websockets.
+    extraHeaders: { cookie: `theme=dark; accessToken=${u.token}` },
+    auth: { profileid: u.id, timestamp: Date.now() },
+    ...options,
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no authenticated within 3000 ms')), 3000);
+    s.once('authenticated', (hello) => {
+      clearTimeout(timer);
+      resolve({ s, hello });
+    });
+    s.once('auth_error', (e) => reject(new Error(`auth_error ${JSON.stringify(e)}`)));
+    s.once('connect_error', reject);
+  });
+}
+
+/** The `auth_error` a refused handshake gets, and that it is then disconnected. */
+function authError(options) {
+  const s = socket('/v3', options);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no auth_error within 3000 ms')), 3000);
+    s.once('authenticated', () => reject(new Error('authenticated but should have been refused')));
+    s.once('auth_error', (payload) => {
+      s.once('disconnect', (reason) => {
+        clearTimeout(timer);
+        resolve({ payload, reason });
+      });
+    });
+  });
+}
+
+/** An emit with an ack, failing after `ms`. */
+const ask = (s, event, payload, ms = 3000) => s.timeout(ms).emitWithAck(event, payload);
+
+/** The next `n` payloads of `event`. */
+function collect(s, event, n, ms = 3000) {
+  return new Promise((resolve, reject) => {
+    const got = [];
+    const timer = setTimeout(() => {
+      s.off(event, on);
+      reject(new Error(`only ${got.length} of ${n} '${event}' within ${ms} ms`));
+    }, ms);
+    const on = (p) => {
+      got.push(p);
+      if (got.length === n) {
+        clearTimeout(timer);
+        s.off(event, on);
+        resolve(got);
+      }
+    };
+    s.on(event, on);
+  });
+}
+
+/** Joins a chat as the seed's frontend does; resolves with `chat_joined`. */
+async function join(s, chatid) {
+  const joined = next(s, 'chat_joined');
+  s.emit('join_chat', { chatid });
+  return joined;
+}
+
+/** Alice and Bob, connected, in one group chat both have joined. */
+async function pair(options = {}) {
+  const alice = user('alice');
+  const bob = user('bob');
+  const chatid = await conversation(alice.token, [bob.id], 'Team chat');
+  const { s: sa } = await v3(alice, options);
+  const { s: sb } = await v3(bob, options);
+  await join(sa, chatid);
+  const announced = next(sa, 'user_joined_chat');
+  await join(sb, chatid);
+  await announced;
+  return { alice, bob, chatid, sa, sb };
+}
+
+let seq = 0;
+const cid = () => `cm-${Date.now()}-${++seq}`;
+
+async function history(tok, chatid) {
+  const { status, body } = await rest('GET', `/api/conversations/${chatid}/messages?limit=100`, tok);
+  assert.equal(status, 200);
+  return body.messages;
+}
+
+describe('connection and authentication', () => {
+  test('accessToken cookie + auth.profileid: authenticated in the seed shape', async () => {
+    const alice = user('alice');
+    const { s, hello } = await v3(alice);
+    assert.equal(s.connected, true);
+    assert.deepEqual(hello.user, { id: alice.id, username: alice.username, email: '', permissions: {} });
+    assert.deepEqual(hello.profile, { profileid: alice.id, username: alice.username, displayname: 'Alice', avatar: '' });
+    assert.deepEqual(hello.security, { riskScore: 0, deviceTrusted: false, deviceFingerprint: '' });
+    assert.match(hello.session.connectedAt, ISO);
+    assert.match(hello.session.expiresAt, ISO);
+    const ttl = Date.parse(hello.session.expiresAt) - Date.now();
+    assert.ok(ttl > 3500 * 1000 && ttl <= 3600 * 1000, `expiresAt ${hello.session.expiresAt}`);
+  });
+
+  test('auth.token works too; without a username claim the name stands in', async () => {
+    const id = uid('carol');
+    const { hello } = await v3({ id, token: 'unused' }, { extraHeaders: {}, auth: { token: token(id, { name: 'Carol' }), profileid: id } });
+    assert.equal(hello.profile.profileid, id);
+    assert.equal(hello.profile.username, 'Carol');
+    assert.equal(hello.profile.displayname, 'Carol');
+    assert.equal(hello.session.expiresAt, null);
+  });
+
+  test('websocket only, and the default namespace / speaks v3', async () => {
+    const alice = user('alice');
+    const { s } = await v3(alice, { transports: ['websocket'] });
+    assert.equal(s.io.engine.transport.name, 'websocket');
+    const { hello } = await v3(alice, {}, '/');
+    assert.equal(hello.profile.profileid, alice.id);
+  });
+
+  test('a profileid other than the token subject is refused', async () => {
+    const alice = user('alice');
+    const err = await refused('/v3', {
+      extraHeaders: { cookie: `accessToken=${alice.token}` },
+      auth: { profileid: uid('mallory'), timestamp: Date.now() },
+    });
+    assert.equal(err.message, 'PROFILE_MISMATCH');
+  });
+
+  test('a numeric profileid matches a numeric subject', async () => {
+    const id = String(100000 + Math.floor(Math.random() * 800000));
+    const t = token(id, { name: 'Num' });
+    const { hello } = await v3({ id, token: t }, { auth: { profileid: Number(id), timestamp: Date.now() } });
+    assert.equal(hello.user.id, id);
+  });
+
+  test('no token: auth_error AUTHENTICATION_REQUIRED, then disconnected', async () => {
+    const { payload, reason } = await authError({ auth: { profileid: 'x', timestamp: Date.now() } });
+    assert.equal(payload.error, 'AUTHENTICATION_REQUIRED');
+    assert.equal(typeof payload.message, 'string');
+    assert.equal(reason, 'io server disconnect');
+  });
+
+  test('bad and expired tokens: auth_error INVALID_TOKEN / TOKEN_EXPIRED', async () => {
+    let r = await authError({ extraHeaders: { cookie: `accessToken=${token('x', { secret: 'wrong' })}` } });
+    assert.equal(r.payload.error, 'INVALID_TOKEN');
+    r = await authError({ auth: { token: 'abc.def' } });
+    assert.equal(r.payload.error, 'INVALID_TOKEN');
+    r = await authError({ extraHeaders: { cookie: `accessToken=${token('x', { expiresIn: -3600 })}` } });
+    assert.equal(r.payload.error, 'TOKEN_EXPIRED');
+  });
+});
+
+describe('chat rooms', () => {
+  test('join_chat: chat_joined with role, permissions and chatInfo', async () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], 'Team chat');
+    const { s: sa } = await v3(alice);
+    const { s: sb } = await v3(bob);
+    assert.deepEqual(await join(sa, chatid), {
+      chatid,
+      role: 'owner',
+      permissions: { canSendMessages: true, canAddMembers: true, canRemoveMembers: true, canEditSettings: true },
+      chatInfo: { chatName: 'Team chat', chatType: 'group', participantCount: 2, settings: {} },
+    });
+    const joined = await join(sb, chatid);
+    assert.equal(joined.role, 'member');
+    assert.deepEqual(joined.permissions, { canSendMessages: true, canAddMembers: true, canRemoveMembers: false, canEditSettings: false });
+  });
+
+  test('join_chat with a plain string or a number; a direct chat', async () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], '');
+    const { s } = await v3(bob);
+    let joined = next(s, 'chat_joined');
+    s.emit('join_chat', chatid);
+    assert.equal((await joined).chatInfo.chatType, 'direct');
+    joined = next(s, 'chat_joined');
+    s.emit('join_chat', Number(chatid));
+    const j = await joined;
+    assert.equal(j.chatid, chatid);
+    assert.equal(j.permissions.canAddMembers, false);
+    const ack = await ask(s, 'join_chat', { chatid });
+    assert.equal(ack.success, true);
+    assert.equal(ack.chatid, chatid);
+  });
+
+  test('user_joined_chat reaches the others, not the joiner', async () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], 'x');
+    const { s: sa } = await v3(alice);
+    const { s: sb } = await v3(bob);
+    await join(sa, chatid);
+    const seen = next(sa, 'user_joined_chat');
+    const quiet = silence(sb, 'user_joined_chat', 400);
+    await join(sb, chatid);
+    const j = await seen;
+    assert.equal(j.profileid, bob.id);
+    assert.equal(j.username, bob.username);
+    assert.equal(j.role, 'member');
+    assert.equal(j.isOnline, true);
+    assert.match(j.joinedAt, ISO);
+    await quiet;
+    // Joining again announces nothing new.
+    const again = silence(sa, 'user_joined_chat', 400);
+    await join(sb, chatid);
+    await again;
+  });
+
+  test('leave_chat: user_left to the others, and no more new_message', async () => {
+    const { bob, chatid, sa, sb } = await pair();
+    const left = next(sa, 'user_left');
+    sb.emit('leave_chat', { chatid });
+    assert.deepEqual(await left, { profileid: bob.id, username: bob.username });
+    const mine = next(sa, 'new_message');
+    sa.emit('send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'after leave' });
+    await mine;
+    await silence(sb, 'new_message', 400);
+    // Leaving a chat one is not in is silent; the plain string form works.
+    const ack = await ask(sb, 'leave_chat', chatid);
+    assert.deepEqual(ack, { success: true, chatid });
+    await silence(sa, 'user_left', 300);
+  });
+
+  test('a disconnecting member is user_left for the others', async () => {
+    const { bob, sa, sb } = await pair();
+    const left = next(sa, 'user_left');
+    sb.disconnect();
+    assert.equal((await left).profileid, bob.id);
+  });
+
+  test("join errors: not a participant, unknown chat, missing or malformed id — chat_error, connection stays", async () => {
+    const { chatid } = await pair();
+    const { s: eve } = await v3(user('eve'));
+    const cases = [
+      [{ chatid }, 'NOT_A_MEMBER', chatid],
+      [{ chatid: '999999999' }, 'CONVERSATION_NOT_FOUND', '999999999'],
+      [{}, 'INVALID_ARGUMENT', undefined],
+      [{ chatid: '' }, 'INVALID_ARGUMENT', undefined],
+      [{ chatid: '507f1f77bcf86cd799439011' }, 'INVALID_ARGUMENT', '507f1f77bcf86cd799439011'],
+      [[1, 2], 'INVALID_ARGUMENT', undefined],
+    ];
+    for (const [payload, code, id] of cases) {
+      const err = next(eve, 'chat_error');
+      eve.emit('join_chat', payload);
+      const e = await err;
+      assert.equal(e.error, code, JSON.stringify(payload));
+      assert.equal(e.chatid, id);
+      assert.equal(e.data.event, 'join_chat');
+      assert.equal(typeof e.data.message, 'string');
+    }
+    const ack = await ask(eve, 'join_chat', { chatid });
+    assert.deepEqual([ack.success, ack.code], [false, 'NOT_A_MEMBER']);
+    const err = next(eve, 'chat_error');
+    eve.emit('leave_chat', { nope: 1 });
+    assert.equal((await err).error, 'INVALID_ARGUMENT');
+    assert.equal(eve.connected, true);
+  });
+});
+
+describe('messaging', () => {
+  test('send_message: ack, new_message to the room in the seed shape, message_sent to the sender', async () => {
+    const { alice, chatid, sa, sb } = await pair();
+    const clientMessageId = cid();
+    const sent = next(sa, 'message_sent');
+    const [toA, toB] = [next(sa, 'new_message'), next(sb, 'new_message')];
+    const ack = await ask(sa, 'send_message', {
+      chatid,
+      clientMessageId,
+      messageType: 'text',
+      content: 'Hello, team!',
+      timestamp: '2000-01-01T00:00:00.000Z',
+    });
+    assert.equal(ack.success, true);
+    assert.equal(ack.clientMessageId, clientMessageId);
+    assert.match(ack.serverMessageId, ID);
+    assert.match(ack.timestamp, ISO);
+    assert.notEqual(ack.timestamp, '2000-01-01T00:00:00.000Z');
+    assert.deepEqual(await sent, {
+      clientMessageId,
+      serverMessageId: ack.serverMessageId,
+      chatid,
+      timestamp: ack.timestamp,
+      status: 'sent',
+      deliveredTo: [],
+    });
+    const [ma, mb] = await Promise.all([toA, toB]);
+    assert.deepEqual(ma, mb);
+    assert.deepEqual(mb, {
+      message: {
+        messageid: ack.serverMessageId,
+        chatid,
+        senderid: alice.id,
+        clientMessageId,
+        messageType: 'text',
+        content: 'Hello, team!',
+        attachments: [],
+        mentions: [],
+        timestamp: ack.timestamp,
+        messageStatus: 'sent',
+        reactions: [],
+      },
+      chat: { chatid, chatName: 'Team chat', chatType: 'group' },
+      sender: { profileid: alice.id, username: alice.username, displayname: 'Alice', avatar: '' },
+    });
+  });
+
+  test('message_delivered reaches the sender once the recipient got it', async () => {
+    const { bob, chatid, sa, sb } = await pair();
+    const clientMessageId = cid();
+    const delivered = next(sa, 'message_delivered');
+    const got = next(sb, 'new_message');
+    const ack = await ask(sa, 'send_message', { chatid, clientMessageId, messageType: 'text', content: 'ping' });
+    await got;
+    const d = await delivered;
+    assert.equal(d.messageid, ack.serverMessageId);
+    assert.equal(d.clientMessageId, clientMessageId);
+    assert.equal(d.deliveredTo, bob.id);
+    assert.match(d.deliveredAt, ISO);
+    assert.equal(d.isOfflineDelivery, false);
+    // Only once per recipient, never for the sender's own sockets.
+    await silence(sa, 'message_delivered', 400);
+    await silence(sb, 'message_delivered', 1);
+  });
+
+  test('a retry with the same clientMessageId makes no second message and no second broadcast', async () => {
+    const { alice, chatid, sa, sb } = await pair();
+    const payload = { chatid, clientMessageId: cid(), messageType: 'text', content: 'only once' };
+    const seen = [next(sa, 'new_message'), next(sb, 'new_message')];
+    const first = await ask(sa, 'send_message', payload);
+    await Promise.all(seen);
+    const sentAgain = next(sa, 'message_sent');
+    const quietB = silence(sb, 'new_message', 500);
+    const quietA = silence(sa, 'new_message', 500);
+    const second = await ask(sa, 'send_message', payload);
+    assert.deepEqual(second, first);
+    assert.equal((await sentAgain).serverMessageId, first.serverMessageId);
+    await Promise.all([quietA, quietB]);
+    const stored = await history(alice.token, chatid);
+    assert.deepEqual(stored.map((m) => m.text), ['only once']);
+  });
+
+  test('replyTo is the full message, mentions and attachments come through', async () => {
+    const { alice, bob, chatid, sa, sb } = await pair();
+    const firstSeen = [next(sa, 'new_message'), next(sb, 'new_message')];
+    const first = await ask(sb, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'question?' });
+    await Promise.all(firstSeen);
+    const got = next(sb, 'new_message');
+    const att = { type: 'image', url: 'https://cdn.example.com/a.png', name: 'a.png', size: 1234, mimetype: 'image/png' };
+    const ack = await ask(sa, 'send_message', {
+      chatid,
+      clientMessageId: cid(),
+      messageType: 'image',
+      content: 'answer',
+      attachments: [att],
+      replyTo: first.serverMessageId,
+      mentions: [bob.id],
+    });
+    assert.equal(ack.success, true);
+    const m = await got;
+    assert.equal(m.message.messageid, ack.serverMessageId);
+    assert.equal(m.message.messageType, 'image');
+    assert.deepEqual(m.message.attachments, [att]);
+    assert.deepEqual(m.message.mentions, [bob.id]);
+    assert.equal(m.message.replyTo.messageid, first.serverMessageId);
+    assert.equal(m.message.replyTo.content, 'question?');
+    assert.equal(m.message.replyTo.senderid, bob.id);
+    assert.equal(m.message.replyTo.replyTo, undefined);
+    assert.equal(m.sender.profileid, alice.id);
+  });
+
+  test('mark_message_read: message_read to the sender for each newly read message', async () => {
+    const { bob, chatid, sa, sb } = await pair();
+    const c1 = cid();
+    const c2 = cid();
+    const two = collect(sb, 'new_message', 2);
+    const m1 = await ask(sa, 'send_message', { chatid, clientMessageId: c1, messageType: 'text', content: 'one' });
+    const m2 = await ask(sa, 'send_message', { chatid, clientMessageId: c2, messageType: 'text', content: 'two' });
+    await two;
+    const reads = collect(sa, 'message_read', 2);
+    const quiet = silence(sb, 'message_read', 500);
+    sb.emit('mark_message_read', { messageid: m2.serverMessageId, chatid });
+    const [r1, r2] = await reads;
+    assert.deepEqual([r1.messageid, r2.messageid], [m1.serverMessageId, m2.serverMessageId]);
+    assert.deepEqual([r1.clientMessageId, r2.clientMessageId], [c1, c2]);
+    assert.equal(r1.readBy, bob.id);
+    assert.match(r1.readAt, ISO);
+    await quiet;
+    // Reading the same again says nothing new.
+    const again = silence(sa, 'message_read', 400);
+    const ack = await ask(sb, 'mark_message_read', { messageid: m2.serverMessageId, chatid });
+    assert.equal(ack.success, true);
+    assert.deepEqual(ack.read, []);
+    await again;
+  });
+
+  test('react_to_message: message_reaction_added to the chat, the reactor included', async () => {
+    const { bob, chatid, sa, sb } = await pair();
+    const got = next(sb, 'new_message');
+    const m = await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'react to me' });
+    await got;
+    const [ra, rb] = [next(sa, 'message_reaction_added'), next(sb, 'message_reaction_added')];
+    sb.emit('react_to_message', { messageid: m.serverMessageId, chatid, emoji: '👍' });
+    const [a, b] = await Promise.all([ra, rb]);
+    assert.deepEqual(a, b);
+    assert.equal(a.messageid, m.serverMessageId);
+    assert.equal(a.chatid, chatid);
+    assert.equal(a.reaction.emoji, '👍');
+    assert.equal(a.reaction.profileid, bob.id);
+    assert.equal(a.reaction.username, 'Bob');
+    assert.match(a.reaction.timestamp, ISO);
+    await silence(sa, 'message_reaction_added', 300);
+  });
+
+  test('a message posted over REST reaches v3 sockets as new_message', async () => {
+    const { alice, chatid, sb } = await pair();
+    const got = next(sb, 'new_message');
+    const { status, body } = await rest('POST', `/api/conversations/${chatid}/messages`, alice.token, { text: 'via REST' });
+    assert.equal(status, 201);
+    const m = await got;
+    assert.equal(m.message.messageid, body.id);
+    assert.equal(m.message.content, 'via REST');
+    assert.equal(m.message.clientMessageId, undefined);
+  });
+});
+
+describe('errors', () => {
+  test('send_message refusals come back in the ack with a stable code; nothing is stored', async () => {
+    const { alice, chatid, sa } = await pair();
+    const big = 'x'.repeat(10 * 1024 + 1);
+    const cases = [
+      [{ clientMessageId: 'c', content: 'no chat' }, 'INVALID_ARGUMENT'],
+      [{ chatid, content: 'no client id' }, 'INVALID_ARGUMENT'],
+      [{ chatid, clientMessageId: 'c', content: 42 }, 'INVALID_ARGUMENT'],
+      [{ chatid, clientMessageId: 'c', content: 'x', messageType: 'sticker' }, 'INVALID_ARGUMENT'],
+      [{ chatid, clientMessageId: 'c', content: 'x', mentions: 'bob' }, 'INVALID_ARGUMENT'],
+      [{ chatid, clientMessageId: 'c', attachments: [{ url: 'https://x/big', size: 51 * 1024 * 1024 }] }, 'INVALID_ARGUMENT'],
+      [{ chatid, clientMessageId: 'c', messageType: 'text' }, 'EMPTY_MESSAGE'],
+      [{ chatid, clientMessageId: 'c', content: '   ' }, 'EMPTY_MESSAGE'],
+      [{ chatid, clientMessageId: 'c', content: big }, 'MESSAGE_TOO_LONG'],
+      [{ chatid, clientMessageId: 'c', content: 'x', replyTo: '999999999' }, 'MESSAGE_NOT_FOUND'],
+      [{ chatid: '999999999', clientMessageId: 'c', content: 'nowhere' }, 'CONVERSATION_NOT_FOUND'],
+      ['just a string', 'INVALID_ARGUMENT'],
+    ];
+    const quiet = silence(sa, 'chat_error', 300);
+    for (const [payload, code] of cases) {
+      const ack = await ask(sa, 'send_message', payload);
+      assert.equal(ack.success, false, JSON.stringify(payload).slice(0, 80));
+      assert.equal(ack.code, code, JSON.stringify(payload).slice(0, 80));
+      assert.equal(typeof ack.error, 'string');
+      assert.equal(ack.clientMessageId, payload.clientMessageId);
+    }
+    await quiet;
+    assert.equal(sa.connected, true);
+    assert.deepEqual(await history(alice.token, chatid), []);
+    // Exactly 10 KB is fine.
+    const ok = await ask(sa, 'send_message', { chatid, clientMessageId: cid(), content: 'y'.repeat(10 * 1024) });
+    assert.equal(ok.success, true);
+  });
+
+  test("a non-member's send is refused with NOT_A_MEMBER and nobody hears it", async () => {
+    const { chatid, sb } = await pair();
+    const { s: eve } = await v3(user('eve'));
+    const quiet = silence(sb, 'new_message', 400);
+    const ack = await ask(eve, 'send_message', { chatid, clientMessageId: cid(), content: 'let me in' });
+    assert.deepEqual([ack.success, ack.code], [false, 'NOT_A_MEMBER']);
+    await quiet;
+  });
+
+  test('without an ack: chat_error for refusals, error for unreadable payloads', async () => {
+    const { chatid } = await pair();
+    const { s: eve } = await v3(user('eve'));
+    let err = next(eve, 'chat_error');
+    eve.emit('send_message', { chatid, clientMessageId: cid(), content: 'no ack' });
+    let e = await err;
+    assert.equal(e.error, 'NOT_A_MEMBER');
+    assert.equal(e.chatid, chatid);
+    assert.equal(e.data.event, 'send_message');
+    err = next(eve, 'error');
+    eve.emit('send_message', { chatid });
+    e = await err;
+    assert.equal(e.error, 'INVALID_ARGUMENT');
+    assert.equal(typeof e.message, 'string');
+    assert.deepEqual(e.details, { event: 'send_message' });
+    assert.equal(eve.connected, true);
+  });
+
+  test('mark_message_read and react_to_message errors', async () => {
+    const { chatid, sa, sb } = await pair();
+    const got = next(sb, 'new_message');
+    const m = await ask(sa, 'send_message', { chatid, clientMessageId: cid(), content: 'hi' });
+    await got;
+    const other = await conversation(user('zed').token, [user('yan').id], 'elsewhere');
+    const { s: eve } = await v3(user('eve'));
+    const cases = [
+      [sb, 'mark_message_read', { chatid }, 'error', 'INVALID_ARGUMENT'],
+      [sb, 'mark_message_read', { messageid: m.serverMessageId, chatid: {} }, 'error', 'INVALID_ARGUMENT'],
+      [sb, 'mark_message_read', { messageid: '999999999', chatid }, 'chat_error', 'MESSAGE_NOT_FOUND'],
+      [sb, 'mark_message_read', { messageid: m.serverMessageId, chatid: other }, 'chat_error', 'NOT_A_MEMBER'],
+      [eve, 'mark_message_read', { messageid: m.serverMessageId, chatid }, 'chat_error', 'NOT_A_MEMBER'],
+      [sb, 'react_to_message', { messageid: m.serverMessageId, chatid }, 'error', 'INVALID_ARGUMENT'],
+      [sb, 'react_to_message', { messageid: m.serverMessageId, chatid, emoji: ' ' }, 'chat_error', 'INVALID_ARGUMENT'],
+      [sb, 'react_to_message', { messageid: '999999999', chatid, emoji: '🎉' }, 'chat_error', 'MESSAGE_NOT_FOUND'],
+      [sb, 'react_to_message', { messageid: m.serverMessageId, chatid: other, emoji: '🎉' }, 'chat_error', 'MESSAGE_NOT_FOUND'],
+      [eve, 'react_to_message', { messageid: m.serverMessageId, chatid, emoji: '🎉' }, 'chat_error', 'NOT_A_MEMBER'],
+    ];
+    for (const [s, event, payload, errorEvent, code] of cases) {
+      const what = `${event} ${JSON.stringify(payload)}`;
+      const err = next(s, errorEvent);
+      s.emit(event, payload);
+      const e = await err;
+      assert.equal(e.error, code, what);
+      if (errorEvent === 'chat_error') {
+        assert.equal(e.data.event, event, what);
+        assert.equal(e.chatid, payload.chatid, what);
+      } else {
+        assert.equal(e.details.event, event, what);
+      }
+    }
+    await silence(sa, 'message_reaction_added', 300);
+    const ack = await ask(eve, 'react_to_message', { messageid: m.serverMessageId, chatid, emoji: '🎉' });
+    assert.deepEqual([ack.success, ack.code], [false, 'NOT_A_MEMBER']);
+    assert.equal(sb.connected && eve.connected, true);
+  });
+});
+
+describe('cross-contract: a v3 user and a raven user in one conversation', () => {
+  test("each one's message reaches the other in their own contract's shape", async () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], 'Mixed');
+    const { s: sa } = await v3(alice);
+    await join(sa, chatid);
+    const raven = await connect('/raven', { auth: { token: bob.token } });
+    const joined = await raven.emitWithAck('join_conversation', { conversation_id: chatid });
+    assert.equal(joined.success, true);
+
+    // v3 → raven, and the raven recipient's delivery comes back to v3.
+    const toRaven = next(raven, 'new_message');
+    const delivered = next(sa, 'message_delivered');
+    const ack = await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'hi from v3' });
+    const r = await toRaven;
+    assert.deepEqual(Object.keys(r).sort(), ['conversationId', 'createdAt', 'id', 'senderId', 'senderName', 'text']);
+    assert.equal(r.id, ack.serverMessageId);
+    assert.equal(r.conversationId, chatid);
+    assert.equal(r.senderId, alice.id);
+    assert.equal(r.senderName, 'Alice');
+    assert.equal(r.text, 'hi from v3');
+    assert.equal((await delivered).deliveredTo, bob.id);
+
+    // raven → v3.
+    const toV3 = next(sa, 'new_message');
+    raven.emit('send_message', { conversation_id: chatid, text: 'hi from raven' });
+    const m = await toV3;
+    assert.equal(m.message.content, 'hi from raven');
+    assert.equal(m.message.senderid, bob.id);
+    assert.equal(m.message.messageType, 'text');
+    assert.equal(m.message.clientMessageId, undefined);
+    assert.deepEqual(m.chat, { chatid, chatName: 'Mixed', chatType: 'group' });
+    assert.deepEqual(m.sender, { profileid: bob.id, username: bob.username, displayname: 'Bob', avatar: '' });
+
+    // The v3 user's read receipt of a raven message needs no v3 sender.
+    const ackRead = await ask(sa, 'mark_message_read', { messageid: m.message.messageid, chatid });
+    assert.equal(ackRead.success, true);
+    assert.deepEqual(ackRead.read, [m.message.messageid]);
+  });
+});
