@@ -42,6 +42,8 @@ pub struct Identity {
     pub name: String,
     pub username: String,
     pub avatar: String,
+    /// When the token expires (its `exp`, in ms), if it says.
+    pub expires_at_ms: Option<i64>,
 }
 
 impl Identity {
@@ -142,6 +144,10 @@ impl Verifier {
             name: c.name.unwrap_or_default(),
             username: c.username.unwrap_or_default(),
             avatar: c.avatar.unwrap_or_default(),
+            expires_at_ms: c
+                .exp
+                .and_then(|e| i64::try_from(e).ok())
+                .map(|e| e.saturating_mul(1000)),
         })
     }
 }

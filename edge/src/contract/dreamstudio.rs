@@ -463,6 +463,7 @@ mod tests {
             name: String::new(),
             username: String::new(),
             avatar: String::new(),
+            expires_at_ms: None,
         }
     }
 

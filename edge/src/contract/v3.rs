@@ -48,8 +48,7 @@
 //!   permissions, risk scoring or device list: `email: ""`,
 //!   `permissions: {}`, `riskScore: 0`, `deviceTrusted: false` (confab never
 //!   vouches for a device), `deviceFingerprint: ""`. `session.expiresAt` is
-//!   the token's `exp` when the token came in a cookie, header or query (the
-//!   seed's frontend uses the `accessToken` cookie), else `null`.
+//!   the token's `exp` (`null` when the token has none).
 //! - `chat_joined`: `role` is the member's role (`owner` for the creator,
 //!   `member` otherwise); `permissions` say what chat-service allows:
 //!   every member sends, any member of a group adds members, only the owner
@@ -113,7 +112,7 @@ use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
 use super::{Contract, Emit, conversation_room, user_room};
-use crate::auth::{AuthError, Identity, find_token};
+use crate::auth::{AuthError, Identity};
 use crate::services::Services;
 use crate::wire::{WireId, iso};
 
@@ -156,12 +155,11 @@ fn on_connect(s: &SocketRef, me: &Identity) {
     s.on("mark_message_read", mark_message_read);
     s.on("react_to_message", react_to_message);
     s.on_disconnect(on_disconnect);
-    let expires_at = token_expiry(s, me);
-    let _ = s.emit("authenticated", &authenticated(me, expires_at));
+    let _ = s.emit("authenticated", &authenticated(me));
 }
 
 /// The seed's `authenticated` payload (see the module doc for each field).
-fn authenticated(me: &Identity, expires_at_ms: Option<i64>) -> Value {
+fn authenticated(me: &Identity) -> Value {
     let username = login_name(me);
     json!({
         "user": {
@@ -179,25 +177,9 @@ fn authenticated(me: &Identity, expires_at_ms: Option<i64>) -> Value {
         "security": { "riskScore": 0, "deviceTrusted": false, "deviceFingerprint": "" },
         "session": {
             "connectedAt": iso(chrono::Utc::now().timestamp_millis()),
-            "expiresAt": expires_at_ms.map(iso),
+            "expiresAt": me.expires_at_ms.map(iso),
         },
     })
-}
-
-/// The `exp` of the connection's token, in ms. The handshake verified the
-/// token already; this only reads its expiry again, from the request (the
-/// `auth` object is not kept after the handshake), and only when the token
-/// found there names the same user.
-fn token_expiry(s: &SocketRef, me: &Identity) -> Option<i64> {
-    let token = find_token(None, s.req_parts())?;
-    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
-    let subject = match claims.get("sub").or_else(|| claims.get("userId"))? {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    let exp = claims.get("exp")?.as_i64()?;
-    (subject == me.user_id).then_some(exp.saturating_mul(1000))
 }
 
 /// The login name: the `username` claim, else the name, else the id.
@@ -893,6 +875,7 @@ mod tests {
             name: "Ada".into(),
             username: String::new(),
             avatar: String::new(),
+            expires_at_ms: None,
         }
     }
 
