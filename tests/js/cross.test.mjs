@@ -1,0 +1,162 @@
+// Users on different contracts in one conversation: one user on each of the
+// five contracts joins the same group, each one's message reaches the four
+// others in their own contract's shape, and changes (edit, delete, recall)
+// made in one contract show up in the others that have an event for them.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { closeAll, connect, conversation, next, token } from './confab.mjs';
+
+after(closeAll);
+
+/** The next `event` on `socket` that satisfies `pred` (others are skipped). */
+function nextWhere(socket, event, pred, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off(event, on);
+      reject(new Error(`no matching '${event}' within ${ms} ms`));
+    }, ms);
+    const on = (payload) => {
+      if (!pred(payload)) return;
+      clearTimeout(timer);
+      socket.off(event, on);
+      resolve(payload);
+    };
+    socket.on(event, on);
+  });
+}
+
+/** A numeric user id (hvtsocial and dreamstudio render ids as numbers). */
+const numericId = () => String(100000 + Math.floor(Math.random() * 1e9));
+
+/** How each contract joins, sends and reads an incoming message. */
+const contracts = {
+  raven: {
+    open: (u) => connect('/raven', { auth: { token: u.token } }),
+    join: (s, id) => s.emitWithAck('join_conversation', { conversation_id: id }),
+    send: (s, id, text) => s.emit('send_message', { conversation_id: id, text }),
+    incoming: 'new_message',
+    read: (m) => ({ text: m.text, sender: m.senderId, id: m.id }),
+  },
+  mern: {
+    open: (u) => connect('/mern', { auth: { token: u.token } }),
+    join: (s, id) => s.emitWithAck('join_conversations', [id]),
+    send: (s, id, text) => s.emitWithAck('send_message', { conversationId: id, content: text, type: 'text' }),
+    incoming: 'receive_message',
+    read: (m) => ({ text: m.message.content, sender: m.message.sender._id, id: m.message._id }),
+  },
+  v3: {
+    open: (u) => connect('/v3', { auth: { token: u.token, profileid: u.id } }),
+    join: async (s, id) => {
+      const joined = next(s, 'chat_joined');
+      s.emit('join_chat', { chatid: id });
+      return joined;
+    },
+    send: (s, id, text) => s.emit('send_message', { chatid: id, clientMessageId: `x-${Date.now()}`, messageType: 'text', content: text }),
+    incoming: 'new_message',
+    read: (m) => ({ text: m.message.content, sender: m.message.senderid, id: m.message.messageid }),
+  },
+  hvtsocial: {
+    open: (u) => connect('/hvtsocial', { auth: { token: u.token } }),
+    join: async () => {},
+    send: (s, id, text) => s.emit('send_message', { chatId: Number(id), text }),
+    incoming: 'receive_message',
+    read: (m) => {
+      assert.equal(typeof m.sender.id, 'number');
+      return { text: m.text, sender: String(m.sender.id), id: String(m.id) };
+    },
+  },
+  dreamstudio: {
+    open: (u) => connect('/dreamstudio', { auth: { token: u.token, userId: Number(u.id) } }),
+    join: (s, id) => s.emitWithAck('join_room', { roomId: Number(id) }),
+    send: (s, id, text) => s.emit('message:send', { roomId: Number(id), content: text }),
+    incoming: 'message:new',
+    read: (m) => {
+      assert.equal(typeof m.senderId, 'number');
+      return { text: m.content, sender: String(m.senderId), id: String(m.id) };
+    },
+  },
+};
+
+/** One user per contract, all in one group conversation, all joined. */
+async function everyone() {
+  const users = {};
+  for (const name of Object.keys(contracts)) {
+    const id = numericId();
+    users[name] = { id, token: token(id, { name: `${name} user` }) };
+  }
+  const ids = Object.values(users).map((u) => u.id);
+  const chat = await conversation(users.raven.token, ids.slice(1), 'all five');
+  for (const [name, c] of Object.entries(contracts)) {
+    users[name].s = await c.open(users[name]);
+    await c.join(users[name].s, chat);
+  }
+  return { users, chat };
+}
+
+describe('five contracts, one conversation', () => {
+  test("each user's message reaches every other contract in its own shape", async () => {
+    const { users, chat } = await everyone();
+    for (const [from, c] of Object.entries(contracts)) {
+      const text = `hello from ${from}`;
+      const others = Object.keys(contracts).filter((n) => n !== from);
+      const arriving = others.map((n) =>
+        nextWhere(users[n].s, contracts[n].incoming, (m) => contracts[n].read(m).text === text),
+      );
+      await c.send(users[from].s, chat, text);
+      const got = await Promise.all(arriving);
+      const ids = new Set();
+      got.forEach((m, i) => {
+        const seen = contracts[others[i]].read(m);
+        assert.equal(seen.text, text, `${from} → ${others[i]}`);
+        assert.equal(seen.sender, users[from].id, `${from} → ${others[i]}`);
+        ids.add(seen.id);
+      });
+      assert.equal(ids.size, 1, `one message, one id everywhere: ${[...ids]}`);
+    }
+  });
+
+  test('a v3 user and a dreamstudio user: messages, and a dreamstudio edit and delete seen by mern', async () => {
+    const { users, chat } = await everyone();
+    const { v3, dreamstudio, mern } = users;
+
+    const toDream = nextWhere(dreamstudio.s, 'message:new', (x) => x.content === 'v3 to dreamstudio');
+    contracts.v3.send(v3.s, chat, 'v3 to dreamstudio');
+    const m = await toDream;
+    assert.equal(m.content, 'v3 to dreamstudio');
+    assert.equal(m.roomId, Number(chat));
+    assert.equal(String(m.senderId), v3.id);
+
+    const toV3 = nextWhere(v3.s, 'new_message', (x) => x.message.content === 'dreamstudio to v3');
+    contracts.dreamstudio.send(dreamstudio.s, chat, 'dreamstudio to v3');
+    const n = await toV3;
+    assert.equal(n.message.content, 'dreamstudio to v3');
+    assert.equal(n.message.senderid, dreamstudio.id);
+    assert.equal(n.chat.chatName, 'all five');
+    const messageId = n.message.messageid;
+
+    const edited = next(mern.s, 'message_edited');
+    dreamstudio.s.emit('message:edit', { messageId: Number(messageId), content: 'edited in dreamstudio' });
+    const e = await edited;
+    assert.equal(e.messageId, messageId);
+    assert.equal(e.newContent, 'edited in dreamstudio');
+
+    const mernSees = next(mern.s, 'message_deleted');
+    const dreamSees = next(dreamstudio.s, 'message:deleted');
+    dreamstudio.s.emit('message:delete', { messageId: Number(messageId) });
+    assert.equal((await mernSees).messageId, messageId);
+    assert.equal((await dreamSees).messageId, Number(messageId));
+  });
+
+  test('an hvtsocial recall reaches mern and dreamstudio as a deletion', async () => {
+    const { users, chat } = await everyone();
+    const { hvtsocial, mern, dreamstudio } = users;
+    const mine = next(hvtsocial.s, 'receive_message');
+    contracts.hvtsocial.send(hvtsocial.s, chat, 'oops');
+    const sent = await mine;
+    const toMern = next(mern.s, 'message_deleted');
+    const toDream = next(dreamstudio.s, 'message:deleted');
+    hvtsocial.s.emit('recall_message', { messageId: sent.id, chatId: Number(chat) });
+    assert.equal((await toMern).messageId, String(sent.id));
+    assert.equal((await toDream).messageId, sent.id);
+  });
+});
