@@ -343,6 +343,30 @@ impl Chat {
         Ok(out)
     }
 
+    pub async fn list_peers(&self, req: v1::ListPeersRequest) -> Result<v1::ListPeersResponse> {
+        check_user_id(&req.user_id)?;
+        let mine: Vec<i64> = member::Entity::find()
+            .filter(member::Column::UserId.eq(req.user_id.clone()))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|m| m.conversation_id)
+            .collect();
+        let mut user_ids: Vec<String> = member::Entity::find()
+            .filter(member::Column::ConversationId.is_in(mine))
+            .filter(member::Column::UserId.ne(req.user_id))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect();
+        user_ids.sort();
+        user_ids.dedup();
+        Ok(v1::ListPeersResponse { user_ids })
+    }
+
     pub async fn check_membership(
         &self,
         req: v1::CheckMembershipRequest,

@@ -63,6 +63,12 @@ impl ChatService for ChatGrpc {
     ) -> Result<Response<Membership>, Status> {
         reply(self.chat.check_membership(r.into_inner()).await)
     }
+    async fn list_peers(
+        &self,
+        r: Request<ListPeersRequest>,
+    ) -> Result<Response<ListPeersResponse>, Status> {
+        reply(self.chat.list_peers(r.into_inner()).await)
+    }
     async fn send_message(
         &self,
         r: Request<SendMessageRequest>,

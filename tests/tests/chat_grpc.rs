@@ -18,9 +18,9 @@ use confab_proto::v1::{
     Actor, Attachment, CatchUpRequest, ChatEvent, ChatMessage, Conversation, ConversationKind,
     CreateConversationRequest, DeleteMessageRequest, EditMessageRequest, GetConversationRequest,
     GetHistoryRequest, GetHistoryResponse, GetMessageRequest, ListConversationsRequest,
-    MarkDeliveredRequest, MarkReadRequest, MarkReadResponse, ReactToMessageRequest,
-    RecallMessageRequest, SendMessageRequest, SendMessageResponse, SubscribeRequest,
-    chat_event::Kind,
+    ListPeersRequest, MarkDeliveredRequest, MarkReadRequest, MarkReadResponse,
+    ReactToMessageRequest, RecallMessageRequest, SendMessageRequest, SendMessageResponse,
+    SubscribeRequest, chat_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use confab_tests::db;
@@ -171,6 +171,29 @@ async fn conversations(mut client: Client) {
     );
     assert_eq!(list_ids(&mut client, &carol).await, vec![group.id.clone()]);
     assert!(list_ids(&mut client, &dave).await.is_empty());
+
+    // Peers: everyone sharing a conversation, once, never the user.
+    let peers = |user: &str| {
+        let mut client = client.clone();
+        let user_id = user.to_string();
+        async move {
+            client
+                .list_peers(ListPeersRequest { user_id })
+                .await
+                .expect("list peers")
+                .into_inner()
+                .user_ids
+        }
+    };
+    assert_eq!(
+        peers(&alice).await,
+        sorted(vec![bob.clone(), carol.clone()])
+    );
+    assert_eq!(
+        peers(&carol).await,
+        sorted(vec![alice.clone(), bob.clone()])
+    );
+    assert!(peers(&dave).await.is_empty());
 
     // Only members may look at a conversation.
     let got = client
