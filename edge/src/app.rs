@@ -13,7 +13,6 @@ use axum::{Json, Router};
 use confab_proto::v1::SubscribeRequest;
 use confab_proto::v1::call_service_client::CallServiceClient;
 use confab_proto::v1::notify_service_client::NotifyServiceClient;
-use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use socketioxide::SocketIo;
@@ -116,9 +115,8 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
         cfg.edge_id.clone(),
         streams.clone(),
     )];
-    // Presence, call and notify events get routed once their services are
+    // Call and notify events get routed once their services are
     // built; the streams are held already so readiness reports them.
-    let presence = PresenceServiceClient::new(stream_channel(&cfg.urls.presence_url)?);
     let call = CallServiceClient::new(stream_channel(&cfg.urls.call_url)?);
     let notify = NotifyServiceClient::new(stream_channel(&cfg.urls.notify_url)?);
     macro_rules! hold {
@@ -137,7 +135,17 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
             )
         }};
     }
-    followers.push(hold!("presence", presence));
+    followers.push(fanout::follow_presence(
+        io.clone(),
+        mounts.clone(),
+        stream_channel(&cfg.urls.presence_url)?,
+        cfg.edge_id.clone(),
+        streams.clone(),
+    ));
+    followers.push(crate::presence::spawn_heartbeat(
+        services.clone(),
+        cfg.heartbeat,
+    ));
     followers.push(hold!("call", call));
     followers.push(hold!("notify", notify));
 

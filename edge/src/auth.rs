@@ -23,6 +23,9 @@ pub enum AuthError {
     Invalid,
     #[error("TOKEN_EXPIRED")]
     Expired,
+    /// Not a token problem: the user already has the most sockets allowed.
+    #[error("TOO_MANY_CONNECTIONS")]
+    TooManyConnections,
 }
 
 impl AuthError {
@@ -31,6 +34,7 @@ impl AuthError {
             Self::Required => "no token was provided",
             Self::Invalid => "the token is invalid",
             Self::Expired => "the token has expired",
+            Self::TooManyConnections => "this user has too many open connections",
         }
     }
 }

@@ -27,6 +27,10 @@ pub struct EdgeArgs {
     /// How long a call to a service may take before the client gets an error.
     #[arg(long, env = "CONFAB_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
     pub request_timeout_ms: u64,
+    /// How often this edge heartbeats its sessions to presence-service (keep
+    /// it well under presence-service's session TTL).
+    #[arg(long, env = "CONFAB_HEARTBEAT_MS", default_value_t = 5000)]
+    pub heartbeat_ms: u64,
 }
 
 /// Where the services are.
@@ -65,6 +69,7 @@ pub struct EdgeConfig {
     pub verifier: Verifier,
     pub urls: ServiceUrls,
     pub request_timeout: Duration,
+    pub heartbeat: Duration,
     /// Names this edge in logs and in its Subscribe streams.
     pub edge_id: String,
 }
@@ -112,7 +117,8 @@ impl EdgeConfig {
             verifier,
             urls,
             request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
-            edge_id: format!("edge-{}", std::process::id()),
+            heartbeat: Duration::from_millis(args.heartbeat_ms.max(10)),
+            edge_id: format!("edge-{}-{:08x}", std::process::id(), rand::random::<u32>()),
         })
     }
 }

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use confab_proto::v1::chat_event::Kind;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
-use confab_proto::v1::{Actor, ChatEvent, ChatMessage, MarkDeliveredRequest, SubscribeRequest};
+use confab_proto::v1::presence_service_client::PresenceServiceClient;
+use confab_proto::v1::{
+    Actor, ChatEvent, ChatMessage, MarkDeliveredRequest, PresenceEvent, SubscribeRequest,
+};
 use socketioxide::SocketIo;
 use tokio::task::JoinHandle;
 use tonic::Streaming;
@@ -157,6 +160,44 @@ fn mark_delivered(chat: &ChatServiceClient<Channel>, message: &ChatMessage, reac
             }
         });
     }
+}
+
+/// Follows presence-service's stream and fans its events out to every mount.
+pub fn follow_presence(
+    io: SocketIo,
+    mounts: Arc<Vec<Mount>>,
+    channel: Channel,
+    edge_id: String,
+    status: StreamStatus,
+) -> JoinHandle<()> {
+    let client = PresenceServiceClient::new(channel);
+    follow(
+        "presence",
+        status,
+        move || {
+            let mut client = client.clone();
+            let subscriber = edge_id.clone();
+            async move {
+                client
+                    .subscribe(SubscribeRequest { subscriber })
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        },
+        move |event: PresenceEvent| {
+            let io = io.clone();
+            let mounts = mounts.clone();
+            Box::pin(async move {
+                metrics::counter!("confab_service_events_total", "service" => "presence")
+                    .increment(1);
+                for m in mounts.iter() {
+                    for e in (m.contract.presence_event)(&event) {
+                        emit(&io, m.path, e).await;
+                    }
+                }
+            })
+        },
+    )
 }
 
 /// Follows chat-service's stream and fans its events out to every mount.

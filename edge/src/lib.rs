@@ -18,6 +18,7 @@ pub mod config;
 pub mod contract;
 pub mod embedded;
 pub mod fanout;
+pub mod presence;
 pub mod rest;
 pub mod services;
 pub mod socket_auth;

@@ -14,6 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::auth::Verifier;
 use crate::config::EdgeConfig;
+use crate::presence::TypingThrottle;
 
 /// What every handler needs: the services and the token verifier.
 #[derive(Clone)]
@@ -23,6 +24,9 @@ pub struct Services {
     pub call: CallServiceClient<Channel>,
     pub notify: NotifyServiceClient<Channel>,
     pub verifier: Verifier,
+    /// This edge's name in presence-service (sessions, heartbeats).
+    pub edge_id: String,
+    pub typing: TypingThrottle,
 }
 
 fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
@@ -55,6 +59,8 @@ impl Services {
             call: CallServiceClient::new(channel(&cfg.urls.call_url, t)?),
             notify: NotifyServiceClient::new(channel(&cfg.urls.notify_url, t)?),
             verifier: cfg.verifier.clone(),
+            edge_id: cfg.edge_id.clone(),
+            typing: TypingThrottle::default(),
         })
     }
 }

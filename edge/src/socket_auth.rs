@@ -6,7 +6,9 @@
 //! whose frontends listen for an event instead (see
 //! [`Contract::auth_error`]) lets the socket connect just long enough
 //! to receive that event before it is disconnected. After the token, the
-//! contract checks its own handshake fields ([`Contract::handshake`]).
+//! contract checks its own handshake fields ([`Contract::handshake`]), and
+//! the socket is registered with presence-service, which refuses a user's
+//! socket over the limit (`TOO_MANY_CONNECTIONS`, reported the same way).
 
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
@@ -20,7 +22,7 @@ use crate::services::Services;
 #[derive(Debug, Clone, Copy)]
 pub struct AuthFailed(pub AuthError);
 
-pub fn authenticate(
+pub async fn authenticate(
     contract: &'static Contract,
     s: &SocketRef,
     auth: Option<Value>,
@@ -31,18 +33,24 @@ pub fn authenticate(
         .and_then(|token| svc.verifier.verify(&token));
     let identity = match verified {
         Ok(identity) => identity,
-        Err(e) => {
-            tracing::debug!(ns = s.ns(), error = %e, "socket refused");
-            metrics::counter!("confab_socket_auth_failures_total", "code" => e.to_string())
-                .increment(1);
-            if contract.auth_error.is_some() {
-                s.extensions.insert(AuthFailed(e));
-                return Ok(());
-            }
-            return Err(e.to_string());
-        }
+        Err(e) => return refuse(contract, s, e),
     };
     (contract.handshake)(auth.as_ref(), &identity)?;
+    if let Err(e) = crate::presence::register(svc, s, &identity, contract.name).await {
+        return refuse(contract, s, e);
+    }
     s.extensions.insert(identity);
     Ok(())
+}
+
+/// Refuses a socket: `connect_error` with the code, or, for contracts that
+/// report it as an event, a note for the connect handler.
+fn refuse(contract: &'static Contract, s: &SocketRef, e: AuthError) -> Result<(), String> {
+    tracing::debug!(ns = s.ns(), error = %e, "socket refused");
+    metrics::counter!("confab_socket_auth_failures_total", "code" => e.to_string()).increment(1);
+    if contract.auth_error.is_some() {
+        s.extensions.insert(AuthFailed(e));
+        return Ok(());
+    }
+    Err(e.to_string())
 }

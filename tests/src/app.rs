@@ -133,6 +133,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         jwt_public_key_file: None,
         jwt_algorithm: "RS256".into(),
         request_timeout_ms: 3000,
+        heartbeat_ms: 200,
     };
     let urls = ServiceUrls {
         chat_url: format!("http://{}", chat.addr),

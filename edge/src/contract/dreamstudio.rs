@@ -85,7 +85,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
-use super::{Contract, Emit, conversation_room};
+use super::{Contract, Emit, conversation_room, no_presence};
 use crate::auth::Identity;
 use crate::services::Services;
 use crate::wire::{WireId, iso, numeric_id};
@@ -95,7 +95,9 @@ pub const CONTRACT: Contract = Contract {
     handshake,
     auth_error: None,
     on_connect,
+    on_disconnect: None,
     chat_event,
+    presence_event: no_presence,
 };
 
 /// `auth.userId`, when present, must name the token's subject.

@@ -72,7 +72,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
-use super::{Contract, Emit, any_handshake, user_room};
+use super::{Contract, Emit, any_handshake, no_presence, user_room};
 use crate::auth::Identity;
 use crate::services::Services;
 use crate::wire::{WireId, iso, numeric_id};
@@ -82,7 +82,9 @@ pub const CONTRACT: Contract = Contract {
     handshake: any_handshake,
     auth_error: None,
     on_connect,
+    on_disconnect: None,
     chat_event,
+    presence_event: no_presence,
 };
 
 /// The message types the seed names.

@@ -97,7 +97,7 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
-use super::{Contract, Emit, any_handshake, conversation_room};
+use super::{Contract, Emit, any_handshake, conversation_room, no_presence};
 use crate::auth::{AuthError, Identity};
 use crate::services::Services;
 use crate::wire::{WireId, iso};
@@ -107,7 +107,9 @@ pub const CONTRACT: Contract = Contract {
     handshake: any_handshake,
     auth_error: Some(auth_error),
     on_connect,
+    on_disconnect: None,
     chat_event,
+    presence_event: no_presence,
 };
 
 /// What a deleted message's `content` reads, as the seed's soft delete.

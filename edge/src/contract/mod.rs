@@ -12,7 +12,8 @@
 //! Rooms are how events find sockets: every socket joins [`user_room`] of
 //! its user on connect, and [`conversation_room`]s as its contract says.
 
-use confab_proto::v1::ChatEvent;
+use confab_proto::v1::{ChatEvent, PresenceEvent};
+use futures::future::BoxFuture;
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, State, TryData};
@@ -44,8 +45,21 @@ pub struct Contract {
     pub auth_error: Option<AuthReport>,
     /// Attaches the contract's event handlers to a socket that just connected.
     pub on_connect: fn(&SocketRef, &Identity),
+    /// Runs when a socket of this contract disconnects (before its presence
+    /// session ends), e.g. to tell its rooms that it left.
+    pub on_disconnect: Option<DisconnectHook>,
     /// Renders a canonical chat event as this contract's events.
     pub chat_event: fn(&ChatEvent) -> Vec<Emit>,
+    /// Renders a canonical presence event (online/offline, typing).
+    pub presence_event: fn(&PresenceEvent) -> Vec<Emit>,
+}
+
+/// See [`Contract::on_disconnect`].
+pub type DisconnectHook = fn(SocketRef) -> BoxFuture<'static, ()>;
+
+/// For [`Contract::presence_event`]: a contract that shows no presence.
+pub fn no_presence(_: &PresenceEvent) -> Vec<Emit> {
+    Vec::new()
 }
 
 /// For [`Contract::handshake`]: nothing beyond the token to check.
@@ -122,9 +136,9 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
         let middleware = move |s: SocketRef,
                                TryData(auth): TryData<Value>,
                                State(svc): State<Services>| async move {
-            crate::socket_auth::authenticate(contract, &s, auth.ok(), &svc)
+            crate::socket_auth::authenticate(contract, &s, auth.ok(), &svc).await
         };
-        let on_connect = move |s: SocketRef| async move {
+        let on_connect = move |s: SocketRef, State(svc): State<Services>| async move {
             if let (Some(AuthFailed(e)), Some(report)) =
                 (s.extensions.get::<AuthFailed>(), contract.auth_error)
             {
@@ -141,6 +155,14 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
             metrics::counter!("confab_socket_connections_total", "contract" => contract.name)
                 .increment(1);
             tracing::debug!(contract = contract.name, user = %id.user_id, sid = %s.id, "socket connected");
+            s.on_disconnect(move |s: SocketRef| async move {
+                if let Some(hook) = contract.on_disconnect {
+                    hook(s.clone()).await;
+                }
+                if let Some(id) = s.extensions.get::<Identity>() {
+                    crate::presence::unregister(&svc, &s, &id).await;
+                }
+            });
             (contract.on_connect)(&s, &id);
         };
         io.ns(m.path, on_connect.with(middleware));

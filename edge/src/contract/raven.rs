@@ -35,7 +35,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
-use super::{Contract, Emit, any_handshake, conversation_room};
+use super::{Contract, Emit, any_handshake, conversation_room, no_presence};
 use crate::auth::Identity;
 use crate::services::Services;
 use crate::wire::{WireId, iso};
@@ -45,7 +45,9 @@ pub const CONTRACT: Contract = Contract {
     handshake: any_handshake,
     auth_error: None,
     on_connect,
+    on_disconnect: None,
     chat_event,
+    presence_event: no_presence,
 };
 
 fn on_connect(s: &SocketRef, _: &Identity) {

@@ -111,7 +111,7 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
-use super::{Contract, Emit, conversation_room, user_room};
+use super::{Contract, Emit, conversation_room, no_presence, user_room};
 use crate::auth::{AuthError, Identity};
 use crate::services::Services;
 use crate::wire::{WireId, iso};
@@ -121,7 +121,9 @@ pub const CONTRACT: Contract = Contract {
     handshake,
     auth_error: Some(auth_error),
     on_connect,
+    on_disconnect: Some(|s| Box::pin(on_disconnect(s))),
     chat_event,
+    presence_event: no_presence,
 };
 
 /// The most an attachment may weigh (the seed's resource limits).
@@ -154,7 +156,6 @@ fn on_connect(s: &SocketRef, me: &Identity) {
     s.on("send_message", send_message);
     s.on("mark_message_read", mark_message_read);
     s.on("react_to_message", react_to_message);
-    s.on_disconnect(on_disconnect);
     let _ = s.emit("authenticated", &authenticated(me));
 }
 

@@ -1,0 +1,177 @@
+//! The edge's side of presence: registering each authenticated socket with
+//! presence-service (and refusing the one over the per-user limit),
+//! unregistering it on disconnect, heartbeating this edge's sessions, and
+//! typing — checked for membership and throttled per user before it reaches
+//! presence-service.
+//!
+//! Who hears a user's online/offline: the users who share a conversation
+//! with them (chat-service's `ListPeers`), never the whole server. When
+//! presence-service is unreachable, sockets still connect (presence is
+//! degraded, messaging is not).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_proto::v1::{
+    CheckMembershipRequest, HeartbeatRequest, ListPeersRequest, RegisterSessionRequest,
+    SetTypingRequest, UnregisterSessionRequest,
+};
+use confab_proto::{ErrorCode, ServiceError};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use socketioxide::extract::SocketRef;
+use tokio::task::JoinHandle;
+
+use crate::auth::{AuthError, Identity};
+use crate::services::Services;
+
+/// Typing starts a user may send per minute (seed 004's suggestion); more
+/// are dropped silently. Stops always pass, so an indicator never sticks.
+pub const TYPING_STARTS_PER_MINUTE: u32 = 30;
+
+/// Per-user typing throttle, shared by every socket on this edge.
+#[derive(Clone)]
+pub struct TypingThrottle(Arc<DefaultKeyedRateLimiter<String>>);
+
+impl Default for TypingThrottle {
+    fn default() -> Self {
+        let per_minute = NonZeroU32::new(TYPING_STARTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+        Self(Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))))
+    }
+}
+
+/// Kept in a socket's extensions while its session is registered.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub watchers: Vec<String>,
+}
+
+/// Registers a socket that just authenticated. `Err` only when the user is
+/// over the per-user socket limit.
+pub async fn register(
+    svc: &Services,
+    s: &SocketRef,
+    me: &Identity,
+    contract: &str,
+) -> Result<(), AuthError> {
+    let watchers = match svc
+        .chat
+        .clone()
+        .list_peers(ListPeersRequest {
+            user_id: me.user_id.clone(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner().user_ids,
+        Err(status) => {
+            tracing::warn!(error = %status, "peers unavailable; presence reaches nobody");
+            Vec::new()
+        }
+    };
+    let req = RegisterSessionRequest {
+        actor: Some(me.actor()),
+        edge_id: svc.edge_id.clone(),
+        socket_id: s.id.to_string(),
+        contract: contract.to_string(),
+        watcher_ids: watchers.clone(),
+    };
+    match svc.presence.clone().register_session(req).await {
+        Ok(_) => {
+            s.extensions.insert(Session { watchers });
+            Ok(())
+        }
+        Err(status) => match ServiceError::from_status(&status) {
+            e if e.code == ErrorCode::LimitExceeded => Err(AuthError::TooManyConnections),
+            e => {
+                tracing::warn!(error = %e, "presence unavailable; socket connects without a session");
+                Ok(())
+            }
+        },
+    }
+}
+
+/// Unregisters a socket that disconnected (if it had a session).
+pub async fn unregister(svc: &Services, s: &SocketRef, me: &Identity) {
+    let Some(session) = s.extensions.get::<Session>() else {
+        return;
+    };
+    let req = UnregisterSessionRequest {
+        user_id: me.user_id.clone(),
+        edge_id: svc.edge_id.clone(),
+        socket_id: s.id.to_string(),
+        watcher_ids: session.watchers,
+    };
+    if let Err(status) = svc.presence.clone().unregister_session(req).await {
+        tracing::warn!(error = %status, "unregister session failed; it expires with the edge's heartbeat");
+    }
+}
+
+/// Heartbeats this edge's sessions every `every` until aborted.
+pub fn spawn_heartbeat(svc: Services, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let req = HeartbeatRequest {
+                edge_id: svc.edge_id.clone(),
+            };
+            if let Err(status) = svc.presence.clone().heartbeat(req).await {
+                tracing::debug!(error = %status, "heartbeat failed");
+            }
+        }
+    })
+}
+
+/// What became of a typing request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Typing {
+    /// presence-service has it and tells the other members.
+    Relayed,
+    /// Over the per-user rate: dropped without an error.
+    Throttled,
+}
+
+/// Starts or stops `me` typing in a conversation: only members may, and
+/// starts are throttled per user.
+pub async fn set_typing(
+    svc: &Services,
+    me: &Identity,
+    conversation_id: &str,
+    typing: bool,
+) -> Result<Typing, ServiceError> {
+    if typing && svc.typing.0.check_key(&me.user_id).is_err() {
+        return Ok(Typing::Throttled);
+    }
+    let membership = svc
+        .chat
+        .clone()
+        .check_membership(CheckMembershipRequest {
+            conversation_id: conversation_id.to_string(),
+            user_id: me.user_id.clone(),
+        })
+        .await
+        .map_err(|s| ServiceError::from_status(&s))?
+        .into_inner();
+    if !membership.is_member {
+        return Err(ServiceError::new(
+            ErrorCode::NotAMember,
+            format!("you are not a member of conversation {conversation_id}"),
+        ));
+    }
+    let member_ids = membership
+        .conversation
+        .map(|c| c.members.into_iter().map(|m| m.user_id).collect())
+        .unwrap_or_default();
+    let req = SetTypingRequest {
+        actor: Some(me.actor()),
+        conversation_id: conversation_id.to_string(),
+        typing,
+        member_ids,
+    };
+    svc.presence
+        .clone()
+        .set_typing(req)
+        .await
+        .map_err(|s| ServiceError::from_status(&s))?;
+    Ok(Typing::Relayed)
+}
