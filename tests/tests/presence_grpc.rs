@@ -422,8 +422,7 @@ async fn silent_edge_expires_its_users(backend: Backend) {
     let registered_at = now_ms();
     register(&svc, &alice, "edge-silent", "a1", &[&carol]).await;
     register(&svc, &bob, "edge-live", "b1", &[&carol]).await;
-    // Bob's edge also carries a session of Alice: she stays online through it
-    // until that one is closed.
+    // Carol has a session on each edge: losing the silent one leaves her online.
     register(&svc, &carol, "edge-silent", "c1", &[&alice]).await;
     register(&svc, &carol, "edge-live", "c2", &[&alice]).await;
     for _ in 0..3 {

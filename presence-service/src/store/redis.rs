@@ -22,6 +22,8 @@
 //!
 //! Deadlines are computed from each replica's clock: replicas need
 //! synchronised clocks (NTP), as any TTL shared between machines does.
+//! Needs Redis 6.2 or later (`ZADD ... GT` keeps a heartbeat deadline from
+//! moving back).
 
 use ::redis::Script;
 use ::redis::aio::ConnectionManager;
