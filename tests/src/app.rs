@@ -120,6 +120,8 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
             "sqlite://{}?mode=rwc",
             dir.path().join("presence.db").display()
         ),
+        // Short enough that tests see a typing indicator expire by itself.
+        typing_ttl_ms: 1000,
         ..Default::default()
     };
     let presence = confab_presence::serve(loopback().await, presence_config)
