@@ -603,3 +603,181 @@ describe('cross-contract: a v3 user and a raven user in one conversation', () =>
     assert.deepEqual(ackRead.read, [m.message.messageid]);
   });
 });
+
+describe('presence and typing', () => {
+  /** Alice and Bob share a chat (nobody connected yet). */
+  async function peers() {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], 'Presence');
+    return { alice, bob, chatid };
+  }
+
+  test("online on the first socket: user_status_changed and user_online for a peer, nobody else", async () => {
+    const { alice, bob } = await peers();
+    const { s: sb } = await v3(bob);
+    const { s: stranger } = await v3(user('carol'));
+    const status = next(sb, 'user_status_changed');
+    const online = next(sb, 'user_online');
+    const aloof = silence(stranger, 'user_status_changed', 500);
+    const before = Date.now();
+    const { s: sa } = await v3(alice);
+    const st = await status;
+    assert.deepEqual(Object.keys(st).sort(), ['isOnline', 'lastSeen', 'profileid']);
+    assert.equal(st.profileid, alice.id);
+    assert.equal(st.isOnline, true);
+    assert.match(st.lastSeen, ISO);
+    assert.ok(Date.parse(st.lastSeen) >= before - 1000, st.lastSeen);
+    assert.deepEqual(await online, { profileid: alice.id });
+    await aloof;
+    // Nobody hears about themselves.
+    await silence(sa, 'user_status_changed', 1);
+  });
+
+  test('a second tab says nothing; closing one of two keeps the user online; the last one is offline with lastSeen', async () => {
+    const { alice, bob } = await peers();
+    const { s: sb } = await v3(bob);
+    const online = next(sb, 'user_status_changed');
+    const { s: tab1 } = await v3(alice);
+    assert.equal((await online).isOnline, true);
+
+    let quiet = [silence(sb, 'user_status_changed', 600), silence(sb, 'user_online', 600), silence(sb, 'user_offline', 600)];
+    const { s: tab2 } = await v3(alice);
+    await Promise.all(quiet);
+
+    quiet = [silence(sb, 'user_status_changed', 600), silence(sb, 'user_offline', 600)];
+    tab1.disconnect();
+    await Promise.all(quiet);
+
+    const status = next(sb, 'user_status_changed');
+    const offline = next(sb, 'user_offline');
+    const before = Date.now();
+    tab2.disconnect();
+    const st = await status;
+    assert.equal(st.profileid, alice.id);
+    assert.equal(st.isOnline, false);
+    assert.match(st.lastSeen, ISO);
+    const seen = Date.parse(st.lastSeen);
+    assert.ok(seen >= before - 1000 && seen <= Date.now() + 1000, st.lastSeen);
+    assert.deepEqual(await offline, { profileid: alice.id });
+  });
+
+  test('the 11th socket of one user gets auth_error TOO_MANY_CONNECTIONS and is disconnected', async () => {
+    const alice = user('alice');
+    const tabs = [];
+    for (let i = 0; i < 10; i++) tabs.push((await v3(alice)).s);
+    const { payload, reason } = await authError({
+      extraHeaders: { cookie: `accessToken=${alice.token}` },
+      auth: { profileid: alice.id, timestamp: Date.now() },
+    });
+    assert.equal(payload.error, 'TOO_MANY_CONNECTIONS');
+    assert.equal(typeof payload.message, 'string');
+    assert.equal(reason, 'io server disconnect');
+    assert.ok(tabs.every((t) => t.connected));
+    // Closing one makes room for another (once the server has seen it go).
+    tabs[0].disconnect();
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      try {
+        const { s } = await v3(alice);
+        assert.equal(s.connected, true);
+        break;
+      } catch (err) {
+        if (!/TOO_MANY_CONNECTIONS/.test(err.message) || Date.now() > deadline) throw err;
+      }
+    }
+  });
+
+  test("typing_start / typing_stop reach the chat's other members, never the typist's tabs", async () => {
+    const { alice, chatid, sa, sb } = await pair();
+    const { s: sa2 } = await v3(alice);
+    await join(sa2, chatid);
+    const mute = [silence(sa, 'user_typing', 600), silence(sa2, 'user_typing', 600)];
+    const typing = next(sb, 'user_typing');
+    const before = Date.now();
+    const ack = await ask(sa, 'typing_start', { chatid });
+    assert.deepEqual(ack, { success: true, chatid });
+    const t = await typing;
+    assert.deepEqual(Object.keys(t).sort(), ['chatid', 'profileid', 'startedAt', 'username']);
+    assert.equal(t.chatid, chatid);
+    assert.equal(t.profileid, alice.id);
+    assert.equal(t.username, 'Alice');
+    assert.match(t.startedAt, ISO);
+    assert.ok(Date.parse(t.startedAt) >= before - 1000, t.startedAt);
+    await Promise.all(mute);
+
+    // The plain string form.
+    const stopMute = [silence(sa, 'user_stopped_typing', 600), silence(sa2, 'user_stopped_typing', 600)];
+    const stopped = next(sb, 'user_stopped_typing');
+    sa.emit('typing_stop', chatid);
+    assert.deepEqual(await stopped, { chatid, profileid: alice.id, username: 'Alice' });
+    await Promise.all(stopMute);
+
+    const again = next(sb, 'user_typing');
+    sa2.emit('typing_start', chatid);
+    assert.equal((await again).profileid, alice.id);
+  });
+
+  test('typing without a stop ends by itself: user_stopped_typing', async () => {
+    const { alice, chatid, sa, sb } = await pair();
+    const typing = next(sb, 'user_typing');
+    sa.emit('typing_start', { chatid });
+    await typing;
+    const stopped = await next(sb, 'user_stopped_typing', 8000);
+    assert.deepEqual(stopped, { chatid, profileid: alice.id, username: 'Alice' });
+    await silence(sa, 'user_stopped_typing', 1);
+  });
+
+  test("a non-member's typing is answered with chat_error and not relayed; bad payloads too", async () => {
+    const { chatid, sa, sb } = await pair();
+    const { s: eve } = await v3(user('eve'));
+    const quiet = [silence(sa, 'user_typing', 600), silence(sb, 'user_typing', 600)];
+    for (const [event, payload] of [['typing_start', { chatid }], ['typing_stop', chatid]]) {
+      const err = next(eve, 'chat_error');
+      eve.emit(event, payload);
+      const e = await err;
+      assert.equal(e.error, 'NOT_A_MEMBER', event);
+      assert.equal(e.chatid, chatid);
+      assert.equal(e.data.event, event);
+      assert.equal(typeof e.data.message, 'string');
+    }
+    await Promise.all(quiet);
+    const ack = await ask(eve, 'typing_start', { chatid });
+    assert.deepEqual([ack.success, ack.code], [false, 'NOT_A_MEMBER']);
+    for (const payload of [{}, { chatid: '' }, [1], null]) {
+      const err = next(sa, 'chat_error');
+      sa.emit('typing_start', payload);
+      const e = await err;
+      assert.equal(e.error, 'INVALID_ARGUMENT', JSON.stringify(payload));
+      assert.equal(e.data.event, 'typing_start');
+    }
+    const err = next(sa, 'chat_error');
+    sa.emit('typing_start', { chatid: '999999999' });
+    assert.equal((await err).error, 'CONVERSATION_NOT_FOUND');
+    assert.equal(eve.connected && sa.connected, true);
+  });
+
+  test('typing starts are throttled per user (30 a minute): the extra ones are dropped silently', async () => {
+    const { chatid, sa, sb } = await pair();
+    let relayed = 0;
+    for (; relayed < 40; relayed++) {
+      const typing = next(sb, 'user_typing', 500);
+      const ack = await ask(sa, 'typing_start', chatid);
+      assert.equal(ack.success, true);
+      try {
+        await typing;
+      } catch {
+        break;
+      }
+      const stopped = next(sb, 'user_stopped_typing');
+      sa.emit('typing_stop', chatid);
+      await stopped;
+    }
+    assert.ok(relayed >= 30 && relayed <= 33, `${relayed} starts relayed`);
+    // Stops always pass, so an indicator never sticks.
+    const err = silence(sa, 'chat_error', 300);
+    const ack = await ask(sa, 'typing_stop', chatid);
+    assert.equal(ack.success, true);
+    await err;
+  });
+});

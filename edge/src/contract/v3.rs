@@ -1,11 +1,11 @@
 //! `v3` — seed 003 (the "Socket.IO event contract v3.0"): authentication,
-//! chat rooms and messaging.
+//! chat rooms, messaging, presence and typing.
 //!
 //! | seed event | direction | confab |
 //! |---|---|---|
 //! | handshake `auth: {profileid, timestamp}` + `accessToken` cookie | c→s | the token (cookie, `auth.token`, `Authorization`, query) is the identity; a `profileid` other than its subject is refused with `connect_error` `PROFILE_MISMATCH` |
 //! | `authenticated {user, profile, security, session}` | s→c | on connect, from the verified token |
-//! | `auth_error {error, message}` | s→c | no, bad or expired token (`AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`); the socket is then disconnected |
+//! | `auth_error {error, message}` | s→c | no, bad or expired token (`AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`), or the user's 11th socket (`TOO_MANY_CONNECTIONS`: presence-service refused `RegisterSession`, the seed's 10 sockets per user); the socket is then disconnected |
 //! | `join_chat {chatid}` or `chatid` | c→s | `CheckMembership`; a member's socket joins the chat room |
 //! | `chat_joined {chatid, role, permissions, chatInfo}` | s→c | the `Membership` answer |
 //! | `leave_chat {chatid}` or `chatid` | c→s | leaves the room, silently |
@@ -19,7 +19,13 @@
 //! | `message_read {messageid, clientMessageId?, readBy, readAt}` | s→c | `ChatEvent.messages_read`, one per newly read message, to its sender |
 //! | `react_to_message {messageid, chatid, emoji}` | c→s | `GetMessage` (it must be in that chat), then `ReactToMessage` |
 //! | `message_reaction_added {messageid, chatid, reaction}` | s→c | `ChatEvent.reaction_changed` (added), to the chat room |
-//! | `chat_error {error, chatid?, data: {event, message}}` | s→c | every failure of `join_chat`/`leave_chat`; every refusal by chat-service |
+//! | `typing_start {chatid}` or `chatid` | c→s | membership checked, starts throttled per user, then `SetTyping` (typing) |
+//! | `typing_stop {chatid}` or `chatid` | c→s | membership checked, then `SetTyping` (not typing) |
+//! | `user_typing {chatid, profileid, username, startedAt}` | s→c | `PresenceEvent.typing_changed` (typing), to the chat room except the typist's sockets |
+//! | `user_stopped_typing {chatid, profileid, username}` | s→c | `PresenceEvent.typing_changed` (stopped, or expired), to the chat room except the typist's sockets |
+//! | `user_status_changed {profileid, isOnline, lastSeen}` | s→c | `PresenceEvent.status_changed`, to every socket of the users who share a chat with that user |
+//! | `user_online {profileid}` / `user_offline {profileid}` (deprecated) | s→c | the same change in the seed's legacy shape, right after `user_status_changed` |
+//! | `chat_error {error, chatid?, data: {event, message}}` | s→c | every failure of `join_chat`/`leave_chat`/`typing_start`/`typing_stop`; every refusal by chat-service |
 //! | `error {error, message, details: {event}}` | s→c | a payload that cannot be read (without an ack for `send_message`) |
 //!
 //! Choices where the seed is vague:
@@ -65,9 +71,8 @@
 //! - A retry with the same `clientMessageId` stores nothing and broadcasts
 //!   nothing (chat-service answers `duplicate`); the retrying socket gets the
 //!   same ack and `message_sent` again with the first `serverMessageId`.
-//! - `message_sent.deliveredTo` is `[]`: who is online comes with
-//!   presence-service (`GetPresence`); each recipient reached is reported by
-//!   its own `message_delivered` as soon as its socket got the message.
+//! - `message_sent.deliveredTo` is `[]`: each recipient reached is reported
+//!   by its own `message_delivered` as soon as its socket got the message.
 //! - `messageType` must be one of the seed's six (`text` when absent);
 //!   `content` is the text (10 KB at most, chat-service's limit answers
 //!   `MESSAGE_TOO_LONG`); an attachment needs a `url` and may be 50 MB at
@@ -75,17 +80,46 @@
 //!   wins).
 //! - Removing a reaction has no event in the seed, so it renders nothing.
 //! - Ids are strings on the wire; numbers are accepted too.
+//! - Presence goes to the users who share a chat with the one who changed
+//!   (the watchers chat-service's `ListPeers` named when the socket
+//!   connected), never to the whole server; the user's own sockets do not
+//!   hear about themselves. A user is online from their first socket to
+//!   their last (a second tab, or closing one of two, says nothing).
+//!   `lastSeen` is the change's time when coming online and the time the
+//!   last socket closed when going offline. Every change is sent as
+//!   `user_status_changed` and also as the deprecated `user_online` /
+//!   `user_offline` `{profileid}` (the seed still lists them as supported).
+//! - Typing goes where messages go: the chat room (sockets that joined the
+//!   chat), except every socket of the typist, so neither the typing tab nor
+//!   the typist's other tabs see it. Only members may type (the socket need
+//!   not have joined the room); anyone else gets `chat_error`
+//!   `NOT_A_MEMBER` and nothing is relayed. An unreadable payload is
+//!   `chat_error` `INVALID_ARGUMENT` (as for `join_chat`).
+//! - Typing starts are throttled per user (30 a minute, seed 004's
+//!   suggestion; the seed asks for rate limiting without a number): an
+//!   extra start is dropped silently, without `rate_limited`, because an
+//!   indicator is not worth an error in the frontend. Stops always pass.
+//! - A start with no stop ends by itself after presence-service's typing
+//!   TTL: the others get `user_stopped_typing` as for a stop.
+//!   Sending a message does not stop typing (the seed does not say it does).
+//! - `user_typing.username` is the name presence-service carries for the
+//!   typist (the token's name, else its `username`, else the id), which may
+//!   differ from the login name `user_joined_chat` shows.
+//! - `startedAt` is when the typing began (a start while already typing
+//!   keeps it).
+//! - When a client passes an ack with a typing event it gets
+//!   `{success: true, chatid}` (also when the start was throttled) or
+//!   `{success: false, error, code}`.
+//! - When presence-service is unreachable, sockets still connect (no
+//!   presence) and typing answers `chat_error` `UNAVAILABLE`.
 //!
 //! Where the rest of the seed slots in (other issues):
 //! - `user_joined_chat`/`user_left` are per-edge room state today (the
 //!   sockets of this edge's `/v3` namespace); room presence across edges
 //!   arrives with presence-service's `SetRoomPresence` →
-//!   `PresenceEvent.room_presence_changed`, rendered by a `presence_event`
-//!   renderer beside [`chat_event`].
-//! - `typing_start`/`typing_stop` → `SetTyping`, `user_typing`,
-//!   `user_stopped_typing`, `user_status_changed`/`user_online`/
-//!   `user_offline`, `RegisterSession` on connect (10 sockets per user) and
-//!   `UnregisterSession` in [`on_disconnect`]: presence-service.
+//!   `PresenceEvent.room_presence_changed`, rendered in [`presence_event`].
+//! - `message_sent.deliveredTo` could name the online recipients with
+//!   `GetPresence`.
 //! - Calls, WebRTC signaling, call controls and the legacy call aliases:
 //!   call-service, as more handlers in [`on_connect`].
 //! - `ping`/`heartbeat`: a per-socket timer started in [`on_connect`].
@@ -100,8 +134,9 @@ use std::sync::Arc;
 
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, Conversation, ConversationInfo,
-    ConversationKind, DeliveryReceipt, GetMessageRequest, MarkReadRequest, ReactToMessageRequest,
-    ReactionChange, ReadReceipt, SendMessageRequest, chat_event::Kind,
+    ConversationKind, DeliveryReceipt, GetMessageRequest, MarkReadRequest, PresenceEvent,
+    ReactToMessageRequest, ReactionChange, ReadReceipt, SendMessageRequest, StatusChange,
+    TypingChange, chat_event::Kind, presence_event,
 };
 use confab_proto::{ServiceError, ids};
 use serde::{Deserialize, Deserializer};
@@ -111,8 +146,9 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
-use super::{Contract, Emit, conversation_room, no_presence, user_room};
+use super::{Contract, Emit, conversation_room, user_room};
 use crate::auth::{AuthError, Identity};
+use crate::presence;
 use crate::services::Services;
 use crate::wire::{WireId, iso};
 
@@ -123,7 +159,7 @@ pub const CONTRACT: Contract = Contract {
     on_connect,
     on_disconnect: Some(|s| Box::pin(on_disconnect(s))),
     chat_event,
-    presence_event: no_presence,
+    presence_event,
 };
 
 /// The most an attachment may weigh (the seed's resource limits).
@@ -156,6 +192,8 @@ fn on_connect(s: &SocketRef, me: &Identity) {
     s.on("send_message", send_message);
     s.on("mark_message_read", mark_message_read);
     s.on("react_to_message", react_to_message);
+    s.on("typing_start", typing_start);
+    s.on("typing_stop", typing_stop);
     let _ = s.emit("authenticated", &authenticated(me));
 }
 
@@ -429,8 +467,8 @@ async fn leave_chat(
 }
 
 /// A closing socket leaves its chat rooms: the others hear `user_left` for
-/// each room the user has no other socket in. (Presence's
-/// `UnregisterSession` goes here too when it comes.)
+/// each room the user has no other socket in. (The contract layer then ends
+/// its presence session.)
 async fn on_disconnect(s: SocketRef) {
     let Some(me) = s.extensions.get::<Identity>() else {
         return;
@@ -711,6 +749,76 @@ async fn react(svc: &Services, me: &Identity, p: &React) -> Result<ChatMessage, 
     .map_err(|st| Refusal::from_status(&st))
 }
 
+// ---- typing -------------------------------------------------------------------
+
+async fn typing_start(
+    s: SocketRef,
+    TryData(p): TryData<Value>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    set_typing(
+        &s,
+        &svc,
+        &me,
+        "typing_start",
+        p.unwrap_or_default(),
+        true,
+        ack,
+    )
+    .await;
+}
+
+async fn typing_stop(
+    s: SocketRef,
+    TryData(p): TryData<Value>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    set_typing(
+        &s,
+        &svc,
+        &me,
+        "typing_stop",
+        p.unwrap_or_default(),
+        false,
+        ack,
+    )
+    .await;
+}
+
+/// `typing_start`/`typing_stop` with `{chatid}` or the chat id alone: a
+/// member's state goes to presence-service, which tells the chat's other
+/// members; any failure is `chat_error`. A throttled start is dropped
+/// silently (it still acks `success: true`).
+async fn set_typing(
+    s: &SocketRef,
+    svc: &Services,
+    me: &Identity,
+    event: &str,
+    payload: Value,
+    on: bool,
+    ack: AckSender,
+) {
+    let id = match chat_ref(&payload) {
+        Ok(id) => id,
+        Err(r) => {
+            chat_error(s, event, None, &r);
+            return ack_with(ack, Err(&r));
+        }
+    };
+    match presence::set_typing(svc, me, &canonical(&id), on).await {
+        Ok(_) => ack_with(ack, Ok(json!({ "chatid": id }))),
+        Err(e) => {
+            let r = Refusal::new(e.code.as_str(), e.message);
+            chat_error(s, event, Some(&id), &r);
+            ack_with(ack, Err(&r));
+        }
+    }
+}
+
 // ---- rendering chat-service's events ------------------------------------------------
 
 fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
@@ -865,6 +973,83 @@ fn reaction_added(c: &ReactionChange) -> Option<Emit> {
     ))
 }
 
+// ---- rendering presence-service's events ----------------------------------------
+
+fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
+    match &ev.kind {
+        Some(presence_event::Kind::StatusChanged(c)) => {
+            let watchers = ev
+                .audience
+                .as_ref()
+                .map(|a| a.user_ids.as_slice())
+                .unwrap_or_default();
+            status_changed(c, watchers)
+        }
+        Some(presence_event::Kind::TypingChanged(t)) => vec![typing_changed(t)],
+        // `user_joined_chat`/`user_left` stay per-edge room state for now.
+        _ => Vec::new(),
+    }
+}
+
+/// `user_status_changed` and the deprecated `user_online`/`user_offline`,
+/// to every socket of the users who share a chat with the one who changed.
+fn status_changed(c: &StatusChange, watchers: &[String]) -> Vec<Emit> {
+    let rooms: Vec<String> = watchers
+        .iter()
+        .filter(|w| **w != c.user_id)
+        .map(|w| user_room(w))
+        .collect();
+    if rooms.is_empty() {
+        return Vec::new();
+    }
+    // Online: seen now. Offline: when the last socket closed.
+    let last_seen = match (c.online, c.last_seen_ms, c.at_ms) {
+        (true, _, at) if at > 0 => at,
+        (_, seen, _) if seen > 0 => seen,
+        (_, _, at) => at,
+    };
+    let except = vec![user_room(&c.user_id)];
+    let status = Emit {
+        rooms: rooms.clone(),
+        except: except.clone(),
+        event: "user_status_changed",
+        data: json!({ "profileid": c.user_id, "isOnline": c.online, "lastSeen": iso(last_seen) }),
+    };
+    let legacy = Emit {
+        rooms,
+        except,
+        event: if c.online {
+            "user_online"
+        } else {
+            "user_offline"
+        },
+        data: json!({ "profileid": c.user_id }),
+    };
+    vec![status, legacy]
+}
+
+/// `user_typing` or `user_stopped_typing` (a stop, or a start that expired),
+/// to the chat room, never to the typist's own sockets.
+fn typing_changed(t: &TypingChange) -> Emit {
+    let mut data = json!({
+        "chatid": t.conversation_id,
+        "profileid": t.user_id,
+        "username": first_non_empty(&[&t.user_name, &t.user_id]),
+    });
+    let event = if t.typing {
+        data["startedAt"] = json!(iso(t.started_at_ms));
+        "user_typing"
+    } else {
+        "user_stopped_typing"
+    };
+    Emit {
+        rooms: vec![conversation_room(&t.conversation_id)],
+        except: vec![user_room(&t.user_id)],
+        event,
+        data,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -986,5 +1171,80 @@ mod tests {
         assert_eq!(emits[0].rooms, vec![user_room("a")]);
         assert_eq!(emits[0].data["clientMessageId"], "c");
         assert_eq!(emits[1].data.get("clientMessageId"), None);
+    }
+
+    #[test]
+    fn status_changes_reach_the_watchers_in_both_shapes() {
+        let ev = |online: bool| PresenceEvent {
+            audience: Some(Audience {
+                user_ids: vec!["w1".into(), "w2".into()],
+                ..Default::default()
+            }),
+            kind: Some(presence_event::Kind::StatusChanged(StatusChange {
+                user_id: "u1".into(),
+                user_name: "Ada".into(),
+                online,
+                last_seen_ms: if online { 0 } else { 1_700_000_000_000 },
+                socket_id: "s".into(),
+                at_ms: 1_700_000_000_123,
+            })),
+        };
+        let on = presence_event(&ev(true));
+        assert_eq!(on.len(), 2);
+        assert_eq!(on[0].event, "user_status_changed");
+        assert_eq!(on[0].rooms, vec![user_room("w1"), user_room("w2")]);
+        assert_eq!(on[0].except, vec![user_room("u1")]);
+        assert_eq!(
+            on[0].data,
+            json!({"profileid": "u1", "isOnline": true, "lastSeen": "2023-11-14T22:13:20.123Z"})
+        );
+        assert_eq!(on[1].event, "user_online");
+        assert_eq!(on[1].data, json!({"profileid": "u1"}));
+        let off = presence_event(&ev(false));
+        assert_eq!(off[0].data["isOnline"], false);
+        assert_eq!(off[0].data["lastSeen"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(off[1].event, "user_offline");
+        // Nobody shares a chat: nothing to say.
+        let mut lonely = ev(true);
+        lonely.audience = None;
+        assert!(presence_event(&lonely).is_empty());
+    }
+
+    #[test]
+    fn typing_goes_to_the_chat_room_but_never_the_typist() {
+        let ev = |typing: bool, expired: bool| PresenceEvent {
+            audience: Some(Audience {
+                conversation_id: "9".into(),
+                user_ids: vec!["u1".into(), "u2".into()],
+                except_user_ids: vec!["u1".into()],
+                ..Default::default()
+            }),
+            kind: Some(presence_event::Kind::TypingChanged(TypingChange {
+                user_id: "u1".into(),
+                user_name: "Ada".into(),
+                conversation_id: "9".into(),
+                typing,
+                started_at_ms: 1_700_000_000_123,
+                expired,
+            })),
+        };
+        let start = presence_event(&ev(true, false));
+        assert_eq!(start.len(), 1);
+        assert_eq!(start[0].event, "user_typing");
+        assert_eq!(start[0].rooms, vec![conversation_room("9")]);
+        assert_eq!(start[0].except, vec![user_room("u1")]);
+        assert_eq!(
+            start[0].data,
+            json!({"chatid": "9", "profileid": "u1", "username": "Ada", "startedAt": "2023-11-14T22:13:20.123Z"})
+        );
+        for (typing, expired) in [(false, false), (false, true)] {
+            let stop = presence_event(&ev(typing, expired));
+            assert_eq!(stop[0].event, "user_stopped_typing");
+            assert_eq!(
+                stop[0].data,
+                json!({"chatid": "9", "profileid": "u1", "username": "Ada"})
+            );
+            assert_eq!(stop[0].except, vec![user_room("u1")]);
+        }
     }
 }
