@@ -43,8 +43,13 @@ pub struct Contract {
     /// payload this returns, and the socket is then disconnected — for seeds
     /// whose frontends listen for an event rather than `connect_error`.
     pub auth_error: Option<AuthReport>,
-    /// Attaches the contract's event handlers to a socket that just connected.
+    /// Attaches the contract's event handlers to a socket that passed the
+    /// handshake. It runs before the client sees `connect` (so nothing the
+    /// client sends first is missed) and must not emit.
     pub on_connect: fn(&SocketRef, &Identity),
+    /// Emits what the contract says first once the client is connected
+    /// (e.g. `authenticated`).
+    pub greet: Option<fn(&SocketRef, &Identity)>,
     /// Runs when a socket of this contract disconnects (before its presence
     /// session ends), e.g. to tell its rooms that it left.
     pub on_disconnect: Option<DisconnectHook>,
@@ -133,12 +138,30 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
     });
     for m in &mounts {
         let contract = m.contract;
+        // Everything a socket needs to receive events is set up here, in the
+        // connect middleware, which runs before the client is told it is
+        // connected: an event the client emits right after `connect` always
+        // finds its handler.
         let middleware = move |s: SocketRef,
                                TryData(auth): TryData<Value>,
                                State(svc): State<Services>| async move {
-            crate::socket_auth::authenticate(contract, &s, auth.ok(), &svc).await
+            crate::socket_auth::authenticate(contract, &s, auth.ok(), &svc).await?;
+            if let Some(id) = s.extensions.get::<Identity>() {
+                s.join(user_room(&id.user_id));
+                s.on_disconnect(move |s: SocketRef| async move {
+                    if let Some(hook) = contract.on_disconnect {
+                        hook(s.clone()).await;
+                    }
+                    if let Some(id) = s.extensions.get::<Identity>() {
+                        crate::presence::unregister(&svc, &s, &id).await;
+                    }
+                });
+                (contract.on_connect)(&s, &id);
+            }
+            Ok::<(), String>(())
         };
-        let on_connect = move |s: SocketRef, State(svc): State<Services>| async move {
+        // Runs once the client is connected: what the contract says first.
+        let on_connect = move |s: SocketRef| async move {
             if let (Some(AuthFailed(e)), Some(report)) =
                 (s.extensions.get::<AuthFailed>(), contract.auth_error)
             {
@@ -151,19 +174,12 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
                 let _ = s.disconnect();
                 return;
             };
-            s.join(user_room(&id.user_id));
             metrics::counter!("confab_socket_connections_total", "contract" => contract.name)
                 .increment(1);
             tracing::debug!(contract = contract.name, user = %id.user_id, sid = %s.id, "socket connected");
-            s.on_disconnect(move |s: SocketRef| async move {
-                if let Some(hook) = contract.on_disconnect {
-                    hook(s.clone()).await;
-                }
-                if let Some(id) = s.extensions.get::<Identity>() {
-                    crate::presence::unregister(&svc, &s, &id).await;
-                }
-            });
-            (contract.on_connect)(&s, &id);
+            if let Some(greet) = contract.greet {
+                greet(&s, &id);
+            }
         };
         io.ns(m.path, on_connect.with(middleware));
     }

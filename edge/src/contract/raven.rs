@@ -45,6 +45,7 @@ pub const CONTRACT: Contract = Contract {
     handshake: any_handshake,
     auth_error: None,
     on_connect,
+    greet: None,
     on_disconnect: None,
     chat_event,
     presence_event: no_presence,

@@ -157,6 +157,7 @@ pub const CONTRACT: Contract = Contract {
     handshake,
     auth_error: Some(auth_error),
     on_connect,
+    greet: Some(greet),
     on_disconnect: Some(|s| Box::pin(on_disconnect(s))),
     chat_event,
     presence_event,
@@ -186,7 +187,7 @@ fn auth_error(e: AuthError) -> (&'static str, Value) {
     )
 }
 
-fn on_connect(s: &SocketRef, me: &Identity) {
+fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("join_chat", join_chat);
     s.on("leave_chat", leave_chat);
     s.on("send_message", send_message);
@@ -194,6 +195,10 @@ fn on_connect(s: &SocketRef, me: &Identity) {
     s.on("react_to_message", react_to_message);
     s.on("typing_start", typing_start);
     s.on("typing_stop", typing_stop);
+}
+
+/// `authenticated`, once the client is connected.
+fn greet(s: &SocketRef, me: &Identity) {
     let _ = s.emit("authenticated", &authenticated(me));
 }
 
