@@ -121,3 +121,149 @@ async fn services_as_separate_processes() {
     readyz_becomes(&edge, true).await;
     run_js_suite("raven.test.mjs", &edge, &secret, None, Some("two clients")).await;
 }
+
+/// An edge that dies without closing its sockets: presence-service stops
+/// hearing its heartbeats, and after the session TTL its users go offline —
+/// with an offline event for their peers — instead of staying online for
+/// ever. A user connected through a second, living edge stays online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_edges_users_go_offline_after_the_session_ttl() {
+    use confab_proto::v1::presence_service_client::PresenceServiceClient;
+    use confab_proto::v1::{GetPresenceRequest, SubscribeRequest, presence_event::Kind};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    const TTL_MS: u64 = 1500;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+    let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    let secret = format!("processes-{}", rand::random::<u64>());
+
+    let _chat = spawn(
+        "chat-service",
+        &[
+            ("CHAT_LISTEN", addr(0)),
+            ("DATABASE_URL", sqlite("chat.db")),
+        ],
+    );
+    let _presence = spawn(
+        "presence-service",
+        &[
+            ("PRESENCE_LISTEN", addr(1)),
+            ("PRESENCE_DATABASE_URL", sqlite("presence.db")),
+            ("PRESENCE_SESSION_TTL_MS", TTL_MS.to_string()),
+        ],
+    );
+    let _call = spawn("call-service", &[("CALL_LISTEN", addr(2))]);
+    let _notify = spawn("notify-service", &[("NOTIFY_LISTEN", addr(3))]);
+    let edge_env = |listen: String| {
+        vec![
+            ("CONFAB_LISTEN", listen),
+            ("CONFAB_JWT_SECRET", secret.clone()),
+            ("CONFAB_HEARTBEAT_MS", "300".to_string()),
+            ("CONFAB_CHAT_URL", url(0)),
+            ("CONFAB_PRESENCE_URL", url(1)),
+            ("CONFAB_CALL_URL", url(2)),
+            ("CONFAB_NOTIFY_URL", url(3)),
+        ]
+    };
+    let mut doomed = spawn("confab-edge", &edge_env(addr(4)));
+    let _living = spawn("confab-edge", &edge_env(addr(5)));
+    readyz_becomes(&url(4), true).await;
+    readyz_becomes(&url(5), true).await;
+
+    // Alice and Bob share a conversation; Alice is on the doomed edge, Bob
+    // on the living one.
+    let (alice, bob) = (
+        format!("a{}", rand::random::<u32>()),
+        format!("b{}", rand::random::<u32>()),
+    );
+    let token = |sub: &str| confab_edge::auth::mint_hs256(secret.as_bytes(), sub, None, 3600);
+    let created = reqwest::Client::new()
+        .post(format!("{}/api/conversations", url(5)))
+        .bearer_auth(token(&bob))
+        .json(&serde_json::json!({ "members": [alice] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let hold = |edge: String, sub: &str| {
+        let mut cmd = Command::new("node");
+        cmd.current_dir(confab_tests::app::js_dir())
+            .args(["hold.mjs", &edge, "/raven", &token(sub)])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        cmd.spawn().expect("node")
+    };
+    let mut presence = PresenceServiceClient::connect(url(1)).await.unwrap();
+    let mut events = presence
+        .subscribe(SubscribeRequest {
+            subscriber: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let online = |presence: &mut PresenceServiceClient<tonic::transport::Channel>, user: String| {
+        let mut presence = presence.clone();
+        async move {
+            presence
+                .get_presence(GetPresenceRequest {
+                    user_ids: vec![user],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .users[0]
+                .clone()
+        }
+    };
+    let mut clients = Vec::new();
+    for (edge, user) in [(url(4), &alice), (url(5), &bob)] {
+        let mut child = hold(edge, user);
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("connected in time")
+            .unwrap();
+        assert_eq!(first.as_deref(), Some("connected"));
+        clients.push((child, lines));
+    }
+    assert!(online(&mut presence, alice.clone()).await.online);
+
+    // The edge dies; nobody tells presence-service.
+    doomed.kill().await.unwrap();
+    let killed_at = std::time::Instant::now();
+    let offline = tokio::time::timeout(Duration::from_millis(TTL_MS * 6), async {
+        loop {
+            let event = events
+                .message()
+                .await
+                .unwrap()
+                .expect("presence stream open");
+            if let Some(Kind::StatusChanged(change)) = &event.kind
+                && change.user_id == alice
+                && !change.online
+            {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("Alice went offline within a few TTLs");
+    let waited = killed_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(TTL_MS / 2),
+        "offline too early: {waited:?}"
+    );
+    let audience = offline.audience.expect("audience");
+    assert!(
+        audience.user_ids.contains(&bob),
+        "Bob hears it: {:?}",
+        audience.user_ids
+    );
+    let now = online(&mut presence, alice.clone()).await;
+    assert!(!now.online && now.last_seen_ms > 0, "{now:?}");
+    // Bob's edge kept heartbeating: he is still online.
+    assert!(online(&mut presence, bob.clone()).await.online);
+}
