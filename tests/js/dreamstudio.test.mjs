@@ -2,8 +2,10 @@
 // the `auth: {token, userId}` handshake, rooms (join_room leaves the previous
 // room, member:joined / member:left), message:send / edit / delete and their
 // broadcasts, every error string, numeric ids on the wire, the default
-// namespace, a raven user in the same conversation, and chat-service
-// restarting under a running edge.
+// namespace, a raven user in the same conversation, presence (user:online /
+// user:offline for the users who share a room, user:typing /
+// user:stop_typing to the room except the typist, the per-user socket
+// limit), and chat-service restarting under a running edge.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeAll, connect, control, conversation, next, ready, refused, rest, silence, token } from './confab.mjs';
@@ -277,9 +279,11 @@ describe('messages', () => {
 
   test('a message posted over REST arrives as message:new', async () => {
     const { ta, sb, id } = await pair();
+    // Listening first: the event may arrive before the REST answer.
+    const seen = next(sb, 'message:new');
     const { status, body } = await rest('POST', `/api/conversations/${id}/messages`, ta, { text: 'via REST' });
     assert.equal(status, 201);
-    const m = await next(sb, 'message:new');
+    const m = await seen;
     assert.equal(m.id, Number(body.id));
     assert.equal(m.content, 'via REST');
   });
@@ -376,7 +380,8 @@ describe('across contracts', () => {
 
     // dreamstudio → raven
     sd.emit('message:send', { roomId: Number(id), content: 'hi from dreamstudio' });
-    const atRaven = await next(sr, 'new_message');
+    // Dana's own copy too, so it is not mistaken for the reply below.
+    const [atRaven] = await Promise.all([next(sr, 'new_message'), next(sd, 'message:new')]);
     assert.equal(atRaven.text, 'hi from dreamstudio');
     assert.equal(atRaven.conversationId, id);
     assert.equal(atRaven.senderId, d);
@@ -397,6 +402,154 @@ describe('across contracts', () => {
     sr.emit('send_message', { conversation_id: id, url: 'https://cdn.example.com/doc.pdf', fileName: 'doc.pdf' });
     const file = await next(sd, 'message:new');
     assert.deepEqual([file.type, file.fileUrl, file.content], ['FILE', 'https://cdn.example.com/doc.pdf', '']);
+  });
+});
+
+describe('presence and typing', () => {
+  /** Two users who share a conversation (made over REST), neither connected yet. */
+  async function members() {
+    const [a, b] = [numUid(), numUid()];
+    const id = Number(await conversation(token(a, { name: 'Alice' }), [b]));
+    return { a, b, id };
+  }
+
+  const near = (iso, from, to) => {
+    assert.match(iso, ISO);
+    const t = Date.parse(iso);
+    assert.ok(t >= from - 1000 && t <= to + 1000, `${iso} not within the test's time`);
+  };
+
+  test('user:online {userId, socketId, timestamp} on the first socket, nothing for a second tab or closing one of two, user:offline on the last', async () => {
+    const { a, b } = await members();
+    const stranger = await user(numUid());
+    const sb = await user(b, { name: 'Bob' });
+    const t0 = Date.now();
+    const online = next(sb, 'user:online');
+    const a1 = await user(a, { name: 'Alice' });
+    const seen = await online;
+    assert.deepEqual(Object.keys(seen).sort(), ['socketId', 'timestamp', 'userId']);
+    assert.equal(seen.userId, Number(a));
+    assert.equal(seen.socketId, a1.id);
+    near(seen.timestamp, t0, Date.now());
+    await silence(stranger, 'user:online', 300);
+    const a2 = await user(a, { name: 'Alice' });
+    await silence(sb, 'user:online', 400);
+    a1.disconnect();
+    await silence(sb, 'user:offline', 500);
+    const t1 = Date.now();
+    const offline = next(sb, 'user:offline');
+    a2.disconnect();
+    const gone = await offline;
+    assert.deepEqual(Object.keys(gone).sort(), ['timestamp', 'userId']);
+    assert.equal(gone.userId, Number(a));
+    near(gone.timestamp, t1, Date.now());
+    await silence(stranger, 'user:offline', 200);
+  });
+
+  test('the 11th socket of one user gets connect_error TOO_MANY_CONNECTIONS', async () => {
+    const a = numUid();
+    const sockets = [];
+    for (let i = 0; i < 10; i++) sockets.push(await user(a));
+    const err = await refused('/dreamstudio', { auth: { token: token(a), userId: Number(a) } });
+    assert.equal(err.message, 'TOO_MANY_CONNECTIONS');
+    assert.ok(sockets.every((s) => s.connected));
+    for (const s of sockets) s.disconnect();
+  });
+
+  test('user:typing and user:stop_typing reach the room, never any socket of the typist', async () => {
+    const { a, b, id } = await members();
+    const [a1, a2, sb] = [await user(a, { name: 'Alice' }), await user(a, { name: 'Alice' }), await user(b, { name: 'Bob' })];
+    // Bob's second socket has not joined the room: it hears nothing (like messages).
+    const b2 = await user(b, { name: 'Bob' });
+    for (const s of [a1, a2, sb]) await join(s, id);
+    const t0 = Date.now();
+    const start = next(sb, 'user:typing');
+    const quiet = Promise.all([
+      silence(a1, 'user:typing', 600),
+      silence(a2, 'user:typing', 600),
+      silence(b2, 'user:typing', 600),
+    ]);
+    a1.emit('user:typing', { roomId: id, userId: Number(a) });
+    const typing = await start;
+    assert.deepEqual(Object.keys(typing).sort(), ['roomId', 'timestamp', 'userId']);
+    assert.equal(typing.userId, Number(a));
+    assert.equal(typing.roomId, id);
+    near(typing.timestamp, t0, Date.now());
+    await quiet;
+    const stop = next(sb, 'user:stop_typing');
+    a1.emit('user:stop_typing', { roomId: id, userId: Number(a) });
+    assert.deepEqual(await stop, { userId: Number(a), roomId: id });
+    await silence(a2, 'user:stop_typing', 300);
+    // The seed's test client sends only the roomId; an ack, when passed, says what happened.
+    const back = next(a2, 'user:typing');
+    const ack = await sb.emitWithAck('user:typing', { roomId: String(id) });
+    assert.deepEqual(ack, { success: true, data: { roomId: id, typing: true, relayed: true } });
+    assert.equal((await back).userId, Number(b));
+    sb.emit('user:stop_typing', { roomId: id });
+    assert.deepEqual(await next(a1, 'user:stop_typing'), { userId: Number(b), roomId: id });
+  });
+
+  test('a user:typing nobody stops ends by itself as user:stop_typing', async () => {
+    const { a, b, id } = await members();
+    const [sa, sb] = [await user(a), await user(b)];
+    await join(sa, id);
+    await join(sb, id);
+    sa.emit('user:typing', { roomId: id });
+    await next(sb, 'user:typing');
+    assert.deepEqual(await next(sb, 'user:stop_typing', 8000), { userId: Number(a), roomId: id });
+    await silence(sa, 'user:stop_typing', 200);
+  });
+
+  test("a non-member's typing: 'Not a member of this room' (NOT_A_MEMBER), nothing relayed; typing as someone else: 'Not authorized'", async () => {
+    const { a, b, id } = await members();
+    // Each socket emits only after another has connected since (its event
+    // handlers are attached once the connect handler has run).
+    const eve = numUid();
+    const se = await user(eve);
+    const [sa, sb] = [await user(a), await user(b)];
+    await join(sa, id);
+    await join(sb, id);
+    const quiet = Promise.all([
+      silence(sa, 'user:typing', 600),
+      silence(sb, 'user:typing', 600),
+      silence(sb, 'user:stop_typing', 600),
+    ]);
+    await expectError(se, 'user:typing', { roomId: id, userId: Number(eve) }, 'Not a member of this room', 'NOT_A_MEMBER');
+    await expectError(se, 'user:stop_typing', { roomId: id }, 'Not a member of this room', 'NOT_A_MEMBER');
+    await expectError(sa, 'user:typing', { roomId: id, userId: Number(b) }, 'Not authorized', 'PERMISSION_DENIED');
+    await expectError(sa, 'user:typing', {}, /^Invalid request: /, 'INVALID_ARGUMENT');
+    await quiet;
+  });
+
+  test('typing starts over 30 a minute are dropped silently (the seed\'s limit); stops always pass', async () => {
+    const { a, b, id } = await members();
+    const [sa, sb] = [await user(a), await user(b)];
+    await join(sa, id);
+    await join(sb, id);
+    const acks = [];
+    for (let i = 0; i < 31; i++) acks.push(await sa.emitWithAck('user:typing', { roomId: id }));
+    assert.ok(acks.every((x) => x.success === true));
+    assert.equal(acks.filter((x) => x.data.relayed).length, 30);
+    assert.equal(acks[30].data.relayed, false);
+    const stopped = next(sb, 'user:stop_typing');
+    const stop = await sa.emitWithAck('user:stop_typing', { roomId: id });
+    assert.equal(stop.data.relayed, true);
+    assert.deepEqual(await stopped, { userId: Number(a), roomId: id });
+  });
+
+  test("a raven user's connect and disconnect are user:online / user:offline for a dreamstudio peer", async () => {
+    const [d, r] = [numUid(), numUid()];
+    const rtok = token(r, { name: 'Rory' });
+    await conversation(rtok, [d]);
+    const sd = await user(d);
+    const online = next(sd, 'user:online');
+    const sr = await connect('/raven', { auth: { token: rtok } });
+    const seen = await online;
+    assert.equal(seen.userId, Number(r));
+    assert.equal(seen.socketId, sr.id);
+    const offline = next(sd, 'user:offline');
+    sr.disconnect();
+    assert.equal((await offline).userId, Number(r));
   });
 });
 

@@ -2,8 +2,9 @@
 // register_user, send_message → receive_message to both sides (a first
 // message creates the direct chat), messages_read → recent_chat_read,
 // recall_message → message_recalled, every refusal as an `error` event,
-// numeric ids on the wire, the default namespace, and a conversation shared
-// with a `raven` user.
+// numeric ids on the wire, the default namespace, a conversation shared
+// with a `raven` user, and presence: user_online / user_offline for the
+// users who share a chat, typing → user_typing, the per-user socket limit.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeAll, connect, conversation, next, refused, rest, silence, token } from './confab.mjs';
@@ -360,12 +361,175 @@ describe('across contracts', () => {
     const r = await connect('/raven', { auth: { token: rtok } });
     await r.emitWithAck('join_conversation', { conversation_id: id });
     h.s.emit('send_message', { chatId: Number(id), text: 'numbers in, strings out', type: 'text' });
-    const m = await next(r, 'new_message');
+    // Hana's own copy too, so it is not mistaken for the reply below.
+    const [m] = await Promise.all([next(r, 'new_message'), next(h.s, 'receive_message')]);
     assert.equal(m.conversationId, id);
     assert.equal(m.text, 'numbers in, strings out');
     r.emit('send_message', { conversation_id: id, text: 'and back' });
     const back = await next(h.s, 'receive_message');
     assert.equal(back.chat_id, Number(id));
     assert.equal(back.sender_id, Number(ravenSub));
+  });
+});
+
+describe('presence and typing', () => {
+  /** A user who has not connected yet: {id (number), sub, tok}. */
+  function account(name) {
+    const sub = nid();
+    return { id: Number(sub), sub, tok: token(sub, { name }) };
+  }
+  const open = (acc) => connect(NS, { auth: { token: acc.tok } });
+
+  /** Alice and Bob share a direct chat (made over REST, before either connects). */
+  async function chatOfTwo() {
+    const [a, b] = [account('Alice'), account('Bob')];
+    const chatId = Number(await conversation(a.tok, [b.sub]));
+    return { a, b, chatId };
+  }
+
+  const near = (iso, from, to) => {
+    assert.match(iso, ISO);
+    const t = Date.parse(iso);
+    assert.ok(t >= from - 1000 && t <= to + 1000, `${iso} not within the test's time`);
+  };
+
+  test('user_online reaches a peer on the first socket; a second tab and closing one of two change nothing; user_offline with lastSeen on the last', async () => {
+    const { a, b } = await chatOfTwo();
+    const stranger = await open(account('Eve'));
+    const sb = await open(b);
+    const t0 = Date.now();
+    const online = next(sb, 'user_online');
+    const a1 = await open(a);
+    const seen = await online;
+    assert.equal(seen.userId, a.id);
+    near(seen.lastSeen, t0, Date.now());
+    // Only the users who share a chat hear it.
+    await silence(stranger, 'user_online', 300);
+    // A second tab: still online, no new event.
+    const a2 = await open(a);
+    await silence(sb, 'user_online', 400);
+    // One of two tabs closes: still online.
+    a1.disconnect();
+    await silence(sb, 'user_offline', 500);
+    // The last one closes: offline, last seen now.
+    const t1 = Date.now();
+    const offline = next(sb, 'user_offline');
+    a2.disconnect();
+    const gone = await offline;
+    assert.equal(gone.userId, a.id);
+    near(gone.lastSeen, t1, Date.now());
+    await silence(stranger, 'user_offline', 200);
+  });
+
+  test('the 11th socket of one user is refused with TOO_MANY_CONNECTIONS', async () => {
+    const a = account('Alice');
+    const sockets = [];
+    for (let i = 0; i < 10; i++) sockets.push(await open(a));
+    const err = await refused(NS, { auth: { token: a.tok } });
+    assert.equal(err.message, 'TOO_MANY_CONNECTIONS');
+    // The ten still work; once one closes there is room again.
+    assert.ok(sockets.every((s) => s.connected));
+    sockets.pop().disconnect();
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      try {
+        sockets.push(await open(a));
+        break;
+      } catch (e) {
+        if (e.message !== 'TOO_MANY_CONNECTIONS' || Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    for (const s of sockets) s.disconnect();
+  });
+
+  test('typing reaches the other member as user_typing, never any tab of the typist; stopping too', async () => {
+    const { a, b, chatId } = await chatOfTwo();
+    const [a1, a2, sb] = [await open(a), await open(a), await open(b)];
+    const start = next(sb, 'user_typing');
+    const mine = Promise.all([silence(a1, 'user_typing', 600), silence(a2, 'user_typing', 600)]);
+    a1.emit('typing', { chatId, userId: a.id, isTyping: true });
+    assert.deepEqual(await start, { chatId, userId: a.id, isTyping: true, userName: 'Alice' });
+    await mine;
+    const stop = next(sb, 'user_typing');
+    a1.emit('typing', { chatId, userId: a.id, isTyping: false });
+    assert.deepEqual(await stop, { chatId, userId: a.id, isTyping: false, userName: 'Alice' });
+    await silence(a2, 'user_typing', 300);
+    // The other way round, with string ids and an ack.
+    const back = Promise.all([next(a1, 'user_typing'), next(a2, 'user_typing')]);
+    const ack = await sb.emitWithAck('typing', { chatId: String(chatId), userId: b.sub, isTyping: true });
+    assert.deepEqual(ack, { success: true, data: { chatId, isTyping: true, relayed: true } });
+    for (const seen of await back) assert.deepEqual(seen, { chatId, userId: b.id, isTyping: true, userName: 'Bob' });
+    const stopped = next(a1, 'user_typing');
+    sb.emit('typing', { chatId, isTyping: false });
+    assert.equal((await stopped).isTyping, false);
+  });
+
+  test('a typing start nobody stops ends by itself (isTyping: false)', async () => {
+    const { a, b, chatId } = await chatOfTwo();
+    const [sa, sb] = [await open(a), await open(b)];
+    sa.emit('typing', { chatId, userId: a.id, isTyping: true });
+    assert.equal((await next(sb, 'user_typing')).isTyping, true);
+    const ended = await next(sb, 'user_typing', 8000);
+    assert.deepEqual(ended, { chatId, userId: a.id, isTyping: false, userName: 'Alice' });
+    await silence(sa, 'user_typing', 200);
+  });
+
+  test("a non-member's typing is refused with NOT_A_MEMBER and not relayed; typing as someone else is PERMISSION_DENIED", async () => {
+    const { a, b, chatId } = await chatOfTwo();
+    // Each socket emits only after another has connected since (its event
+    // handlers are attached once the connect handler has run).
+    const eve = account('Eve');
+    const se = await open(eve);
+    const [sa, sb] = [await open(a), await open(b)];
+    const quiet = Promise.all([silence(sa, 'user_typing', 600), silence(sb, 'user_typing', 600)]);
+    se.emit('typing', { chatId, userId: eve.id, isTyping: true });
+    await refusedWith(se, 'typing', 'NOT_A_MEMBER');
+    se.emit('typing', { chatId: 999999999, isTyping: true });
+    const missing = await next(se, 'error');
+    assert.equal(missing.event, 'typing');
+    assert.ok(['NOT_A_MEMBER', 'CONVERSATION_NOT_FOUND'].includes(missing.code), missing.code);
+    sa.emit('typing', { chatId, userId: b.id, isTyping: true });
+    await refusedWith(sa, 'typing', 'PERMISSION_DENIED');
+    sa.emit('typing', { isTyping: true });
+    await refusedWith(sa, 'typing', 'INVALID_ARGUMENT');
+    await quiet;
+    assert.equal(se.connected && sa.connected, true);
+  });
+
+  test('typing starts over 30 a minute are dropped silently (stops always pass)', async () => {
+    const { a, b, chatId } = await chatOfTwo();
+    const [sa, sb] = [await open(a), await open(b)];
+    const seen = [];
+    sb.on('user_typing', (t) => seen.push(t.isTyping));
+    const acks = [];
+    for (let i = 0; i < 31; i++) acks.push(await sa.emitWithAck('typing', { chatId, isTyping: true }));
+    assert.ok(acks.every((x) => x.success === true));
+    assert.equal(acks[30].data.relayed, false);
+    assert.equal(acks.filter((x) => x.data.relayed).length, 30);
+    await silence(sa, 'error', 200);
+    const stopped = next(sb, 'user_typing');
+    const stop = await sa.emitWithAck('typing', { chatId, isTyping: false });
+    assert.equal(stop.data.relayed, true);
+    assert.equal((await stopped).isTyping, false);
+    // Bob saw Alice start (a start while typing only extends it) and stop.
+    assert.equal(seen[0], true);
+    assert.equal(seen.at(-1), false);
+  });
+
+  test("a raven user's connect and disconnect are user_online / user_offline for an hvtsocial peer", async () => {
+    const h = account('Hana');
+    const rSub = nid();
+    const rtok = token(rSub, { name: 'Rex' });
+    await conversation(rtok, [h.sub], 'mixed');
+    const sh = await open(h);
+    const online = next(sh, 'user_online');
+    const r = await connect('/raven', { auth: { token: rtok } });
+    assert.equal((await online).userId, Number(rSub));
+    const offline = next(sh, 'user_offline');
+    r.disconnect();
+    const gone = await offline;
+    assert.equal(gone.userId, Number(rSub));
+    assert.match(gone.lastSeen, ISO);
   });
 });

@@ -14,6 +14,13 @@
 //! | `message:edited {messageId, roomId, content, updatedAt}` | s→c | `ChatEvent.message_edited`, to the room |
 //! | `message:delete {messageId, roomId?}` | c→s | `DeleteMessage` |
 //! | `message:deleted {messageId, roomId}` | s→c | `ChatEvent.message_deleted` (and `message_recalled`), to the room |
+//! | `user:typing {roomId, userId?}` | c→s | `presence::set_typing(roomId, true)` (members only, throttled per user) |
+//! | `user:stop_typing {roomId, userId?}` | c→s | `presence::set_typing(roomId, false)` |
+//! | `user:typing {userId, roomId, timestamp}` | s→c | `PresenceEvent.typing_changed` (start), to the room except every socket of the typist |
+//! | `user:stop_typing {userId, roomId}` | s→c | `typing_changed` (stop, or the start expired), to the room except the typist |
+//! | `user:online {userId, socketId, timestamp}` | s→c | `PresenceEvent.status_changed` (a user's first socket): every socket of the users who share a room with them |
+//! | `user:offline {userId, timestamp}` | s→c | `status_changed` (the user's last socket closed; `timestamp` is their last seen): the same users |
+//! | `connect_error` `TOO_MANY_CONNECTIONS` | s→c | a user's socket over presence-service's per-user limit |
 //! | `error` (a string) | s→c | every refused request; see below |
 //!
 //! Errors are the seed's strings, sent as the first argument of `error`, so
@@ -30,6 +37,7 @@
 //! | `EMPTY_MESSAGE` | `Message content is required` |
 //! | `MESSAGE_TOO_LONG` | `Message is too long` |
 //! | `INVALID_ARGUMENT` (a malformed payload or id) | `Invalid request: <reason>` |
+//! | `PERMISSION_DENIED` (typing as someone else) | `Not authorized` |
 //! | `UNAVAILABLE` | `Service unavailable` |
 //! | anything else | the service's message |
 //!
@@ -66,27 +74,44 @@
 //! - The seed's events have no acks; a client that passes one anyway gets
 //!   `{success: true, data}` or `{success: false, error, code}` (a confab
 //!   addition, handy to know a join has happened).
+//! - Presence: the seed broadcasts `user:online`/`user:offline` to the whole
+//!   server on every connect and disconnect; confab tells only the users who
+//!   share a conversation with the user (presence-service's audience), on
+//!   every contract, and only on transitions: online from the user's first
+//!   socket (on any contract), offline when the last one closes — a second
+//!   tab, or closing one of two, changes nothing. `socketId` is the socket
+//!   that brought the user online (possibly on another contract);
+//!   `timestamp` is when (ISO 8601), and for `user:offline` the user's last
+//!   seen.
+//! - Typing: the seed relays without any check; confab needs membership
+//!   (`Not a member of this room` / `NOT_A_MEMBER`, nothing relayed), so the
+//!   typist need not have joined the room but the readers must have (as for
+//!   messages). `userId` in the payload is optional and must be the token's
+//!   subject when sent. Over 30 starts a minute per user are dropped
+//!   silently (the seed's own suggestion); stops always pass. A start that no
+//!   stop follows ends by itself after presence-service's typing timeout,
+//!   seen as `user:stop_typing`. The typist's own sockets never get either
+//!   event, whatever room they are in.
 //!
-//! Not here yet (other issues), and where they slot in: `user:online` /
-//! `user:offline` (presence-service `RegisterSession` in [`on_connect`] and a
-//! disconnect handler, rendered from `PresenceEvent.status_changed`),
-//! `user:typing` / `user:stop_typing` (handlers calling `SetTyping`, rendered
-//! from `typing_changed`), and the room calls `call:initiated`,
-//! `call:answered`, `call:ended` (handlers calling call-service, rendered
-//! from `CallEvent`s) — each a handler in [`on_connect`] plus a renderer
-//! beside [`chat_event`].
+//! Not here yet (other issues), and where they slot in: the room calls
+//! `call:initiated`, `call:answered`, `call:ended` (handlers calling
+//! call-service, rendered from `CallEvent`s) — each a handler in
+//! [`on_connect`] plus a renderer beside [`chat_event`]; cross-edge
+//! `member:joined`/`member:left` from `room_presence_changed` (see above).
 
+use confab_proto::v1::presence_event::Kind as PresenceKind;
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, DeleteMessageRequest,
-    EditMessageRequest, SendMessageRequest, chat_event::Kind,
+    EditMessageRequest, PresenceEvent, SendMessageRequest, chat_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
-use super::{Contract, Emit, conversation_room, no_presence};
+use super::{Contract, Emit, conversation_room, user_room};
 use crate::auth::Identity;
+use crate::presence::{self, Typing};
 use crate::services::Services;
 use crate::wire::{WireId, iso, numeric_id};
 
@@ -98,7 +123,7 @@ pub const CONTRACT: Contract = Contract {
     greet: None,
     on_disconnect: None,
     chat_event,
-    presence_event: no_presence,
+    presence_event,
 };
 
 /// `auth.userId`, when present, must name the token's subject.
@@ -124,12 +149,22 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("message:edit", edit_message);
     s.on("message:edited", edit_message);
     s.on("message:delete", delete_message);
+    s.on("user:typing", start_typing);
+    s.on("user:stop_typing", stop_typing);
 }
 
 #[derive(Deserialize)]
 struct RoomRef {
     #[serde(rename = "roomId")]
     room_id: WireId,
+}
+
+#[derive(Deserialize)]
+struct TypingPayload {
+    #[serde(rename = "roomId")]
+    room_id: WireId,
+    #[serde(default, rename = "userId")]
+    user_id: Option<WireId>,
 }
 
 #[derive(Deserialize)]
@@ -183,7 +218,11 @@ fn not_a_member(room: &str) -> Refusal {
 /// Maps a service failure to the seed's string; `not_author` is the seed's
 /// wording for the request at hand.
 fn refused(status: &tonic::Status, not_author: &str) -> Refusal {
-    let e = ServiceError::from_status(status);
+    refused_with(ServiceError::from_status(status), not_author)
+}
+
+/// [`refused`] for an error already read from its status.
+fn refused_with(e: ServiceError, not_author: &str) -> Refusal {
     let text = match e.code {
         ErrorCode::NotAMember => "Not a member of this room".to_string(),
         ErrorCode::MessageNotFound | ErrorCode::MessageGone => "Message not found".to_string(),
@@ -193,6 +232,7 @@ fn refused(status: &tonic::Status, not_author: &str) -> Refusal {
         ErrorCode::MessageTooLong => "Message is too long".to_string(),
         ErrorCode::InvalidArgument => format!("Invalid request: {}", e.message),
         ErrorCode::Unavailable => "Service unavailable".to_string(),
+        ErrorCode::PermissionDenied => "Not authorized".to_string(),
         _ => e.message.clone(),
     };
     Refusal {
@@ -393,6 +433,61 @@ async fn delete_message(
     answer(&s, ack, result);
 }
 
+async fn start_typing(
+    s: SocketRef,
+    p: TryData<TypingPayload>,
+    svc: State<Services>,
+    me: Extension<Identity>,
+    ack: AckSender,
+) {
+    typing(s, p, svc, me, ack, true).await;
+}
+
+async fn stop_typing(
+    s: SocketRef,
+    p: TryData<TypingPayload>,
+    svc: State<Services>,
+    me: Extension<Identity>,
+    ack: AckSender,
+) {
+    typing(s, p, svc, me, ack, false).await;
+}
+
+/// `user:typing` / `user:stop_typing`: the room's other members see it as
+/// the same event (rendered from presence-service's `typing_changed`); a
+/// throttled start is dropped without an error.
+async fn typing(
+    s: SocketRef,
+    TryData(p): TryData<TypingPayload>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+    typing: bool,
+) {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+    };
+    if let Some(claimed) = p.user_id.filter(|c| c.0 != me.user_id) {
+        let refusal = Refusal {
+            text: "Not authorized".into(),
+            code: ErrorCode::PermissionDenied.as_str().into(),
+            message: format!("userId {} is not the authenticated user", claimed.0),
+        };
+        return answer(&s, ack, Err(refusal));
+    }
+    let room = canonical(&p.room_id.0);
+    let result = match presence::set_typing(&svc, &me, &room, typing).await {
+        Ok(outcome) => Ok(json!({
+            "roomId": numeric_id(&room),
+            "typing": typing,
+            "relayed": outcome == Typing::Relayed,
+        })),
+        Err(e) => Err(refused_with(e, "Not authorized")),
+    };
+    answer(&s, ack, result);
+}
+
 /// The seed's `message:new` payload.
 pub fn new_message(m: &ChatMessage) -> Value {
     let kind = if m.kind.is_empty() { "text" } else { &m.kind };
@@ -456,9 +551,98 @@ fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
     )]
 }
 
+/// Renders presence: `user:online`/`user:offline` to the users who share a
+/// room with the user, `user:typing`/`user:stop_typing` to the room except
+/// the typist.
+fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
+    let Some(audience) = ev.audience.as_ref() else {
+        return Vec::new();
+    };
+    match &ev.kind {
+        Some(PresenceKind::StatusChanged(c)) => {
+            let watchers: Vec<String> = audience
+                .user_ids
+                .iter()
+                .filter(|u| **u != c.user_id)
+                .map(|u| user_room(u))
+                .collect();
+            if watchers.is_empty() {
+                return Vec::new();
+            }
+            let (event, data) = if c.online {
+                let at = if c.at_ms > 0 { c.at_ms } else { c.last_seen_ms };
+                let data = json!({
+                    "userId": numeric_id(&c.user_id),
+                    "socketId": c.socket_id,
+                    "timestamp": iso(at),
+                });
+                ("user:online", data)
+            } else {
+                let at = if c.last_seen_ms > 0 {
+                    c.last_seen_ms
+                } else {
+                    c.at_ms
+                };
+                let data = json!({
+                    "userId": numeric_id(&c.user_id),
+                    "timestamp": iso(at),
+                });
+                ("user:offline", data)
+            };
+            vec![Emit::to(watchers, event, data)]
+        }
+        Some(PresenceKind::TypingChanged(t)) => {
+            let room = if t.conversation_id.is_empty() {
+                &audience.conversation_id
+            } else {
+                &t.conversation_id
+            };
+            if room.is_empty() {
+                return Vec::new();
+            }
+            let (event, data) = if t.typing {
+                let at = if t.started_at_ms > 0 {
+                    t.started_at_ms
+                } else {
+                    chrono::Utc::now().timestamp_millis()
+                };
+                let data = json!({
+                    "userId": numeric_id(&t.user_id),
+                    "roomId": numeric_id(room),
+                    "timestamp": iso(at),
+                });
+                ("user:typing", data)
+            } else {
+                let data = json!({
+                    "userId": numeric_id(&t.user_id),
+                    "roomId": numeric_id(room),
+                });
+                ("user:stop_typing", data)
+            };
+            let mut except = vec![user_room(&t.user_id)];
+            except.extend(
+                audience
+                    .except_user_ids
+                    .iter()
+                    .filter(|u| **u != t.user_id)
+                    .map(|u| user_room(u)),
+            );
+            vec![Emit {
+                rooms: vec![conversation_room(room)],
+                except,
+                event,
+                data,
+            }]
+        }
+        // Room presence is rendered by join_room/leave_room on this edge.
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use confab_proto::v1::{Audience, StatusChange, TypingChange};
 
     fn me(id: &str) -> Identity {
         Identity {
@@ -507,5 +691,86 @@ mod tests {
         assert_eq!(out[0].event, "message:deleted");
         assert_eq!(out[0].rooms, vec![conversation_room("3")]);
         assert_eq!(out[0].data, json!({"messageId": 12, "roomId": 3}));
+    }
+
+    fn presence(audience: Audience, kind: PresenceKind) -> PresenceEvent {
+        PresenceEvent {
+            audience: Some(audience),
+            kind: Some(kind),
+        }
+    }
+
+    #[test]
+    fn status_goes_to_the_watchers_in_the_seed_shape() {
+        let watchers = Audience {
+            user_ids: vec!["100002".into(), "u3".into()],
+            ..Default::default()
+        };
+        let online = StatusChange {
+            user_id: "100001".into(),
+            online: true,
+            socket_id: "abc".into(),
+            at_ms: 1_700_000_000_123,
+            ..Default::default()
+        };
+        let out = presence_event(&presence(
+            watchers.clone(),
+            PresenceKind::StatusChanged(online.clone()),
+        ));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event, "user:online");
+        assert_eq!(out[0].rooms, vec!["user:100002", "user:u3"]);
+        assert_eq!(
+            out[0].data,
+            json!({"userId": 100001, "socketId": "abc", "timestamp": "2023-11-14T22:13:20.123Z"})
+        );
+        let offline = StatusChange {
+            online: false,
+            last_seen_ms: 1_700_000_000_000,
+            ..online
+        };
+        let out = presence_event(&presence(watchers, PresenceKind::StatusChanged(offline)));
+        assert_eq!(out[0].event, "user:offline");
+        assert_eq!(
+            out[0].data,
+            json!({"userId": 100001, "timestamp": "2023-11-14T22:13:20.000Z"})
+        );
+    }
+
+    #[test]
+    fn typing_goes_to_the_room_except_the_typist() {
+        let members = Audience {
+            conversation_id: "7".into(),
+            user_ids: vec!["100001".into(), "100002".into()],
+            except_user_ids: vec!["100001".into()],
+            ..Default::default()
+        };
+        let start = TypingChange {
+            user_id: "100001".into(),
+            conversation_id: "7".into(),
+            typing: true,
+            started_at_ms: 1_700_000_000_000,
+            ..Default::default()
+        };
+        let out = presence_event(&presence(
+            members.clone(),
+            PresenceKind::TypingChanged(start.clone()),
+        ));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event, "user:typing");
+        assert_eq!(out[0].rooms, vec![conversation_room("7")]);
+        assert_eq!(out[0].except, vec!["user:100001"]);
+        assert_eq!(
+            out[0].data,
+            json!({"userId": 100001, "roomId": 7, "timestamp": "2023-11-14T22:13:20.000Z"})
+        );
+        let stop = TypingChange {
+            typing: false,
+            expired: true,
+            ..start
+        };
+        let out = presence_event(&presence(members, PresenceKind::TypingChanged(stop)));
+        assert_eq!(out[0].event, "user:stop_typing");
+        assert_eq!(out[0].data, json!({"userId": 100001, "roomId": 7}));
     }
 }

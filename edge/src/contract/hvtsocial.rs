@@ -9,8 +9,12 @@
 //! | `recent_chat_read {chatId}` | s→c | the senders of the messages just read (the other side), on every socket |
 //! | `recall_message {messageId, chatId}` | c→s | `RecallMessage` (only the author, once) |
 //! | `message_recalled {messageId, chatId}` | s→c | every socket of every member |
+//! | `typing {chatId, userId, isTyping}` | c→s | `presence::set_typing` (members only, starts throttled per user) |
+//! | `user_typing {chatId, userId, isTyping, userName}` | s→c | `PresenceEvent.typing_changed`: every socket of the chat's other members, never the typist's (any tab) |
+//! | `user_online {userId, lastSeen}` | s→c | `PresenceEvent.status_changed` (first socket of a user): every socket of the users who share a chat with them |
+//! | `user_offline {userId, lastSeen}` | s→c | `PresenceEvent.status_changed` (last socket closed): the same users |
 //! | `error {code, message, event}` | s→c | every refused request (the seed has no error event; this is confab's) |
-//! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED` (token in `auth.token`) |
+//! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED` (token in `auth.token`); `TOO_MANY_CONNECTIONS` for a user's socket over presence-service's per-user limit |
 //!
 //! Ids (messages, chats, users) are JSON numbers on the wire when they are
 //! numeric (every id confab generates is; user ids are the token's subject,
@@ -52,28 +56,45 @@
 //!   client event that failed. The connection stays up.
 //! - The seed's events have no acks; a client that passes one anyway gets
 //!   `{success: true, data}` or `{success: false, error: {code, message}}`.
+//! - Presence: the seed broadcasts `user_online`/`user_offline` to the whole
+//!   server; confab tells only the users who share a chat with the user
+//!   (presence-service's audience), on every contract. A user is online from
+//!   their first socket (on any contract) to their last: a second tab
+//!   changes nothing, closing one of two changes nothing. The session is
+//!   registered at the handshake, so `register_user` is not needed for it.
+//!   Both events carry `lastSeen` (ISO 8601): when the user came online, or
+//!   when their last socket closed; the seed documents it on `user_offline`
+//!   only.
+//! - `typing`: `chatId` is required; `userId` is optional and, when sent,
+//!   must be the token's user (`PERMISSION_DENIED`); `isTyping` defaults to
+//!   `true`. A non-member is refused (`NOT_A_MEMBER`) and nothing is
+//!   relayed. Over 30 starts a minute per user are dropped silently (stops
+//!   always pass). A start nobody stops ends by itself after presence-service's
+//!   typing timeout, seen as `user_typing` with `isTyping: false`.
+//!   `user_typing` is addressed to the members' user rooms (the seed joins no
+//!   chat rooms) and never reaches any socket of the typist.
 //!
-//! Where the rest of the seed slots in (other pieces of work): presence —
-//! `register_user` also calls `PresenceService.RegisterSession`,
-//! `user_online`/`user_offline`, `typing` → `user_typing` (handlers in
-//! [`on_connect`], renderers beside [`chat_event`] for `PresenceEvent`);
+//! Where the rest of the seed slots in (other pieces of work):
 //! notifications — `new_notification`, `unread_count`, `notification_read`,
 //! `story_*`, `friend_request_*`, `post_*` (`NotifyEvent`); calls —
 //! `call_user`, `answer_call`, `ice_candidate`, `end_call` and their
 //! server events (`CallEvent`). Each reuses [`answer`] for its errors.
 
 use confab_proto::limits::MAX_TEXT_BYTES;
+use confab_proto::v1::presence_event::Kind as PresenceKind;
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, ConversationKind, CreateConversationRequest,
-    GetMessageRequest, MarkReadRequest, RecallMessageRequest, SendMessageRequest, chat_event::Kind,
+    GetMessageRequest, MarkReadRequest, PresenceEvent, RecallMessageRequest, SendMessageRequest,
+    chat_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError, ids};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
-use super::{Contract, Emit, any_handshake, no_presence, user_room};
+use super::{Contract, Emit, any_handshake, user_room};
 use crate::auth::Identity;
+use crate::presence::{self, Typing};
 use crate::services::Services;
 use crate::wire::{WireId, iso, numeric_id};
 
@@ -85,7 +106,7 @@ pub const CONTRACT: Contract = Contract {
     greet: None,
     on_disconnect: None,
     chat_event,
-    presence_event: no_presence,
+    presence_event,
 };
 
 /// The message types the seed names.
@@ -96,6 +117,7 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("send_message", send_message);
     s.on("messages_read", messages_read);
     s.on("recall_message", recall_message);
+    s.on("typing", typing);
 }
 
 #[derive(Deserialize)]
@@ -133,6 +155,20 @@ struct RecallMessage {
     message_id: WireId,
     #[serde(default)]
     chat_id: Option<WireId>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypingPayload {
+    chat_id: WireId,
+    #[serde(default)]
+    user_id: Option<WireId>,
+    #[serde(default = "yes")]
+    is_typing: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 type Outcome = Result<Value, ServiceError>;
@@ -359,6 +395,31 @@ async fn recall_message(
     answer(&s, ack, "recall_message", result);
 }
 
+async fn typing(
+    s: SocketRef,
+    TryData(p): TryData<TypingPayload>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        if let Some(claimed) = &p.user_id {
+            check_self(claimed, &me)?;
+        }
+        // Seen by the others as `user_typing`; a throttled start is dropped
+        // without an error.
+        let outcome = presence::set_typing(&svc, &me, &p.chat_id.0, p.is_typing).await?;
+        Ok(json!({
+            "chatId": numeric_id(&p.chat_id.0),
+            "isTyping": p.is_typing,
+            "relayed": outcome == Typing::Relayed,
+        }))
+    }
+    .await;
+    answer(&s, ack, "typing", result);
+}
+
 /// Two ids name the same thing (`"7"` and `"07"` do).
 fn same_id(a: &str, b: &str) -> bool {
     a == b || ids::parse(a).is_some_and(|x| ids::parse(b) == Some(x))
@@ -438,10 +499,73 @@ fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
     }
 }
 
+/// Renders presence: `user_online`/`user_offline` to the users who share a
+/// chat with the user, `user_typing` to the chat's other members.
+fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
+    let Some(audience) = ev.audience.as_ref() else {
+        return Vec::new();
+    };
+    match &ev.kind {
+        Some(PresenceKind::StatusChanged(c)) => {
+            let watchers: Vec<&String> = audience
+                .user_ids
+                .iter()
+                .filter(|u| **u != c.user_id)
+                .collect();
+            if watchers.is_empty() {
+                return Vec::new();
+            }
+            let (event, last_seen) = if c.online {
+                (
+                    "user_online",
+                    if c.at_ms > 0 { c.at_ms } else { c.last_seen_ms },
+                )
+            } else {
+                (
+                    "user_offline",
+                    if c.last_seen_ms > 0 {
+                        c.last_seen_ms
+                    } else {
+                        c.at_ms
+                    },
+                )
+            };
+            vec![Emit::to(
+                user_rooms(watchers),
+                event,
+                json!({ "userId": numeric_id(&c.user_id), "lastSeen": iso(last_seen) }),
+            )]
+        }
+        Some(PresenceKind::TypingChanged(t)) => {
+            let others: Vec<&String> = audience
+                .user_ids
+                .iter()
+                .filter(|u| **u != t.user_id && !audience.except_user_ids.contains(u))
+                .collect();
+            if others.is_empty() {
+                return Vec::new();
+            }
+            vec![Emit {
+                rooms: user_rooms(others),
+                except: vec![user_room(&t.user_id)],
+                event: "user_typing",
+                data: json!({
+                    "chatId": numeric_id(&t.conversation_id),
+                    "userId": numeric_id(&t.user_id),
+                    "isTyping": t.typing,
+                    "userName": t.user_name,
+                }),
+            }]
+        }
+        // The seed has no room presence.
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confab_proto::v1::{Audience, ReadReceipt};
+    use confab_proto::v1::{Audience, ReadReceipt, StatusChange, TypingChange};
 
     fn event(kind: Kind) -> ChatEvent {
         ChatEvent {
@@ -504,5 +628,92 @@ mod tests {
         assert_eq!(out[0].rooms, vec!["user:100001"]);
         assert_eq!(out[0].data, json!({"chatId": 7, "userId": "u2"}));
         assert!(chat_event(&event(Kind::MessageEdited(message()))).is_empty());
+    }
+
+    fn presence(user_ids: &[&str], except: &[&str], kind: PresenceKind) -> PresenceEvent {
+        PresenceEvent {
+            audience: Some(Audience {
+                user_ids: user_ids.iter().map(|u| u.to_string()).collect(),
+                except_user_ids: except.iter().map(|u| u.to_string()).collect(),
+                ..Default::default()
+            }),
+            kind: Some(kind),
+        }
+    }
+
+    #[test]
+    fn status_goes_to_the_watchers_with_last_seen() {
+        let online = StatusChange {
+            user_id: "100001".into(),
+            online: true,
+            at_ms: 1_700_000_000_123,
+            ..Default::default()
+        };
+        let out = presence_event(&presence(
+            &["u2", "100003"],
+            &[],
+            PresenceKind::StatusChanged(online.clone()),
+        ));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event, "user_online");
+        assert_eq!(out[0].rooms, vec!["user:u2", "user:100003"]);
+        assert_eq!(
+            out[0].data,
+            json!({"userId": 100001, "lastSeen": "2023-11-14T22:13:20.123Z"})
+        );
+        let offline = StatusChange {
+            online: false,
+            last_seen_ms: 1_700_000_000_000,
+            at_ms: 1_700_000_000_500,
+            ..online
+        };
+        let out = presence_event(&presence(
+            &["u2"],
+            &[],
+            PresenceKind::StatusChanged(offline.clone()),
+        ));
+        assert_eq!(out[0].event, "user_offline");
+        assert_eq!(
+            out[0].data,
+            json!({"userId": 100001, "lastSeen": "2023-11-14T22:13:20.000Z"})
+        );
+        assert!(
+            presence_event(&presence(&[], &[], PresenceKind::StatusChanged(offline))).is_empty()
+        );
+    }
+
+    #[test]
+    fn typing_goes_to_the_other_members_never_the_typist() {
+        let t = TypingChange {
+            user_id: "100001".into(),
+            user_name: "Ada".into(),
+            conversation_id: "7".into(),
+            typing: true,
+            ..Default::default()
+        };
+        let out = presence_event(&presence(
+            &["100001", "u2"],
+            &["100001"],
+            PresenceKind::TypingChanged(t.clone()),
+        ));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event, "user_typing");
+        assert_eq!(out[0].rooms, vec!["user:u2"]);
+        assert_eq!(out[0].except, vec!["user:100001"]);
+        assert_eq!(
+            out[0].data,
+            json!({"chatId": 7, "userId": 100001, "isTyping": true, "userName": "Ada"})
+        );
+        let stop = TypingChange {
+            typing: false,
+            expired: true,
+            ..t
+        };
+        let out = presence_event(&presence(
+            &["100001", "u2"],
+            &["100001"],
+            PresenceKind::TypingChanged(stop),
+        ));
+        assert_eq!(out[0].data["isTyping"], json!(false));
     }
 }
