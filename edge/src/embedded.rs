@@ -1,6 +1,7 @@
 //! The embedded mode: the edge and all four services in one process, each
 //! service still a real gRPC server on a loopback port, chat-service on
-//! SQLite in the data directory (or on `DATABASE_URL`).
+//! SQLite in the data directory (or on `DATABASE_URL`), presence-service's
+//! last-seen times in `presence.db` there (its sessions in `REDIS_URL` when set).
 //!
 //! On first start a random JWT secret is written to `<data dir>/jwt_secret`
 //! (mode 0600) so tokens survive restarts; `CONFAB_JWT_SECRET` overrides it.
@@ -23,6 +24,9 @@ pub struct EmbeddedArgs {
     /// chat-service's database; SQLite in the data directory when unset.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// presence-service's sessions and typing in Redis; in-process when unset.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
 }
 
 /// The whole system, running.
@@ -95,7 +99,15 @@ pub async fn start(
     let db = confab_chat::connect(&db_url).await?;
     let loopback = || TcpListener::bind("127.0.0.1:0");
     let chat = confab_chat::serve(loopback().await?, db).await?;
-    let presence = confab_presence::serve(loopback().await?).await?;
+    let presence_config = confab_presence::PresenceConfig {
+        database_url: format!(
+            "sqlite://{}?mode=rwc",
+            emb.data_dir.join("presence.db").display()
+        ),
+        redis_url: emb.redis_url.clone(),
+        ..Default::default()
+    };
+    let presence = confab_presence::serve(loopback().await?, presence_config).await?;
     let call = confab_call::serve(loopback().await?).await?;
     let notify = confab_notify::serve(loopback().await?).await?;
     let urls = ServiceUrls {

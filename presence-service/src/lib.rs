@@ -1,52 +1,95 @@
-//! presence-service: see the README's status table. This crate already serves
-//! `confab.v1.PresenceService` with gRPC health, reflection and a working
-//! `Subscribe` stream fed by its event bus; every other RPC answers
-//! UNIMPLEMENTED until its own issue builds it.
+//! presence-service owns who is connected right now and what follows from
+//! it: sessions (one per authenticated socket, on some edge), online /
+//! offline transitions, last-seen times, per-user session limits, and
+//! typing states that end by themselves.
 //!
-//! It must not know Socket.IO, any frontend contract, or another service's
-//! data.
+//! A user is online while at least one of their sessions is alive on any
+//! edge. Edges heartbeat; the sessions of an edge that stops expire after
+//! the session TTL, and a background sweeper turns that into offline events.
+//! Sessions and typing live in a [`store::Store`] — in this process, or in
+//! Redis so that several replicas share them — and last-seen times in a
+//! sea-orm database (SQLite or PostgreSQL, migrated on start). Every
+//! transition is published once, as a `PresenceEvent` with its audience,
+//! and streamed from `Subscribe`.
+//!
+//! It must not know Socket.IO or any frontend contract (the contract name a
+//! session carries is an opaque label), nor chat data: who watches a user
+//! and who is in a conversation arrive in each request, filled in by the
+//! edge.
+//!
+//! Modules: [`config`] (settings), [`presence`] (the rules), [`store`]
+//! (sessions and typing, in memory or Redis), [`last_seen`] and [`entity`] /
+//! [`migration`] (the durable table), [`sweeper`] (expiry), [`grpc`] (the
+//! thin RPC layer).
+
+pub mod config;
+pub mod entity;
+pub mod grpc;
+pub mod last_seen;
+pub mod migration;
+pub mod presence;
+pub mod store;
+pub mod sweeper;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use confab_proto::bus::{EventBus, EventStream, LocalBus, subscribe_stream};
-use confab_proto::server::{Closing, ServiceHandle, closing, spawn};
-use confab_proto::v1::presence_service_server::{PresenceService, PresenceServiceServer};
-use confab_proto::v1::{PresenceEvent, SubscribeRequest};
+use anyhow::Context;
+use confab_proto::bus::LocalBus;
+use confab_proto::server::{ServiceHandle, closing, spawn};
+use confab_proto::v1::presence_service_server::PresenceServiceServer;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
-use tonic::{Request, Response, Status};
+
+pub use config::PresenceConfig;
+pub use presence::Presence;
 
 /// The gRPC name health checks ask about.
 pub const SERVICE_NAME: &str = "confab.v1.PresenceService";
 
-/// The presence service over its event bus.
-#[derive(Clone)]
-pub struct Presence {
-    bus: Arc<dyn EventBus<PresenceEvent>>,
-    closing: Closing,
+/// Connects to the last-seen database and brings its schema up to date.
+pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.max_connections(if url.starts_with("sqlite") { 4 } else { 10 })
+        .connect_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db = Database::connect(opts).await?;
+    migration::Migrator::up(&db, None).await?;
+    Ok(db)
 }
 
-impl Presence {
-    pub fn new(bus: Arc<dyn EventBus<PresenceEvent>>, closing: Closing) -> Self {
-        Self { bus, closing }
-    }
+/// The store `config` asks for: Redis when it has a URL, else in-process.
+pub async fn open_store(config: &PresenceConfig) -> anyhow::Result<Arc<dyn store::Store>> {
+    Ok(match &config.redis_url {
+        Some(url) if !url.trim().is_empty() => Arc::new(
+            store::RedisStore::connect(url, &config.redis_prefix)
+                .await
+                .context("connecting to Redis")?,
+        ),
+        _ => Arc::new(store::MemoryStore::new()),
+    })
 }
 
-#[tonic::async_trait]
-impl PresenceService for Presence {
-    async fn subscribe(
-        &self,
-        r: Request<SubscribeRequest>,
-    ) -> Result<Response<EventStream<PresenceEvent>>, Status> {
-        tracing::info!(subscriber = %r.get_ref().subscriber, "presence subscriber connected");
-        let stream = subscribe_stream(self.bus.subscribe(), "presence", self.closing.clone());
-        Ok(Response::new(stream))
-    }
-}
-
-/// Starts presence-service on `listener`.
-pub async fn serve(listener: TcpListener) -> std::io::Result<ServiceHandle> {
+/// Starts presence-service on `listener`: connects (and migrates) its
+/// database, opens its store, serves gRPC and runs the sweeper until the
+/// returned handle shuts down.
+pub async fn serve(listener: TcpListener, config: PresenceConfig) -> anyhow::Result<ServiceHandle> {
+    config.validate()?;
+    let db = connect(&config.database_url)
+        .await
+        .context("connecting to the presence database")?;
+    let store = open_store(&config).await?;
+    let presence = Presence::new(
+        store,
+        last_seen::LastSeen::new(db),
+        Arc::new(LocalBus::new(4096)),
+        &config,
+    );
     let (closer, closing) = closing();
-    let svc = Presence::new(Arc::new(LocalBus::new(4096)), closing);
-    let routes = tonic::service::Routes::new(PresenceServiceServer::new(svc));
-    spawn(listener, SERVICE_NAME, routes, closer).await
+    sweeper::spawn(presence.clone(), config.sweep_interval(), closing.clone());
+    let routes = tonic::service::Routes::new(PresenceServiceServer::new(grpc::PresenceGrpc::new(
+        presence, closing,
+    )));
+    Ok(spawn(listener, SERVICE_NAME, routes, closer).await?)
 }

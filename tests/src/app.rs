@@ -115,7 +115,14 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         );
     }
     let loopback = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
-    let presence = confab_presence::serve(loopback().await)
+    let presence_config = confab_presence::PresenceConfig {
+        database_url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("presence.db").display()
+        ),
+        ..Default::default()
+    };
+    let presence = confab_presence::serve(loopback().await, presence_config)
         .await
         .expect("presence-service");
     let call = confab_call::serve(loopback().await)

@@ -83,7 +83,17 @@ async fn services_as_separate_processes() {
 
     let chat_env = [("CHAT_LISTEN", addr(0)), ("DATABASE_URL", db.clone())];
     let mut chat = spawn("chat-service", &chat_env);
-    let _presence = spawn("presence-service", &[("PRESENCE_LISTEN", addr(1))]);
+    let presence_db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("presence.db").display()
+    );
+    let _presence = spawn(
+        "presence-service",
+        &[
+            ("PRESENCE_LISTEN", addr(1)),
+            ("PRESENCE_DATABASE_URL", presence_db),
+        ],
+    );
     let _call = spawn("call-service", &[("CALL_LISTEN", addr(2))]);
     let _notify = spawn("notify-service", &[("NOTIFY_LISTEN", addr(3))]);
     let _edge = spawn(

@@ -1,0 +1,223 @@
+//! The in-process [`Store`]: one mutex over plain maps. It serves the
+//! embedded mode and single-replica deployments; its state dies with the
+//! process.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use super::{
+    Expired, NewSession, Profile, Registration, Removal, Store, StoreResult, Typing, TypingKey,
+    TypingStart,
+};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Users with at least one session (an entry with none is removed).
+    users: HashMap<String, User>,
+    edges: HashMap<String, Edge>,
+    typing: HashMap<TypingKey, (i64, Typing)>,
+}
+
+struct User {
+    /// (edge id, socket id) → contract.
+    sessions: HashMap<(String, String), String>,
+    profile: Profile,
+}
+
+#[derive(Default)]
+struct Edge {
+    deadline_ms: i64,
+    /// (user id, socket id) of the sessions on this edge.
+    sessions: HashSet<(String, String)>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated
+        // in a way later calls would trip on, so keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn register(
+        &self,
+        s: &NewSession,
+        limit: u32,
+        edge_deadline_ms: i64,
+    ) -> StoreResult<Registration> {
+        let mut st = self.state();
+        let session = (s.edge_id.clone(), s.socket_id.clone());
+        let before = st.users.get(&s.user_id).map_or(0, |u| u.sessions.len());
+        let known = st
+            .users
+            .get(&s.user_id)
+            .is_some_and(|u| u.sessions.contains_key(&session));
+        if !known && before >= limit as usize {
+            return Ok(Registration::Refused {
+                session_count: count(before),
+            });
+        }
+        let user = st.users.entry(s.user_id.clone()).or_insert_with(|| User {
+            sessions: HashMap::new(),
+            profile: Profile::default(),
+        });
+        user.sessions.insert(session, s.contract.clone());
+        user.profile = s.profile.clone();
+        let after = user.sessions.len();
+        let edge = st.edges.entry(s.edge_id.clone()).or_default();
+        edge.deadline_ms = edge.deadline_ms.max(edge_deadline_ms);
+        edge.sessions
+            .insert((s.user_id.clone(), s.socket_id.clone()));
+        Ok(Registration::Accepted {
+            came_online: before == 0,
+            session_count: count(after),
+        })
+    }
+
+    async fn unregister(
+        &self,
+        user_id: &str,
+        edge_id: &str,
+        socket_id: &str,
+    ) -> StoreResult<Removal> {
+        let mut st = self.state();
+        if let Some(edge) = st.edges.get_mut(edge_id) {
+            edge.sessions
+                .remove(&(user_id.to_string(), socket_id.to_string()));
+        }
+        let Some(user) = st.users.get_mut(user_id) else {
+            return Ok(Removal {
+                removed: false,
+                session_count: 0,
+                went_offline: None,
+            });
+        };
+        let removed = user
+            .sessions
+            .remove(&(edge_id.to_string(), socket_id.to_string()))
+            .is_some();
+        let left = user.sessions.len();
+        let went_offline = if left == 0 {
+            st.users.remove(user_id).map(|u| u.profile)
+        } else {
+            None
+        };
+        Ok(Removal {
+            removed,
+            session_count: count(left),
+            went_offline,
+        })
+    }
+
+    async fn heartbeat(&self, edge_id: &str, deadline_ms: i64) -> StoreResult<u32> {
+        let mut st = self.state();
+        let edge = st.edges.entry(edge_id.to_string()).or_default();
+        edge.deadline_ms = edge.deadline_ms.max(deadline_ms);
+        Ok(count(edge.sessions.len()))
+    }
+
+    async fn session_counts(&self, user_ids: &[String]) -> StoreResult<Vec<u32>> {
+        let st = self.state();
+        Ok(user_ids
+            .iter()
+            .map(|u| st.users.get(u).map_or(0, |u| count(u.sessions.len())))
+            .collect())
+    }
+
+    async fn expire_edges(&self, now_ms: i64) -> StoreResult<Vec<Expired>> {
+        let mut st = self.state();
+        let due: Vec<String> = st
+            .edges
+            .iter()
+            .filter(|(_, e)| e.deadline_ms <= now_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for edge_id in due {
+            let Some(edge) = st.edges.remove(&edge_id) else {
+                continue;
+            };
+            for (user_id, socket_id) in edge.sessions {
+                let Some(user) = st.users.get_mut(&user_id) else {
+                    continue;
+                };
+                let removed = user
+                    .sessions
+                    .remove(&(edge_id.clone(), socket_id.clone()))
+                    .is_some();
+                if removed
+                    && user.sessions.is_empty()
+                    && let Some(user) = st.users.remove(&user_id)
+                {
+                    out.push(Expired {
+                        user_id,
+                        socket_id,
+                        profile: user.profile,
+                        edge_deadline_ms: edge.deadline_ms,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn start_typing(
+        &self,
+        key: &TypingKey,
+        typing: &Typing,
+        deadline_ms: i64,
+    ) -> StoreResult<TypingStart> {
+        let mut st = self.state();
+        match st.typing.get_mut(key) {
+            Some((deadline, kept)) => {
+                *deadline = deadline_ms;
+                kept.user_name = typing.user_name.clone();
+                kept.member_ids = typing.member_ids.clone();
+                Ok(TypingStart {
+                    started: false,
+                    started_at_ms: kept.started_at_ms,
+                })
+            }
+            None => {
+                st.typing.insert(key.clone(), (deadline_ms, typing.clone()));
+                Ok(TypingStart {
+                    started: true,
+                    started_at_ms: typing.started_at_ms,
+                })
+            }
+        }
+    }
+
+    async fn stop_typing(&self, key: &TypingKey) -> StoreResult<Option<Typing>> {
+        Ok(self.state().typing.remove(key).map(|(_, t)| t))
+    }
+
+    async fn expire_typing(&self, now_ms: i64) -> StoreResult<Vec<(TypingKey, Typing)>> {
+        let mut st = self.state();
+        let due: Vec<TypingKey> = st
+            .typing
+            .iter()
+            .filter(|(_, (deadline, _))| *deadline <= now_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        Ok(due
+            .into_iter()
+            .filter_map(|k| st.typing.remove(&k).map(|(_, t)| (k, t)))
+            .collect())
+    }
+}

@@ -1,0 +1,940 @@
+//! presence-service over real gRPC: sessions and online/offline, the
+//! per-user session limit, edges that stop heartbeating, last seen across a
+//! restart, typing (start, refresh, stop, expiry), room presence and
+//! `GetPresence`.
+//!
+//! Each scenario is an `async fn(Backend)` run twice: with the in-process
+//! store (always) and with the Redis store (when `REDIS_URL` is set; skipped
+//! with a note otherwise, a failure when `CI=true`). Every Redis run uses
+//! keys under a prefix of its own, deleted when it passes. Last seen lives
+//! in SQLite here; `postgres::last_seen_survives_restart` repeats that
+//! scenario on PostgreSQL when `DATABASE_URL` is set. User ids carry a
+//! random suffix; every wait has a deadline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_presence::PresenceConfig;
+use confab_proto::server::ServiceHandle;
+use confab_proto::v1::presence_event::Kind;
+use confab_proto::v1::presence_service_client::PresenceServiceClient;
+use confab_proto::v1::{
+    Actor, Audience, GetPresenceRequest, HeartbeatRequest, PresenceEvent, RegisterSessionRequest,
+    RegisterSessionResponse, RoomPresenceChange, SetRoomPresenceRequest, SetTypingRequest,
+    StatusChange, SubscribeRequest, TypingChange, UnregisterSessionRequest,
+    UnregisterSessionResponse, UserPresence,
+};
+use confab_proto::{ErrorCode, ServiceError};
+use confab_tests::db;
+use tokio::net::TcpListener;
+use tonic::Streaming;
+use tonic::transport::Channel;
+
+type Client = PresenceServiceClient<Channel>;
+
+/// Longest any scenario may run before it fails instead of hanging.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(60);
+/// Longest wait for one expected event.
+const EVENT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Generates, for every scenario, `memory::<name>` and `redis::<name>`.
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::on_memory(super::$name).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::on_redis(super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+scenarios!(
+    online_on_first_session_only,
+    second_tab_closing_keeps_user_online,
+    last_session_ending_goes_offline_with_last_seen,
+    session_limit_refuses_the_eleventh,
+    silent_edge_expires_its_users,
+    last_seen_survives_restart,
+    typing_start_reaches_members_but_not_the_typist,
+    repeated_typing_start_sends_one_event,
+    typing_stop_sends_typing_false,
+    typing_without_stop_expires_by_itself,
+    room_presence_reaches_the_conversation,
+    get_presence_for_many_users,
+    invalid_requests_are_refused,
+);
+
+// ---- backends --------------------------------------------------------------
+
+/// Where one scenario's presence-service keeps its state: a store (Redis
+/// prefix or in-process) and a last-seen database, both outliving restarts.
+#[derive(Clone)]
+struct Backend {
+    redis_url: Option<String>,
+    prefix: String,
+    db_url: String,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+impl Backend {
+    async fn new(redis_url: Option<String>, db_url: Option<String>) -> Self {
+        let (sqlite_url, dir) = db::sqlite_url().await;
+        Self {
+            redis_url,
+            prefix: format!("confab-test-{:016x}", rand::random::<u64>()),
+            db_url: db_url.unwrap_or(sqlite_url),
+            _dir: Arc::new(dir),
+        }
+    }
+
+    /// The config every scenario starts from: default limits and TTLs.
+    fn config(&self) -> PresenceConfig {
+        PresenceConfig {
+            database_url: self.db_url.clone(),
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.prefix.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Starts presence-service with the default config.
+    async fn start(&self) -> Service {
+        self.start_with(|_| {}).await
+    }
+
+    /// Starts presence-service with `adjust` applied to the default config.
+    async fn start_with(&self, adjust: impl FnOnce(&mut PresenceConfig)) -> Service {
+        let mut config = self.config();
+        adjust(&mut config);
+        Service::start(config).await
+    }
+
+    /// Deletes this run's Redis keys.
+    async fn clean_up(&self) {
+        let Some(url) = &self.redis_url else { return };
+        let result: ::redis::RedisResult<()> = async {
+            let client = ::redis::Client::open(url.as_str())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            let keys: Vec<String> = ::redis::cmd("KEYS")
+                .arg(format!("{{{}}}:*", self.prefix))
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                ::redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            eprintln!("could not delete the test's Redis keys: {e}");
+        }
+    }
+}
+
+/// `REDIS_URL`, or `None` (with a note) when unset.
+///
+/// # Panics
+///
+/// When `CI=true` and `REDIS_URL` is unset: CI requires the Redis path.
+fn redis_url() -> Option<String> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "CI=true but REDIS_URL is unset: the Redis tests need a server \
+                     (e.g. REDIS_URL=redis://127.0.0.1:6379)"
+                );
+            }
+            None
+        }
+    }
+}
+
+async fn run<F, Fut>(backend: Backend, scenario: F)
+where
+    F: FnOnce(Backend) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    tokio::time::timeout(SCENARIO_DEADLINE, scenario(backend.clone()))
+        .await
+        .expect("the scenario ran for more than 60 s");
+    // Only a passing run cleans up: a failing one leaves its keys to look at.
+    backend.clean_up().await;
+}
+
+async fn on_memory<F, Fut>(scenario: F)
+where
+    F: FnOnce(Backend) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    run(Backend::new(None, None).await, scenario).await;
+}
+
+async fn on_redis<F, Fut>(scenario: F)
+where
+    F: FnOnce(Backend) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(url) = redis_url() else {
+        eprintln!("REDIS_URL is not set: skipping the Redis run");
+        return;
+    };
+    run(Backend::new(Some(url), None).await, scenario).await;
+}
+
+mod postgres {
+    use super::*;
+
+    /// Last seen survives a restart on PostgreSQL too (in-process store).
+    #[tokio::test]
+    async fn last_seen_survives_restart() {
+        let Some(url) = db::postgres_url().await else {
+            eprintln!("DATABASE_URL is not set: skipping the PostgreSQL run");
+            return;
+        };
+        run(
+            Backend::new(None, Some(url.clone())).await,
+            super::last_seen_survives_restart,
+        )
+        .await;
+        db::drop_postgres(&url).await;
+    }
+}
+
+mod replicas {
+    use super::*;
+
+    /// Two replicas on one Redis prefix share sessions, and when an edge
+    /// expires both sweep but only one publishes the offline event.
+    #[tokio::test]
+    async fn share_sessions_and_publish_each_expiry_once() {
+        let Some(url) = redis_url() else {
+            eprintln!("REDIS_URL is not set: skipping the Redis replicas run");
+            return;
+        };
+        run(Backend::new(Some(url), None).await, replicas_share_state).await;
+    }
+}
+
+/// A running presence-service.
+struct Service {
+    config: PresenceConfig,
+    handle: Option<ServiceHandle>,
+    client: Client,
+}
+
+impl Service {
+    async fn start(config: PresenceConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let handle = confab_presence::serve(listener, config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("start presence-service: {e:#}"));
+        let client = Client::connect(handle.url())
+            .await
+            .expect("connect to presence-service");
+        Self {
+            config,
+            handle: Some(handle),
+            client,
+        }
+    }
+
+    fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Opens a `Subscribe` stream; events published from now on arrive on it.
+    async fn events(&self) -> Events {
+        let stream = self
+            .client()
+            .subscribe(SubscribeRequest {
+                subscriber: "presence_grpc".into(),
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        Events(stream)
+    }
+
+    /// Stops the service and starts it again with the same config.
+    async fn restart(&mut self) {
+        self.shutdown().await;
+        *self = Self::start(self.config.clone()).await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+    }
+}
+
+// ---- scenarios -------------------------------------------------------------
+
+/// The first session brings a user online (one event to the watchers); a
+/// second one, or the same socket registered again, does not.
+async fn online_on_first_session_only(backend: Backend) {
+    let svc = backend.start().await;
+    let mut events = svc.events().await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+
+    let first = register(&svc, &alice, "edge-1", "s1", &[&bob, &carol]).await;
+    assert!(first.came_online);
+    assert_eq!(first.session_count, 1);
+    let (audience, status) = events.next_status().await;
+    assert_eq!(audience.user_ids, vec![bob.clone(), carol.clone()]);
+    assert!(audience.except_user_ids.is_empty());
+    assert_eq!(audience.conversation_id, "");
+    assert_eq!(status.user_id, alice);
+    assert_eq!(status.user_name, format!("{alice} name"));
+    assert!(status.online);
+    assert_eq!(status.socket_id, "s1");
+    assert!(status.at_ms > 0);
+    assert_eq!(status.last_seen_ms, status.at_ms);
+
+    let second = register(&svc, &alice, "edge-2", "s2", &[&bob]).await;
+    assert!(!second.came_online);
+    assert_eq!(second.session_count, 2);
+    let again = register(&svc, &alice, "edge-1", "s1", &[&bob]).await;
+    assert!(!again.came_online);
+    assert_eq!(
+        again.session_count, 2,
+        "re-registering a socket adds nothing"
+    );
+    events.assert_quiet(Duration::from_millis(300)).await;
+    assert_eq!(presence_of(&svc, &alice).await.session_count, 2);
+}
+
+/// Closing one of two tabs leaves the user online, with no event.
+async fn second_tab_closing_keeps_user_online(backend: Backend) {
+    let svc = backend.start().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    register(&svc, &alice, "edge-1", "s1", &[&bob]).await;
+    register(&svc, &alice, "edge-2", "s2", &[&bob]).await;
+    let mut events = svc.events().await;
+
+    let closed = unregister(&svc, &alice, "edge-2", "s2").await;
+    assert!(!closed.went_offline);
+    assert_eq!(closed.last_seen_ms, 0);
+    assert_eq!(closed.session_count, 1);
+    events.assert_quiet(Duration::from_millis(300)).await;
+    let p = presence_of(&svc, &alice).await;
+    assert!(p.online);
+    assert_eq!(p.session_count, 1);
+}
+
+/// The last session ending takes the user offline: the event carries the
+/// last-seen time and goes to the watchers of the latest registration.
+async fn last_session_ending_goes_offline_with_last_seen(backend: Backend) {
+    let svc = backend.start().await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    register(&svc, &alice, "edge-1", "s1", &[&bob]).await;
+    register(&svc, &alice, "edge-1", "s2", &[&bob, &carol]).await;
+    let mut events = svc.events().await;
+    let before = now_ms();
+
+    assert!(!unregister(&svc, &alice, "edge-1", "s1").await.went_offline);
+    let last = unregister(&svc, &alice, "edge-1", "s2").await;
+    assert!(last.went_offline);
+    assert_eq!(last.session_count, 0);
+    assert!(
+        last.last_seen_ms >= before,
+        "{} < {before}",
+        last.last_seen_ms
+    );
+
+    let (audience, status) = events.next_status().await;
+    assert_eq!(audience.user_ids, vec![bob.clone(), carol.clone()]);
+    assert!(audience.except_user_ids.is_empty());
+    assert_eq!(status.user_id, alice);
+    assert_eq!(status.user_name, format!("{alice} name"));
+    assert!(!status.online);
+    assert_eq!(status.last_seen_ms, last.last_seen_ms);
+    assert_eq!(status.socket_id, "s2");
+
+    let p = presence_of(&svc, &alice).await;
+    assert!(!p.online);
+    assert_eq!(p.session_count, 0);
+    assert_eq!(p.last_seen_ms, last.last_seen_ms);
+
+    // Unregistering what is gone is harmless and says nothing.
+    let again = unregister(&svc, &alice, "edge-1", "s2").await;
+    assert!(!again.went_offline);
+    events.assert_quiet(Duration::from_millis(300)).await;
+}
+
+/// The eleventh session is refused with LIMIT_EXCEEDED and leaves nothing
+/// behind; once one closes, a new one is accepted.
+async fn session_limit_refuses_the_eleventh(backend: Backend) {
+    let svc = backend.start().await;
+    let alice = user("alice");
+    for i in 0..10 {
+        let r = register(&svc, &alice, "edge-1", &format!("s{i}"), &[]).await;
+        assert_eq!(r.session_count, i + 1);
+    }
+    let refused = svc
+        .client()
+        .register_session(register_req(&alice, "edge-2", "s10", &[]))
+        .await
+        .expect_err("the 11th session must be refused");
+    let err = ServiceError::from_status(&refused);
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    assert!(err.message.contains("limit is 10"), "{}", err.message);
+    assert_eq!(presence_of(&svc, &alice).await.session_count, 10);
+    // Nothing was registered: there is no such session to remove, and the
+    // refused edge holds no sessions.
+    let gone = unregister(&svc, &alice, "edge-2", "s10").await;
+    assert_eq!(gone.session_count, 10);
+    assert_eq!(heartbeat(&svc, "edge-2").await, 0);
+
+    unregister(&svc, &alice, "edge-1", "s0").await;
+    let r = register(&svc, &alice, "edge-2", "s10", &[]).await;
+    assert_eq!(r.session_count, 10);
+}
+
+/// An edge that stops heartbeating loses its sessions after the TTL, and
+/// its users go offline; a heartbeating edge's users stay online.
+async fn silent_edge_expires_its_users(backend: Backend) {
+    const TTL: Duration = Duration::from_millis(500);
+    let svc = backend
+        .start_with(|c| c.session_ttl_ms = TTL.as_millis() as u64)
+        .await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let mut events = svc.events().await;
+    let registered_at = now_ms();
+    register(&svc, &alice, "edge-silent", "a1", &[&carol]).await;
+    register(&svc, &bob, "edge-live", "b1", &[&carol]).await;
+    // Carol has a session on each edge: losing the silent one leaves her online.
+    register(&svc, &carol, "edge-silent", "c1", &[&alice]).await;
+    register(&svc, &carol, "edge-live", "c2", &[&alice]).await;
+    for _ in 0..3 {
+        events.next_status().await; // the three came-online events
+    }
+
+    let live = {
+        let client = svc.client();
+        tokio::spawn(async move {
+            let mut client = client;
+            loop {
+                client
+                    .heartbeat(HeartbeatRequest {
+                        edge_id: "edge-live".into(),
+                    })
+                    .await
+                    .expect("heartbeat");
+                tokio::time::sleep(TTL / 5).await;
+            }
+        })
+    };
+
+    let (audience, status) = events.next_status().await;
+    assert_eq!(status.user_id, alice, "only Alice loses her last session");
+    assert!(!status.online);
+    assert_eq!(audience.user_ids, vec![carol.clone()]);
+    assert_eq!(status.socket_id, "a1");
+    // Last seen is the silent edge's last sign of life (its registration).
+    assert!(
+        status.last_seen_ms >= registered_at && status.last_seen_ms < status.at_ms,
+        "last seen {} not in [{registered_at}, {})",
+        status.last_seen_ms,
+        status.at_ms
+    );
+    assert!(status.at_ms - registered_at >= TTL.as_millis() as i64);
+
+    // Three TTLs later Bob and Carol are still online; Carol through one session.
+    events.assert_quiet(TTL * 3).await;
+    let users = get_presence(&svc, &[&alice, &bob, &carol]).await;
+    assert!(!users[0].online);
+    assert_eq!(users[0].last_seen_ms, status.last_seen_ms);
+    assert!(users[1].online);
+    assert_eq!(users[2].session_count, 1);
+    assert_eq!(heartbeat(&svc, "edge-live").await, 2);
+    // The silent edge comes back: presence holds none of its sessions now.
+    assert_eq!(heartbeat(&svc, "edge-silent").await, 0);
+    live.abort();
+}
+
+/// Last seen is durable: a restarted service (same database) still knows it.
+async fn last_seen_survives_restart(backend: Backend) {
+    let mut svc = backend.start().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    register(&svc, &alice, "edge-1", "s1", &[]).await;
+    let offline = unregister(&svc, &alice, "edge-1", "s1").await;
+    assert!(offline.went_offline);
+
+    svc.restart().await;
+    let users = get_presence(&svc, &[&alice, &bob]).await;
+    assert!(!users[0].online);
+    assert_eq!(users[0].last_seen_ms, offline.last_seen_ms);
+    assert_eq!(users[1].last_seen_ms, 0, "never seen");
+
+    // A later visit moves it forward.
+    register(&svc, &alice, "edge-1", "s2", &[]).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let later = unregister(&svc, &alice, "edge-1", "s2").await;
+    assert!(later.last_seen_ms > offline.last_seen_ms);
+    svc.restart().await;
+    assert_eq!(
+        presence_of(&svc, &alice).await.last_seen_ms,
+        later.last_seen_ms
+    );
+}
+
+/// A typing start goes to the conversation's members except the typist.
+async fn typing_start_reaches_members_but_not_the_typist(backend: Backend) {
+    let svc = backend.start().await;
+    let mut events = svc.events().await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let before = now_ms();
+
+    let expires_at = set_typing(&svc, &alice, "42", true, &[&alice, &bob, &carol]).await;
+    let (audience, typing) = events.next_typing().await;
+    assert_eq!(audience.conversation_id, "42");
+    assert_eq!(audience.user_ids, vec![alice.clone(), bob, carol]);
+    assert_eq!(audience.except_user_ids, vec![alice.clone()]);
+    assert_eq!(typing.user_id, alice);
+    assert_eq!(typing.user_name, format!("{alice} name"));
+    assert_eq!(typing.conversation_id, "42");
+    assert!(typing.typing);
+    assert!(!typing.expired);
+    assert!(typing.started_at_ms >= before);
+    assert_eq!(expires_at, typing.started_at_ms + 5_000);
+}
+
+/// Starting again while typing only moves the expiry: no second event, and
+/// the eventual stop keeps the original start time.
+async fn repeated_typing_start_sends_one_event(backend: Backend) {
+    let svc = backend.start().await;
+    let mut events = svc.events().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+
+    let first = set_typing(&svc, &alice, "7", true, &[&alice, &bob]).await;
+    let (_, started) = events.next_typing().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = set_typing(&svc, &alice, "7", true, &[&alice, &bob]).await;
+    assert!(second > first, "the expiry moves: {second} <= {first}");
+    events.assert_quiet(Duration::from_millis(300)).await;
+
+    // Typing in another conversation is a state of its own.
+    set_typing(&svc, &alice, "8", true, &[&alice, &bob]).await;
+    let (audience, other) = events.next_typing().await;
+    assert_eq!(audience.conversation_id, "8");
+    assert!(other.typing);
+
+    set_typing(&svc, &alice, "7", false, &[&alice, &bob]).await;
+    let (_, stopped) = events.next_typing().await;
+    assert!(!stopped.typing);
+    assert_eq!(stopped.conversation_id, "7");
+    assert_eq!(stopped.started_at_ms, started.started_at_ms);
+}
+
+/// A stop sends typing=false (not expired) to the same audience; a stop
+/// with no typing state sends nothing.
+async fn typing_stop_sends_typing_false(backend: Backend) {
+    let svc = backend.start().await;
+    let mut events = svc.events().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+
+    set_typing(&svc, &alice, "9", true, &[&alice, &bob]).await;
+    events.next_typing().await;
+    let expires = set_typing(&svc, &alice, "9", false, &[&alice, &bob]).await;
+    assert_eq!(expires, 0);
+    let (audience, typing) = events.next_typing().await;
+    assert_eq!(audience.conversation_id, "9");
+    assert_eq!(audience.user_ids, vec![alice.clone(), bob.clone()]);
+    assert_eq!(audience.except_user_ids, vec![alice.clone()]);
+    assert_eq!(typing.user_id, alice);
+    assert!(!typing.typing);
+    assert!(!typing.expired);
+
+    set_typing(&svc, &alice, "9", false, &[&alice, &bob]).await;
+    set_typing(&svc, &bob, "9", false, &[&alice, &bob]).await;
+    events.assert_quiet(Duration::from_millis(300)).await;
+}
+
+/// A typing state nobody stops ends by itself after the typing TTL, with
+/// expired=true; typing again afterwards starts afresh.
+async fn typing_without_stop_expires_by_itself(backend: Backend) {
+    const TTL: Duration = Duration::from_millis(300);
+    let svc = backend
+        .start_with(|c| c.typing_ttl_ms = TTL.as_millis() as u64)
+        .await;
+    let mut events = svc.events().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+
+    set_typing(&svc, &alice, "5", true, &[&alice, &bob]).await;
+    let (_, started) = events.next_typing().await;
+    let (audience, expired) = events.next_typing().await;
+    let waited = now_ms() - started.started_at_ms;
+    assert!(!expired.typing);
+    assert!(expired.expired);
+    assert_eq!(expired.user_id, alice);
+    assert_eq!(expired.started_at_ms, started.started_at_ms);
+    assert_eq!(audience.except_user_ids, vec![alice.clone()]);
+    assert_eq!(audience.user_ids, vec![alice.clone(), bob.clone()]);
+    assert!(
+        waited >= TTL.as_millis() as i64,
+        "expired after {waited} ms"
+    );
+
+    set_typing(&svc, &alice, "5", true, &[&alice, &bob]).await;
+    let (_, again) = events.next_typing().await;
+    assert!(again.typing);
+    assert!(again.started_at_ms > started.started_at_ms);
+}
+
+/// Entering or leaving a conversation's room is told to its members.
+async fn room_presence_reaches_the_conversation(backend: Backend) {
+    let svc = backend.start().await;
+    let mut events = svc.events().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    for joined in [true, false] {
+        svc.client()
+            .set_room_presence(SetRoomPresenceRequest {
+                actor: actor(&alice),
+                conversation_id: "11".into(),
+                joined,
+                member_ids: vec![alice.clone(), bob.clone()],
+                socket_id: "s1".into(),
+            })
+            .await
+            .expect("set room presence");
+        let event = events.next().await;
+        let audience = event.audience.expect("audience");
+        let Some(Kind::RoomPresenceChanged(RoomPresenceChange {
+            user_id,
+            user_name,
+            conversation_id,
+            joined: j,
+            at_ms,
+            socket_id,
+        })) = event.kind
+        else {
+            panic!("expected room_presence_changed");
+        };
+        assert_eq!(audience.conversation_id, "11");
+        assert_eq!(audience.user_ids, vec![alice.clone(), bob.clone()]);
+        assert_eq!(
+            (user_id.as_str(), conversation_id.as_str(), j),
+            (alice.as_str(), "11", joined)
+        );
+        assert_eq!(user_name, format!("{alice} name"));
+        assert_eq!(socket_id, "s1");
+        assert!(at_ms > 0);
+    }
+}
+
+/// One call answers for many users, in the order asked: online ones with
+/// their session counts, offline ones with their last seen, unknown ones 0.
+async fn get_presence_for_many_users(backend: Backend) {
+    let svc = backend.start().await;
+    let users: Vec<String> = (0..60).map(|i| user(&format!("u{i}"))).collect();
+    let mut seen = std::collections::HashMap::new();
+    for (i, u) in users.iter().enumerate() {
+        match i % 3 {
+            // Online with 1 or 2 sessions.
+            0 => {
+                for s in 0..=(i % 2) {
+                    register(&svc, u, "edge-1", &format!("{u}-{s}"), &[]).await;
+                }
+            }
+            // Was online, now offline.
+            1 => {
+                register(&svc, u, "edge-1", "s", &[]).await;
+                seen.insert(
+                    u.clone(),
+                    unregister(&svc, u, "edge-1", "s").await.last_seen_ms,
+                );
+            }
+            // Never seen.
+            _ => {}
+        }
+    }
+    let mut asked: Vec<&str> = users.iter().map(String::as_str).collect();
+    asked.reverse();
+    asked.push(users[0].as_str()); // a repeat is answered again
+    let before = now_ms();
+    let answer = get_presence(&svc, &asked).await;
+    assert_eq!(answer.len(), asked.len());
+    for (p, want) in answer.iter().zip(&asked) {
+        assert_eq!(p.user_id, *want);
+        let i: usize = users.iter().position(|u| u == want).unwrap();
+        match i % 3 {
+            0 => {
+                assert!(p.online, "{want}");
+                assert_eq!(p.session_count as usize, 1 + i % 2);
+                assert!(p.last_seen_ms >= before, "online users are seen now");
+            }
+            1 => {
+                assert!(!p.online);
+                assert_eq!(p.session_count, 0);
+                assert_eq!(p.last_seen_ms, seen[*want]);
+                assert!(p.last_seen_ms > 0);
+            }
+            _ => {
+                assert!(!p.online);
+                assert_eq!((p.session_count, p.last_seen_ms), (0, 0));
+            }
+        }
+    }
+    assert!(get_presence(&svc, &[]).await.is_empty());
+
+    let too_many: Vec<String> = (0..1001).map(|i| format!("x{i}")).collect();
+    let err = svc
+        .client()
+        .get_presence(GetPresenceRequest { user_ids: too_many })
+        .await
+        .expect_err("too many users");
+    assert_eq!(
+        ServiceError::from_status(&err).code,
+        ErrorCode::InvalidArgument
+    );
+}
+
+/// Malformed requests get INVALID_ARGUMENT and change nothing.
+async fn invalid_requests_are_refused(backend: Backend) {
+    let svc = backend.start().await;
+    let mut c = svc.client();
+    let alice = user("alice");
+    let mut no_actor = register_req(&alice, "edge-1", "s1", &[]);
+    no_actor.actor = None;
+    let mut no_edge = register_req(&alice, "", "s1", &[]);
+    no_edge.actor = actor(&alice);
+    let no_socket = register_req(&alice, "edge-1", " ", &[]);
+    for req in [no_actor, no_edge, no_socket] {
+        let e = c.register_session(req).await.expect_err("invalid");
+        assert_eq!(
+            ServiceError::from_status(&e).code,
+            ErrorCode::InvalidArgument
+        );
+    }
+    let e = c
+        .set_typing(SetTypingRequest {
+            actor: actor(&alice),
+            conversation_id: String::new(),
+            typing: true,
+            member_ids: vec![],
+        })
+        .await
+        .expect_err("no conversation");
+    assert_eq!(
+        ServiceError::from_status(&e).code,
+        ErrorCode::InvalidArgument
+    );
+    let e = c
+        .heartbeat(HeartbeatRequest {
+            edge_id: String::new(),
+        })
+        .await
+        .expect_err("no edge");
+    assert_eq!(
+        ServiceError::from_status(&e).code,
+        ErrorCode::InvalidArgument
+    );
+    assert!(!presence_of(&svc, &alice).await.online);
+}
+
+/// Redis only: replicas on one prefix see each other's sessions; both sweep,
+/// one publishes.
+async fn replicas_share_state(backend: Backend) {
+    const TTL: Duration = Duration::from_millis(500);
+    let short = |c: &mut PresenceConfig| c.session_ttl_ms = TTL.as_millis() as u64;
+    let a = backend.start_with(short).await;
+    let b = backend.start_with(short).await;
+    let (mut events_a, mut events_b) = (a.events().await, b.events().await);
+    let (alice, bob) = (user("alice"), user("bob"));
+
+    assert!(
+        register(&a, &alice, "edge-1", "s1", &[&bob])
+            .await
+            .came_online
+    );
+    let second = register(&b, &alice, "edge-2", "s2", &[&bob]).await;
+    assert!(!second.came_online, "replica b sees a's session");
+    assert_eq!(second.session_count, 2);
+    assert_eq!(presence_of(&b, &alice).await.session_count, 2);
+    assert!(!unregister(&a, &alice, "edge-2", "s2").await.went_offline);
+    events_a.next_status().await; // came online, published by a
+
+    // edge-1 goes silent: both replicas sweep, exactly one reports it.
+    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+    let mut offline = 0;
+    while tokio::time::Instant::now() < deadline && offline == 0 {
+        tokio::select! {
+            e = events_a.next() => offline += is_offline(&e, &alice) as u32,
+            e = events_b.next() => offline += is_offline(&e, &alice) as u32,
+        }
+    }
+    assert_eq!(offline, 1, "one offline event");
+    events_a.assert_quiet(TTL * 2).await;
+    events_b.assert_quiet(Duration::from_millis(10)).await;
+    assert!(!presence_of(&a, &alice).await.online);
+}
+
+fn is_offline(e: &PresenceEvent, user: &str) -> bool {
+    matches!(&e.kind, Some(Kind::StatusChanged(s)) if s.user_id == user && !s.online)
+}
+
+// ---- helpers ---------------------------------------------------------------
+
+fn user(name: &str) -> String {
+    format!("{name}-{:08x}", rand::random::<u32>())
+}
+
+fn actor(id: &str) -> Option<Actor> {
+    Some(Actor {
+        id: id.to_string(),
+        name: format!("{id} name"),
+        avatar: String::new(),
+        username: String::new(),
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn register_req(user: &str, edge: &str, socket: &str, watchers: &[&str]) -> RegisterSessionRequest {
+    RegisterSessionRequest {
+        actor: actor(user),
+        edge_id: edge.into(),
+        socket_id: socket.into(),
+        contract: "raven".into(),
+        watcher_ids: watchers.iter().map(|w| w.to_string()).collect(),
+    }
+}
+
+async fn register(
+    svc: &Service,
+    user: &str,
+    edge: &str,
+    socket: &str,
+    watchers: &[&str],
+) -> RegisterSessionResponse {
+    svc.client()
+        .register_session(register_req(user, edge, socket, watchers))
+        .await
+        .unwrap_or_else(|e| panic!("register {user}/{socket}: {e}"))
+        .into_inner()
+}
+
+async fn unregister(
+    svc: &Service,
+    user: &str,
+    edge: &str,
+    socket: &str,
+) -> UnregisterSessionResponse {
+    svc.client()
+        .unregister_session(UnregisterSessionRequest {
+            user_id: user.into(),
+            edge_id: edge.into(),
+            socket_id: socket.into(),
+            watcher_ids: vec![],
+        })
+        .await
+        .unwrap_or_else(|e| panic!("unregister {user}/{socket}: {e}"))
+        .into_inner()
+}
+
+async fn heartbeat(svc: &Service, edge: &str) -> u32 {
+    svc.client()
+        .heartbeat(HeartbeatRequest {
+            edge_id: edge.into(),
+        })
+        .await
+        .expect("heartbeat")
+        .into_inner()
+        .session_count
+}
+
+async fn get_presence(svc: &Service, users: &[&str]) -> Vec<UserPresence> {
+    svc.client()
+        .get_presence(GetPresenceRequest {
+            user_ids: users.iter().map(|u| u.to_string()).collect(),
+        })
+        .await
+        .expect("get presence")
+        .into_inner()
+        .users
+}
+
+async fn presence_of(svc: &Service, user: &str) -> UserPresence {
+    get_presence(svc, &[user]).await.remove(0)
+}
+
+async fn set_typing(
+    svc: &Service,
+    user: &str,
+    conversation: &str,
+    typing: bool,
+    members: &[&str],
+) -> i64 {
+    svc.client()
+        .set_typing(SetTypingRequest {
+            actor: actor(user),
+            conversation_id: conversation.into(),
+            typing,
+            member_ids: members.iter().map(|m| m.to_string()).collect(),
+        })
+        .await
+        .expect("set typing")
+        .into_inner()
+        .expires_at_ms
+}
+
+/// A `Subscribe` stream with deadlines.
+struct Events(Streaming<PresenceEvent>);
+
+impl Events {
+    async fn next(&mut self) -> PresenceEvent {
+        tokio::time::timeout(EVENT_DEADLINE, self.0.message())
+            .await
+            .expect("no event within 5 s")
+            .expect("the event stream failed")
+            .expect("the event stream ended")
+    }
+
+    async fn next_status(&mut self) -> (Audience, StatusChange) {
+        let e = self.next().await;
+        match e.kind {
+            Some(Kind::StatusChanged(s)) => (e.audience.expect("audience"), s),
+            other => panic!("expected status_changed, got {other:?}"),
+        }
+    }
+
+    async fn next_typing(&mut self) -> (Audience, TypingChange) {
+        let e = self.next().await;
+        match e.kind {
+            Some(Kind::TypingChanged(t)) => (e.audience.expect("audience"), t),
+            other => panic!("expected typing_changed, got {other:?}"),
+        }
+    }
+
+    /// Fails if any event arrives within `window`.
+    async fn assert_quiet(&mut self, window: Duration) {
+        if let Ok(event) = tokio::time::timeout(window, self.0.message()).await {
+            panic!("expected no event, got {event:?}");
+        }
+    }
+}
