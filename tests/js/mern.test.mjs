@@ -2,8 +2,11 @@
 // `error` event on authentication failures, join_conversations with an array,
 // send_message with its ack and receive_message in the seed's document shape,
 // mark_read / messages_read, edit and soft delete with acks, every refusal
-// with its stable code, two users in one conversation, and a mern user
-// talking with a raven user.
+// with its stable code, two users in one conversation, a mern user
+// talking with a raven user, and presence: user_online / user_offline to the
+// users who share a conversation, the per-user socket limit, and typing →
+// typing_status (never to the typist, expiring by itself, members only,
+// throttled).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
@@ -13,6 +16,8 @@ const NS = '/mern';
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const DELETED = 'This message was deleted';
 const LIMIT = 10 * 1024;
+// presence-service's typing TTL in the test app (its default unless the harness says otherwise).
+const TYPING_TTL_MS = Number(process.env.CONFAB_TYPING_TTL_MS ?? 5000);
 
 const unmanaged = new Set();
 after(() => {
@@ -276,9 +281,12 @@ describe('send_message and receive_message', () => {
 
   test('a message posted over REST reaches every joined socket, the poster included', async () => {
     const { alice, id, sa, sb } = await pair();
-    const { status, body } = await rest('POST', `/api/conversations/${id}/messages`, alice.tok, { text: 'via REST' });
+    const [{ status, body }, ma, mb] = await act(
+      () => rest('POST', `/api/conversations/${id}/messages`, alice.tok, { text: 'via REST' }),
+      [sa, 'receive_message'],
+      [sb, 'receive_message'],
+    );
     assert.equal(status, 201);
-    const [ma, mb] = await Promise.all([next(sa, 'receive_message'), next(sb, 'receive_message')]);
     assert.equal(ma.message._id, body.id);
     assert.deepEqual(ma, mb);
   });
@@ -510,6 +518,159 @@ describe('across contracts', () => {
     );
     assert.deepEqual(ack, { success: true });
     assert.equal(edited.newContent, 'edited in mern');
+  });
+});
+
+describe('presence and typing', () => {
+  /**
+   * Opens a socket of `tok` with its listeners in place before the handshake:
+   * resolves to the `error` event's code, or 'connected' when none came within 300 ms.
+   */
+  function attempt(tok) {
+    return new Promise((resolve) => {
+      const s = io(URL + NS, { reconnection: false, forceNew: true, timeout: 5000, auth: { token: tok } });
+      unmanaged.add(s);
+      let timer;
+      s.on('error', (e) => {
+        clearTimeout(timer);
+        resolve(e.code);
+      });
+      s.on('connect', () => {
+        timer = setTimeout(() => resolve('connected'), 300);
+      });
+      s.on('connect_error', (e) => resolve(`connect_error ${e.message}`));
+    });
+  }
+
+  /** Alice and Bob share a conversation; only Bob is connected (and has joined it). */
+  async function watched() {
+    const alice = user('alice', 'Alice');
+    const bob = user('bob', 'Bob');
+    const id = await conversation(alice.tok, [bob.id]);
+    const sb = await mern(bob.tok);
+    await joinAll(sb, [id]);
+    return { alice, bob, id, sb };
+  }
+
+  test('user_online at the first socket, nothing for a second tab, user_offline with lastSeen at the last', async () => {
+    const { alice, sb } = await watched();
+    const stranger = await mern(user('eve', 'Eve').tok);
+
+    const [sa1, online] = await act(() => mern(alice.tok), [sb, 'user_online']);
+    assert.deepEqual(online, { userId: alice.id, username: 'Alice' });
+    await silence(stranger, 'user_online', 300);
+
+    // A second tab: still the same online user, no event either way.
+    const quiet = silence(sb, 'user_online', 500);
+    const sa2 = await mern(alice.tok);
+    await quiet;
+    const stillOnline = silence(sb, 'user_offline', 500);
+    sa2.disconnect();
+    await stillOnline;
+
+    const before = Date.now();
+    const [, offline] = await act(async () => sa1.disconnect(), [sb, 'user_offline']);
+    assert.deepEqual(Object.keys(offline).sort(), ['lastSeen', 'userId', 'username']);
+    assert.equal(offline.userId, alice.id);
+    assert.equal(offline.username, 'Alice');
+    assert.match(offline.lastSeen, ISO);
+    const lastSeen = Date.parse(offline.lastSeen);
+    assert.ok(lastSeen >= before - 1000 && lastSeen <= Date.now() + 1000, offline.lastSeen);
+    await silence(stranger, 'user_offline', 300);
+  });
+
+  test('the 11th socket of one user gets the error event TOO_MANY_CONNECTIONS and is disconnected', async () => {
+    const alice = user('alice', 'Alice');
+    const tabs = [];
+    for (let i = 0; i < 10; i++) tabs.push(await mern(alice.tok));
+    const { errors, reason } = await authFailure({ auth: { token: alice.tok } });
+    assert.equal(errors.length, 1, JSON.stringify(errors));
+    assert.equal(errors[0].code, 'TOO_MANY_CONNECTIONS');
+    // Not an authentication failure: the seed's frontend must not log out.
+    assert.ok(!errors[0].message.includes('Authentication'), errors[0].message);
+    assert.equal(reason, 'io server disconnect');
+    assert.ok(tabs.every((t) => t.connected));
+
+    // Once a tab closes, another may open (the session ends a moment after the disconnect).
+    tabs.pop().disconnect();
+    const deadline = Date.now() + 3000;
+    let outcome;
+    while ((outcome = await attempt(alice.tok)) !== 'connected') {
+      assert.equal(outcome, 'TOO_MANY_CONNECTIONS');
+      assert.ok(Date.now() < deadline, 'no socket slot freed within 3 s');
+    }
+  });
+
+  test('typing reaches the other members as typing_status, never the typist or their other tab', async () => {
+    const { alice, bob, id, sa, sb } = await pair();
+    const sa2 = await mern(alice.tok);
+    await joinAll(sa2, [id]);
+
+    const quiet = [silence(sa, 'typing_status', 700), silence(sa2, 'typing_status', 700)];
+    const [ack, start] = await act(() => sa.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: true }), [sb, 'typing_status']);
+    assert.deepEqual(ack, { success: true });
+    assert.deepEqual(start, { userId: alice.id, username: 'Alice', conversationId: id, isTyping: true });
+
+    // As the seed's frontend sends it: no ack.
+    const [, stop] = await act(async () => sa.emit('typing', { conversationId: id, isTyping: false }), [sb, 'typing_status']);
+    assert.deepEqual(stop, { userId: alice.id, username: 'Alice', conversationId: id, isTyping: false });
+    await Promise.all(quiet);
+
+    // And the other way round.
+    const [, back] = await act(async () => sb.emit('typing', { conversationId: Number(id), isTyping: true }), [sa, 'typing_status']);
+    assert.deepEqual(back, { userId: bob.id, username: 'Bob', conversationId: id, isTyping: true });
+  });
+
+  test('a typing state with no stop ends by itself: typing_status isTyping false', async () => {
+    const { alice, id, sa, sb } = await pair();
+    const [, start] = await act(async () => sa.emit('typing', { conversationId: id, isTyping: true }), [sb, 'typing_status']);
+    assert.equal(start.isTyping, true);
+    const expired = await next(sb, 'typing_status', TYPING_TTL_MS + 3000);
+    assert.deepEqual(expired, { userId: alice.id, username: 'Alice', conversationId: id, isTyping: false });
+  });
+
+  test("a non-member's typing is refused with NOT_A_MEMBER and not relayed", async () => {
+    const { id, sb } = await pair();
+    const eve = await mern(user('eve', 'Eve').tok);
+    const quiet = silence(sb, 'typing_status', 700);
+    const ack = await eve.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: true });
+    assert.equal(ack.success, false);
+    assert.equal(ack.code, 'NOT_A_MEMBER');
+    assert.equal(typeof ack.error, 'string');
+    eve.emit('typing', { conversationId: id, isTyping: true });
+    const err = await next(eve, 'error');
+    assert.deepEqual([err.code, err.event], ['NOT_A_MEMBER', 'typing']);
+    await quiet;
+    assert.equal(eve.connected, true);
+  });
+
+  test('malformed typing payloads are refused with INVALID_ARGUMENT', async () => {
+    const { id, sa } = await pair();
+    for (const payload of [{ conversationId: id }, { isTyping: true }, { conversationId: id, isTyping: 'yes' }, 'typing']) {
+      const ack = await sa.timeout(5000).emitWithAck('typing', payload);
+      assert.equal(ack.success, false, JSON.stringify(payload));
+      assert.equal(ack.code, 'INVALID_ARGUMENT', JSON.stringify(payload));
+    }
+    sa.emit('typing', { conversationId: id });
+    const err = await next(sa, 'error');
+    assert.deepEqual([err.code, err.event], ['INVALID_ARGUMENT', 'typing']);
+  });
+
+  test('typing starts are throttled per user (30 a minute); stops always pass', async () => {
+    const { alice, id, sa, sb } = await pair();
+    const sa2 = await mern(alice.tok);
+    const [first, start] = await act(() => sa.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: true }), [sb, 'typing_status']);
+    assert.deepEqual(first, { success: true });
+    assert.equal(start.isTyping, true);
+    // The user's starts count together, whichever tab sends them.
+    for (let i = 1; i < 30; i++) {
+      const ack = await (i % 2 ? sa2 : sa).timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: true });
+      assert.deepEqual(ack, { success: true }, `start ${i + 1}`);
+    }
+    assert.deepEqual(await sa2.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: true }), { success: true, throttled: true });
+    const [ack, stop] = await act(() => sa.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: false }), [sb, 'typing_status']);
+    assert.deepEqual(ack, { success: true });
+    assert.equal(stop.isTyping, false);
   });
 });
 

@@ -1,7 +1,8 @@
 // The `raven` contract (seed 002) with the official socket.io-client: every
 // event and error code of the seed, two users in one conversation, refusals,
 // both transports, the default namespace, and chat-service restarting under
-// a running edge.
+// a running edge, and presence: a raven user's sockets seen online/offline
+// by a peer on another contract (mern), and the per-user socket limit.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeAll, connect, control, conversation, next, ready, refused, rest, silence, token, uid } from './confab.mjs';
@@ -223,6 +224,69 @@ describe('errors', () => {
     r = await rest('POST', '/api/conversations', token(uid()), { name: 'no members field' });
     assert.equal(r.status, 400);
     assert.equal(r.body.error.code, 'INVALID_ARGUMENT');
+  });
+});
+
+describe('presence', () => {
+  // The seed sends raven clients no presence events; its server registers the
+  // user online on connect and unregisters them on disconnect. A mern peer
+  // who shares a conversation sees that as user_online / user_offline.
+  test("a raven user's connect and disconnect are user_online / user_offline for a mern peer", async () => {
+    const [r, m] = [uid('raven'), uid('mern')];
+    const [tr, tm] = [token(r, { name: 'Raven' }), token(m, { name: 'Mern' })];
+    await conversation(tm, [r]);
+    const peer = await connect('/mern', { auth: { token: tm } });
+    const stranger = await connect('/mern', { auth: { token: token(uid('eve')) } });
+
+    let online = next(peer, 'user_online');
+    const sr1 = await connect('/raven', { auth: { token: tr }, transports: ['websocket'] });
+    assert.deepEqual(await online, { userId: r, username: 'Raven' });
+    await silence(stranger, 'user_online', 300);
+
+    // A second raven tab comes and goes: the user stays online, nothing is said.
+    const quiet = silence(peer, 'user_online', 500);
+    const sr2 = await connect('/raven', { auth: { token: tr } });
+    await quiet;
+    const stillOnline = silence(peer, 'user_offline', 500);
+    sr2.disconnect();
+    await stillOnline;
+
+    const before = Date.now();
+    const offline = next(peer, 'user_offline');
+    sr1.disconnect();
+    const { userId, username, lastSeen } = await offline;
+    assert.deepEqual([userId, username], [r, 'Raven']);
+    assert.match(lastSeen, ISO);
+    assert.ok(Date.parse(lastSeen) >= before - 1000 && Date.parse(lastSeen) <= Date.now() + 1000, lastSeen);
+
+    // Back again: online again.
+    online = next(peer, 'user_online');
+    await connect('/raven', { auth: { token: tr } });
+    assert.equal((await online).userId, r);
+  });
+
+  test('the 11th socket of one user: connect_error TOO_MANY_CONNECTIONS; a closed one frees a slot', async () => {
+    const t = token(uid());
+    const tabs = [];
+    for (let i = 0; i < 10; i++) tabs.push(await connect('/raven', { auth: { token: t } }));
+    let err = await refused('/raven', { auth: { token: t } });
+    assert.equal(err.message, 'TOO_MANY_CONNECTIONS');
+    err = await refused('/raven', { auth: { token: t }, transports: ['websocket'] });
+    assert.equal(err.message, 'TOO_MANY_CONNECTIONS');
+    assert.ok(tabs.every((s) => s.connected));
+
+    // The session ends a moment after the disconnect; retry until it has.
+    tabs.pop().disconnect();
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      try {
+        await connect('/raven', { auth: { token: t } });
+        break;
+      } catch (e) {
+        assert.equal(e.message, 'TOO_MANY_CONNECTIONS');
+        assert.ok(Date.now() < deadline, 'no socket slot freed within 3 s');
+      }
+    }
   });
 });
 

@@ -12,7 +12,11 @@
 //! | `message_edited {messageId, newContent, editedAt, conversationId}` | s→c | the conversation room |
 //! | `delete_message {messageId}` + ack | c→s | `DeleteMessage` (soft delete); ack as for `edit_message` |
 //! | `message_deleted {messageId, conversationId}` | s→c | the conversation room |
-//! | `error {message, code, event?}` | s→c | authentication failures, and refused requests sent without an ack |
+//! | `typing {conversationId, isTyping}` (+ ack) | c→s | `SetTyping` after a membership check; starts throttled per user |
+//! | `typing_status {userId, username, conversationId, isTyping}` | s→c | the conversation room, except every socket of the typist; an expired typing state is `isTyping: false` |
+//! | `user_online {userId, username}` | s→c | the user rooms of those who share a conversation with the user, when their first socket connects |
+//! | `user_offline {userId, username, lastSeen}` | s→c | the same users, when the user's last socket disconnects |
+//! | `error {message, code, event?}` | s→c | authentication failures (and the 11th socket of a user), and refused requests sent without an ack |
 //!
 //! A message renders as the seed's document: `{_id, conversationId, sender:
 //! {_id, username, avatar}, content, type, status, fileUrl?, fileName?,
@@ -72,13 +76,36 @@
 //!   it, until it reconnects (the room is per connection; the frontend sends
 //!   `join_conversations` again when its list changes).
 //!
-//! Presence is another piece of work and slots in here: `on_connect` will
-//! register the session with presence-service (and `disconnect` end it), a
-//! `typing {conversationId, isTyping}` handler will call `SetTyping`, and a
-//! presence renderer beside [`chat_event`] will emit `typing_status {userId,
-//! username, conversationId, isTyping}` to the conversation room except the
-//! typist, and `user_online {userId, username}` / `user_offline {userId,
-//! username, lastSeen}`.
+//! Presence and typing:
+//! - **`user_online {userId, username}` / `user_offline {userId, username,
+//!   lastSeen}` go to the users who share a conversation with the one who
+//!   came online or went offline** (every socket of theirs, joined rooms or
+//!   not), not to the whole server as the seed's `Broadcast online status`
+//!   may suggest: the frontend keeps a set of online user ids to decorate
+//!   its conversation list, so only its peers matter, and strangers learn
+//!   nothing. A user is online from their first socket (on any contract) to
+//!   the end of their last one; a second tab coming or going says nothing.
+//!   `lastSeen` is when the last socket ended (ISO 8601).
+//! - **`typing_status` goes to the conversation room except every socket of
+//!   the typist** (the seed's `socket.to(room)` skips the sending socket
+//!   only; the typist's other tabs need no indicator of their own typing).
+//!   `typing` is checked for membership: a non-member's typing is not
+//!   relayed and is answered like other refusals (`error {message, code:
+//!   NOT_A_MEMBER, event: "typing"}`, or `{success: false, error, code}` to
+//!   an ack). Starts are throttled per user (30 a minute); the extra ones
+//!   are dropped without an error (an ack says `{success: true, throttled:
+//!   true}`). A typing state that gets no stop ends by itself after
+//!   presence-service's typing TTL and is rendered `isTyping: false`, so an
+//!   indicator never sticks when a tab closes mid-word.
+//! - `username` in presence events is the token's display name (the `name`
+//!   claim, else `username`, else the user id): the canonical presence
+//!   events carry that one name only, so it may differ from
+//!   `sender.username` of messages, which prefers the `username` claim.
+//! - **An 11th socket of one user** (presence-service's per-user limit) is
+//!   refused like an authentication failure, on `error` then a disconnect,
+//!   with `code: TOO_MANY_CONNECTIONS` — but its `message` says "Connection
+//!   refused", not "Authentication", so the seed's frontend does not log the
+//!   user out of the tabs that are working.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -86,7 +113,8 @@ use std::sync::Arc;
 
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, DeleteMessageRequest,
-    EditMessageRequest, MarkReadRequest, SendMessageRequest, chat_event::Kind,
+    EditMessageRequest, MarkReadRequest, PresenceEvent, SendMessageRequest, chat_event::Kind,
+    presence_event,
 };
 use confab_proto::{ErrorCode, ServiceError, ids};
 use futures::future::join_all;
@@ -97,8 +125,9 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
-use super::{Contract, Emit, any_handshake, conversation_room, no_presence};
+use super::{Contract, Emit, any_handshake, conversation_room, user_room};
 use crate::auth::{AuthError, Identity};
+use crate::presence::{self, Typing};
 use crate::services::Services;
 use crate::wire::{WireId, iso};
 
@@ -110,7 +139,7 @@ pub const CONTRACT: Contract = Contract {
     greet: None,
     on_disconnect: None,
     chat_event,
-    presence_event: no_presence,
+    presence_event,
 };
 
 /// What a deleted message's `content` reads, as the seed's soft delete.
@@ -119,9 +148,13 @@ const DELETED_TEXT: &str = "This message was deleted";
 /// At most this many ids in one `join_conversations`.
 const MAX_JOIN: usize = 1000;
 
-/// The seed's frontend logs out on `error` whose message says "Authentication".
+/// The seed's frontend logs out on `error` whose message says "Authentication";
+/// a user over the socket limit is not logged out (see the module doc).
 fn auth_error(e: AuthError) -> (&'static str, Value) {
-    let message = format!("Authentication error: {}", e.describe());
+    let message = match e {
+        AuthError::TooManyConnections => format!("Connection refused: {}", e.describe()),
+        _ => format!("Authentication error: {}", e.describe()),
+    };
     (
         "error",
         json!({ "message": message, "code": e.to_string() }),
@@ -151,7 +184,7 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("mark_read", mark_read);
     s.on("edit_message", edit_message);
     s.on("delete_message", delete_message);
-    // Presence (another piece of work): `typing` goes here.
+    s.on("typing", typing);
 }
 
 // ---- payloads ------------------------------------------------------------
@@ -183,6 +216,14 @@ struct EditMessage {
     message_id: WireId,
     #[serde(rename = "newContent")]
     new_content: String,
+}
+
+#[derive(Deserialize)]
+struct TypingPayload {
+    #[serde(rename = "conversationId")]
+    conversation_id: WireId,
+    #[serde(rename = "isTyping")]
+    is_typing: bool,
 }
 
 #[derive(Deserialize)]
@@ -428,6 +469,25 @@ async fn delete_message(
     }
 }
 
+async fn typing(
+    TryData(p): TryData<TypingPayload>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    reply: Reply,
+) {
+    const EVENT: &str = "typing";
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.fail(EVENT, "error", invalid(e)),
+    };
+    // Seen by the others as `typing_status`, from presence-service's event.
+    match presence::set_typing(&svc, &me, &p.conversation_id.0, p.is_typing).await {
+        Ok(Typing::Relayed) => reply.ok(json!({ "success": true })),
+        Ok(Typing::Throttled) => reply.ok(json!({ "success": true, "throttled": true })),
+        Err(e) => reply.fail(EVENT, "error", e),
+    }
+}
+
 // ---- rendering -----------------------------------------------------------
 
 /// The seed's message document.
@@ -505,6 +565,55 @@ fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
     }
 }
 
+/// The name presence events carry, else the user id.
+fn presence_name<'a>(name: &'a str, user_id: &'a str) -> &'a str {
+    if name.is_empty() { user_id } else { name }
+}
+
+fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
+    let audience = ev.audience.clone().unwrap_or_default();
+    match &ev.kind {
+        Some(presence_event::Kind::StatusChanged(c)) => {
+            let rooms: Vec<String> = audience.user_ids.iter().map(|u| user_room(u)).collect();
+            let username = presence_name(&c.user_name, &c.user_id);
+            let e = if c.online {
+                Emit::to(
+                    rooms,
+                    "user_online",
+                    json!({ "userId": c.user_id, "username": username }),
+                )
+            } else {
+                Emit::to(
+                    rooms,
+                    "user_offline",
+                    json!({
+                        "userId": c.user_id,
+                        "username": username,
+                        "lastSeen": iso(c.last_seen_ms),
+                    }),
+                )
+            };
+            vec![e]
+        }
+        Some(presence_event::Kind::TypingChanged(t)) => {
+            let mut e = Emit::to(
+                vec![conversation_room(&t.conversation_id)],
+                "typing_status",
+                json!({
+                    "userId": t.user_id,
+                    "username": presence_name(&t.user_name, &t.user_id),
+                    "conversationId": t.conversation_id,
+                    "isTyping": t.typing && !t.expired,
+                }),
+            );
+            e.except.push(user_room(&t.user_id));
+            vec![e]
+        }
+        // No seed event for entering or leaving a conversation's room.
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,5 +657,60 @@ mod tests {
         let v = message(&m);
         assert_eq!(v["content"], DELETED_TEXT);
         assert_eq!(v["deleted"], true);
+    }
+
+    #[test]
+    fn presence_reaches_peers_and_typing_skips_the_typist() {
+        use confab_proto::v1::{Audience, StatusChange, TypingChange};
+        let status = |online| PresenceEvent {
+            audience: Some(Audience {
+                user_ids: vec!["u2".into(), "u3".into()],
+                ..Default::default()
+            }),
+            kind: Some(presence_event::Kind::StatusChanged(StatusChange {
+                user_id: "u1".into(),
+                user_name: "Alice".into(),
+                online,
+                last_seen_ms: 1_700_000_000_123,
+                ..Default::default()
+            })),
+        };
+        let on = presence_event(&status(true));
+        assert_eq!(
+            on[0].rooms,
+            vec!["user:u2".to_string(), "user:u3".to_string()]
+        );
+        assert_eq!(on[0].event, "user_online");
+        assert_eq!(on[0].data, json!({ "userId": "u1", "username": "Alice" }));
+        let off = presence_event(&status(false));
+        assert_eq!(off[0].event, "user_offline");
+        assert_eq!(off[0].data["lastSeen"], "2023-11-14T22:13:20.123Z");
+
+        let typing = |typing, expired| PresenceEvent {
+            audience: Some(Audience {
+                conversation_id: "3".into(),
+                user_ids: vec!["u1".into(), "u2".into()],
+                except_user_ids: vec!["u1".into()],
+                ..Default::default()
+            }),
+            kind: Some(presence_event::Kind::TypingChanged(TypingChange {
+                user_id: "u1".into(),
+                conversation_id: "3".into(),
+                typing,
+                expired,
+                ..Default::default()
+            })),
+        };
+        let start = presence_event(&typing(true, false));
+        assert_eq!(start[0].rooms, vec!["conv:3".to_string()]);
+        assert_eq!(start[0].except, vec!["user:u1".to_string()]);
+        assert_eq!(
+            start[0].data,
+            json!({ "userId": "u1", "username": "u1", "conversationId": "3", "isTyping": true })
+        );
+        assert_eq!(
+            presence_event(&typing(false, true))[0].data["isTyping"],
+            false
+        );
     }
 }

@@ -7,7 +7,8 @@
 //! | `send_message {conversation_id, text?, url?, fileName?}` | c→s | `SendMessage`; failures get `error` `SEND_MESSAGE_FAILED` |
 //! | `new_message {id, conversationId, senderId, senderName, text?, url?, fileName?, createdAt}` | s→c | every socket in the conversation room, the sender's included |
 //! | `error {code, message, details?}` | s→c | every refused request |
-//! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED` |
+//! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`; `TOO_MANY_CONNECTIONS` for a user's socket over presence-service's per-user limit (the 11th) |
+//! | `connect` / `disconnect` | — | the seed's "register user online" / "unregistered from online users": the socket's presence session starts and ends |
 //!
 //! Choices where the seed is vague:
 //! - `details` carries confab's stable code first, then the reason, e.g.
@@ -23,8 +24,20 @@
 //! - The seed's events have no acks; when a client passes one anyway it gets
 //!   `{success: true, data}` or `{success: false, error}` (a confab addition,
 //!   invisible to the seed's frontends, handy to know a join has happened).
-//! - Presence on connect/disconnect (the seed's "register user online") comes
-//!   with presence-service.
+//! - **Presence without events.** The seed's server registers the user
+//!   online on connect and unregisters them on disconnect, but sends its
+//!   clients no presence or typing events, so raven renders none
+//!   ([`no_presence`]) and has no typing handler. The registration itself is
+//!   the contract layer's, as for every contract: each raven socket is a
+//!   presence session from handshake to disconnect, so a raven user's first
+//!   socket makes them online and their last one's end makes them offline
+//!   for their peers on the other contracts (e.g. mern's `user_online` /
+//!   `user_offline`, sent to the users who share a conversation with them).
+//! - The per-user socket limit is reported like the seed's other handshake
+//!   refusals: `connect_error` with the stable code `TOO_MANY_CONNECTIONS`
+//!   as its message (the seed's list has `CONNECTION_FAILED` for "connection
+//!   setup failed"; the specific code tells a frontend that retrying will
+//!   not help until another tab closes).
 
 use confab_proto::ServiceError;
 use confab_proto::v1::{
