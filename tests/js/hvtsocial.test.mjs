@@ -161,14 +161,18 @@ describe('send_message and receive_message', () => {
 
   test('image and voice messages carry media_url; a string chatId is accepted', async () => {
     const { a, b, chatId } = await firstChat();
+    // Both sides get each message: wait for both before the next one.
+    const both = () => Promise.all([next(a.s, 'receive_message'), next(b.s, 'receive_message')]);
+    let arriving = both();
     a.s.emit('send_message', { chatId: String(chatId), text: '', receiverId: b.id, type: 'image', mediaUrl: 'https://cdn.example.com/p.jpg' });
-    let m = await next(b.s, 'receive_message');
+    let [, m] = await arriving;
     assert.equal(m.type, 'image');
     assert.equal(m.media_url, 'https://cdn.example.com/p.jpg');
     assert.equal(m.mediaUrl, 'https://cdn.example.com/p.jpg');
     assert.equal(m.text, '');
+    arriving = both();
     b.s.emit('send_message', { chatId, receiverId: a.id, type: 'voice', mediaUrl: 'https://cdn.example.com/v.webm' });
-    m = await next(a.s, 'receive_message');
+    [m] = await arriving;
     assert.equal(m.type, 'voice');
     assert.equal(m.media_url, 'https://cdn.example.com/v.webm');
   });
