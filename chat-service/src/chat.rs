@@ -18,7 +18,7 @@ use sea_orm::{
 
 use crate::entity::{conversation, delivery, member, message, reaction};
 
-pub use confab_proto::limits::MAX_TEXT_BYTES;
+pub use confab_proto::limits::{MAX_TEXT_BYTES, check_text};
 /// The most attachments one message may carry.
 pub const MAX_ATTACHMENTS: usize = 20;
 /// The most members a conversation may be created with.
@@ -390,7 +390,7 @@ impl Chat {
     ) -> Result<v1::SendMessageResponse> {
         let actor = actor(&req.actor)?;
         let conv_id = parse_id(&req.conversation_id, "conversation_id")?;
-        validate_text(&req.text)?;
+        check_text(&req.text)?;
         if req.text.trim().is_empty()
             && req
                 .attachments
@@ -487,7 +487,7 @@ impl Chat {
 
     pub async fn edit_message(&self, req: v1::EditMessageRequest) -> Result<v1::ChatMessage> {
         let actor = actor(&req.actor)?;
-        validate_text(&req.text)?;
+        check_text(&req.text)?;
         if req.text.trim().is_empty() {
             return Err(ServiceError::new(
                 ErrorCode::EmptyMessage,
@@ -1055,19 +1055,6 @@ fn kind_of(c: &conversation::Model) -> ConversationKind {
 
 fn member_ids(c: &v1::Conversation) -> Vec<String> {
     c.members.iter().map(|m| m.user_id.clone()).collect()
-}
-
-fn validate_text(text: &str) -> Result<()> {
-    if text.len() > MAX_TEXT_BYTES {
-        return Err(ServiceError::new(
-            ErrorCode::MessageTooLong,
-            format!(
-                "text is {} bytes; the limit is {MAX_TEXT_BYTES}",
-                text.len()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {

@@ -22,7 +22,7 @@ use tonic::Streaming;
 use tonic::transport::Channel;
 
 use crate::auth::Identity;
-use crate::contract::{Emit, Mount};
+use crate::contract::{Contract, Emit, Mount};
 use crate::services::Services;
 
 /// Which service streams are currently open, and how many times each has
@@ -162,6 +162,27 @@ fn mark_delivered(chat: &ChatServiceClient<Channel>, message: &ChatMessage, reac
     }
 }
 
+/// Picks a contract's renderer for one kind of event.
+type PickRenderer<E> = fn(&Contract) -> fn(&E) -> Vec<Emit>;
+
+/// Renders one event with every mount's contract (`render` picks the
+/// contract's renderer for this kind of event) and emits the results;
+/// returns the users whose sockets it reached.
+async fn fan_out<E>(
+    io: &SocketIo,
+    mounts: &[Mount],
+    event: &E,
+    render: PickRenderer<E>,
+) -> Vec<String> {
+    let mut reached = Vec::new();
+    for m in mounts {
+        for e in render(m.contract)(event) {
+            reached.extend(emit(io, m.path, e).await);
+        }
+    }
+    reached
+}
+
 /// Follows presence-service's stream and fans its events out to every mount.
 pub fn follow_presence(
     io: SocketIo,
@@ -190,11 +211,7 @@ pub fn follow_presence(
             Box::pin(async move {
                 metrics::counter!("confab_service_events_total", "service" => "presence")
                     .increment(1);
-                for m in mounts.iter() {
-                    for e in (m.contract.presence_event)(&event) {
-                        emit(&io, m.path, e).await;
-                    }
-                }
+                fan_out(&io, &mounts, &event, |c| c.presence_event).await;
             })
         },
     )
@@ -229,12 +246,7 @@ pub fn follow_chat(
             let chat = services.chat.clone();
             Box::pin(async move {
                 metrics::counter!("confab_service_events_total", "service" => "chat").increment(1);
-                let mut reached = Vec::new();
-                for m in mounts.iter() {
-                    for e in (m.contract.chat_event)(&event) {
-                        reached.extend(emit(&io, m.path, e).await);
-                    }
-                }
+                let reached = fan_out(&io, &mounts, &event, |c| c.chat_event).await;
                 if let Some(Kind::MessageCreated(message)) = &event.kind {
                     mark_delivered(&chat, message, reached);
                 }

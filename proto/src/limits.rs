@@ -3,3 +3,19 @@
 
 /// The longest message text accepted, in bytes (10 KB).
 pub const MAX_TEXT_BYTES: usize = 10 * 1024;
+
+use crate::{ErrorCode, ServiceError};
+
+/// Refuses text longer than [`MAX_TEXT_BYTES`] with `MESSAGE_TOO_LONG`.
+pub fn check_text(text: &str) -> Result<(), ServiceError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(ServiceError::new(
+            ErrorCode::MessageTooLong,
+            format!(
+                "text is {} bytes; the limit is {MAX_TEXT_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -24,6 +24,10 @@ use confab_proto::server::ServiceHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
+/// How long a typing indicator lives in test apps (suites read it as
+/// `CONFAB_TYPING_TTL_MS`).
+pub const TYPING_TTL_MS: u64 = 1000;
+
 /// The running system.
 pub struct TestApp {
     /// The edge, e.g. `http://127.0.0.1:41234`.
@@ -86,6 +90,19 @@ pub enum Db {
     Postgres,
 }
 
+/// Boots the system with `default_contract` on `db`, runs the JavaScript
+/// `suite` against it and shuts it down. The PostgreSQL run skips itself
+/// (with a note) when `DATABASE_URL` is unset, except under `CI=true`.
+pub async fn run_suite(db: Db, default_contract: &str, suite: &str) {
+    if matches!(db, Db::Postgres) && !crate::db::postgres_url_configured() {
+        eprintln!("DATABASE_URL is unset: skipping the PostgreSQL run of {suite}");
+        return;
+    }
+    let app = spawn_app_with(db, default_contract).await;
+    app.run_js(suite).await;
+    app.shutdown().await;
+}
+
 /// Boots the system over SQLite.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Db::Sqlite, "raven").await
@@ -121,7 +138,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
             dir.path().join("presence.db").display()
         ),
         // Short enough that tests see a typing indicator expire by itself.
-        typing_ttl_ms: 1000,
+        typing_ttl_ms: TYPING_TTL_MS,
         ..Default::default()
     };
     let presence = confab_presence::serve(loopback().await, presence_config)
@@ -296,6 +313,7 @@ pub async fn run_js_suite(
         .env("CONFAB_URL", url)
         .env("CONFAB_JWT_SECRET", secret)
         .env("CONFAB_CONTROL_URL", control_url.unwrap_or(""))
+        .env("CONFAB_TYPING_TTL_MS", TYPING_TTL_MS.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

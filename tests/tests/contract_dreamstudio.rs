@@ -2,22 +2,14 @@
 //! driven by the official JavaScript `socket.io-client` (tests/js/dreamstudio.test.mjs),
 //! over SQLite and, when `DATABASE_URL` is set, over PostgreSQL.
 
-use confab_tests::app::{Db, spawn_app_with};
+use confab_tests::app::{Db, run_suite};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dreamstudio_contract_over_sqlite() {
-    let app = spawn_app_with(Db::Sqlite, "dreamstudio").await;
-    app.run_js("dreamstudio.test.mjs").await;
-    app.shutdown().await;
+    run_suite(Db::Sqlite, "dreamstudio", "dreamstudio.test.mjs").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dreamstudio_contract_over_postgres() {
-    if confab_tests::db::postgres_url_configured() {
-        let app = spawn_app_with(Db::Postgres, "dreamstudio").await;
-        app.run_js("dreamstudio.test.mjs").await;
-        app.shutdown().await;
-    } else {
-        eprintln!("DATABASE_URL is unset: skipping the PostgreSQL run");
-    }
+    run_suite(Db::Postgres, "dreamstudio", "dreamstudio.test.mjs").await;
 }

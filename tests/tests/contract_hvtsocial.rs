@@ -4,22 +4,14 @@
 //! namespace `/` speaks `hvtsocial` here, as the seed's frontend connects
 //! without a path.
 
-use confab_tests::app::{Db, spawn_app_with};
+use confab_tests::app::{Db, run_suite};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hvtsocial_contract_over_sqlite() {
-    let app = spawn_app_with(Db::Sqlite, "hvtsocial").await;
-    app.run_js("hvtsocial.test.mjs").await;
-    app.shutdown().await;
+    run_suite(Db::Sqlite, "hvtsocial", "hvtsocial.test.mjs").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hvtsocial_contract_over_postgres() {
-    if confab_tests::db::postgres_url_configured() {
-        let app = spawn_app_with(Db::Postgres, "hvtsocial").await;
-        app.run_js("hvtsocial.test.mjs").await;
-        app.shutdown().await;
-    } else {
-        eprintln!("DATABASE_URL is unset: skipping the PostgreSQL run");
-    }
+    run_suite(Db::Postgres, "hvtsocial", "hvtsocial.test.mjs").await;
 }

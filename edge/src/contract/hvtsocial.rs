@@ -80,7 +80,7 @@
 //! `call_user`, `answer_call`, `ice_candidate`, `end_call` and their
 //! server events (`CallEvent`). Each reuses [`answer`] for its errors.
 
-use confab_proto::limits::MAX_TEXT_BYTES;
+use confab_proto::limits::check_text;
 use confab_proto::v1::presence_event::Kind as PresenceKind;
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, ConversationKind, CreateConversationRequest,
@@ -260,15 +260,7 @@ async fn send(svc: &Services, me: &Identity, p: SendMessage) -> Outcome {
             "a message needs text or mediaUrl",
         ));
     }
-    if text.len() > MAX_TEXT_BYTES {
-        return Err(ServiceError::new(
-            ErrorCode::MessageTooLong,
-            format!(
-                "text is {} bytes; the limit is {MAX_TEXT_BYTES}",
-                text.len()
-            ),
-        ));
-    }
+    check_text(&text)?;
     let req = SendMessageRequest {
         actor: Some(me.actor()),
         text,
