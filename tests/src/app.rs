@@ -303,9 +303,11 @@ pub async fn run_js_suite(
         "socket.io-client is not installed: run `npm ci --prefix tests/js` (the test command does)"
     );
     let mut cmd = tokio::process::Command::new("node");
+    // No single test may hang the suite: each gets 60 s at most.
     cmd.current_dir(&dir)
         .arg("--test")
-        .arg("--test-reporter=spec");
+        .arg("--test-reporter=spec")
+        .arg("--test-timeout=60000");
     if let Some(p) = name_pattern {
         cmd.arg(format!("--test-name-pattern={p}"));
     }
