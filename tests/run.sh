@@ -16,7 +16,9 @@ npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 
 cargo build --workspace --bins --locked
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  # End-to-end suites boot a whole system per test on a small machine; a
+  # test that fails once and then passes is reported as FLAKY, not hidden.
+  cargo nextest run --workspace --locked --no-fail-fast --retries 1
 else
   cargo test --workspace --locked --no-fail-fast
 fi
