@@ -125,7 +125,7 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
-use super::{Contract, Emit, any_handshake, conversation_room, user_room};
+use super::{AckRequested, Contract, Emit, any_handshake, conversation_room, user_room};
 use crate::auth::{AuthError, Identity};
 use crate::presence::{self, Typing};
 use crate::services::Services;
@@ -235,8 +235,7 @@ struct MessageRef {
 // ---- answering -----------------------------------------------------------
 
 /// How a request is answered: through the client's ack callback when it
-/// passed one, else a refusal is the `error` event. (socketioxide's
-/// [`AckSender`] alone cannot tell whether the client asked for an ack.)
+/// passed one, else a refusal is the `error` event.
 struct Reply<A: Adapter = socketioxide::adapter::LocalAdapter> {
     socket: SocketRef<A>,
     ack: AckSender<A>,
@@ -253,7 +252,7 @@ impl<A: Adapter> FromMessageParts<A> for Reply<A> {
         Ok(Self {
             socket: SocketRef::from_message_parts(s, v, ack_id)?,
             ack: AckSender::from_message_parts(s, v, ack_id)?,
-            wants_ack: ack_id.is_some(),
+            wants_ack: AckRequested::from_message_parts(s, v, ack_id)?.0,
         })
     }
 }

@@ -85,6 +85,25 @@ pub fn by_name(name: &str) -> Option<&'static Contract> {
     ALL.iter().find(|c| c.name == name)
 }
 
+/// Whether the client passed an ack callback with the event (socketioxide's
+/// [`AckSender`](socketioxide::extract::AckSender) alone cannot tell), for
+/// contracts that answer a refusal in the ack when there is one and as an
+/// event otherwise.
+pub struct AckRequested(pub bool);
+
+impl<A: socketioxide::adapter::Adapter> socketioxide::handler::FromMessageParts<A>
+    for AckRequested
+{
+    type Error = std::convert::Infallible;
+    fn from_message_parts(
+        _: &std::sync::Arc<socketioxide::socket::Socket<A>>,
+        _: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        Ok(Self(ack_id.is_some()))
+    }
+}
+
 /// One server→client event for the sockets in some rooms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Emit {

@@ -129,9 +129,6 @@
 //!   `new_message` with `isOfflineDelivery`, `deliveredAt`,
 //!   `queuedDuration`, then `offline_messages_delivered`.
 
-use std::convert::Infallible;
-use std::sync::Arc;
-
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, Conversation, ConversationInfo,
     ConversationKind, DeliveryReceipt, GetMessageRequest, MarkReadRequest, PresenceEvent,
@@ -141,12 +138,9 @@ use confab_proto::v1::{
 use confab_proto::{ServiceError, ids};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
-use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
-use socketioxide::handler::FromMessageParts;
-use socketioxide::socket::Socket;
 
-use super::{Contract, Emit, conversation_room, user_room};
+use super::{AckRequested, Contract, Emit, conversation_room, user_room};
 use crate::auth::{AuthError, Identity};
 use crate::presence;
 use crate::services::Services;
@@ -294,20 +288,6 @@ fn ack_with(ack: AckSender, result: Result<Value, &Refusal>) {
         Err(r) => json!({ "success": false, "error": r.message, "code": r.code }),
     };
     let _ = ack.send(&reply);
-}
-
-/// Whether the client passed an ack callback with the event.
-struct AckRequested(bool);
-
-impl<A: Adapter> FromMessageParts<A> for AckRequested {
-    type Error = Infallible;
-    fn from_message_parts(
-        _: &Arc<Socket<A>>,
-        _: &mut socketioxide::handler::Value,
-        ack_id: &Option<i64>,
-    ) -> Result<Self, Infallible> {
-        Ok(Self(ack_id.is_some()))
-    }
 }
 
 fn read<T: serde::de::DeserializeOwned>(payload: Value) -> Result<T, Refusal> {
