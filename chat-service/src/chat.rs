@@ -228,18 +228,52 @@ impl Chat {
             .map_err(db_err)?;
         let conv_ids: Vec<i64> = mine.iter().map(|m| m.conversation_id).collect();
         let convs = conversation::Entity::find()
-            .filter(conversation::Column::Id.is_in(conv_ids))
+            .filter(conversation::Column::Id.is_in(conv_ids.clone()))
             .order_by_desc(conversation::Column::Id)
             .all(&self.db)
             .await
             .map_err(db_err)?;
-        let mut out = Vec::with_capacity(convs.len());
-        for c in convs {
-            let id = c.id;
-            let mut conv = self.load_conversation(c).await?;
-            conv.last_message = self.last_message(id).await?;
-            out.push(conv);
+        // Four queries whatever the number of conversations: members, the
+        // newest message id of each, those messages, and their details.
+        let mut members: HashMap<i64, Vec<member::Model>> = HashMap::new();
+        for m in member::Entity::find()
+            .filter(member::Column::ConversationId.is_in(conv_ids.clone()))
+            .order_by_asc(member::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+        {
+            members.entry(m.conversation_id).or_default().push(m);
         }
+        let newest: Vec<i64> = message::Entity::find()
+            .select_only()
+            .column_as(message::Column::Id.max(), "newest")
+            .filter(message::Column::ConversationId.is_in(conv_ids))
+            .group_by(message::Column::ConversationId)
+            .into_tuple::<i64>()
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let rows = message::Entity::find()
+            .filter(message::Column::Id.is_in(newest))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let mut last: HashMap<String, v1::ChatMessage> = self
+            .render_many(rows)
+            .await?
+            .into_iter()
+            .map(|m| (m.conversation_id.clone(), m))
+            .collect();
+        let mut out: Vec<v1::Conversation> = convs
+            .into_iter()
+            .map(|c| {
+                let of_c = members.remove(&c.id).unwrap_or_default();
+                let mut conv = conversation_proto(c, of_c);
+                conv.last_message = last.remove(&conv.id);
+                conv
+            })
+            .collect();
         // Most recently active first.
         out.sort_by_key(|c| {
             std::cmp::Reverse(
@@ -956,31 +990,7 @@ impl Chat {
             .all(&self.db)
             .await
             .map_err(db_err)?;
-        Ok(v1::Conversation {
-            id: c.id.to_string(),
-            kind: if c.kind == "direct" {
-                ConversationKind::Direct
-            } else {
-                ConversationKind::Group
-            } as i32,
-            name: c.name,
-            members: members
-                .into_iter()
-                .map(|m| v1::Member {
-                    user_id: m.user_id,
-                    role: m.role,
-                    joined_at_ms: m.joined_at,
-                    last_read_message_id: if m.last_read_message_id > 0 {
-                        m.last_read_message_id.to_string()
-                    } else {
-                        String::new()
-                    },
-                })
-                .collect(),
-            created_by: c.created_by,
-            created_at_ms: c.created_at,
-            last_message: None,
-        })
+        Ok(conversation_proto(c, members))
     }
 
     async fn render(&self, row: message::Model) -> Result<v1::ChatMessage> {
@@ -1042,6 +1052,31 @@ impl Chat {
                 msg
             })
             .collect())
+    }
+}
+
+/// A conversation row and its member rows as the canonical message.
+fn conversation_proto(c: conversation::Model, members: Vec<member::Model>) -> v1::Conversation {
+    v1::Conversation {
+        id: c.id.to_string(),
+        kind: kind_of(&c) as i32,
+        name: c.name,
+        members: members
+            .into_iter()
+            .map(|m| v1::Member {
+                user_id: m.user_id,
+                role: m.role,
+                joined_at_ms: m.joined_at,
+                last_read_message_id: if m.last_read_message_id > 0 {
+                    m.last_read_message_id.to_string()
+                } else {
+                    String::new()
+                },
+            })
+            .collect(),
+        created_by: c.created_by,
+        created_at_ms: c.created_at,
+        last_message: None,
     }
 }
 

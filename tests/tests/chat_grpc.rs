@@ -244,6 +244,35 @@ async fn send_message_rules(mut client: Client) {
         Some(&msg.id)
     );
 
+    // With several conversations, each lists its own newest message and the
+    // most recently active comes first; one without messages has none.
+    let quiet = create_group(&mut client, &bob, &[&alice]).await;
+    let other = create_group(&mut client, &bob, &[&alice]).await;
+    let newer = send(&mut client, &alice, &other.id, "newer")
+        .await
+        .message
+        .expect("message");
+    let listed = client
+        .list_conversations(ListConversationsRequest { actor: actor(&bob) })
+        .await
+        .expect("list")
+        .into_inner();
+    let summary: Vec<(String, Option<String>)> = listed
+        .conversations
+        .iter()
+        .map(|c| {
+            (
+                c.id.clone(),
+                c.last_message.as_ref().map(|m| m.text.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(summary[0], (other.id.clone(), Some("newer".to_string())));
+    assert!(summary.contains(&(conv.id.clone(), Some("hello".to_string()))));
+    assert!(summary.contains(&(quiet.id.clone(), None)));
+    assert_eq!(listed.conversations[0].members.len(), 2);
+    assert_eq!(newer.conversation_id, other.id);
+
     let err = try_send(&mut client, &mallory, &conv.id, "let me in").await;
     assert_eq!(code(err), ErrorCode::NotAMember);
     let err = try_send(&mut client, &alice, "999999", "anyone?").await;
