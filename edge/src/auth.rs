@@ -13,6 +13,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::wire::first_non_empty;
+
 /// Why a connection was refused. `Display` is the stable code a client sees
 /// as its `connect_error` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -53,10 +55,12 @@ pub struct Identity {
 impl Identity {
     /// The name to show: `name`, else `username`, else the id.
     pub fn display_name(&self) -> &str {
-        [&self.name, &self.username]
-            .into_iter()
-            .find(|s| !s.is_empty())
-            .unwrap_or(&self.user_id)
+        first_non_empty(&[&self.name, &self.username, &self.user_id])
+    }
+
+    /// The login name: `username`, else `name`, else the id.
+    pub fn login_name(&self) -> &str {
+        first_non_empty(&[&self.username, &self.name, &self.user_id])
     }
 
     pub fn actor(&self) -> confab_proto::v1::Actor {

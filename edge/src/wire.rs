@@ -40,6 +40,16 @@ pub fn numeric_id(id: &str) -> serde_json::Value {
     }
 }
 
+/// The first non-empty string ("" when all are empty): the fallback chains
+/// contracts use for names (`username`, else display name, else the id).
+pub fn first_non_empty<'a>(candidates: &[&'a str]) -> &'a str {
+    candidates
+        .iter()
+        .copied()
+        .find(|s| !s.is_empty())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,7 +129,7 @@ use super::{AckRequested, Contract, Emit, any_handshake, conversation_room, user
 use crate::auth::{AuthError, Identity};
 use crate::presence::{self, Typing};
 use crate::services::Services;
-use crate::wire::{WireId, iso};
+use crate::wire::{WireId, first_non_empty, iso};
 
 pub const CONTRACT: Contract = Contract {
     name: "mern",
@@ -492,11 +492,7 @@ async fn typing(
 /// The seed's message document.
 pub fn message(m: &ChatMessage) -> Value {
     let gone = m.deleted || m.recalled;
-    let username = [&m.sender_username, &m.sender_name, &m.sender_id]
-        .into_iter()
-        .find(|s| !s.is_empty())
-        .cloned()
-        .unwrap_or_default();
+    let username = first_non_empty(&[&m.sender_username, &m.sender_name, &m.sender_id]);
     let mut v = json!({
         "_id": m.id,
         "conversationId": m.conversation_id,
@@ -564,17 +560,12 @@ fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
     }
 }
 
-/// The name presence events carry, else the user id.
-fn presence_name<'a>(name: &'a str, user_id: &'a str) -> &'a str {
-    if name.is_empty() { user_id } else { name }
-}
-
 fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
     let audience = ev.audience.clone().unwrap_or_default();
     match &ev.kind {
         Some(presence_event::Kind::StatusChanged(c)) => {
             let rooms: Vec<String> = audience.user_ids.iter().map(|u| user_room(u)).collect();
-            let username = presence_name(&c.user_name, &c.user_id);
+            let username = first_non_empty(&[&c.user_name, &c.user_id]);
             let e = if c.online {
                 Emit::to(
                     rooms,
@@ -600,7 +591,7 @@ fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
                 "typing_status",
                 json!({
                     "userId": t.user_id,
-                    "username": presence_name(&t.user_name, &t.user_id),
+                    "username": first_non_empty(&[&t.user_name, &t.user_id]),
                     "conversationId": t.conversation_id,
                     "isTyping": t.typing && !t.expired,
                 }),

@@ -144,7 +144,7 @@ use super::{AckRequested, Contract, Emit, conversation_room, user_room};
 use crate::auth::{AuthError, Identity};
 use crate::presence;
 use crate::services::Services;
-use crate::wire::{WireId, iso};
+use crate::wire::{WireId, first_non_empty, iso};
 
 pub const CONTRACT: Contract = Contract {
     name: "v3",
@@ -198,7 +198,7 @@ fn greet(s: &SocketRef, me: &Identity) {
 
 /// The seed's `authenticated` payload (see the module doc for each field).
 fn authenticated(me: &Identity) -> Value {
-    let username = login_name(me);
+    let username = me.login_name();
     json!({
         "user": {
             "id": me.user_id,
@@ -218,14 +218,6 @@ fn authenticated(me: &Identity) -> Value {
             "expiresAt": me.expires_at_ms.map(iso),
         },
     })
-}
-
-/// The login name: the `username` claim, else the name, else the id.
-fn login_name(me: &Identity) -> &str {
-    [&me.username, &me.name]
-        .into_iter()
-        .find(|s| !s.is_empty())
-        .unwrap_or(&me.user_id)
 }
 
 // ---- answers --------------------------------------------------------------
@@ -383,7 +375,7 @@ async fn join(s: &SocketRef, svc: &Services, me: &Identity, id: &str) -> Result<
     if announce {
         let joined = json!({
             "profileid": me.user_id,
-            "username": login_name(me),
+            "username": me.login_name(),
             "role": role,
             "isOnline": true,
             "joinedAt": iso(chrono::Utc::now().timestamp_millis()),
@@ -467,7 +459,7 @@ async fn on_disconnect(s: SocketRef) {
 }
 
 async fn announce_left(s: &SocketRef, room: String, me: &Identity) {
-    let left = json!({ "profileid": me.user_id, "username": login_name(me) });
+    let left = json!({ "profileid": me.user_id, "username": me.login_name() });
     let _ = s
         .to(room)
         .except(user_room(&me.user_id))
@@ -820,14 +812,6 @@ fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
         // reactions or membership changes.
         _ => Vec::new(),
     }
-}
-
-fn first_non_empty<'a>(candidates: &[&'a str]) -> &'a str {
-    candidates
-        .iter()
-        .copied()
-        .find(|s| !s.is_empty())
-        .unwrap_or_default()
 }
 
 /// The seed's `new_message`.
