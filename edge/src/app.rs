@@ -10,9 +10,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use confab_proto::v1::SubscribeRequest;
 use confab_proto::v1::call_service_client::CallServiceClient;
+use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::notify_service_client::NotifyServiceClient;
+use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use socketioxide::SocketIo;
@@ -107,47 +108,39 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
     let mounts = Arc::new(contract::mount_all(&io, default));
 
     let streams = StreamStatus::default();
-    let mut followers = vec![fanout::follow_chat(
-        io.clone(),
-        mounts.clone(),
-        stream_channel(&cfg.urls.chat_url)?,
-        services.clone(),
-        cfg.edge_id.clone(),
-        streams.clone(),
-    )];
-    // Call and notify events get routed once their services are
-    // built; the streams are held already so readiness reports them.
-    let call = CallServiceClient::new(stream_channel(&cfg.urls.call_url)?);
-    let notify = NotifyServiceClient::new(stream_channel(&cfg.urls.notify_url)?);
-    macro_rules! hold {
-        ($name:literal, $client:expr) => {{
-            let client = $client;
-            let id = cfg.edge_id.clone();
-            fanout::follow(
-                $name,
-                streams.clone(),
-                move || {
-                    let mut c = client.clone();
-                    let subscriber = id.clone();
-                    async move { c.subscribe(SubscribeRequest { subscriber }).await.map(|r| r.into_inner()) }
-                },
-                |_event| Box::pin(async { metrics::counter!("confab_service_events_total", "service" => $name).increment(1) }),
-            )
-        }};
-    }
-    followers.push(fanout::follow_presence(
-        io.clone(),
-        mounts.clone(),
-        stream_channel(&cfg.urls.presence_url)?,
-        cfg.edge_id.clone(),
-        streams.clone(),
-    ));
+    let mut followers = vec![
+        fanout::follow_chat(
+            io.clone(),
+            mounts.clone(),
+            ChatServiceClient::new(stream_channel(&cfg.urls.chat_url)?),
+            services.clone(),
+            cfg.edge_id.clone(),
+            streams.clone(),
+        ),
+        fanout::follow_presence(
+            io.clone(),
+            mounts.clone(),
+            PresenceServiceClient::new(stream_channel(&cfg.urls.presence_url)?),
+            cfg.edge_id.clone(),
+            streams.clone(),
+        ),
+        // Call and notify events get routed once their services are built;
+        // the streams are held already so readiness reports them.
+        fanout::hold(
+            CallServiceClient::new(stream_channel(&cfg.urls.call_url)?),
+            cfg.edge_id.clone(),
+            streams.clone(),
+        ),
+        fanout::hold(
+            NotifyServiceClient::new(stream_channel(&cfg.urls.notify_url)?),
+            cfg.edge_id.clone(),
+            streams.clone(),
+        ),
+    ];
     followers.push(crate::presence::spawn_heartbeat(
         services.clone(),
         cfg.heartbeat,
     ));
-    followers.push(hold!("call", call));
-    followers.push(hold!("notify", notify));
 
     let app = Router::new()
         .route("/healthz", get(healthz))

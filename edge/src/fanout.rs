@@ -6,20 +6,23 @@
 //! to 2 s); [`StreamStatus`] tells `/readyz` which streams are up.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use confab_proto::v1::call_service_client::CallServiceClient;
 use confab_proto::v1::chat_event::Kind;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
+use confab_proto::v1::notify_service_client::NotifyServiceClient;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use confab_proto::v1::{
-    Actor, ChatEvent, ChatMessage, MarkDeliveredRequest, PresenceEvent, SubscribeRequest,
+    Actor, CallEvent, ChatEvent, ChatMessage, MarkDeliveredRequest, NotifyEvent, PresenceEvent,
+    SubscribeRequest,
 };
+use futures::future::BoxFuture;
 use socketioxide::SocketIo;
 use tokio::task::JoinHandle;
-use tonic::Streaming;
 use tonic::transport::Channel;
+use tonic::{Status, Streaming};
 
 use crate::auth::Identity;
 use crate::contract::{Contract, Emit, Mount};
@@ -68,31 +71,68 @@ impl StreamStatus {
     }
 }
 
-/// Keeps one service's stream open for ever, handing each event to `on_event`.
-pub fn follow<E, C, F, H>(
-    service: &'static str,
+/// A service client with a `Subscribe` stream of `Event`s.
+pub trait Subscribe: Clone + Send + 'static {
+    type Event: Send + 'static;
+    /// The service's name in logs, metrics and `/readyz`.
+    const SERVICE: &'static str;
+    fn open(&mut self, subscriber: String)
+    -> BoxFuture<'_, Result<Streaming<Self::Event>, Status>>;
+}
+
+macro_rules! subscribe_for {
+    ($client:ident, $event:ident, $name:literal) => {
+        impl Subscribe for $client<Channel> {
+            type Event = $event;
+            const SERVICE: &'static str = $name;
+            fn open(
+                &mut self,
+                subscriber: String,
+            ) -> BoxFuture<'_, Result<Streaming<$event>, Status>> {
+                Box::pin(async move {
+                    self.subscribe(SubscribeRequest { subscriber })
+                        .await
+                        .map(|r| r.into_inner())
+                })
+            }
+        }
+    };
+}
+subscribe_for!(ChatServiceClient, ChatEvent, "chat");
+subscribe_for!(PresenceServiceClient, PresenceEvent, "presence");
+subscribe_for!(CallServiceClient, CallEvent, "call");
+subscribe_for!(NotifyServiceClient, NotifyEvent, "notify");
+
+/// Keeps one service's stream open for ever (subscribed as `subscriber`),
+/// handing each event to `on_event`.
+pub fn follow<C, H>(
+    client: C,
+    subscriber: String,
     status: StreamStatus,
-    connect: C,
     on_event: H,
 ) -> JoinHandle<()>
 where
-    E: Send + 'static,
-    C: Fn() -> F + Send + 'static,
-    F: Future<Output = Result<Streaming<E>, tonic::Status>> + Send,
-    H: Fn(E) -> futures::future::BoxFuture<'static, ()> + Send + Sync + 'static,
+    C: Subscribe,
+    H: Fn(C::Event) -> BoxFuture<'static, ()> + Send + Sync + 'static,
 {
+    let service = C::SERVICE;
     status.set(service, false);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match connect().await {
+            let mut client = client.clone();
+            match client.open(subscriber.clone()).await {
                 Ok(mut stream) => {
                     tracing::info!(service, "event stream open");
                     status.set(service, true);
                     backoff = Duration::from_millis(100);
                     loop {
                         match stream.message().await {
-                            Ok(Some(event)) => on_event(event).await,
+                            Ok(Some(event)) => {
+                                metrics::counter!("confab_service_events_total", "service" => service)
+                                    .increment(1);
+                                on_event(event).await
+                            }
                             Ok(None) => {
                                 tracing::warn!(service, "event stream ended");
                                 break;
@@ -187,70 +227,43 @@ async fn fan_out<E>(
 pub fn follow_presence(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
-    channel: Channel,
+    client: PresenceServiceClient<Channel>,
     edge_id: String,
     status: StreamStatus,
 ) -> JoinHandle<()> {
-    let client = PresenceServiceClient::new(channel);
-    follow(
-        "presence",
-        status,
-        move || {
-            let mut client = client.clone();
-            let subscriber = edge_id.clone();
-            async move {
-                client
-                    .subscribe(SubscribeRequest { subscriber })
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        },
-        move |event: PresenceEvent| {
-            let io = io.clone();
-            let mounts = mounts.clone();
-            Box::pin(async move {
-                metrics::counter!("confab_service_events_total", "service" => "presence")
-                    .increment(1);
-                fan_out(&io, &mounts, &event, |c| c.presence_event).await;
-            })
-        },
-    )
+    follow(client, edge_id, status, move |event: PresenceEvent| {
+        let io = io.clone();
+        let mounts = mounts.clone();
+        Box::pin(async move {
+            fan_out(&io, &mounts, &event, |c| c.presence_event).await;
+        })
+    })
+}
+
+/// Holds the stream of a service whose events no contract renders yet, so
+/// readiness and metrics report it.
+pub fn hold<C: Subscribe>(client: C, edge_id: String, status: StreamStatus) -> JoinHandle<()> {
+    follow(client, edge_id, status, |_| Box::pin(async {}))
 }
 
 /// Follows chat-service's stream and fans its events out to every mount.
 pub fn follow_chat(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
-    channel: Channel,
+    client: ChatServiceClient<Channel>,
     services: Services,
     edge_id: String,
     status: StreamStatus,
 ) -> JoinHandle<()> {
-    let client = ChatServiceClient::new(channel);
-    follow(
-        "chat",
-        status,
-        move || {
-            let mut client = client.clone();
-            let subscriber = edge_id.clone();
-            async move {
-                client
-                    .subscribe(SubscribeRequest { subscriber })
-                    .await
-                    .map(|r| r.into_inner())
+    follow(client, edge_id, status, move |event: ChatEvent| {
+        let io = io.clone();
+        let mounts = mounts.clone();
+        let chat = services.chat.clone();
+        Box::pin(async move {
+            let reached = fan_out(&io, &mounts, &event, |c| c.chat_event).await;
+            if let Some(Kind::MessageCreated(message)) = &event.kind {
+                mark_delivered(&chat, message, reached);
             }
-        },
-        move |event: ChatEvent| {
-            let io = io.clone();
-            let mounts = mounts.clone();
-            let chat = services.chat.clone();
-            Box::pin(async move {
-                metrics::counter!("confab_service_events_total", "service" => "chat").increment(1);
-                let reached = fan_out(&io, &mounts, &event, |c| c.chat_event).await;
-                if let Some(Kind::MessageCreated(message)) = &event.kind {
-                    mark_delivered(&chat, message, reached);
-                }
-            })
-        },
-    )
+        })
+    })
 }
