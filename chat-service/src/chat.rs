@@ -76,7 +76,19 @@ impl Chat {
     }
 
     fn publish(&self, conv: &conversation::Model, members: Vec<String>, kind: Kind) {
+        self.publish_from(conv, members, String::new(), kind);
+    }
+
+    /// Publishes an event caused by a request that named its `origin`.
+    fn publish_from(
+        &self,
+        conv: &conversation::Model,
+        members: Vec<String>,
+        origin: String,
+        kind: Kind,
+    ) {
         self.bus.publish(ChatEvent {
+            origin,
             audience: Some(Audience {
                 user_ids: members,
                 conversation_id: conv.id.to_string(),
@@ -441,9 +453,13 @@ impl Chat {
                 "at most {MAX_ATTACHMENTS} attachments"
             )));
         }
-        if req.client_message_id.len() > 128 || req.kind.len() > 32 || req.mentions.len() > 100 {
+        if req.client_message_id.len() > 128
+            || req.origin.len() > 128
+            || req.kind.len() > 32
+            || req.mentions.len() > 100
+        {
             return Err(ServiceError::invalid(
-                "client_message_id ≤ 128 bytes, kind ≤ 32 bytes, ≤ 100 mentions",
+                "client_message_id and origin ≤ 128 bytes, kind ≤ 32 bytes, ≤ 100 mentions",
             ));
         }
         let reply_to_id = ids::parse_opt(&req.reply_to_id)
@@ -512,7 +528,12 @@ impl Chat {
         };
         let msg = self.render(row).await?;
         let members = self.member_ids_of(conv_id).await?;
-        self.publish(&conv, members, Kind::MessageCreated(msg.clone()));
+        self.publish_from(
+            &conv,
+            members,
+            req.origin,
+            Kind::MessageCreated(msg.clone()),
+        );
         Ok(v1::SendMessageResponse {
             message: Some(msg),
             duplicate: false,

@@ -799,6 +799,22 @@ async fn subscribe_streams_events(mut client: Client) {
     assert_eq!(audience_of.conversation_id, conv.id);
     assert_eq!(sorted(audience_of.user_ids.clone()), everyone);
 
+    assert!(event.origin.is_empty(), "no origin given, none echoed");
+
+    // A request's origin is echoed on its event, so its sender can tell.
+    client
+        .send_message(SendMessageRequest {
+            actor: actor(&carol),
+            conversation_id: conv.id.clone(),
+            text: "from tab 1".into(),
+            origin: "tab-1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("send with origin");
+    let event = next_event(&mut events).await;
+    assert_eq!(event.origin, "tab-1");
+
     // A refused request publishes nothing; the next event is the next change.
     let _ = try_send(&mut client, &bob, &conv.id, "").await;
     react(&mut client, &carol, &msg.id, "👍", false).await;

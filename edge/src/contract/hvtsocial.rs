@@ -567,6 +567,7 @@ mod tests {
                 ..Default::default()
             }),
             conversation: None,
+            origin: String::new(),
             kind: Some(kind),
         }
     }

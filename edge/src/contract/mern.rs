@@ -40,11 +40,9 @@
 //!   every `receive_message` of the open conversation without looking at
 //!   `_id`, so an echo would show the message twice ("When: another user
 //!   sends a message"). The sender's other sockets (tabs, devices) do get it.
-//!   To tell the sending socket apart from a canonical event, every socket
-//!   has a random origin tag and joins room `mern-origin:<tag>`; a send
-//!   stores `mern:<tag>:<nonce>` as the message's `client_message_id`, and
-//!   rendering excludes that room. Messages from other contracts or REST
-//!   reach the whole room.
+//!   A send names the socket as the request's `origin`; chat-service echoes
+//!   it on the event, and rendering leaves that socket's room out. Messages
+//!   from other contracts or REST reach the whole room.
 //! - **`messages_read` reaches the reader's sockets too** (the seed's server
 //!   emits to the room): the frontend marks messages read only when this
 //!   event names them, so without it the reader's client would send the same
@@ -125,7 +123,9 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
-use super::{AckRequested, Contract, Emit, any_handshake, conversation_room, user_room};
+use super::{
+    AckRequested, Contract, Emit, any_handshake, conversation_room, socket_room, user_room,
+};
 use crate::auth::{AuthError, Identity};
 use crate::presence::{self, Typing};
 use crate::services::Services;
@@ -161,24 +161,7 @@ fn auth_error(e: AuthError) -> (&'static str, Value) {
     )
 }
 
-/// The random tag naming one socket, so the message it sends is not echoed
-/// back to it (see the module doc).
-#[derive(Clone)]
-struct Origin(String);
-
-fn origin_room(tag: &str) -> String {
-    format!("mern-origin:{tag}")
-}
-
-/// The origin tag inside a `client_message_id` written by [`send_message`].
-fn origin_of(client_message_id: &str) -> Option<&str> {
-    client_message_id.strip_prefix("mern:")?.split(':').next()
-}
-
 fn on_connect(s: &SocketRef, _: &Identity) {
-    let tag = format!("{:016x}", rand::random::<u64>());
-    s.join(origin_room(&tag));
-    s.extensions.insert(Origin(tag));
     s.on("join_conversations", join_conversations);
     s.on("send_message", send_message);
     s.on("mark_read", mark_read);
@@ -356,7 +339,6 @@ async fn send_message(
     TryData(p): TryData<SendMessage>,
     State(svc): State<Services>,
     Extension(me): Extension<Identity>,
-    Extension(Origin(tag)): Extension<Origin>,
     reply: Reply,
 ) {
     const EVENT: &str = "send_message";
@@ -382,7 +364,7 @@ async fn send_message(
             Vec::new()
         },
         kind,
-        client_message_id: format!("mern:{tag}:{:016x}", rand::random::<u64>()),
+        origin: reply.socket.id.to_string(),
         ..Default::default()
     };
     match svc.chat.clone().send_message(req).await {
@@ -525,8 +507,8 @@ fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
         Some(Kind::MessageCreated(m)) => {
             let payload = json!({ "message": message(m), "conversationId": m.conversation_id });
             let mut e = Emit::to(room(&m.conversation_id), "receive_message", payload);
-            if let Some(tag) = origin_of(&m.client_message_id) {
-                e.except.push(origin_room(tag));
+            if !ev.origin.is_empty() {
+                e.except.push(socket_room(&ev.origin));
             }
             vec![e]
         }
@@ -617,7 +599,6 @@ mod tests {
             text: "hi".into(),
             kind: "text".into(),
             created_at_ms: 1_700_000_000_123,
-            client_message_id: "mern:abc:def".into(),
             ..Default::default()
         }
     }
@@ -626,17 +607,17 @@ mod tests {
     fn new_messages_skip_the_sending_socket_only() {
         let ev = ChatEvent {
             kind: Some(Kind::MessageCreated(msg())),
+            origin: "abc".into(),
             ..Default::default()
         };
         let emits = chat_event(&ev);
         assert_eq!(emits.len(), 1);
         assert_eq!(emits[0].rooms, vec!["conv:3".to_string()]);
-        assert_eq!(emits[0].except, vec!["mern-origin:abc".to_string()]);
+        assert_eq!(emits[0].except, vec!["socket:abc".to_string()]);
         let m = &emits[0].data["message"];
         assert_eq!(m["_id"], "7");
         assert_eq!(m["sender"]["username"], "Alice");
         assert_eq!(m["createdAt"], "2023-11-14T22:13:20.123Z");
-        assert_eq!(origin_of("v3-client-id"), None);
     }
 
     #[test]

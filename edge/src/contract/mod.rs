@@ -10,7 +10,8 @@
 //! [`ALL`].
 //!
 //! Rooms are how events find sockets: every socket joins [`user_room`] of
-//! its user on connect, and [`conversation_room`]s as its contract says.
+//! its user and its own [`socket_room`] on connect, and
+//! [`conversation_room`]s as its contract says.
 
 use confab_proto::v1::{ChatEvent, PresenceEvent};
 use futures::future::BoxFuture;
@@ -129,6 +130,12 @@ pub fn user_room(user_id: &str) -> String {
     format!("user:{user_id}")
 }
 
+/// The room of one socket alone: a request's `origin` names it, so a
+/// contract can leave the requesting socket out of the event's echo.
+pub fn socket_room(socket_id: &str) -> String {
+    format!("socket:{socket_id}")
+}
+
 /// The room of the sockets that joined a conversation.
 pub fn conversation_room(conversation_id: &str) -> String {
     format!("conv:{conversation_id}")
@@ -166,7 +173,7 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
                                State(svc): State<Services>| async move {
             crate::socket_auth::authenticate(contract, &s, auth.ok(), &svc).await?;
             if let Some(id) = s.extensions.get::<Identity>() {
-                s.join(user_room(&id.user_id));
+                s.join([user_room(&id.user_id), socket_room(&s.id.to_string())]);
                 s.on_disconnect(move |s: SocketRef| async move {
                     if let Some(hook) = contract.on_disconnect {
                         hook(s.clone()).await;

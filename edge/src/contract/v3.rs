@@ -545,6 +545,7 @@ impl SendMessage {
                 .map(|m| m.0)
                 .collect(),
             client_message_id: self.client_message_id.0,
+            origin: String::new(),
         })
     }
 }
@@ -1117,6 +1118,7 @@ mod tests {
         let ev = ChatEvent {
             audience: Some(Audience::default()),
             conversation: None,
+            origin: String::new(),
             kind: Some(Kind::MessagesRead(ReadReceipt {
                 reader_id: "r".into(),
                 read_at_ms: 1,
