@@ -153,9 +153,10 @@ where
     })
 }
 
-/// Emits one rendered event in one namespace; returns the users whose
-/// sockets on this edge it reached.
-pub async fn emit(io: &SocketIo, path: &str, e: Emit) -> Vec<String> {
+/// Emits one rendered event in one namespace. With `collect`, returns the
+/// users whose sockets on this edge it reached (a lookup only done when the
+/// caller needs it).
+pub async fn emit(io: &SocketIo, path: &str, e: Emit, collect: bool) -> Vec<String> {
     let Some(ns) = io.of(path) else {
         return Vec::new();
     };
@@ -163,12 +164,15 @@ pub async fn emit(io: &SocketIo, path: &str, e: Emit) -> Vec<String> {
         return Vec::new();
     }
     let op = ns.to(e.rooms).except(e.except);
-    let reached = op
-        .clone()
-        .sockets()
-        .into_iter()
-        .filter_map(|s| s.extensions.get::<Identity>().map(|id| id.user_id))
-        .collect();
+    let reached = if collect {
+        op.clone()
+            .sockets()
+            .into_iter()
+            .filter_map(|s| s.extensions.get::<Identity>().map(|id| id.user_id))
+            .collect()
+    } else {
+        Vec::new()
+    };
     if let Err(err) = op.emit(e.event, &e.data).await {
         tracing::warn!(path, event = e.event, error = %err, "emit failed");
     }
@@ -207,17 +211,18 @@ type PickRenderer<E> = fn(&Contract) -> fn(&E) -> Vec<Emit>;
 
 /// Renders one event with every mount's contract (`render` picks the
 /// contract's renderer for this kind of event) and emits the results;
-/// returns the users whose sockets it reached.
+/// with `collect`, returns the users whose sockets it reached.
 async fn fan_out<E>(
     io: &SocketIo,
     mounts: &[Mount],
     event: &E,
     render: PickRenderer<E>,
+    collect: bool,
 ) -> Vec<String> {
     let mut reached = Vec::new();
     for m in mounts {
         for e in render(m.contract)(event) {
-            reached.extend(emit(io, m.path, e).await);
+            reached.extend(emit(io, m.path, e, collect).await);
         }
     }
     reached
@@ -235,7 +240,7 @@ pub fn follow_presence(
         let io = io.clone();
         let mounts = mounts.clone();
         Box::pin(async move {
-            fan_out(&io, &mounts, &event, |c| c.presence_event).await;
+            fan_out(&io, &mounts, &event, |c| c.presence_event, false).await;
         })
     })
 }
@@ -260,7 +265,9 @@ pub fn follow_chat(
         let mounts = mounts.clone();
         let chat = services.chat.clone();
         Box::pin(async move {
-            let reached = fan_out(&io, &mounts, &event, |c| c.chat_event).await;
+            // Only a new message needs to know whom it reached (deliveries).
+            let created = matches!(&event.kind, Some(Kind::MessageCreated(_)));
+            let reached = fan_out(&io, &mounts, &event, |c| c.chat_event, created).await;
             if let Some(Kind::MessageCreated(message)) = &event.kind {
                 mark_delivered(&chat, message, reached);
             }
