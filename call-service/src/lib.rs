@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use confab_proto::bus::{EventBus, EventStream, LocalBus, subscribe_stream};
+use confab_proto::bus::{EventBus, EventStream, LocalBus, subscribe_response};
 use confab_proto::server::{Closing, ServiceHandle, closing, spawn};
 use confab_proto::v1::call_service_server::{CallService, CallServiceServer};
 use confab_proto::v1::{CallEvent, SubscribeRequest};
@@ -37,9 +37,12 @@ impl CallService for Call {
         &self,
         r: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream<CallEvent>>, Status> {
-        tracing::info!(subscriber = %r.get_ref().subscriber, "call subscriber connected");
-        let stream = subscribe_stream(self.bus.subscribe(), "call", self.closing.clone());
-        Ok(Response::new(stream))
+        Ok(subscribe_response(
+            self.bus.as_ref(),
+            r.get_ref(),
+            "call",
+            self.closing.clone(),
+        ))
     }
 }
 

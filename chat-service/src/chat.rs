@@ -23,6 +23,8 @@ pub use confab_proto::limits::{MAX_TEXT_BYTES, check_text};
 pub const MAX_ATTACHMENTS: usize = 20;
 /// The most members a conversation may be created with.
 pub const MAX_MEMBERS: usize = 1000;
+/// The most messages one `RecordDeliveries` call may carry.
+pub const MAX_DELIVERY_BATCH: usize = 1000;
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
@@ -71,36 +73,40 @@ impl Chat {
         &self.db
     }
 
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChatEvent> {
-        self.bus.subscribe()
+    /// The bus `Subscribe` is served from.
+    pub fn bus(&self) -> &dyn EventBus<ChatEvent> {
+        self.bus.as_ref()
     }
 
-    fn publish(&self, conv: &conversation::Model, members: Vec<String>, kind: Kind) {
-        self.publish_from(conv, members, String::new(), kind);
+    async fn publish(&self, conv: &conversation::Model, members: Vec<String>, kind: Kind) {
+        self.publish_from(conv, members, String::new(), kind).await;
     }
 
     /// Publishes an event caused by a request that named its `origin`.
-    fn publish_from(
+    async fn publish_from(
         &self,
         conv: &conversation::Model,
         members: Vec<String>,
         origin: String,
         kind: Kind,
     ) {
-        self.bus.publish(ChatEvent {
-            origin,
-            audience: Some(Audience {
-                user_ids: members,
-                conversation_id: conv.id.to_string(),
+        self.bus
+            .publish(ChatEvent {
+                origin,
+                audience: Some(Audience {
+                    user_ids: members,
+                    conversation_id: conv.id.to_string(),
+                    ..Default::default()
+                }),
+                conversation: Some(v1::ConversationInfo {
+                    id: conv.id.to_string(),
+                    kind: kind_of(conv) as i32,
+                    name: conv.name.clone(),
+                }),
+                kind: Some(kind),
                 ..Default::default()
-            }),
-            conversation: Some(v1::ConversationInfo {
-                id: conv.id.to_string(),
-                kind: kind_of(conv) as i32,
-                name: conv.name.clone(),
-            }),
-            kind: Some(kind),
-        });
+            })
+            .await;
     }
 
     // ---- conversations -------------------------------------------------
@@ -212,7 +218,8 @@ impl Chat {
             &conv,
             member_ids(&out),
             Kind::ConversationCreated(out.clone()),
-        );
+        )
+        .await;
         Ok(out)
     }
 
@@ -346,7 +353,8 @@ impl Chat {
                     removed_user_ids: vec![],
                     actor_id: actor.id.clone(),
                 }),
-            );
+            )
+            .await;
         }
         Ok(out)
     }
@@ -385,7 +393,8 @@ impl Chat {
                 removed_user_ids: vec![req.user_id],
                 actor_id: actor.id.clone(),
             }),
-        );
+        )
+        .await;
         Ok(out)
     }
 
@@ -464,7 +473,16 @@ impl Chat {
         }
         let reply_to_id = ids::parse_opt(&req.reply_to_id)
             .map_err(|_| ServiceError::invalid("reply_to_id must be a message id"))?;
-        let (conv, _) = self.require_member(conv_id, &actor.id).await?;
+        // Hot path: the conversation, its members (who hears the message, and
+        // whether the sender is one) and the insert: three queries.
+        let conv = self.find_conversation(conv_id).await?;
+        let members = self.member_ids_of(conv_id).await?;
+        if !members.contains(&actor.id) {
+            return Err(ServiceError::new(
+                ErrorCode::NotAMember,
+                format!("you are not a member of conversation {conv_id}"),
+            ));
+        }
         let client_id = Some(req.client_message_id.trim().to_string()).filter(|s| !s.is_empty());
         if let Some(cid) = &client_id
             && let Some(existing) = self.find_by_client_id(conv_id, &actor.id, cid).await?
@@ -526,14 +544,19 @@ impl Chat {
             }
             Err(e) => return Err(db_err(e)),
         };
-        let msg = self.render(row).await?;
-        let members = self.member_ids_of(conv_id).await?;
+        // A new message has no reactions yet; only a reply needs a lookup.
+        let msg = if row.reply_to_id.is_some() {
+            self.render(row).await?
+        } else {
+            base_message(row, Vec::new())
+        };
         self.publish_from(
             &conv,
             members,
             req.origin,
             Kind::MessageCreated(msg.clone()),
-        );
+        )
+        .await;
         Ok(v1::SendMessageResponse {
             message: Some(msg),
             duplicate: false,
@@ -561,7 +584,8 @@ impl Chat {
             &conv,
             self.member_ids_of(conv.id).await?,
             Kind::MessageEdited(msg.clone()),
-        );
+        )
+        .await;
         Ok(msg)
     }
 
@@ -581,7 +605,8 @@ impl Chat {
             &conv,
             self.member_ids_of(conv.id).await?,
             Kind::MessageDeleted(msg.clone()),
-        );
+        )
+        .await;
         Ok(msg)
     }
 
@@ -601,7 +626,8 @@ impl Chat {
             &conv,
             self.member_ids_of(conv.id).await?,
             Kind::MessageRecalled(msg.clone()),
-        );
+        )
+        .await;
         Ok(msg)
     }
 
@@ -657,7 +683,8 @@ impl Chat {
                 user_name: actor.name.clone(),
                 at_ms: now_ms(),
             }),
-        );
+        )
+        .await;
         Ok(msg)
     }
 
@@ -742,7 +769,8 @@ impl Chat {
                         })
                         .collect(),
                 }),
-            );
+            )
+            .await;
         }
         Ok(v1::MarkReadResponse {
             conversation_id: conv_id.to_string(),
@@ -776,19 +804,22 @@ impl Chat {
         .insert(&self.db)
         .await;
         match res {
-            Ok(_) => self.publish(
-                &conv,
-                vec![row.sender_id.clone()],
-                Kind::MessageDelivered(v1::DeliveryReceipt {
-                    conversation_id: row.conversation_id.to_string(),
-                    message_id: id.to_string(),
-                    recipient_id: actor.id.clone(),
-                    sender_id: row.sender_id.clone(),
-                    delivered_at_ms: now,
-                    client_message_id: row.client_message_id.clone().unwrap_or_default(),
-                    offline: req.offline,
-                }),
-            ),
+            Ok(_) => {
+                self.publish(
+                    &conv,
+                    vec![row.sender_id.clone()],
+                    Kind::MessageDelivered(v1::DeliveryReceipt {
+                        conversation_id: row.conversation_id.to_string(),
+                        message_id: id.to_string(),
+                        recipient_ids: vec![actor.id.clone()],
+                        sender_id: row.sender_id.clone(),
+                        delivered_at_ms: now,
+                        client_message_id: row.client_message_id.clone().unwrap_or_default(),
+                        offline: req.offline,
+                    }),
+                )
+                .await
+            }
             // Already recorded: acknowledge again without a second event.
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
             Err(e) => return Err(db_err(e)),
@@ -797,6 +828,140 @@ impl Chat {
             message_id: id.to_string(),
             delivered_at_ms: now,
         })
+    }
+
+    /// Records what edges saw delivered: for each message, the recipients
+    /// (members other than the sender, not recorded before) get a delivery
+    /// row, and the sender hears one `message_delivered` naming them all.
+    /// Five queries per call, however many messages and recipients.
+    pub async fn record_deliveries(
+        &self,
+        req: v1::RecordDeliveriesRequest,
+    ) -> Result<v1::RecordDeliveriesResponse> {
+        if req.deliveries.len() > MAX_DELIVERY_BATCH {
+            return Err(ServiceError::invalid(format!(
+                "at most {MAX_DELIVERY_BATCH} deliveries per call"
+            )));
+        }
+        let mut asked: Vec<(i64, Vec<String>, bool)> = Vec::with_capacity(req.deliveries.len());
+        for d in req.deliveries {
+            if d.recipient_ids.len() > MAX_MEMBERS {
+                return Err(ServiceError::invalid(format!(
+                    "at most {MAX_MEMBERS} recipients per delivery"
+                )));
+            }
+            for u in &d.recipient_ids {
+                check_user_id(u)?;
+            }
+            asked.push((
+                parse_id(&d.message_id, "message_id")?,
+                d.recipient_ids,
+                d.offline,
+            ));
+        }
+        let message_ids: Vec<i64> = asked.iter().map(|a| a.0).collect();
+        let mut users: Vec<String> = asked.iter().flat_map(|a| a.1.iter().cloned()).collect();
+        users.sort();
+        users.dedup();
+        if message_ids.is_empty() || users.is_empty() {
+            return Ok(v1::RecordDeliveriesResponse { recorded: 0 });
+        }
+        let messages: HashMap<i64, message::Model> = message::Entity::find()
+            .filter(message::Column::Id.is_in(message_ids.clone()))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
+        let conv_ids: Vec<i64> = {
+            let mut v: Vec<i64> = messages.values().map(|m| m.conversation_id).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let convs: HashMap<i64, conversation::Model> = conversation::Entity::find()
+            .filter(conversation::Column::Id.is_in(conv_ids.clone()))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+        let members: std::collections::HashSet<(i64, String)> = member::Entity::find()
+            .filter(member::Column::ConversationId.is_in(conv_ids))
+            .filter(member::Column::UserId.is_in(users.clone()))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|m| (m.conversation_id, m.user_id))
+            .collect();
+        let mut seen: std::collections::HashSet<(i64, String)> = delivery::Entity::find()
+            .filter(delivery::Column::MessageId.is_in(message_ids))
+            .filter(delivery::Column::UserId.is_in(users))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|d| (d.message_id, d.user_id))
+            .collect();
+        let now = now_ms();
+        let mut rows = Vec::new();
+        let mut receipts = Vec::new();
+        for (id, recipients, offline) in asked {
+            let Some(msg) = messages.get(&id) else {
+                continue;
+            };
+            let mut new = Vec::new();
+            for user in recipients {
+                if user != msg.sender_id
+                    && members.contains(&(msg.conversation_id, user.clone()))
+                    && seen.insert((id, user.clone()))
+                {
+                    rows.push(delivery::ActiveModel {
+                        message_id: Set(id),
+                        user_id: Set(user.clone()),
+                        delivered_at: Set(now),
+                        ..Default::default()
+                    });
+                    new.push(user);
+                }
+            }
+            if !new.is_empty() {
+                receipts.push((msg, new, offline));
+            }
+        }
+        let recorded = rows.len() as u32;
+        // A concurrent call may have recorded some of these since the lookup:
+        // those rows are skipped, not an error.
+        for chunk in chunked(rows, 500) {
+            delivery::Entity::insert_many(chunk)
+                .on_conflict_do_nothing_on([delivery::Column::MessageId, delivery::Column::UserId])
+                .exec_without_returning(&self.db)
+                .await
+                .map_err(db_err)?;
+        }
+        for (msg, recipient_ids, offline) in receipts {
+            let Some(conv) = convs.get(&msg.conversation_id) else {
+                continue;
+            };
+            self.publish(
+                conv,
+                vec![msg.sender_id.clone()],
+                Kind::MessageDelivered(v1::DeliveryReceipt {
+                    conversation_id: msg.conversation_id.to_string(),
+                    message_id: msg.id.to_string(),
+                    recipient_ids,
+                    sender_id: msg.sender_id.clone(),
+                    delivered_at_ms: now,
+                    client_message_id: msg.client_message_id.clone().unwrap_or_default(),
+                    offline,
+                }),
+            )
+            .await;
+        }
+        Ok(v1::RecordDeliveriesResponse { recorded })
     }
 
     pub async fn get_message(&self, req: v1::GetMessageRequest) -> Result<v1::ChatMessage> {
@@ -1074,6 +1239,16 @@ impl Chat {
             })
             .collect())
     }
+}
+
+/// `items` in chunks of at most `n` (a statement's bound parameters are limited).
+fn chunked<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut it = items.into_iter().peekable();
+    while it.peek().is_some() {
+        out.push(it.by_ref().take(n).collect());
+    }
+    out
 }
 
 /// A conversation row and its member rows as the canonical message.

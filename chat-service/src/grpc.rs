@@ -2,7 +2,7 @@
 //! its [`ServiceError`](confab_proto::ServiceError) into a status with a
 //! stable code in the details.
 
-use confab_proto::bus::{EventStream, subscribe_stream};
+use confab_proto::bus::{EventStream, subscribe_response};
 use confab_proto::server::Closing;
 use confab_proto::v1::chat_service_server::ChatService;
 use confab_proto::v1::*;
@@ -111,6 +111,12 @@ impl ChatService for ChatGrpc {
     ) -> Result<Response<MarkDeliveredResponse>, Status> {
         reply(self.chat.mark_delivered(r.into_inner()).await)
     }
+    async fn record_deliveries(
+        &self,
+        r: Request<RecordDeliveriesRequest>,
+    ) -> Result<Response<RecordDeliveriesResponse>, Status> {
+        reply(self.chat.record_deliveries(r.into_inner()).await)
+    }
     async fn get_message(
         &self,
         r: Request<GetMessageRequest>,
@@ -134,11 +140,11 @@ impl ChatService for ChatGrpc {
         &self,
         r: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream<ChatEvent>>, Status> {
-        tracing::info!(subscriber = %r.get_ref().subscriber, "chat subscriber connected");
-        Ok(Response::new(subscribe_stream(
-            self.chat.subscribe(),
+        Ok(subscribe_response(
+            self.chat.bus(),
+            r.get_ref(),
             "chat",
             self.closing.clone(),
-        )))
+        ))
     }
 }

@@ -29,12 +29,30 @@ pub use chat::Chat;
 /// The gRPC name health checks ask about.
 pub const SERVICE_NAME: &str = "confab.v1.ChatService";
 
+/// How many recent events chat-service keeps for subscribers to read at
+/// their pace and to resume from after a reconnect.
+pub const EVENT_LOG: usize = 4096;
+
 /// Connects to the database and brings its schema up to date.
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     let mut opts = ConnectOptions::new(url.to_string());
-    opts.max_connections(if url.starts_with("sqlite") { 4 } else { 10 })
-        .connect_timeout(Duration::from_secs(10))
+    opts.connect_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
+    if url.starts_with("sqlite") {
+        // SQLite has one writer at a time. One connection serialises every
+        // statement in order, instead of several connections contending
+        // for the write lock and backing off in SQLite's busy handler (which
+        // sleeps for up to 100 ms a try). WAL with `synchronous = NORMAL`
+        // makes each commit an append to the log, durable across a crash of
+        // confab (not of the machine) — the usual choice for an app server.
+        opts.max_connections(1).map_sqlx_sqlite_opts(|o| {
+            o.pragma("journal_mode", "WAL")
+                .pragma("synchronous", "NORMAL")
+                .busy_timeout(Duration::from_secs(5))
+        });
+    } else {
+        opts.max_connections(10);
+    }
     let db = Database::connect(opts).await?;
     migration::Migrator::up(&db, None).await?;
     Ok(db)
@@ -45,7 +63,7 @@ pub async fn serve(
     listener: TcpListener,
     db: DatabaseConnection,
 ) -> std::io::Result<ServiceHandle> {
-    let chat = Chat::new(db, Arc::new(LocalBus::new(4096)));
+    let chat = Chat::new(db, Arc::new(LocalBus::new(EVENT_LOG)));
     let (closer, closing) = closing();
     let routes =
         tonic::service::Routes::new(ChatServiceServer::new(grpc::ChatGrpc::new(chat, closing)));

@@ -24,8 +24,12 @@ use tower_http::cors::CorsLayer;
 
 use crate::config::EdgeConfig;
 use crate::contract;
+use crate::deliveries::Deliveries;
 use crate::fanout::{self, StreamStatus};
 use crate::services::{Services, stream_channel};
+
+/// How many packets may wait for one socket (see `max_buffer_size`).
+pub const SOCKET_QUEUE: usize = 8192;
 
 /// A running edge.
 pub struct EdgeHandle {
@@ -102,18 +106,24 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
     let services = Services::new(&cfg)?;
     let (layer, io) = SocketIo::builder()
         .with_state(services.clone())
+        // Packets queued per socket before an emit to it fails. A burst into
+        // a busy room must wait in the queue, not be dropped; the queue
+        // grows in blocks as it fills, so an idle socket costs no more.
+        .max_buffer_size(SOCKET_QUEUE)
         .build_layer();
     let default = contract::by_name(&cfg.default_contract)
         .ok_or_else(|| anyhow::anyhow!("unknown contract {}", cfg.default_contract))?;
     let mounts = Arc::new(contract::mount_all(&io, default));
 
     let streams = StreamStatus::default();
+    let (deliveries, delivery_task) = Deliveries::spawn(services.chat.clone());
     let mut followers = vec![
+        delivery_task,
         fanout::follow_chat(
             io.clone(),
             mounts.clone(),
             ChatServiceClient::new(stream_channel(&cfg.urls.chat_url)?),
-            services.clone(),
+            deliveries,
             cfg.edge_id.clone(),
             streams.clone(),
         ),

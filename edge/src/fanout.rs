@@ -1,23 +1,27 @@
 //! From services' event streams to sockets.
 //!
 //! The edge holds one `Subscribe` stream per service. Each canonical event is
-//! rendered by every mounted contract and emitted to the rooms it names. A
-//! stream that fails or ends is reopened with exponential backoff (100 ms up
-//! to 2 s); [`StreamStatus`] tells `/readyz` which streams are up.
+//! rendered once by every contract mounted (a contract on two namespaces
+//! renders once) and emitted to the rooms it names; socketioxide encodes
+//! each emit once and writes the same bytes to every socket in the rooms.
+//! Events are handled in order, one at a time, so a busy edge slows its
+//! streams down (backpressure) rather than skipping events. A stream that
+//! fails or ends is reopened with exponential backoff (100 ms up to 2 s),
+//! resuming after the last event it handled; a gap that could not be
+//! avoided is counted (`confab_event_stream_gaps_total`) and logged.
+//! [`StreamStatus`] tells `/readyz` which streams are up.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use confab_proto::bus::{BusEvent, EPOCH_HEADER, RESUMED_HEADER};
 use confab_proto::v1::call_service_client::CallServiceClient;
 use confab_proto::v1::chat_event::Kind;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::notify_service_client::NotifyServiceClient;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
-use confab_proto::v1::{
-    Actor, CallEvent, ChatEvent, ChatMessage, MarkDeliveredRequest, NotifyEvent, PresenceEvent,
-    SubscribeRequest,
-};
+use confab_proto::v1::{CallEvent, ChatEvent, NotifyEvent, PresenceEvent, SubscribeRequest};
 use futures::future::BoxFuture;
 use socketioxide::SocketIo;
 use tokio::task::JoinHandle;
@@ -26,7 +30,7 @@ use tonic::{Status, Streaming};
 
 use crate::auth::Identity;
 use crate::contract::{Contract, Emit, Mount};
-use crate::services::Services;
+use crate::deliveries::Deliveries;
 
 /// Which service streams are currently open, and how many times each has
 /// been (re)opened.
@@ -73,11 +77,13 @@ impl StreamStatus {
 
 /// A service client with a `Subscribe` stream of `Event`s.
 pub trait Subscribe: Clone + Send + 'static {
-    type Event: Send + 'static;
+    type Event: BusEvent;
     /// The service's name in logs, metrics and `/readyz`.
     const SERVICE: &'static str;
-    fn open(&mut self, subscriber: String)
-    -> BoxFuture<'_, Result<Streaming<Self::Event>, Status>>;
+    fn open(
+        &mut self,
+        request: SubscribeRequest,
+    ) -> BoxFuture<'_, Result<tonic::Response<Streaming<Self::Event>>, Status>>;
 }
 
 macro_rules! subscribe_for {
@@ -87,13 +93,9 @@ macro_rules! subscribe_for {
             const SERVICE: &'static str = $name;
             fn open(
                 &mut self,
-                subscriber: String,
-            ) -> BoxFuture<'_, Result<Streaming<$event>, Status>> {
-                Box::pin(async move {
-                    self.subscribe(SubscribeRequest { subscriber })
-                        .await
-                        .map(|r| r.into_inner())
-                })
+                request: SubscribeRequest,
+            ) -> BoxFuture<'_, Result<tonic::Response<Streaming<$event>>, Status>> {
+                Box::pin(async move { self.subscribe(request).await })
             }
         }
     };
@@ -103,8 +105,65 @@ subscribe_for!(PresenceServiceClient, PresenceEvent, "presence");
 subscribe_for!(CallServiceClient, CallEvent, "call");
 subscribe_for!(NotifyServiceClient, NotifyEvent, "notify");
 
+/// Where this edge is in a service's event log: what it asks to resume
+/// from after a broken stream.
+#[derive(Default)]
+struct Position {
+    epoch: String,
+    last_seq: u64,
+}
+
+impl Position {
+    fn request(&self, subscriber: &str) -> SubscribeRequest {
+        SubscribeRequest {
+            subscriber: subscriber.to_string(),
+            epoch: self.epoch.clone(),
+            after_seq: self.last_seq,
+        }
+    }
+
+    /// Takes in a newly opened stream's headers; tells whether events were
+    /// missed since the last stream (the service could not resume it).
+    fn reopened(&mut self, md: &tonic::metadata::MetadataMap) -> bool {
+        let epoch = md
+            .get(EPOCH_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let resumed = md
+            .get(RESUMED_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v == "true");
+        let had_position = !self.epoch.is_empty();
+        let gap = had_position && (!resumed || epoch != self.epoch);
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.last_seq = 0;
+        }
+        gap
+    }
+
+    /// Takes in one event's position; tells whether events were skipped.
+    fn advance(&mut self, seq: u64) -> bool {
+        let gap = self.last_seq != 0 && seq > self.last_seq + 1;
+        self.last_seq = seq;
+        gap
+    }
+}
+
+/// Counts and logs events this edge missed: a gap in a stream's `seq`, or
+/// a stream that could not resume where the last one ended (e.g. the
+/// service restarted). Backpressure and resuming make this rare; it is
+/// never silent.
+fn missed(service: &'static str, why: &'static str) {
+    metrics::counter!("confab_event_stream_gaps_total", "service" => service).increment(1);
+    tracing::error!(service, why, "events were missed on this edge's stream");
+}
+
 /// Keeps one service's stream open for ever (subscribed as `subscriber`),
-/// handing each event to `on_event`.
+/// handing each event to `on_event`, one at a time: a slow consumer slows
+/// the stream (and, through the service's bus, its publishers) instead of
+/// dropping events. A broken stream is reopened after the last event seen.
 pub fn follow<C, H>(
     client: C,
     subscriber: String,
@@ -119,10 +178,15 @@ where
     status.set(service, false);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
+        let mut position = Position::default();
         loop {
             let mut client = client.clone();
-            match client.open(subscriber.clone()).await {
-                Ok(mut stream) => {
+            match client.open(position.request(&subscriber)).await {
+                Ok(response) => {
+                    if position.reopened(response.metadata()) {
+                        missed(service, "the stream could not resume where it broke");
+                    }
+                    let mut stream = response.into_inner();
                     tracing::info!(service, "event stream open");
                     status.set(service, true);
                     backoff = Duration::from_millis(100);
@@ -131,6 +195,9 @@ where
                             Ok(Some(event)) => {
                                 metrics::counter!("confab_service_events_total", "service" => service)
                                     .increment(1);
+                                if position.advance(event.seq()) {
+                                    missed(service, "a gap in the stream's sequence");
+                                }
                                 on_event(event).await
                             }
                             Ok(None) => {
@@ -179,33 +246,6 @@ pub async fn emit(io: &SocketIo, path: &str, e: Emit, collect: bool) -> Vec<Stri
     reached
 }
 
-/// Records that a new message reached recipients' sockets on this edge
-/// (chat-service keeps one delivery per recipient and tells the sender).
-fn mark_delivered(chat: &ChatServiceClient<Channel>, message: &ChatMessage, reached: Vec<String>) {
-    let mut recipients: Vec<String> = reached
-        .into_iter()
-        .filter(|u| *u != message.sender_id)
-        .collect();
-    recipients.sort();
-    recipients.dedup();
-    for user in recipients {
-        let mut chat = chat.clone();
-        let req = MarkDeliveredRequest {
-            actor: Some(Actor {
-                id: user,
-                ..Default::default()
-            }),
-            message_id: message.id.clone(),
-            offline: false,
-        };
-        tokio::spawn(async move {
-            if let Err(status) = chat.mark_delivered(req).await {
-                tracing::debug!(error = %status, "mark delivered failed");
-            }
-        });
-    }
-}
-
 /// Picks a contract's renderer for one kind of event.
 type PickRenderer<E> = fn(&Contract) -> fn(&E) -> Vec<Emit>;
 
@@ -220,8 +260,18 @@ async fn fan_out<E>(
     collect: bool,
 ) -> Vec<String> {
     let mut reached = Vec::new();
+    // A contract mounted twice (its own namespace and `/`) renders once.
+    let mut rendered: Vec<(&'static Contract, Vec<Emit>)> = Vec::with_capacity(mounts.len());
     for m in mounts {
-        for e in render(m.contract)(event) {
+        let emits = match rendered.iter().find(|(c, _)| std::ptr::eq(*c, m.contract)) {
+            Some((_, emits)) => emits.clone(),
+            None => {
+                let emits = render(m.contract)(event);
+                rendered.push((m.contract, emits.clone()));
+                emits
+            }
+        };
+        for e in emits {
             reached.extend(emit(io, m.path, e, collect).await);
         }
     }
@@ -252,24 +302,27 @@ pub fn hold<C: Subscribe>(client: C, edge_id: String, status: StreamStatus) -> J
 }
 
 /// Follows chat-service's stream and fans its events out to every mount.
+///
+/// A new message's fan-out also notes whom it reached; those deliveries go
+/// to chat-service batched ([`Deliveries`]), never one call per recipient.
 pub fn follow_chat(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
     client: ChatServiceClient<Channel>,
-    services: Services,
+    deliveries: Deliveries,
     edge_id: String,
     status: StreamStatus,
 ) -> JoinHandle<()> {
     follow(client, edge_id, status, move |event: ChatEvent| {
         let io = io.clone();
         let mounts = mounts.clone();
-        let chat = services.chat.clone();
+        let deliveries = deliveries.clone();
         Box::pin(async move {
             // Only a new message needs to know whom it reached (deliveries).
             let created = matches!(&event.kind, Some(Kind::MessageCreated(_)));
             let reached = fan_out(&io, &mounts, &event, |c| c.chat_event, created).await;
             if let Some(Kind::MessageCreated(message)) = &event.kind {
-                mark_delivered(&chat, message, reached);
+                deliveries.record(message, reached).await;
             }
         })
     })

@@ -16,6 +16,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod contract;
+pub mod deliveries;
 pub mod embedded;
 pub mod fanout;
 pub mod presence;

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use confab_proto::bus::{EventBus, EventStream, LocalBus, subscribe_stream};
+use confab_proto::bus::{EventBus, EventStream, LocalBus, subscribe_response};
 use confab_proto::server::{Closing, ServiceHandle, closing, spawn};
 use confab_proto::v1::notify_service_server::{NotifyService, NotifyServiceServer};
 use confab_proto::v1::{NotifyEvent, SubscribeRequest};
@@ -37,9 +37,12 @@ impl NotifyService for Notify {
         &self,
         r: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream<NotifyEvent>>, Status> {
-        tracing::info!(subscriber = %r.get_ref().subscriber, "notify subscriber connected");
-        let stream = subscribe_stream(self.bus.subscribe(), "notify", self.closing.clone());
-        Ok(Response::new(stream))
+        Ok(subscribe_response(
+            self.bus.as_ref(),
+            r.get_ref(),
+            "notify",
+            self.closing.clone(),
+        ))
     }
 }
 

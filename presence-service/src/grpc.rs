@@ -2,7 +2,7 @@
 //! and turns its [`ServiceError`](confab_proto::ServiceError) into a status
 //! with a stable code in the details.
 
-use confab_proto::bus::{EventStream, subscribe_stream};
+use confab_proto::bus::{EventStream, subscribe_response};
 use confab_proto::server::Closing;
 use confab_proto::v1::presence_service_server::PresenceService;
 use confab_proto::v1::*;
@@ -68,11 +68,11 @@ impl PresenceService for PresenceGrpc {
         &self,
         r: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream<PresenceEvent>>, Status> {
-        tracing::info!(subscriber = %r.get_ref().subscriber, "presence subscriber connected");
-        Ok(Response::new(subscribe_stream(
-            self.presence.subscribe(),
+        Ok(subscribe_response(
+            self.presence.bus(),
+            r.get_ref(),
             "presence",
             self.closing.clone(),
-        )))
+        ))
     }
 }

@@ -98,8 +98,9 @@ impl Presence {
         }
     }
 
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<PresenceEvent> {
-        self.bus.subscribe()
+    /// The bus `Subscribe` is served from.
+    pub fn bus(&self) -> &dyn EventBus<PresenceEvent> {
+        self.bus.as_ref()
     }
 
     // ---- sessions ----------------------------------------------------------
@@ -152,7 +153,8 @@ impl Presence {
                         now,
                         &session.socket_id,
                         now,
-                    );
+                    )
+                    .await;
                 }
                 Ok(v1::RegisterSessionResponse {
                     came_online,
@@ -270,7 +272,7 @@ impl Presence {
                 if !req.member_ids.is_empty() {
                     typing.member_ids = req.member_ids;
                 }
-                self.publish_typing(&key, &typing, false, false);
+                self.publish_typing(&key, &typing, false, false).await;
             }
             return Ok(v1::SetTypingResponse { expires_at_ms: 0 });
         }
@@ -286,7 +288,7 @@ impl Presence {
             .await
             .map_err(store_err)?;
         if start.started {
-            self.publish_typing(&key, &typing, true, false);
+            self.publish_typing(&key, &typing, true, false).await;
         }
         Ok(v1::SetTypingResponse { expires_at_ms })
     }
@@ -304,21 +306,24 @@ impl Presence {
         if req.socket_id.len() > MAX_ID_LEN {
             return Err(ServiceError::invalid("socket_id is too long"));
         }
-        self.bus.publish(PresenceEvent {
-            audience: Some(Audience {
-                conversation_id: req.conversation_id.clone(),
-                user_ids: req.member_ids,
+        self.bus
+            .publish(PresenceEvent {
+                audience: Some(Audience {
+                    conversation_id: req.conversation_id.clone(),
+                    user_ids: req.member_ids,
+                    ..Default::default()
+                }),
+                kind: Some(Kind::RoomPresenceChanged(v1::RoomPresenceChange {
+                    user_id: actor.id.clone(),
+                    user_name: actor.name.clone(),
+                    conversation_id: req.conversation_id,
+                    joined: req.joined,
+                    at_ms: now_ms(),
+                    socket_id: req.socket_id,
+                })),
                 ..Default::default()
-            }),
-            kind: Some(Kind::RoomPresenceChanged(v1::RoomPresenceChange {
-                user_id: actor.id.clone(),
-                user_name: actor.name.clone(),
-                conversation_id: req.conversation_id,
-                joined: req.joined,
-                at_ms: now_ms(),
-                socket_id: req.socket_id,
-            })),
-        });
+            })
+            .await;
         Ok(v1::SetRoomPresenceResponse {})
     }
 
@@ -343,7 +348,7 @@ impl Presence {
             .await;
         }
         for (key, typing) in self.store.expire_typing(now).await? {
-            self.publish_typing(&key, &typing, false, true);
+            self.publish_typing(&key, &typing, false, true).await;
         }
         Ok(())
     }
@@ -363,10 +368,11 @@ impl Presence {
         if let Err(e) = self.last_seen.record(user_id, last_seen_ms).await {
             tracing::error!(user_id, error = %e, "could not record last seen");
         }
-        self.publish_status(user_id, profile, false, last_seen_ms, socket_id, at_ms);
+        self.publish_status(user_id, profile, false, last_seen_ms, socket_id, at_ms)
+            .await;
     }
 
-    fn publish_status(
+    async fn publish_status(
         &self,
         user_id: &str,
         profile: &Profile,
@@ -375,38 +381,44 @@ impl Presence {
         socket_id: &str,
         at_ms: i64,
     ) {
-        self.bus.publish(PresenceEvent {
-            audience: Some(Audience {
-                user_ids: profile.watcher_ids.clone(),
+        self.bus
+            .publish(PresenceEvent {
+                audience: Some(Audience {
+                    user_ids: profile.watcher_ids.clone(),
+                    ..Default::default()
+                }),
+                kind: Some(Kind::StatusChanged(v1::StatusChange {
+                    user_id: user_id.to_string(),
+                    user_name: profile.user_name.clone(),
+                    online,
+                    last_seen_ms,
+                    socket_id: socket_id.to_string(),
+                    at_ms,
+                })),
                 ..Default::default()
-            }),
-            kind: Some(Kind::StatusChanged(v1::StatusChange {
-                user_id: user_id.to_string(),
-                user_name: profile.user_name.clone(),
-                online,
-                last_seen_ms,
-                socket_id: socket_id.to_string(),
-                at_ms,
-            })),
-        });
+            })
+            .await;
     }
 
-    fn publish_typing(&self, key: &TypingKey, typing: &Typing, on: bool, expired: bool) {
-        self.bus.publish(PresenceEvent {
-            audience: Some(Audience {
-                conversation_id: key.conversation_id.clone(),
-                user_ids: typing.member_ids.clone(),
-                except_user_ids: vec![key.user_id.clone()],
+    async fn publish_typing(&self, key: &TypingKey, typing: &Typing, on: bool, expired: bool) {
+        self.bus
+            .publish(PresenceEvent {
+                audience: Some(Audience {
+                    conversation_id: key.conversation_id.clone(),
+                    user_ids: typing.member_ids.clone(),
+                    except_user_ids: vec![key.user_id.clone()],
+                    ..Default::default()
+                }),
+                kind: Some(Kind::TypingChanged(v1::TypingChange {
+                    user_id: key.user_id.clone(),
+                    user_name: typing.user_name.clone(),
+                    conversation_id: key.conversation_id.clone(),
+                    typing: on,
+                    started_at_ms: typing.started_at_ms,
+                    expired,
+                })),
                 ..Default::default()
-            }),
-            kind: Some(Kind::TypingChanged(v1::TypingChange {
-                user_id: key.user_id.clone(),
-                user_name: typing.user_name.clone(),
-                conversation_id: key.conversation_id.clone(),
-                typing: on,
-                started_at_ms: typing.started_at_ms,
-                expired,
-            })),
-        });
+            })
+            .await;
     }
 }

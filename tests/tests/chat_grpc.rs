@@ -16,11 +16,11 @@ use std::time::Duration;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::{
     Actor, Attachment, CatchUpRequest, ChatEvent, ChatMessage, Conversation, ConversationKind,
-    CreateConversationRequest, DeleteMessageRequest, EditMessageRequest, GetConversationRequest,
-    GetHistoryRequest, GetHistoryResponse, GetMessageRequest, ListConversationsRequest,
-    ListPeersRequest, MarkDeliveredRequest, MarkReadRequest, MarkReadResponse,
-    ReactToMessageRequest, RecallMessageRequest, SendMessageRequest, SendMessageResponse,
-    SubscribeRequest, chat_event::Kind,
+    CreateConversationRequest, DeleteMessageRequest, Delivery, EditMessageRequest,
+    GetConversationRequest, GetHistoryRequest, GetHistoryResponse, GetMessageRequest,
+    ListConversationsRequest, ListPeersRequest, MarkDeliveredRequest, MarkReadRequest,
+    MarkReadResponse, ReactToMessageRequest, RecallMessageRequest, RecordDeliveriesRequest,
+    SendMessageRequest, SendMessageResponse, SubscribeRequest, chat_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use confab_tests::db;
@@ -58,6 +58,7 @@ scenarios!(
     edit_delete_recall,
     reactions_and_replies,
     read_and_delivered,
+    batched_deliveries,
     history_pagination,
     catch_up,
     subscribe_streams_events,
@@ -660,7 +661,7 @@ async fn read_and_delivered(mut client: Client) {
         unreachable!()
     };
     assert_eq!(receipt.message_id, a1.id);
-    assert_eq!(receipt.recipient_id, bob);
+    assert_eq!(receipt.recipient_ids, vec![bob.clone()]);
     assert_eq!(receipt.sender_id, alice);
     assert!(receipt.offline, "the offline flag travels with the receipt");
     assert_eq!(audience(&event), vec![alice.clone()]);
@@ -681,6 +682,78 @@ async fn read_and_delivered(mut client: Client) {
         })
         .await;
     assert_eq!(code(err), ErrorCode::NotAMember);
+}
+
+/// An edge's batched receipts: one call for several messages, one event per
+/// message naming every new recipient; the sender, non-members, unknown
+/// messages and deliveries already recorded are left out.
+async fn batched_deliveries(mut client: Client) {
+    let (alice, bob, carol, mallory) = (user("alice"), user("bob"), user("carol"), user("mallory"));
+    let conv = create_group(&mut client, &alice, &[&bob, &carol]).await;
+    let m1 = send_text(&mut client, &alice, &conv.id, "one").await;
+    let m2 = send_text(&mut client, &bob, &conv.id, "two").await;
+    let mut events = subscribe(&mut client).await;
+    let delivery = |id: &str, to: &[&str]| Delivery {
+        message_id: id.to_string(),
+        recipient_ids: to.iter().map(|u| u.to_string()).collect(),
+        offline: false,
+    };
+    let recorded = client
+        .record_deliveries(RecordDeliveriesRequest {
+            deliveries: vec![
+                delivery(&m1.id, &[&bob, &carol, &alice, &mallory]),
+                delivery(&m2.id, &[&alice, &carol]),
+                delivery("999999999", &[&bob]),
+            ],
+        })
+        .await
+        .expect("record deliveries")
+        .into_inner();
+    assert_eq!(recorded.recorded, 4, "bob+carol for m1, alice+carol for m2");
+    let first = next_event(&mut events).await;
+    let Some(Kind::MessageDelivered(r1)) = &first.kind else {
+        panic!("expected a delivery receipt, got {first:?}")
+    };
+    assert_eq!(r1.message_id, m1.id);
+    assert_eq!(
+        sorted(r1.recipient_ids.clone()),
+        sorted(vec![bob.clone(), carol.clone()])
+    );
+    assert_eq!(audience(&first), vec![alice.clone()]);
+    let second = next_event(&mut events).await;
+    let Some(Kind::MessageDelivered(r2)) = &second.kind else {
+        panic!("expected a delivery receipt, got {second:?}")
+    };
+    assert_eq!(r2.message_id, m2.id);
+    assert_eq!(
+        sorted(r2.recipient_ids.clone()),
+        sorted(vec![alice.clone(), carol.clone()])
+    );
+    assert_eq!(audience(&second), vec![bob.clone()]);
+
+    // Recording the same again adds nothing and announces nothing: the
+    // stream's next event is the message sent after it (events are ordered).
+    let again = client
+        .record_deliveries(RecordDeliveriesRequest {
+            deliveries: vec![delivery(&m1.id, &[&bob, &carol])],
+        })
+        .await
+        .expect("record again")
+        .into_inner();
+    assert_eq!(again.recorded, 0);
+    let marker = send_text(&mut client, &alice, &conv.id, "after").await;
+    let next = next_event(&mut events).await;
+    let Some(Kind::MessageCreated(m)) = &next.kind else {
+        panic!("a repeated delivery was announced again: {next:?}")
+    };
+    assert_eq!(m.id, marker.id);
+
+    let too_many = client
+        .record_deliveries(RecordDeliveriesRequest {
+            deliveries: (0..1001).map(|_| delivery(&m1.id, &[&bob])).collect(),
+        })
+        .await;
+    assert_eq!(code(too_many), ErrorCode::InvalidArgument);
 }
 
 /// History pages backwards from the newest with a `before` cursor.
@@ -1052,6 +1125,7 @@ async fn subscribe(client: &mut Client) -> Streaming<ChatEvent> {
     client
         .subscribe(SubscribeRequest {
             subscriber: "chat_grpc test".into(),
+            ..Default::default()
         })
         .await
         .expect("subscribe")

@@ -695,6 +695,7 @@ mod tests {
 
     fn presence(audience: Audience, kind: PresenceKind) -> PresenceEvent {
         PresenceEvent {
+            seq: 0,
             audience: Some(audience),
             kind: Some(kind),
         }

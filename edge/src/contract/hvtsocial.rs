@@ -561,6 +561,7 @@ mod tests {
 
     fn event(kind: Kind) -> ChatEvent {
         ChatEvent {
+            seq: 0,
             audience: Some(Audience {
                 user_ids: vec!["100001".into(), "u2".into()],
                 conversation_id: "7".into(),
@@ -625,6 +626,7 @@ mod tests {
 
     fn presence(user_ids: &[&str], except: &[&str], kind: PresenceKind) -> PresenceEvent {
         PresenceEvent {
+            seq: 0,
             audience: Some(Audience {
                 user_ids: user_ids.iter().map(|u| u.to_string()).collect(),
                 except_user_ids: except.iter().map(|u| u.to_string()).collect(),

@@ -634,6 +634,7 @@ mod tests {
     fn presence_reaches_peers_and_typing_skips_the_typist() {
         use confab_proto::v1::{Audience, StatusChange, TypingChange};
         let status = |online| PresenceEvent {
+            seq: 0,
             audience: Some(Audience {
                 user_ids: vec!["u2".into(), "u3".into()],
                 ..Default::default()
@@ -658,6 +659,7 @@ mod tests {
         assert_eq!(off[0].data["lastSeen"], "2023-11-14T22:13:20.123Z");
 
         let typing = |typing, expired| PresenceEvent {
+            seq: 0,
             audience: Some(Audience {
                 conversation_id: "3".into(),
                 user_ids: vec!["u1".into(), "u2".into()],

@@ -806,7 +806,7 @@ fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
             "new_message",
             new_message(m, ev.conversation.as_ref()),
         )],
-        Some(Kind::MessageDelivered(d)) => vec![message_delivered(d)],
+        Some(Kind::MessageDelivered(d)) => message_delivered(d),
         Some(Kind::MessagesRead(r)) => messages_read(r),
         Some(Kind::ReactionChanged(c)) if !c.removed => reaction_added(c).into_iter().collect(),
         // The seed has no events for edits, deletions, recalls, removed
@@ -891,18 +891,24 @@ fn attachment_type(mime: &str) -> &'static str {
     }
 }
 
-/// `message_delivered`, to every socket of the sender.
-fn message_delivered(d: &DeliveryReceipt) -> Emit {
-    let mut v = json!({
-        "messageid": d.message_id,
-        "deliveredTo": d.recipient_id,
-        "deliveredAt": iso(d.delivered_at_ms),
-        "isOfflineDelivery": d.offline,
-    });
-    if !d.client_message_id.is_empty() {
-        v["clientMessageId"] = json!(d.client_message_id);
-    }
-    Emit::to(vec![user_room(&d.sender_id)], "message_delivered", v)
+/// One `message_delivered` per recipient (the seed's `deliveredTo` is one
+/// id), to every socket of the sender.
+fn message_delivered(d: &DeliveryReceipt) -> Vec<Emit> {
+    d.recipient_ids
+        .iter()
+        .map(|recipient| {
+            let mut v = json!({
+                "messageid": d.message_id,
+                "deliveredTo": recipient,
+                "deliveredAt": iso(d.delivered_at_ms),
+                "isOfflineDelivery": d.offline,
+            });
+            if !d.client_message_id.is_empty() {
+                v["clientMessageId"] = json!(d.client_message_id);
+            }
+            Emit::to(vec![user_room(&d.sender_id)], "message_delivered", v)
+        })
+        .collect()
 }
 
 /// One `message_read` per newly read message, to its sender.
@@ -1116,6 +1122,7 @@ mod tests {
     #[test]
     fn read_receipts_go_to_each_sender() {
         let ev = ChatEvent {
+            seq: 0,
             audience: Some(Audience::default()),
             conversation: None,
             origin: String::new(),
@@ -1147,6 +1154,7 @@ mod tests {
     #[test]
     fn status_changes_reach_the_watchers_in_both_shapes() {
         let ev = |online: bool| PresenceEvent {
+            seq: 0,
             audience: Some(Audience {
                 user_ids: vec!["w1".into(), "w2".into()],
                 ..Default::default()
@@ -1184,6 +1192,7 @@ mod tests {
     #[test]
     fn typing_goes_to_the_chat_room_but_never_the_typist() {
         let ev = |typing: bool, expired: bool| PresenceEvent {
+            seq: 0,
             audience: Some(Audience {
                 conversation_id: "9".into(),
                 user_ids: vec!["u1".into(), "u2".into()],
