@@ -23,16 +23,31 @@ export function uid(label = 'u') {
   return `${label}${randomBytes(4).toString('hex')}`;
 }
 
-const open = new Set();
+const opened = new Set();
 
-/** Connects with socket.io-client; resolves once connected, rejects with connect_error. */
-export function connect(namespace = '/raven', options = {}) {
+/**
+ * A socket.io-client socket that is connecting but not yet connected, for
+ * tests that must listen before the handshake ends (an `error` event sent
+ * right after it, say). `connected(socket)` then waits for the handshake.
+ */
+export function open(namespace = '/raven', options = {}) {
   const socket = io(URL + namespace, { reconnection: false, forceNew: true, timeout: 5000, ...options });
-  open.add(socket);
+  opened.add(socket);
+  return socket;
+}
+
+/** Resolves once `socket` is connected, rejects with its connect_error. */
+export function connected(socket) {
+  if (socket.connected) return Promise.resolve(socket);
   return new Promise((resolve, reject) => {
     socket.once('connect', () => resolve(socket));
     socket.once('connect_error', (err) => reject(err));
   });
+}
+
+/** Connects with socket.io-client; resolves once connected, rejects with connect_error. */
+export function connect(namespace = '/raven', options = {}) {
+  return connected(open(namespace, options));
 }
 
 /** The connect_error a handshake gets (fails if it connects instead). */
@@ -47,8 +62,8 @@ export async function refused(namespace, options = {}) {
 }
 
 export function closeAll() {
-  for (const s of open) s.disconnect();
-  open.clear();
+  for (const s of opened) s.disconnect();
+  opened.clear();
 }
 
 /** The next `event` on `socket` (its first argument), or a failure after `ms`. */
@@ -66,19 +81,104 @@ export function next(socket, event, ms = 3000) {
   });
 }
 
-/** Resolves if `event` does NOT arrive within `ms`; records what did arrive otherwise. */
-export function silence(socket, event, ms = 500) {
-  return new Promise((resolve, reject) => {
+/**
+ * How long an absence check keeps listening after its action, in ms.
+ *
+ * A forbidden event, if the server sent it, would arrive as fast as a
+ * wanted one. Measured on this project's 2-core CI machine with two
+ * contract suites running beside the measurement (tests/js/measure-delivery.mjs,
+ * 400 tries per path), action → event on another socket took:
+ * (figures: see tests/README.md)
+ * QUIET_MS is several times the worst of those.
+ */
+export const QUIET_MS = 300;
+
+/**
+ * An absence check: listens for `event` (or any of several events) on
+ * `socket` (or several sockets) from the moment it is called. Awaiting it
+ * waits `ms` more (QUIET_MS by default) and fails if a matching event
+ * arrived at any time since the call. So: create it BEFORE the action that
+ * could cause the event, await it AFTER the action:
+ *
+ *   const quiet = expectSilence(eve, 'new_message');
+ *   alice.emit('send_message', …);
+ *   await next(alice, 'new_message');
+ *   await quiet;
+ *
+ * `where(payload)` narrows what counts (other events pass unremarked).
+ */
+export function expectSilence(sockets, events, { ms = QUIET_MS, where = () => true } = {}) {
+  const targets = (Array.isArray(sockets) ? sockets : [sockets]).flatMap((s) =>
+    (Array.isArray(events) ? events : [events]).map((e) => [s, e]),
+  );
+  const seen = [];
+  let fail = null;
+  const listeners = targets.map(([socket, event]) => {
     const on = (payload) => {
-      clearTimeout(timer);
-      reject(new Error(`unexpected '${event}': ${JSON.stringify(payload)}`));
+      if (!where(payload)) return;
+      seen.push(`'${event}' ${JSON.stringify(payload)}`);
+      fail?.();
     };
-    const timer = setTimeout(() => {
-      socket.off(event, on);
-      resolve();
-    }, ms);
-    socket.once(event, on);
+    socket.on(event, on);
+    return () => socket.off(event, on);
   });
+  let outcome;
+  const check = () =>
+    new Promise((resolve, reject) => {
+      const done = (err) => {
+        clearTimeout(timer);
+        for (const off of listeners) off();
+        if (err) reject(err);
+        else resolve();
+      };
+      fail = () => done(new Error(`expected no ${[events].flat().join('/')}, got ${seen.join(', ')}`));
+      const timer = setTimeout(() => done(), ms);
+      if (seen.length) fail();
+    });
+  return {
+    then(resolve, reject) {
+      outcome ??= check();
+      return outcome.then(resolve, reject);
+    },
+  };
+}
+
+/**
+ * Records every `event` on `socket` from now on, for tests that count what
+ * a user actually received: `log.seen` holds the payloads, `await
+ * log.count(n)` waits until `n` have arrived in all (failing after `ms`),
+ * `log.stop()` stops listening. To show that nothing more came, wait
+ * QUIET_MS after the last action and compare `log.seen.length` with the
+ * number expected (never with a count taken after the action).
+ */
+export function record(socket, event) {
+  const seen = [];
+  const waiters = new Set();
+  const on = (payload) => {
+    seen.push(payload);
+    for (const w of [...waiters]) w();
+  };
+  socket.on(event, on);
+  return {
+    seen,
+    count(n, ms = 3000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`only ${seen.length} of ${n} '${event}' within ${ms} ms`));
+        }, ms);
+        const check = () => {
+          if (seen.length < n) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve(seen.slice());
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    stop: () => socket.off(event, on),
+  };
 }
 
 /** Calls the REST API; resolves to {status, body}. */
@@ -117,3 +217,18 @@ export async function ready(ms = 10000) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Old absence check (listens only from the call): being replaced by expectSilence. */
+export function silence(socket, event, ms = 500) {
+  return new Promise((resolve, reject) => {
+    const on = (payload) => {
+      clearTimeout(timer);
+      reject(new Error(`unexpected '${event}': ${JSON.stringify(payload)}`));
+    };
+    const timer = setTimeout(() => {
+      socket.off(event, on);
+      resolve();
+    }, ms);
+    socket.once(event, on);
+  });
+}

@@ -5,7 +5,7 @@
 // by a peer on another contract (mern), and the per-user socket limit.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeAll, connect, control, conversation, next, ready, refused, rest, silence, token, uid } from './confab.mjs';
+import { closeAll, connect, control, conversation, expectSilence, next, ready, refused, rest, token, uid } from './confab.mjs';
 
 after(closeAll);
 
@@ -46,12 +46,32 @@ describe('authentication', () => {
     assert.equal(err.message, 'TOKEN_EXPIRED');
   });
 
-  test('token from the Authorization header, the accessToken cookie and the query', async () => {
-    const t = token(uid());
-    await connect('/raven', { extraHeaders: { Authorization: `Bearer ${t}` } });
-    await connect('/raven', { extraHeaders: { Cookie: `theme=dark; accessToken=${t}` } });
-    await connect('/raven', { query: { token: t } });
-    await connect('/raven', { transports: ['websocket'], query: { token: t } });
+  test('token from the Authorization header, the accessToken cookie and the query: the socket is that user', async () => {
+    const [me, peer, other] = [uid('me'), uid('peer'), uid('other')];
+    const t = token(me, { name: 'Me' });
+    const id = await conversation(t, [peer]);
+    /** Who the socket is: joining proves membership, sending shows the sender. */
+    async function whoIs(s) {
+      const joined = await s.emitWithAck('join_conversation', { conversation_id: id });
+      assert.equal(joined.success, true, JSON.stringify(joined));
+      const text = `who am i ${uid()}`;
+      s.emit('send_message', { conversation_id: id, text });
+      const m = await next(s, 'new_message');
+      assert.equal(m.text, text);
+      return m.senderId;
+    }
+    assert.equal(await whoIs(await connect('/raven', { extraHeaders: { Authorization: `Bearer ${t}` } })), me);
+    assert.equal(await whoIs(await connect('/raven', { extraHeaders: { Cookie: `theme=dark; accessToken=${t}` } })), me);
+    assert.equal(await whoIs(await connect('/raven', { query: { token: t } })), me);
+    assert.equal(await whoIs(await connect('/raven', { transports: ['websocket'], query: { token: t } })), me);
+    // The order of precedence: auth.token, then the header, the cookie, the query.
+    const o = token(other);
+    const mixed = [
+      { auth: { token: t }, extraHeaders: { Authorization: `Bearer ${o}` }, query: { token: o } },
+      { extraHeaders: { Authorization: `Bearer ${t}`, Cookie: `accessToken=${o}` }, query: { token: o } },
+      { extraHeaders: { Cookie: `accessToken=${t}` }, query: { token: o } },
+    ];
+    for (const options of mixed) assert.equal(await whoIs(await connect('/raven', options)), me, JSON.stringify(options));
   });
 });
 
@@ -120,9 +140,10 @@ describe('messaging', () => {
     const { sa, sb, id } = await pair();
     const ack = await sb.emitWithAck('leave_conversation', { conversation_id: id });
     assert.equal(ack.success, true);
+    const quiet = expectSilence(sb, 'new_message');
     sa.emit('send_message', { conversation_id: id, text: 'after leave' });
     await next(sa, 'new_message');
-    await silence(sb, 'new_message', 400);
+    await quiet;
   });
 
   test('a message posted over REST reaches sockets like a socket send', async () => {
@@ -147,9 +168,10 @@ describe('errors', () => {
     assert.equal(err.code, 'JOIN_FAILED');
     assert.equal(err.message, 'Failed to join conversation');
     assert.match(err.details, /^NOT_A_MEMBER/);
+    const quiet = expectSilence(eve, 'new_message');
     sa.emit('send_message', { conversation_id: id, text: 'members only' });
     await next(sa, 'new_message');
-    await silence(eve, 'new_message', 400);
+    await quiet;
     assert.equal(eve.connected, true);
   });
 
@@ -204,13 +226,15 @@ describe('errors', () => {
     assert.equal((await next(sa, 'new_message')).text.length, 10 * 1024);
   });
 
-  test("a non-member's send is refused with NOT_A_MEMBER in details", async () => {
-    const { id } = await pair();
+  test("a non-member's send is refused with NOT_A_MEMBER in details, and nobody hears it", async () => {
+    const { sa, sb, id } = await pair();
     const eve = await connect('/raven', { auth: { token: token(uid('eve')) } });
+    const quiet = expectSilence([sa, sb, eve], 'new_message');
     eve.emit('send_message', { conversation_id: id, text: 'let me in' });
     const err = await next(eve, 'error');
     assert.equal(err.code, 'SEND_MESSAGE_FAILED');
     assert.match(err.details, /^NOT_A_MEMBER/);
+    await quiet;
   });
 
   test('REST refusals carry stable codes', async () => {
@@ -239,15 +263,15 @@ describe('presence', () => {
     const stranger = await connect('/mern', { auth: { token: token(uid('eve')) } });
 
     let online = next(peer, 'user_online');
+    const aloof = expectSilence(stranger, ['user_online', 'user_offline']);
     const sr1 = await connect('/raven', { auth: { token: tr }, transports: ['websocket'] });
     assert.deepEqual(await online, { userId: r, username: 'Raven' });
-    await silence(stranger, 'user_online', 300);
 
     // A second raven tab comes and goes: the user stays online, nothing is said.
-    const quiet = silence(peer, 'user_online', 500);
+    const quiet = expectSilence(peer, 'user_online');
     const sr2 = await connect('/raven', { auth: { token: tr } });
     await quiet;
-    const stillOnline = silence(peer, 'user_offline', 500);
+    const stillOnline = expectSilence(peer, 'user_offline');
     sr2.disconnect();
     await stillOnline;
 
@@ -258,6 +282,8 @@ describe('presence', () => {
     assert.deepEqual([userId, username], [r, 'Raven']);
     assert.match(lastSeen, ISO);
     assert.ok(Date.parse(lastSeen) >= before - 1000 && Date.parse(lastSeen) <= Date.now() + 1000, lastSeen);
+    // Only the users who share a conversation heard any of it.
+    await aloof;
 
     // Back again: online again.
     online = next(peer, 'user_online');

@@ -9,8 +9,6 @@
 //! (`POST {CONFAB_CONTROL_URL}/chat/stop` and `/chat/start`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,11 +89,11 @@ pub enum Db {
 }
 
 /// Boots the system with `default_contract` on `db`, runs the JavaScript
-/// `suite` against it and shuts it down. The PostgreSQL run skips itself
-/// (with a note) when `DATABASE_URL` is unset, except under `CI=true`.
+/// `suite` against it and shuts it down. The PostgreSQL run is reported as
+/// skipped ([`crate::skip`]) when `DATABASE_URL` is unset, and fails
+/// instead under `CI=true`.
 pub async fn run_suite(db: Db, default_contract: &str, suite: &str) {
     if matches!(db, Db::Postgres) && !crate::db::postgres_url_configured() {
-        eprintln!("DATABASE_URL is unset: skipping the PostgreSQL run of {suite}");
         return;
     }
     let app = spawn_app_with(db, default_contract).await;
@@ -260,18 +258,22 @@ impl TestApp {
         self.chat.start().await;
     }
 
-    /// Runs `tests/js/<suite>` with node's test runner and fails the calling
-    /// test if any of its tests fail. The suite reads `CONFAB_URL`,
+    /// Runs `tests/js/<suite>` with node's test runner, one result line per
+    /// test ([`crate::js`]), and fails the calling test if any of its tests
+    /// fail twice or the run is incomplete. The suite reads `CONFAB_URL`,
     /// `CONFAB_JWT_SECRET` and `CONFAB_CONTROL_URL`.
     pub async fn run_js(&self, suite: &str) {
-        run_js_suite(
-            suite,
-            &self.url,
-            &self.jwt_secret,
-            Some(&self.control_url),
-            None,
-        )
-        .await;
+        crate::js::run_suite(suite, self.js_target(), None).await;
+    }
+
+    /// This app as the target of a JavaScript suite.
+    pub fn js_target(&self) -> crate::js::Target<'_> {
+        crate::js::Target {
+            url: &self.url,
+            jwt_secret: &self.jwt_secret,
+            control_url: Some(&self.control_url),
+            typing_ttl_ms: TYPING_TTL_MS,
+        }
     }
 
     pub async fn shutdown(self) {
@@ -281,54 +283,4 @@ impl TestApp {
             h.shutdown().await;
         }
     }
-}
-
-/// `tests/js`, where the JavaScript suites and their `node_modules` live.
-pub fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
-}
-
-/// Runs a JavaScript suite against an edge at `url`; `name_pattern` limits it
-/// to the tests whose names match.
-pub async fn run_js_suite(
-    suite: &str,
-    url: &str,
-    secret: &str,
-    control_url: Option<&str>,
-    name_pattern: Option<&str>,
-) {
-    let dir = js_dir();
-    assert!(
-        dir.join("node_modules/socket.io-client").exists(),
-        "socket.io-client is not installed: run `npm ci --prefix tests/js` (the test command does)"
-    );
-    let mut cmd = tokio::process::Command::new("node");
-    // No single test may hang the suite: each gets 60 s at most.
-    cmd.current_dir(&dir)
-        .arg("--test")
-        .arg("--test-reporter=spec")
-        .arg("--test-timeout=60000");
-    if let Some(p) = name_pattern {
-        cmd.arg(format!("--test-name-pattern={p}"));
-    }
-    cmd.arg(suite)
-        .env("CONFAB_URL", url)
-        .env("CONFAB_JWT_SECRET", secret)
-        .env("CONFAB_CONTROL_URL", control_url.unwrap_or(""))
-        .env("CONFAB_TYPING_TTL_MS", TYPING_TTL_MS.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-        .await
-        .expect("the JavaScript suite ran for more than 5 minutes")
-        .expect("node could not be started: is Node.js installed?");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        out.status.success(),
-        "JavaScript suite {suite} failed:\n{stdout}\n{stderr}"
-    );
 }

@@ -22,21 +22,19 @@ pub async fn sqlite_url() -> (String, tempfile::TempDir) {
     (url, dir)
 }
 
-/// Whether PostgreSQL runs are configured (`DATABASE_URL` set).
+/// Whether PostgreSQL runs are configured (`DATABASE_URL` set). When not,
+/// the calling test is reported as skipped ([`crate::skip`]).
 ///
 /// # Panics
 ///
 /// When `CI=true` and `DATABASE_URL` is unset: CI requires the PostgreSQL path.
 pub fn postgres_url_configured() -> bool {
-    let set = std::env::var("DATABASE_URL").is_ok_and(|u| !u.trim().is_empty());
-    if !set && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but DATABASE_URL is unset: the PostgreSQL tests need a server");
-    }
-    set
+    crate::skip::required_env("DATABASE_URL", "the PostgreSQL run").is_some()
 }
 
 /// A fresh, empty PostgreSQL database on the server `DATABASE_URL` names,
-/// reached as the same user; `None` when `DATABASE_URL` is unset.
+/// reached as the same user; `None` when `DATABASE_URL` is unset, after
+/// reporting the calling test as skipped ([`crate::skip`]).
 ///
 /// # Panics
 ///
@@ -44,18 +42,7 @@ pub fn postgres_url_configured() -> bool {
 /// service is a failure, not a reason to skip. Also when the server cannot
 /// be reached or refuses to create the database.
 pub async fn postgres_url() -> Option<String> {
-    let admin_url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "CI=true but DATABASE_URL is unset: the PostgreSQL tests need a server \
-                     (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres)"
-                );
-            }
-            return None;
-        }
-    };
+    let admin_url = crate::skip::required_env("DATABASE_URL", "the PostgreSQL run")?;
     let name = format!("confab_test_{:016x}", rand::random::<u64>());
     let admin = connect_admin(&admin_url)
         .await

@@ -5,6 +5,12 @@
 //! * [`app`]: the whole system — four gRPC services and an edge — started
 //!   in-process, zero2prod style, with handles to restart chat-service and to
 //!   run the JavaScript `socket.io-client` suites against it.
+//! * [`js`]: runs one JavaScript suite with node's test runner and reports
+//!   each of its tests as its own result (complete, re-run once by name).
+//! * [`skip`]: a test that cannot run for a missing service says so — on
+//!   stderr and in the run's report — and fails under `CI=true`.
 
 pub mod app;
 pub mod db;
+pub mod js;
+pub mod skip;

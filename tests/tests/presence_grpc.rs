@@ -4,8 +4,8 @@
 //! `GetPresence`.
 //!
 //! Each scenario is an `async fn(Backend)` run twice: with the in-process
-//! store (always) and with the Redis store (when `REDIS_URL` is set; skipped
-//! with a note otherwise, a failure when `CI=true`). Every Redis run uses
+//! store (always) and with the Redis store (when `REDIS_URL` is set; reported
+//! as skipped otherwise, a failure when `CI=true`). Every Redis run uses
 //! keys under a prefix of its own, deleted when it passes. Last seen lives
 //! in SQLite here; `postgres::last_seen_survives_restart` repeats that
 //! scenario on PostgreSQL when `DATABASE_URL` is set. User ids carry a
@@ -146,24 +146,14 @@ impl Backend {
     }
 }
 
-/// `REDIS_URL`, or `None` (with a note) when unset.
+/// `REDIS_URL`, or `None` when unset, after reporting the calling test as
+/// skipped (`confab_tests::skip`: on stderr and in the run's summary).
 ///
 /// # Panics
 ///
 /// When `CI=true` and `REDIS_URL` is unset: CI requires the Redis path.
-fn redis_url() -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "CI=true but REDIS_URL is unset: the Redis tests need a server \
-                     (e.g. REDIS_URL=redis://127.0.0.1:6379)"
-                );
-            }
-            None
-        }
-    }
+fn redis_url(what: &str) -> Option<String> {
+    confab_tests::skip::required_env("REDIS_URL", what)
 }
 
 async fn run<F, Fut>(backend: Backend, scenario: F)
@@ -191,8 +181,7 @@ where
     F: FnOnce(Backend) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(url) = redis_url() else {
-        eprintln!("REDIS_URL is not set: skipping the Redis run");
+    let Some(url) = redis_url("the Redis run") else {
         return;
     };
     run(Backend::new(Some(url), None).await, scenario).await;
@@ -205,7 +194,6 @@ mod postgres {
     #[tokio::test]
     async fn last_seen_survives_restart() {
         let Some(url) = db::postgres_url().await else {
-            eprintln!("DATABASE_URL is not set: skipping the PostgreSQL run");
             return;
         };
         run(
@@ -224,8 +212,7 @@ mod replicas {
     /// expires both sweep but only one publishes the offline event.
     #[tokio::test]
     async fn share_sessions_and_publish_each_expiry_once() {
-        let Some(url) = redis_url() else {
-            eprintln!("REDIS_URL is not set: skipping the Redis replicas run");
+        let Some(url) = redis_url("the Redis replicas run") else {
             return;
         };
         run(Backend::new(Some(url), None).await, replicas_share_state).await;
@@ -267,6 +254,7 @@ impl Service {
             .client()
             .subscribe(SubscribeRequest {
                 subscriber: "presence_grpc".into(),
+                ..Default::default()
             })
             .await
             .expect("subscribe")

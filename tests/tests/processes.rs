@@ -10,10 +10,15 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
-use confab_tests::app::run_js_suite;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use confab_tests::js::{Target, js_dir, run_suite};
 use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
 
 fn bin(name: &str) -> PathBuf {
     // target/<profile>/deps/processes-<hash> → target/<profile>/<name>
@@ -81,8 +86,8 @@ async fn services_as_separate_processes() {
     let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
     let secret = format!("processes-{}", rand::random::<u64>());
 
-    let chat_env = [("CHAT_LISTEN", addr(0)), ("DATABASE_URL", db.clone())];
-    let mut chat = spawn("chat-service", &chat_env);
+    let chat_env = vec![("CHAT_LISTEN", addr(0)), ("DATABASE_URL", db.clone())];
+    let chat = Arc::new(Mutex::new(Some(spawn("chat-service", &chat_env))));
     let presence_db = format!(
         "sqlite://{}?mode=rwc",
         dir.path().join("presence.db").display()
@@ -111,15 +116,75 @@ async fn services_as_separate_processes() {
     let edge = url(4);
     readyz_becomes(&edge, true).await;
 
-    // The whole raven suite (its in-process restart test skips itself here).
-    run_js_suite("raven.test.mjs", &edge, &secret, None, None).await;
+    // The whole raven suite; its restart test stops and starts the
+    // chat-service process through the control server.
+    let control = spawn_control(ChatProcess {
+        child: chat.clone(),
+        env: chat_env.clone(),
+        edge: edge.clone(),
+    })
+    .await;
+    let target = Target {
+        url: &edge,
+        jwt_secret: &secret,
+        control_url: Some(&control),
+        // presence-service's default (PRESENCE_TYPING_TTL_MS is not set).
+        typing_ttl_ms: 5000,
+    };
+    run_suite("raven.test.mjs", target, None).await;
 
     // chat-service dies without warning; the edge notices and keeps serving.
-    chat.kill().await.unwrap();
+    let mut dead = chat.lock().await.take().expect("chat-service running");
+    dead.kill().await.unwrap();
     readyz_becomes(&edge, false).await;
-    let _chat = spawn("chat-service", &chat_env);
+    *chat.lock().await = Some(spawn("chat-service", &chat_env));
     readyz_becomes(&edge, true).await;
-    run_js_suite("raven.test.mjs", &edge, &secret, None, Some("two clients")).await;
+    run_suite("raven.test.mjs", target, Some("two clients")).await;
+}
+
+/// The chat-service process, which the suites' control server may kill and
+/// start again.
+#[derive(Clone)]
+struct ChatProcess {
+    child: Arc<Mutex<Option<Child>>>,
+    env: Vec<(&'static str, String)>,
+    /// The edge following it, whose `/readyz` tells when it noticed.
+    edge: String,
+}
+
+/// The control server the suites reach as `CONFAB_CONTROL_URL`
+/// (`POST /chat/stop`, `POST /chat/start`), here for a real process: stop
+/// kills it outright and returns once the edge has noticed; start runs it
+/// again and returns once the edge follows it again.
+async fn spawn_control(chat: ChatProcess) -> String {
+    async fn stop(State(chat): State<ChatProcess>) -> &'static str {
+        if let Some(mut child) = chat.child.lock().await.take() {
+            child.kill().await.expect("kill chat-service");
+        }
+        readyz_becomes(&chat.edge, false).await;
+        "stopped"
+    }
+    async fn start(State(chat): State<ChatProcess>) -> &'static str {
+        let mut child = chat.child.lock().await;
+        if child.is_none() {
+            *child = Some(spawn("chat-service", &chat.env));
+        }
+        drop(child);
+        readyz_becomes(&chat.edge, true).await;
+        "started"
+    }
+    let app = Router::new()
+        .route("/chat/stop", post(stop))
+        .route("/chat/start", post(start))
+        .with_state(chat);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind control");
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
 }
 
 /// An edge that dies without closing its sockets: presence-service stops
@@ -190,7 +255,7 @@ async fn a_crashed_edges_users_go_offline_after_the_session_ttl() {
     assert_eq!(created.status(), 201);
     let hold = |edge: String, sub: &str| {
         let mut cmd = Command::new("node");
-        cmd.current_dir(confab_tests::app::js_dir())
+        cmd.current_dir(js_dir())
             .args(["hold.mjs", &edge, "/raven", &token(sub)])
             .stdout(Stdio::piped())
             .kill_on_drop(true);
@@ -200,6 +265,7 @@ async fn a_crashed_edges_users_go_offline_after_the_session_ttl() {
     let mut events = presence
         .subscribe(SubscribeRequest {
             subscriber: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
