@@ -1,0 +1,213 @@
+//! `confab-bench`: confab side by side with a Node.js socket.io 4 server and
+//! a raw tokio-tungstenite broadcast server, on this machine, over loopback.
+//!
+//! `confab-bench run` starts each server itself, drives it with the load
+//! generator of this crate (Engine.IO 4 / Socket.IO 5 over WebSocket, the
+//! `raven` contract), and writes `BENCHMARKS.md` with a table per scenario,
+//! the ratios against Node and the raw limit, and SVG charts. `--smoke` runs
+//! the seconds-long version the test command uses so the benchmark never
+//! rots. The other subcommands are the benchmark's own helpers: `raw-server`
+//! (the machine's limit) and `hold` (a process of idle clients).
+//!
+//! It must not know confab's internals: it speaks only the wire protocol and
+//! the REST API a frontend uses.
+
+mod chart;
+mod client;
+mod clock;
+mod hold;
+mod http;
+mod load;
+mod machine;
+mod raw;
+mod report;
+mod run;
+mod scenario;
+mod servers;
+mod sio;
+mod stats;
+mod token;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::servers::{Kind, Launch};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "confab's benchmark against Node socket.io and a raw WebSocket server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every scenario against every server and writes the report.
+    Run(RunArgs),
+    /// The raw tokio-tungstenite broadcast server (started by `run`).
+    RawServer {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, env = "CONFAB_BENCH_SECRET", hide_env_values = true)]
+        secret: String,
+    },
+    /// A process holding idle clients (started by `run`'s idle scenario).
+    Hold(hold::HoldArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The seconds-long version: tiny rooms, few connections, every server.
+    #[arg(long)]
+    smoke: bool,
+    /// The `confab` binary to measure (default: next to this one, so
+    /// `cargo build --release --bins` builds both).
+    #[arg(long)]
+    confab_bin: Option<PathBuf>,
+    /// What to call that binary in the report (default: the git commit).
+    #[arg(long)]
+    label: Option<String>,
+    /// Servers to run, in table order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "confab,confab-pg,node,raw"
+    )]
+    servers: Vec<String>,
+    /// A PostgreSQL server that may create databases, for `confab-pg`
+    /// (without it that variant is left out, with a note).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pg_url: Option<String>,
+    /// Where the report goes (default: `BENCHMARKS.md` at the repository
+    /// root; with `--smoke`, nowhere unless given).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write every figure as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn kind(name: &str) -> anyhow::Result<Kind> {
+    Ok(match name {
+        "confab" => Kind::Confab,
+        "confab-pg" => Kind::ConfabPg,
+        "node" => Kind::Node,
+        "raw" => Kind::Raw,
+        other => bail!("unknown server {other:?} (confab, confab-pg, node, raw)"),
+    })
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("locating confab-bench")?;
+    let given_bin = args.confab_bin.is_some();
+    let confab_bin = args
+        .confab_bin
+        .unwrap_or_else(|| me.with_file_name("confab"));
+    let mut notes = Vec::new();
+    let mut kinds = Vec::new();
+    for name in &args.servers {
+        kinds.push(kind(name)?);
+    }
+    if kinds
+        .iter()
+        .any(|k| matches!(k, Kind::Confab | Kind::ConfabPg))
+        && !confab_bin.exists()
+    {
+        bail!(
+            "{} does not exist: build it first (`cargo build --release --bins`)",
+            confab_bin.display()
+        );
+    }
+    let node_script = servers::default_node_script();
+    if kinds.contains(&Kind::Node)
+        && !node_script
+            .with_file_name("node_modules/socket.io")
+            .exists()
+    {
+        bail!("socket.io is not installed for the Node server: run `npm ci --prefix tests/js`");
+    }
+    if kinds.contains(&Kind::ConfabPg) {
+        let usable = args
+            .pg_url
+            .as_deref()
+            .is_some_and(servers::postgres_available);
+        if !usable {
+            let why = "confab on PostgreSQL was not run: DATABASE_URL is unset or its server does not answer";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                bail!("{why} (CI=true requires it)");
+            }
+            eprintln!("SKIP {why}");
+            notes.push(why.to_string());
+            kinds.retain(|k| *k != Kind::ConfabPg);
+        }
+    }
+    let label = args.label.unwrap_or_else(|| {
+        if given_bin {
+            confab_bin.display().to_string()
+        } else {
+            machine::git_describe(&repo_root())
+        }
+    });
+    let launch = Launch {
+        confab_bin,
+        node_script,
+        bench_bin: me,
+        pg_admin_url: args.pg_url,
+        work_dir: run::scratch_dir(),
+    };
+    let plan = if args.smoke {
+        run::Plan::smoke(launch, kinds, label)
+    } else {
+        run::Plan::full(launch, kinds, label)
+    };
+    let mut results = run::run(&plan).await;
+    results.notes.splice(0..0, notes);
+
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let out = match (args.out, args.smoke) {
+        (Some(p), _) => Some(p),
+        (None, false) => Some(repo_root().join("BENCHMARKS.md")),
+        (None, true) => None,
+    };
+    if let Some(out) = out {
+        report::write(&results, &plan, &out)?;
+        eprintln!("wrote {}", out.display());
+    }
+    eprintln!(
+        "done in {:.0} s; {} deliveries lost; {} note(s)",
+        results.seconds,
+        results.lost(),
+        results.notes.len()
+    );
+    for n in &results.notes {
+        eprintln!("  note: {n}");
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::RawServer { listen, secret } => raw::serve(listen, secret).await,
+            Command::Hold(args) => hold::run(args).await,
+        }
+    })
+}

@@ -1,0 +1,482 @@
+//! `BENCHMARKS.md` from a run's [`Results`]: the machine, the targets with
+//! what was measured against them, a table per scenario with the ratios
+//! against Node and the raw limit, SVG charts, and — kept by hand in
+//! `tests/bench/NOTES.md` and copied in — what each improvement changed and
+//! what limits the targets still missed.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::chart::{Chart, Scale, Series};
+use crate::run::{Plan, Results};
+use crate::scenario::fanout::{FanoutResult, P99_BUDGET_MS};
+use crate::servers::Kind;
+
+/// Where the charts of a report at `out` go, and how the report links them.
+fn charts_dir(out: &Path) -> (PathBuf, String) {
+    let dir = out.parent().unwrap_or(Path::new("."));
+    if out.file_name().is_some_and(|n| n == "BENCHMARKS.md") && dir.join("tests/bench").is_dir() {
+        (dir.join("tests/bench/charts"), "tests/bench/charts".into())
+    } else {
+        (dir.join("charts"), "charts".into())
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if a > 0.0 && b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "—".into()
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn count(v: f64) -> String {
+    let n = v.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+/// Writes the report to `out` and its charts beside it.
+pub fn write(r: &Results, plan: &Plan, out: &Path) -> anyhow::Result<()> {
+    let (dir, link) = charts_dir(out);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut md = String::new();
+    let w = &mut md;
+
+    writeln!(w, "# confab benchmarks\n")?;
+    writeln!(
+        w,
+        "Written by `confab-bench run` ({}) on {} in {:.0} s; confab {}. \
+         Reproduce with the command in the README's *Benchmarks* section. \
+         Every server is started by the benchmark on loopback, driven by the \
+         same Rust load generator (Engine.IO 4 / Socket.IO 5 over WebSocket, \
+         the `raven` contract, a JWT per connection).\n",
+        if plan.quick { "smoke" } else { "full" },
+        r.started,
+        r.seconds,
+        r.confab
+    )?;
+    let m = &r.machine;
+    writeln!(w, "| machine | |\n|---|---|")?;
+    writeln!(w, "| CPUs | {} × {} |", m.cpus, m.cpu_model)?;
+    writeln!(w, "| memory | {:.1} GB |", m.memory_gb)?;
+    writeln!(w, "| kernel | {} |", m.kernel)?;
+    writeln!(w, "| open files per process | {} |", m.open_files)?;
+    writeln!(w, "| Node.js | {} (socket.io 4.8.1) |\n", m.node)?;
+    writeln!(
+        w,
+        "The servers: **confab** is the embedded `confab` binary (edge and all four \
+         services in one process, chat-service on SQLite or PostgreSQL); **Node \
+         socket.io** is `tests/js/bench-server.mjs`, the same `raven` flow in memory \
+         (membership check on join and send, `new_message` to the room); **raw \
+         tokio-tungstenite** is `confab-bench raw-server`, which only frames and \
+         broadcasts — the machine's limit.\n"
+    )?;
+
+    targets(w, r, plan)?;
+    storm(w, r)?;
+    idle(w, r, &dir, &link)?;
+    fanout(w, r, &dir, &link)?;
+    budget(w, r)?;
+
+    if !r.notes.is_empty() {
+        writeln!(w, "## Notes of this run\n")?;
+        for n in &r.notes {
+            writeln!(w, "- {n}")?;
+        }
+        writeln!(w)?;
+    }
+    let notes = Path::new(env!("CARGO_MANIFEST_DIR")).join("NOTES.md");
+    if let Ok(text) = std::fs::read_to_string(&notes) {
+        writeln!(w, "{}", text.trim_end())?;
+    }
+    std::fs::write(out, md).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+fn confab_kinds(r: &Results) -> Vec<Kind> {
+    let mut kinds: Vec<Kind> = r.storm.iter().map(|s| s.kind).collect();
+    kinds.retain(|k| matches!(k, Kind::Confab | Kind::ConfabPg));
+    kinds
+}
+
+fn best(r: &Results, kind: Kind, size: usize) -> Option<f64> {
+    r.fanout
+        .iter()
+        .find(|f| f.kind == kind && f.size == size)
+        .and_then(FanoutResult::best_within_budget)
+        .map(|s| s.delivered_per_s)
+}
+
+fn targets(w: &mut String, r: &Results, plan: &Plan) -> anyhow::Result<()> {
+    writeln!(w, "## Targets\n")?;
+    writeln!(w, "| target | measured | |\n|---|---|---|")?;
+    for kind in confab_kinds(r) {
+        let lost: u64 = r
+            .fanout
+            .iter()
+            .filter(|f| f.kind == kind)
+            .flat_map(|f| &f.steps)
+            .map(|s| s.lost)
+            .sum::<u64>()
+            + r.budget
+                .iter()
+                .filter(|b| b.kind == kind)
+                .map(|b| b.step.lost)
+                .sum::<u64>();
+        writeln!(
+            w,
+            "| {}: no delivery lost, at any rate | {} lost | {} |",
+            kind.label(),
+            count(lost as f64),
+            met(lost == 0)
+        )?;
+    }
+    let sizes: Vec<usize> = {
+        let mut s: Vec<usize> = r.fanout.iter().map(|f| f.size).collect();
+        s.dedup();
+        s
+    };
+    for &size in &sizes {
+        let c = best(r, Kind::Confab, size).unwrap_or(0.0);
+        let node = best(r, Kind::Node, size).unwrap_or(0.0);
+        let raw = best(r, Kind::Raw, size).unwrap_or(0.0);
+        writeln!(
+            w,
+            "| fan-out {size}: deliveries/s at p99 < 50 ms ≥ 3× Node | {} vs {} ({}) | {} |",
+            count(c),
+            count(node),
+            ratio(c, node),
+            met(node > 0.0 && c >= 3.0 * node)
+        )?;
+        writeln!(
+            w,
+            "| fan-out {size}: ≥ ½ of the raw limit | {} vs {} ({}) | {} |",
+            count(c),
+            count(raw),
+            ratio(c, raw),
+            met(raw > 0.0 && c >= 0.5 * raw)
+        )?;
+    }
+    if let Some(b) = r.budget.iter().find(|b| b.kind == Kind::Confab) {
+        writeln!(
+            w,
+            "| p99 send → delivery < 5 ms at {} msg/s | {} ms | {} |",
+            count(plan.budget_rate),
+            ms(b.step.latency.p99),
+            met(b.step.latency.p99 < 5.0 && b.step.lost == 0)
+        )?;
+    }
+    let idle = |k: Kind| r.idle.iter().find(|i| i.kind == k);
+    if let (Some(c), Some(n)) = (idle(Kind::Confab), idle(Kind::Node)) {
+        writeln!(
+            w,
+            "| memory per idle connection ≤ ¼ of Node's | {:.1} KB vs {:.1} KB ({}) | {} |",
+            c.bytes_per_connection / 1024.0,
+            n.bytes_per_connection / 1024.0,
+            ratio(c.bytes_per_connection, n.bytes_per_connection),
+            met(c.bytes_per_connection * 4.0 <= n.bytes_per_connection)
+        )?;
+    }
+    if let Some(s) = r.storm.iter().find(|s| s.kind == Kind::Confab) {
+        writeln!(
+            w,
+            "| ≥ 5,000 handshakes/s | {} /s | {} |",
+            count(s.per_second),
+            met(s.per_second >= 5000.0 && s.failures == 0)
+        )?;
+    }
+    if let Some(c) = idle(Kind::Confab) {
+        let top = c.points.last().map_or(0, |p| p.0);
+        writeln!(
+            w,
+            "| {} concurrent connections on one edge, no errors | {} connected, {} failed, {} dropped | {} |",
+            count(top as f64),
+            count(top as f64),
+            c.failures,
+            c.dropped,
+            met(c.failures == 0 && c.dropped == 0)
+        )?;
+    }
+    writeln!(w)?;
+    Ok(())
+}
+
+fn storm(w: &mut String, r: &Results) -> anyhow::Result<()> {
+    writeln!(w, "## Connection storm\n")?;
+    let Some(first) = r.storm.first() else {
+        writeln!(w, "Not run.\n")?;
+        return Ok(());
+    };
+    writeln!(
+        w,
+        "{} WebSocket handshakes, {} at a time, each a new user with a JWT \
+         (TCP, upgrade, Engine.IO open, namespace connect with the token verified).\n",
+        count(first.connections as f64),
+        first.concurrency
+    )?;
+    let of = |k: Kind| {
+        r.storm
+            .iter()
+            .find(|s| s.kind == k)
+            .map_or(0.0, |s| s.per_second)
+    };
+    writeln!(
+        w,
+        "| server | handshakes/s | handshake p50 | p99 | failed | vs Node | vs raw |\n|---|---|---|---|---|---|---|"
+    )?;
+    for s in &r.storm {
+        writeln!(
+            w,
+            "| {} | {} | {} ms | {} ms | {} | {} | {} |",
+            s.kind.label(),
+            count(s.per_second),
+            ms(s.handshake.p50),
+            ms(s.handshake.p99),
+            s.failures,
+            ratio(s.per_second, of(Kind::Node)),
+            ratio(s.per_second, of(Kind::Raw))
+        )?;
+    }
+    for s in r.storm.iter().filter(|s| s.first_error.is_some()) {
+        writeln!(
+            w,
+            "\n{}: first error: `{}`",
+            s.kind.label(),
+            s.first_error.as_deref().unwrap_or("")
+        )?;
+    }
+    writeln!(w)?;
+    Ok(())
+}
+
+fn idle(w: &mut String, r: &Results, dir: &Path, link: &str) -> anyhow::Result<()> {
+    writeln!(w, "## Idle connections\n")?;
+    if r.idle.is_empty() {
+        writeln!(w, "Not run.\n")?;
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "Connected, authenticated, idle sockets (one user each, pings answered), held by \
+         `confab-bench hold` worker processes; the server's resident memory (VmRSS) after \
+         each stage settles. Memory per connection is the least-squares slope; the \
+         projections extend it.\n"
+    )?;
+    let stages: Vec<usize> = r.idle[0].points.iter().map(|p| p.0).collect();
+    let mut head = String::from("| server |");
+    let mut rule = String::from("|---|");
+    for s in &stages {
+        write!(head, " RSS at {} |", count(*s as f64))?;
+        rule.push_str("---|");
+    }
+    head.push_str(" per connection | 100,000 | 1,000,000 | failed | vs Node |");
+    rule.push_str("---|---|---|---|---|");
+    writeln!(w, "{head}\n{rule}")?;
+    let node = r
+        .idle
+        .iter()
+        .find(|i| i.kind == Kind::Node)
+        .map_or(0.0, |i| i.bytes_per_connection);
+    for i in &r.idle {
+        let mut row = format!("| {} |", i.kind.label());
+        for p in &i.points {
+            write!(row, " {:.1} MB |", p.1 as f64 / 1e6)?;
+        }
+        write!(
+            row,
+            " {:.1} KB | {:.2} GB | {:.1} GB | {} | {} |",
+            i.bytes_per_connection / 1024.0,
+            i.projected(1e5) / 1e9,
+            i.projected(1e6) / 1e9,
+            i.failures + i.dropped,
+            ratio(i.bytes_per_connection, node)
+        )?;
+        writeln!(w, "{row}")?;
+    }
+    let chart = Chart {
+        title: "Server memory against idle connections",
+        x_label: "connections",
+        y_label: "RSS (MB)",
+        x_scale: Scale::Linear,
+        y_scale: Scale::Linear,
+        budget: None,
+        series: r
+            .idle
+            .iter()
+            .map(|i| Series {
+                name: i.kind.label().into(),
+                colour: i.kind.colour().into(),
+                points: i
+                    .points
+                    .iter()
+                    .map(|&(n, b)| (n as f64, b as f64 / 1e6))
+                    .collect(),
+            })
+            .collect(),
+    };
+    std::fs::write(dir.join("idle-memory.svg"), chart.svg())?;
+    writeln!(
+        w,
+        "\n![memory against connections]({link}/idle-memory.svg)\n"
+    )?;
+    Ok(())
+}
+
+fn fanout(w: &mut String, r: &Results, dir: &Path, link: &str) -> anyhow::Result<()> {
+    writeln!(w, "## Fan-out\n")?;
+    if r.fanout.is_empty() {
+        writeln!(w, "Not run.\n")?;
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "One conversation, every member connected and joined, one member sending at \
+         rising rates (each step 1k, 2k, 5k … 80k deliveries a second offered); latency \
+         is send → `new_message` at every member, the sender included, on the \
+         generator's clock. A step that passes p99 {P99_BUDGET_MS} ms or loses a \
+         delivery (not arrived within the grace period) ends the ramp. *Best* is the \
+         most deliveries a second a server achieved with p99 under {P99_BUDGET_MS} ms \
+         and nothing lost.\n"
+    )?;
+    let mut sizes: Vec<usize> = r.fanout.iter().map(|f| f.size).collect();
+    sizes.dedup();
+    for size in sizes {
+        writeln!(w, "### Rooms of {size}\n")?;
+        writeln!(
+            w,
+            "| server | best deliveries/s within budget | vs Node | vs raw |\n|---|---|---|---|"
+        )?;
+        let node = best(r, Kind::Node, size).unwrap_or(0.0);
+        let raw = best(r, Kind::Raw, size).unwrap_or(0.0);
+        for f in r.fanout.iter().filter(|f| f.size == size) {
+            let b = best(r, f.kind, size).unwrap_or(0.0);
+            writeln!(
+                w,
+                "| {} | {} | {} | {} |",
+                f.kind.label(),
+                if b > 0.0 { count(b) } else { "none".into() },
+                ratio(b, node),
+                ratio(b, raw)
+            )?;
+        }
+        writeln!(
+            w,
+            "\n| server | msg/s | offered deliveries/s | delivered/s | p50 | p99 | p99.9 | max | lost |\n|---|---|---|---|---|---|---|---|---|"
+        )?;
+        for f in r.fanout.iter().filter(|f| f.size == size) {
+            for s in &f.steps {
+                writeln!(
+                    w,
+                    "| {} | {:.1} | {} | {} | {} ms | {} ms | {} ms | {} ms | {} |",
+                    f.kind.label(),
+                    s.rate_per_room,
+                    count(s.offered_per_s),
+                    count(s.delivered_per_s),
+                    ms(s.latency.p50),
+                    ms(s.latency.p99),
+                    ms(s.latency.p999),
+                    ms(s.latency.max),
+                    count(s.lost as f64)
+                )?;
+            }
+            if let Some(e) = &f.error {
+                writeln!(
+                    w,
+                    "| {} | error: {} | | | | | | | |",
+                    f.kind.label(),
+                    e.replace('|', "/")
+                )?;
+            }
+        }
+        let chart = Chart {
+            title: &format!("Fan-out to rooms of {size}: p99 latency against load"),
+            x_label: "deliveries per second offered",
+            y_label: "p99 send → delivery (ms)",
+            x_scale: Scale::Log,
+            y_scale: Scale::Log,
+            budget: Some((P99_BUDGET_MS, "50 ms budget")),
+            series: r
+                .fanout
+                .iter()
+                .filter(|f| f.size == size)
+                .map(|f| Series {
+                    name: f.kind.label().into(),
+                    colour: f.kind.colour().into(),
+                    points: f
+                        .steps
+                        .iter()
+                        .map(|s| (s.offered_per_s, s.latency.p99.max(0.01)))
+                        .collect(),
+                })
+                .collect(),
+        };
+        let file = format!("fanout-{size}.svg");
+        std::fs::write(dir.join(&file), chart.svg())?;
+        writeln!(w, "\n![fan-out to rooms of {size}]({link}/{file})\n")?;
+    }
+    Ok(())
+}
+
+fn budget(w: &mut String, r: &Results) -> anyhow::Result<()> {
+    writeln!(
+        w,
+        "## The seed's latency budgets at 1,000 messages a second\n"
+    )?;
+    let Some(first) = r.budget.first() else {
+        writeln!(w, "Not run.\n")?;
+        return Ok(());
+    };
+    writeln!(
+        w,
+        "Seed 003's budgets (95th percentile). {} messages in all, spread over rooms of \
+         members each sending with an ack; p99 and p99.9 shown too.\n",
+        count(first.step.messages as f64)
+    )?;
+    writeln!(
+        w,
+        "| server | authentication p95 (< 500 ms) | chat join p95 (< 200 ms) | message send p95 (< 100 ms) | broadcast p95 (< 50 ms) | broadcast p99 | p99.9 | lost |\n|---|---|---|---|---|---|---|---|"
+    )?;
+    for b in &r.budget {
+        writeln!(
+            w,
+            "| {} | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {} |",
+            b.kind.label(),
+            ms(b.auth.p95),
+            ms(b.join.p95),
+            b.step.ack.map_or("—".into(), |a| ms(a.p95)),
+            ms(b.step.latency.p95),
+            ms(b.step.latency.p99),
+            ms(b.step.latency.p999),
+            count(b.step.lost as f64)
+        )?;
+    }
+    writeln!(
+        w,
+        "\nCall signaling (< 50 ms) and heartbeat (< 30 ms) are not measured: call-service \
+         is not built yet (issue 7), and the seed's `heartbeat` is a server-driven timer \
+         of the `v3` contract that session health (issue 10) will measure with it.\n"
+    )?;
+    Ok(())
+}
