@@ -240,8 +240,26 @@ pub async fn emit(io: &SocketIo, path: &str, e: Emit, collect: bool) -> Vec<Stri
     } else {
         Vec::new()
     };
-    if let Err(err) = op.emit(e.event, &e.data).await {
-        tracing::warn!(path, event = e.event, error = %err, "emit failed");
+    match op.emit(e.event, &e.data).await {
+        Ok(()) => {}
+        Err(socketioxide::BroadcastError::Socket(errors)) => {
+            // A socket whose queue (`SOCKET_QUEUE` packets) is full does not
+            // get this packet; one already closed does not matter.
+            let full = errors
+                .iter()
+                .filter(|e| matches!(e, socketioxide::SocketError::InternalChannelFull))
+                .count();
+            if full > 0 {
+                metrics::counter!("confab_socket_queue_full_total").increment(full as u64);
+                tracing::warn!(
+                    path,
+                    event = e.event,
+                    sockets = full,
+                    "a socket's send queue is full"
+                );
+            }
+        }
+        Err(err) => tracing::warn!(path, event = e.event, error = %err, "emit failed"),
     }
     reached
 }

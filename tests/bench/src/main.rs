@@ -67,7 +67,7 @@ struct RunArgs {
     #[arg(long)]
     smoke: bool,
     /// The `confab` binary to measure (default: next to this one, so
-    /// `cargo build --release --bins` builds both).
+    /// `cargo build --release -p confab-edge -p confab-bench` builds both).
     #[arg(long)]
     confab_bin: Option<PathBuf>,
     /// What to call that binary in the report (default: the git commit).
@@ -124,7 +124,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         && !confab_bin.exists()
     {
         bail!(
-            "{} does not exist: build it first (`cargo build --release --bins`)",
+            "{} does not exist: build it first (`cargo build --release -p confab-edge -p confab-bench`)",
             confab_bin.display()
         );
     }
