@@ -85,11 +85,19 @@ export function next(socket, event, ms = 3000) {
  * How long an absence check keeps listening after its action, in ms.
  *
  * A forbidden event, if the server sent it, would arrive as fast as a
- * wanted one. Measured on this project's 2-core CI machine with two
- * contract suites running beside the measurement (tests/js/measure-delivery.mjs,
- * 400 tries per path), action → event on another socket took:
- * (figures: see tests/README.md)
- * QUIET_MS is several times the worst of those.
+ * wanted one. Measured on this project's 2-core machine against a debug
+ * build of the all-in-one `confab` (the tests boot the same code), with two
+ * contract suites running beside the measurement
+ * (tests/js/measure-delivery.mjs, three runs of 400 tries per path),
+ * action → event on another socket took:
+ *
+ *   message  (raven send → new_message)       p50 4.9–7.5  p99 24.5–44.8  max 70.9 ms
+ *   typing   (mern typing → typing_status)    p50 4.2–5.1  p99 47.6–53.5  max 66.0 ms
+ *   presence (first socket → user_online)     p50 7.7–15.4 p99 57.9–61.9  max 66.5 ms
+ *
+ * (idle, one run: max 47.1 / 53.9 / 54.6 ms). QUIET_MS is more than four
+ * times the worst of those; tests/README.md has the figures and how to
+ * measure again.
  */
 export const QUIET_MS = 300;
 
@@ -217,18 +225,3 @@ export async function ready(ms = 10000) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Old absence check (listens only from the call): being replaced by expectSilence. */
-export function silence(socket, event, ms = 500) {
-  return new Promise((resolve, reject) => {
-    const on = (payload) => {
-      clearTimeout(timer);
-      reject(new Error(`unexpected '${event}': ${JSON.stringify(payload)}`));
-    };
-    const timer = setTimeout(() => {
-      socket.off(event, on);
-      resolve();
-    }, ms);
-    socket.once(event, on);
-  });
-}

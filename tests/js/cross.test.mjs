@@ -4,7 +4,7 @@
 // made in one contract show up in the others that have an event for them.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeAll, connect, conversation, next, token } from './confab.mjs';
+import { QUIET_MS, closeAll, connect, conversation, next, record, rest, sleep, token } from './confab.mjs';
 
 after(closeAll);
 
@@ -28,21 +28,27 @@ function nextWhere(socket, event, pred, ms = 5000) {
 /** A numeric user id (hvtsocial and dreamstudio render ids as numbers). */
 const numericId = () => String(100000 + Math.floor(Math.random() * 1e9));
 
-/** How each contract joins, sends and reads an incoming message. */
+/**
+ * How each contract joins, sends and reads an incoming message, and whether
+ * the sending socket gets its own message as that event too (`echo`).
+ */
 const contracts = {
   raven: {
     open: (u) => connect('/raven', { auth: { token: u.token } }),
     join: (s, id) => s.emitWithAck('join_conversation', { conversation_id: id }),
     send: (s, id, text) => s.emit('send_message', { conversation_id: id, text }),
     incoming: 'new_message',
-    read: (m) => ({ text: m.text, sender: m.senderId, id: m.id }),
+    echo: true,
+    read: (m) => ({ text: m.text, sender: m.senderId, id: m.id, conversation: m.conversationId }),
   },
   mern: {
     open: (u) => connect('/mern', { auth: { token: u.token } }),
     join: (s, id) => s.emitWithAck('join_conversations', [id]),
     send: (s, id, text) => s.emitWithAck('send_message', { conversationId: id, content: text, type: 'text' }),
     incoming: 'receive_message',
-    read: (m) => ({ text: m.message.content, sender: m.message.sender._id, id: m.message._id }),
+    // The sending socket gets the ack, not the event.
+    echo: false,
+    read: (m) => ({ text: m.message.content, sender: m.message.sender._id, id: m.message._id, conversation: m.conversationId }),
   },
   v3: {
     open: (u) => connect('/v3', { auth: { token: u.token, profileid: u.id } }),
@@ -53,16 +59,18 @@ const contracts = {
     },
     send: (s, id, text) => s.emit('send_message', { chatid: id, clientMessageId: `x-${Date.now()}`, messageType: 'text', content: text }),
     incoming: 'new_message',
-    read: (m) => ({ text: m.message.content, sender: m.message.senderid, id: m.message.messageid }),
+    echo: true,
+    read: (m) => ({ text: m.message.content, sender: m.message.senderid, id: m.message.messageid, conversation: m.message.chatid }),
   },
   hvtsocial: {
     open: (u) => connect('/hvtsocial', { auth: { token: u.token } }),
     join: async () => {},
     send: (s, id, text) => s.emit('send_message', { chatId: Number(id), text }),
     incoming: 'receive_message',
+    echo: true,
     read: (m) => {
       assert.equal(typeof m.sender.id, 'number');
-      return { text: m.text, sender: String(m.sender.id), id: String(m.id) };
+      return { text: m.text, sender: String(m.sender.id), id: String(m.id), conversation: String(m.chat_id) };
     },
   },
   dreamstudio: {
@@ -70,9 +78,10 @@ const contracts = {
     join: (s, id) => s.emitWithAck('join_room', { roomId: Number(id) }),
     send: (s, id, text) => s.emit('message:send', { roomId: Number(id), content: text }),
     incoming: 'message:new',
+    echo: true,
     read: (m) => {
       assert.equal(typeof m.senderId, 'number');
-      return { text: m.content, sender: String(m.senderId), id: String(m.id) };
+      return { text: m.content, sender: String(m.senderId), id: String(m.id), conversation: String(m.roomId) };
     },
   },
 };
@@ -96,9 +105,14 @@ async function everyone() {
 describe('five contracts, one conversation', () => {
   test("each user's message reaches every other contract in its own shape", async () => {
     const { users, chat } = await everyone();
+    const names = Object.keys(contracts);
+    // Every copy each user gets, from the start: each message must reach each
+    // of the others exactly once.
+    const logs = Object.fromEntries(names.map((n) => [n, record(users[n].s, contracts[n].incoming)]));
+    const sent = [];
     for (const [from, c] of Object.entries(contracts)) {
       const text = `hello from ${from}`;
-      const others = Object.keys(contracts).filter((n) => n !== from);
+      const others = names.filter((n) => n !== from);
       const arriving = others.map((n) =>
         nextWhere(users[n].s, contracts[n].incoming, (m) => contracts[n].read(m).text === text),
       );
@@ -107,11 +121,28 @@ describe('five contracts, one conversation', () => {
       const ids = new Set();
       got.forEach((m, i) => {
         const seen = contracts[others[i]].read(m);
-        assert.equal(seen.text, text, `${from} → ${others[i]}`);
-        assert.equal(seen.sender, users[from].id, `${from} → ${others[i]}`);
+        const what = `${from} → ${others[i]}`;
+        assert.equal(seen.sender, users[from].id, what);
+        assert.equal(seen.conversation, chat, what);
+        assert.match(seen.id, /^\d+$/, what);
         ids.add(seen.id);
       });
       assert.equal(ids.size, 1, `one message, one id everywhere: ${[...ids]}`);
+      sent.push({ id: [...ids][0], text, sender: users[from].id });
+    }
+    // The ids everyone saw are the stored messages, with their texts and senders.
+    const { status, body } = await rest('GET', `/api/conversations/${chat}/messages?limit=100`, users.raven.token);
+    assert.equal(status, 200);
+    const stored = body.messages.map((m) => ({ id: m.id, text: m.text, sender: m.senderId }));
+    const byId = (a, b) => Number(a.id) - Number(b.id);
+    assert.deepEqual(stored.sort(byId), sent.sort(byId));
+    // Each socket got each message once (its own only where the contract echoes).
+    await sleep(QUIET_MS);
+    for (const n of names) {
+      const texts = logs[n].seen.map((m) => contracts[n].read(m).text).sort();
+      const expected = names.filter((f) => f !== n || contracts[n].echo).map((f) => `hello from ${f}`).sort();
+      assert.deepEqual(texts, expected, n);
+      logs[n].stop();
     }
   });
 

@@ -10,7 +10,22 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
-import { URL, closeAll, connect, conversation, next, rest, silence, token, uid } from './confab.mjs';
+import {
+  QUIET_MS,
+  URL,
+  closeAll,
+  connect,
+  connected,
+  conversation,
+  expectSilence,
+  next,
+  open,
+  record,
+  rest,
+  sleep,
+  token,
+  uid,
+} from './confab.mjs';
 
 const NS = '/mern';
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -112,8 +127,11 @@ describe('authentication', () => {
   }
 
   test('auth.token of a valid token: connected, no error', async () => {
-    const s = await mern(token(uid()));
-    await silence(s, 'error', 300);
+    // Listening before the handshake: an error sent right after it is seen.
+    const s = open(NS, { auth: { token: token(uid()) } });
+    const quiet = expectSilence(s, 'error');
+    await connected(s);
+    await quiet;
     assert.equal(s.connected, true);
   });
 
@@ -127,7 +145,7 @@ describe('join_conversations', () => {
   test('joins the rooms of member conversations; a socket that did not join hears nothing', async () => {
     const { bob, id, sa, sb } = await pair();
     const idle = await mern(bob.tok);
-    const quiet = silence(idle, 'receive_message', 400);
+    const quiet = expectSilence(idle, 'receive_message');
     const [, got] = await act(() => send(sa, id, 'rooms'), [sb, 'receive_message']);
     assert.equal(got.message.content, 'rooms');
     await quiet;
@@ -152,7 +170,7 @@ describe('join_conversations', () => {
     // The refusal is answered after the joins, so bob is in `shared` now.
     const [, got] = await act(() => send(sa, shared, 'joined without an ack'), [sb, 'receive_message']);
     assert.equal(got.message.content, 'joined without an ack');
-    const quiet = silence(sb, 'receive_message', 400);
+    const quiet = expectSilence(sb, 'receive_message');
     await send(sa, foreign, 'not for bob');
     await quiet;
     assert.equal(sb.connected, true);
@@ -195,13 +213,14 @@ describe('join_conversations', () => {
   });
 
   test("a non-member's join is refused and they hear nothing", async () => {
-    const { id, sa } = await pair();
+    const { id, sa, sb } = await pair();
     const eve = await mern(token(uid('eve')));
+    const quiet = expectSilence(eve, 'receive_message');
     const ack = await eve.emitWithAck('join_conversations', [id]);
     assert.equal(ack.success, false);
     assert.equal(ack.failed[0].code, 'NOT_A_MEMBER');
-    const quiet = silence(eve, 'receive_message', 400);
-    await send(sa, id, 'members only');
+    const [m, got] = await act(() => send(sa, id, 'members only'), [sb, 'receive_message']);
+    assert.equal(got.message._id, m._id);
     await quiet;
   });
 });
@@ -233,13 +252,13 @@ describe('send_message and receive_message', () => {
     const { alice, id, sa, sb } = await pair();
     const sa2 = await mern(alice.tok);
     await joinAll(sa2, [id]);
-    const echo = silence(sa, 'receive_message', 500);
+    const echo = expectSilence(sa, 'receive_message');
     const [m, a2, b] = await act(() => send(sa, id, 'one bubble'), [sa2, 'receive_message'], [sb, 'receive_message']);
     assert.equal(a2.message._id, m._id);
     assert.equal(b.message._id, m._id);
     await echo;
     // The reply goes the other way: bob's own socket is the one left out.
-    const bobEcho = silence(sb, 'receive_message', 500);
+    const bobEcho = expectSilence(sb, 'receive_message');
     const [r, ra, ra2] = await act(() => send(sb, id, 'reply'), [sa, 'receive_message'], [sa2, 'receive_message']);
     assert.equal(ra.message._id, r._id);
     assert.equal(ra2.message._id, r._id);
@@ -305,6 +324,7 @@ describe('send_message and receive_message', () => {
       [{ conversationId: '999999999', content: 'nowhere' }, 'CONVERSATION_NOT_FOUND'],
       [{ conversationId: 'abc', content: 'bad id' }, 'INVALID_ARGUMENT'],
     ];
+    const quiet = expectSilence([sa, sb], 'receive_message');
     for (const [payload, code] of cases) {
       const ack = await sa.emitWithAck('send_message', payload);
       const label = JSON.stringify(payload).slice(0, 80);
@@ -312,19 +332,22 @@ describe('send_message and receive_message', () => {
       assert.equal(ack.code, code, label);
       assert.equal(typeof ack.error, 'string', label);
     }
-    await silence(sb, 'receive_message', 300);
+    await quiet;
     assert.equal(sa.connected, true);
     const history = await rest('GET', `/api/conversations/${id}/messages`, alice.tok);
     assert.equal(history.body.messages.length, 0);
     assert.equal((await send(sa, id, 'x'.repeat(LIMIT))).content.length, LIMIT);
   });
 
-  test("a non-member's send is refused with NOT_A_MEMBER", async () => {
-    const { id, sb } = await pair();
+  test("a non-member's send is refused with NOT_A_MEMBER and nobody hears it", async () => {
+    const { alice, id, sa, sb } = await pair();
     const eve = await mern(token(uid('eve')));
+    const quiet = expectSilence([sa, sb, eve], 'receive_message');
     const ack = await eve.emitWithAck('send_message', { conversationId: id, content: 'let me in' });
     assert.deepEqual([ack.success, ack.code], [false, 'NOT_A_MEMBER']);
-    await silence(sb, 'receive_message', 300);
+    await quiet;
+    const history = await rest('GET', `/api/conversations/${id}/messages`, alice.tok);
+    assert.equal(history.body.messages.length, 0);
   });
 
   test('without an ack a refusal is the error event', async () => {
@@ -348,7 +371,7 @@ describe('mark_read and messages_read', () => {
     assert.deepEqual(ra, { conversationId: id, messageIds: [m1._id, m2._id], readBy: bob.id });
     assert.deepEqual(rb, ra);
     // Nothing newly read: no event, an empty list in the ack.
-    const quiet = silence(sa, 'messages_read', 400);
+    const quiet = expectSilence([sa, sb], 'messages_read');
     const ack = await sb.emitWithAck('mark_read', { conversationId: id, messageIds: [m2._id] });
     assert.deepEqual(ack, { success: true, messageIds: [] });
     await quiet;
@@ -382,15 +405,16 @@ describe('mark_read and messages_read', () => {
       [{ conversationId: other, messageIds: [m._id] }, 'MESSAGE_NOT_FOUND'],
       [{ conversationId: '999999999', messageIds: [m._id] }, 'CONVERSATION_NOT_FOUND'],
     ];
+    const eve = await mern(token(uid('eve')));
+    const quiet = expectSilence([sa, sb, eve], 'messages_read');
     for (const [payload, code] of cases) {
       const ack = await sb.emitWithAck('mark_read', payload);
       assert.deepEqual([ack.success, ack.code], [false, code], JSON.stringify(payload));
     }
-    const eve = await mern(token(uid('eve')));
     eve.emit('mark_read', { conversationId: id, messageIds: [m._id] });
     const err = await next(eve, 'error');
     assert.deepEqual([err.code, err.event], ['NOT_A_MEMBER', 'mark_read']);
-    await silence(sa, 'messages_read', 300);
+    await quiet;
   });
 });
 
@@ -426,7 +450,7 @@ describe('edit_message and message_edited', () => {
       [sa, { messageId: m._id }, 'INVALID_ARGUMENT'],
       [sa, { newContent: 'which one?' }, 'INVALID_ARGUMENT'],
     ];
-    const quiet = silence(sb, 'message_edited', 300);
+    const quiet = expectSilence([sa, sb], 'message_edited');
     for (const [s, payload, code] of cases) {
       const ack = await s.emitWithAck('edit_message', payload);
       const label = JSON.stringify(payload).slice(0, 80);
@@ -524,7 +548,7 @@ describe('across contracts', () => {
 describe('presence and typing', () => {
   /**
    * Opens a socket of `tok` with its listeners in place before the handshake:
-   * resolves to the `error` event's code, or 'connected' when none came within 300 ms.
+   * resolves to the `error` event's code, or 'connected' when none came within QUIET_MS.
    */
   function attempt(tok) {
     return new Promise((resolve) => {
@@ -536,7 +560,7 @@ describe('presence and typing', () => {
         resolve(e.code);
       });
       s.on('connect', () => {
-        timer = setTimeout(() => resolve('connected'), 300);
+        timer = setTimeout(() => resolve('connected'), QUIET_MS);
       });
       s.on('connect_error', (e) => resolve(`connect_error ${e.message}`));
     });
@@ -555,16 +579,17 @@ describe('presence and typing', () => {
   test('user_online at the first socket, nothing for a second tab, user_offline with lastSeen at the last', async () => {
     const { alice, sb } = await watched();
     const stranger = await mern(user('eve', 'Eve').tok);
+    // Only the users who share a conversation hear any of it.
+    const aloof = expectSilence(stranger, ['user_online', 'user_offline']);
 
     const [sa1, online] = await act(() => mern(alice.tok), [sb, 'user_online']);
     assert.deepEqual(online, { userId: alice.id, username: 'Alice' });
-    await silence(stranger, 'user_online', 300);
 
     // A second tab: still the same online user, no event either way.
-    const quiet = silence(sb, 'user_online', 500);
+    const quiet = expectSilence(sb, 'user_online');
     const sa2 = await mern(alice.tok);
     await quiet;
-    const stillOnline = silence(sb, 'user_offline', 500);
+    const stillOnline = expectSilence(sb, 'user_offline');
     sa2.disconnect();
     await stillOnline;
 
@@ -576,7 +601,7 @@ describe('presence and typing', () => {
     assert.match(offline.lastSeen, ISO);
     const lastSeen = Date.parse(offline.lastSeen);
     assert.ok(lastSeen >= before - 1000 && lastSeen <= Date.now() + 1000, offline.lastSeen);
-    await silence(stranger, 'user_offline', 300);
+    await aloof;
   });
 
   test('the 11th socket of one user gets the error event TOO_MANY_CONNECTIONS and is disconnected', async () => {
@@ -606,7 +631,8 @@ describe('presence and typing', () => {
     const sa2 = await mern(alice.tok);
     await joinAll(sa2, [id]);
 
-    const quiet = [silence(sa, 'typing_status', 700), silence(sa2, 'typing_status', 700)];
+    // Neither the start nor the stop comes back to either of the typist's tabs.
+    const quiet = expectSilence([sa, sa2], 'typing_status');
     const [ack, start] = await act(() => sa.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: true }), [sb, 'typing_status']);
     assert.deepEqual(ack, { success: true });
     assert.deepEqual(start, { userId: alice.id, username: 'Alice', conversationId: id, isTyping: true });
@@ -614,7 +640,7 @@ describe('presence and typing', () => {
     // As the seed's frontend sends it: no ack.
     const [, stop] = await act(async () => sa.emit('typing', { conversationId: id, isTyping: false }), [sb, 'typing_status']);
     assert.deepEqual(stop, { userId: alice.id, username: 'Alice', conversationId: id, isTyping: false });
-    await Promise.all(quiet);
+    await quiet;
 
     // And the other way round.
     const [, back] = await act(async () => sb.emit('typing', { conversationId: Number(id), isTyping: true }), [sa, 'typing_status']);
@@ -630,9 +656,9 @@ describe('presence and typing', () => {
   });
 
   test("a non-member's typing is refused with NOT_A_MEMBER and not relayed", async () => {
-    const { id, sb } = await pair();
+    const { id, sa, sb } = await pair();
     const eve = await mern(user('eve', 'Eve').tok);
-    const quiet = silence(sb, 'typing_status', 700);
+    const quiet = expectSilence([sa, sb, eve], 'typing_status');
     const ack = await eve.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: true });
     assert.equal(ack.success, false);
     assert.equal(ack.code, 'NOT_A_MEMBER');
@@ -659,18 +685,37 @@ describe('presence and typing', () => {
   test('typing starts are throttled per user (30 a minute); stops always pass', async () => {
     const { alice, id, sa, sb } = await pair();
     const sa2 = await mern(alice.tok);
-    const [first, start] = await act(() => sa.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: true }), [sb, 'typing_status']);
-    assert.deepEqual(first, { success: true });
-    assert.equal(start.isTyping, true);
-    // The user's starts count together, whichever tab sends them.
-    for (let i = 1; i < 30; i++) {
-      const ack = await (i % 2 ? sa2 : sa).timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: true });
-      assert.deepEqual(ack, { success: true }, `start ${i + 1}`);
+    const noErrors = expectSilence([sa, sa2], 'error');
+    // Bob's log counts what got through: Alice starts and stops, again and
+    // again, so every start that reaches him is a new typing_status.
+    const heard = record(sb, 'typing_status');
+    const typing = (s, isTyping) => s.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping });
+    let relayed = 0;
+    let throttled;
+    for (; relayed < 40; relayed++) {
+      // The user's starts count together, whichever tab sends them.
+      const start = await typing(relayed % 2 ? sa2 : sa, true);
+      if (start.throttled) {
+        throttled = start;
+        break;
+      }
+      assert.deepEqual(start, { success: true }, `start ${relayed + 1}`);
+      assert.equal((await heard.count(2 * relayed + 1)).at(-1).isTyping, true);
+      assert.deepEqual(await typing(sa, false), { success: true }, 'stops always pass');
+      assert.equal((await heard.count(2 * relayed + 2)).at(-1).isTyping, false);
     }
-    assert.deepEqual(await sa2.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: true }), { success: true, throttled: true });
-    const [ack, stop] = await act(() => sa.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: false }), [sb, 'typing_status']);
-    assert.deepEqual(ack, { success: true });
-    assert.equal(stop.isTyping, false);
+    assert.deepEqual(throttled, { success: true, throttled: true });
+    // 30 a minute: the 31st start within the minute is dropped (a slow run
+    // may have earned a start or three back by then).
+    assert.ok(relayed >= 30 && relayed <= 33, `${relayed} starts relayed`);
+    // The dropped start reached nobody: Bob heard each relayed start and
+    // stop, and nothing else.
+    await sleep(QUIET_MS);
+    assert.equal(heard.seen.length, 2 * relayed, JSON.stringify(heard.seen.slice(2 * relayed)));
+    // Stops were never counted: 30 starts and 30 stops all got through.
+    assert.deepEqual(heard.seen.at(-1), { userId: alice.id, username: 'Alice', conversationId: id, isTyping: false });
+    await noErrors;
+    heard.stop();
   });
 });
 

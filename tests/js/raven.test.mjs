@@ -163,12 +163,12 @@ describe('errors', () => {
   test("a non-member's join is refused with JOIN_FAILED and they hear nothing", async () => {
     const { sa, id } = await pair();
     const eve = await connect('/raven', { auth: { token: token(uid('eve')) } });
+    const quiet = expectSilence(eve, 'new_message');
     eve.emit('join_conversation', { conversation_id: id });
     const err = await next(eve, 'error');
     assert.equal(err.code, 'JOIN_FAILED');
     assert.equal(err.message, 'Failed to join conversation');
     assert.match(err.details, /^NOT_A_MEMBER/);
-    const quiet = expectSilence(eve, 'new_message');
     sa.emit('send_message', { conversation_id: id, text: 'members only' });
     await next(sa, 'new_message');
     await quiet;

@@ -6,7 +6,21 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
-import { URL, closeAll, connect, conversation, next, refused, rest, silence, token, uid } from './confab.mjs';
+import {
+  QUIET_MS,
+  URL,
+  closeAll,
+  connect,
+  conversation,
+  expectSilence,
+  next,
+  record,
+  refused,
+  rest,
+  sleep,
+  token,
+  uid,
+} from './confab.mjs';
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const ID = /^\d+$/;
@@ -230,7 +244,7 @@ describe('chat rooms', () => {
     const { s: sb } = await v3(bob);
     await join(sa, chatid);
     const seen = next(sa, 'user_joined_chat');
-    const quiet = silence(sb, 'user_joined_chat', 400);
+    const quiet = expectSilence(sb, 'user_joined_chat');
     await join(sb, chatid);
     const j = await seen;
     assert.equal(j.profileid, bob.id);
@@ -240,7 +254,7 @@ describe('chat rooms', () => {
     assert.match(j.joinedAt, ISO);
     await quiet;
     // Joining again announces nothing new.
-    const again = silence(sa, 'user_joined_chat', 400);
+    const again = expectSilence([sa, sb], 'user_joined_chat');
     await join(sb, chatid);
     await again;
   });
@@ -248,16 +262,18 @@ describe('chat rooms', () => {
   test('leave_chat: user_left to the others, and no more new_message', async () => {
     const { bob, chatid, sa, sb } = await pair();
     const left = next(sa, 'user_left');
+    const gone = expectSilence(sb, 'new_message');
     sb.emit('leave_chat', { chatid });
     assert.deepEqual(await left, { profileid: bob.id, username: bob.username });
     const mine = next(sa, 'new_message');
     sa.emit('send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'after leave' });
     await mine;
-    await silence(sb, 'new_message', 400);
+    await gone;
     // Leaving a chat one is not in is silent; the plain string form works.
+    const quiet = expectSilence([sa, sb], 'user_left');
     const ack = await ask(sb, 'leave_chat', chatid);
     assert.deepEqual(ack, { success: true, chatid });
-    await silence(sa, 'user_left', 300);
+    await quiet;
   });
 
   test('a disconnecting member is user_left for the others', async () => {
@@ -268,8 +284,11 @@ describe('chat rooms', () => {
   });
 
   test("join errors: not a participant, unknown chat, missing or malformed id — chat_error, connection stays", async () => {
-    const { chatid } = await pair();
+    const { chatid, sa, sb } = await pair();
     const { s: eve } = await v3(user('eve'));
+    // A refused join is announced to nobody, and the refused socket hears nothing of the chat.
+    const unannounced = expectSilence([sa, sb, eve], 'user_joined_chat');
+    const unheard = expectSilence(eve, 'new_message');
     const cases = [
       [{ chatid }, 'NOT_A_MEMBER', chatid],
       [{ chatid: '999999999' }, 'CONVERSATION_NOT_FOUND', '999999999'],
@@ -293,6 +312,11 @@ describe('chat rooms', () => {
     eve.emit('leave_chat', { nope: 1 });
     assert.equal((await err).error, 'INVALID_ARGUMENT');
     assert.equal(eve.connected, true);
+    const heard = next(sb, 'new_message');
+    sa.emit('send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'members only' });
+    assert.equal((await heard).message.content, 'members only');
+    await unannounced;
+    await unheard;
   });
 });
 
@@ -346,19 +370,22 @@ describe('messaging', () => {
   test('message_delivered reaches the sender once the recipient got it', async () => {
     const { bob, chatid, sa, sb } = await pair();
     const clientMessageId = cid();
-    const delivered = next(sa, 'message_delivered');
+    // Only once per recipient, never for the sender's own sockets: every
+    // copy is counted from before the send.
+    const deliveries = record(sa, 'message_delivered');
+    const notToBob = expectSilence(sb, 'message_delivered');
     const got = next(sb, 'new_message');
     const ack = await ask(sa, 'send_message', { chatid, clientMessageId, messageType: 'text', content: 'ping' });
     await got;
-    const d = await delivered;
+    const [d] = await deliveries.count(1);
     assert.equal(d.messageid, ack.serverMessageId);
     assert.equal(d.clientMessageId, clientMessageId);
     assert.equal(d.deliveredTo, bob.id);
     assert.match(d.deliveredAt, ISO);
     assert.equal(d.isOfflineDelivery, false);
-    // Only once per recipient, never for the sender's own sockets.
-    await silence(sa, 'message_delivered', 400);
-    await silence(sb, 'message_delivered', 1);
+    await notToBob;
+    assert.equal(deliveries.seen.length, 1, JSON.stringify(deliveries.seen));
+    deliveries.stop();
   });
 
   test('a retry with the same clientMessageId makes no second message and no second broadcast', async () => {
@@ -368,12 +395,11 @@ describe('messaging', () => {
     const first = await ask(sa, 'send_message', payload);
     await Promise.all(seen);
     const sentAgain = next(sa, 'message_sent');
-    const quietB = silence(sb, 'new_message', 500);
-    const quietA = silence(sa, 'new_message', 500);
+    const quiet = expectSilence([sa, sb], 'new_message');
     const second = await ask(sa, 'send_message', payload);
     assert.deepEqual(second, first);
     assert.equal((await sentAgain).serverMessageId, first.serverMessageId);
-    await Promise.all([quietA, quietB]);
+    await quiet;
     const stored = await history(alice.token, chatid);
     assert.deepEqual(stored.map((m) => m.text), ['only once']);
   });
@@ -416,7 +442,7 @@ describe('messaging', () => {
     const m2 = await ask(sa, 'send_message', { chatid, clientMessageId: c2, messageType: 'text', content: 'two' });
     await two;
     const reads = collect(sa, 'message_read', 2);
-    const quiet = silence(sb, 'message_read', 500);
+    const quiet = expectSilence(sb, 'message_read');
     sb.emit('mark_message_read', { messageid: m2.serverMessageId, chatid });
     const [r1, r2] = await reads;
     assert.deepEqual([r1.messageid, r2.messageid], [m1.serverMessageId, m2.serverMessageId]);
@@ -425,7 +451,7 @@ describe('messaging', () => {
     assert.match(r1.readAt, ISO);
     await quiet;
     // Reading the same again says nothing new.
-    const again = silence(sa, 'message_read', 400);
+    const again = expectSilence([sa, sb], 'message_read');
     const ack = await ask(sb, 'mark_message_read', { messageid: m2.serverMessageId, chatid });
     assert.equal(ack.success, true);
     assert.deepEqual(ack.read, []);
@@ -437,9 +463,10 @@ describe('messaging', () => {
     const got = next(sb, 'new_message');
     const m = await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'react to me' });
     await got;
-    const [ra, rb] = [next(sa, 'message_reaction_added'), next(sb, 'message_reaction_added')];
+    // Each socket gets it once: every copy is counted from before the reaction.
+    const [ra, rb] = [record(sa, 'message_reaction_added'), record(sb, 'message_reaction_added')];
     sb.emit('react_to_message', { messageid: m.serverMessageId, chatid, emoji: '👍' });
-    const [a, b] = await Promise.all([ra, rb]);
+    const [[a], [b]] = await Promise.all([ra.count(1), rb.count(1)]);
     assert.deepEqual(a, b);
     assert.equal(a.messageid, m.serverMessageId);
     assert.equal(a.chatid, chatid);
@@ -447,7 +474,10 @@ describe('messaging', () => {
     assert.equal(a.reaction.profileid, bob.id);
     assert.equal(a.reaction.username, 'Bob');
     assert.match(a.reaction.timestamp, ISO);
-    await silence(sa, 'message_reaction_added', 300);
+    await sleep(QUIET_MS);
+    assert.deepEqual([ra.seen.length, rb.seen.length], [1, 1]);
+    ra.stop();
+    rb.stop();
   });
 
   test('a message posted over REST reaches v3 sockets as new_message', async () => {
@@ -480,7 +510,7 @@ describe('errors', () => {
       [{ chatid: '999999999', clientMessageId: 'c', content: 'nowhere' }, 'CONVERSATION_NOT_FOUND'],
       ['just a string', 'INVALID_ARGUMENT'],
     ];
-    const quiet = silence(sa, 'chat_error', 300);
+    const quiet = expectSilence(sa, 'chat_error');
     for (const [payload, code] of cases) {
       const ack = await ask(sa, 'send_message', payload);
       assert.equal(ack.success, false, JSON.stringify(payload).slice(0, 80));
@@ -497,12 +527,13 @@ describe('errors', () => {
   });
 
   test("a non-member's send is refused with NOT_A_MEMBER and nobody hears it", async () => {
-    const { chatid, sb } = await pair();
+    const { alice, chatid, sa, sb } = await pair();
     const { s: eve } = await v3(user('eve'));
-    const quiet = silence(sb, 'new_message', 400);
+    const quiet = expectSilence([sa, sb, eve], 'new_message');
     const ack = await ask(eve, 'send_message', { chatid, clientMessageId: cid(), content: 'let me in' });
     assert.deepEqual([ack.success, ack.code], [false, 'NOT_A_MEMBER']);
     await quiet;
+    assert.deepEqual(await history(alice.token, chatid), []);
   });
 
   test('without an ack: chat_error for refusals, error for unreadable payloads', async () => {
@@ -542,6 +573,7 @@ describe('errors', () => {
       [sb, 'react_to_message', { messageid: m.serverMessageId, chatid: other, emoji: '🎉' }, 'chat_error', 'MESSAGE_NOT_FOUND'],
       [eve, 'react_to_message', { messageid: m.serverMessageId, chatid, emoji: '🎉' }, 'chat_error', 'NOT_A_MEMBER'],
     ];
+    const quiet = expectSilence([sa, sb, eve], ['message_reaction_added', 'message_read']);
     for (const [s, event, payload, errorEvent, code] of cases) {
       const what = `${event} ${JSON.stringify(payload)}`;
       const err = next(s, errorEvent);
@@ -555,9 +587,9 @@ describe('errors', () => {
         assert.equal(e.details.event, event, what);
       }
     }
-    await silence(sa, 'message_reaction_added', 300);
     const ack = await ask(eve, 'react_to_message', { messageid: m.serverMessageId, chatid, emoji: '🎉' });
     assert.deepEqual([ack.success, ack.code], [false, 'NOT_A_MEMBER']);
+    await quiet;
     assert.equal(sb.connected && eve.connected, true);
   });
 });
@@ -619,9 +651,9 @@ describe('presence and typing', () => {
     const { s: stranger } = await v3(user('carol'));
     const status = next(sb, 'user_status_changed');
     const online = next(sb, 'user_online');
-    const aloof = silence(stranger, 'user_status_changed', 500);
+    const aloof = expectSilence(stranger, ['user_status_changed', 'user_online']);
     const before = Date.now();
-    const { s: sa } = await v3(alice);
+    await v3(alice);
     const st = await status;
     assert.deepEqual(Object.keys(st).sort(), ['isOnline', 'lastSeen', 'profileid']);
     assert.equal(st.profileid, alice.id);
@@ -630,24 +662,25 @@ describe('presence and typing', () => {
     assert.ok(Date.parse(st.lastSeen) >= before - 1000, st.lastSeen);
     assert.deepEqual(await online, { profileid: alice.id });
     await aloof;
-    // Nobody hears about themselves.
-    await silence(sa, 'user_status_changed', 1);
   });
 
   test('a second tab says nothing; closing one of two keeps the user online; the last one is offline with lastSeen', async () => {
     const { alice, bob } = await peers();
     const { s: sb } = await v3(bob);
-    const online = next(sb, 'user_status_changed');
+    // Both events of the first socket, so neither is mistaken for a later one.
+    const [online, legacy] = [next(sb, 'user_status_changed'), next(sb, 'user_online')];
     const { s: tab1 } = await v3(alice);
     assert.equal((await online).isOnline, true);
+    assert.deepEqual(await legacy, { profileid: alice.id });
 
-    let quiet = [silence(sb, 'user_status_changed', 600), silence(sb, 'user_online', 600), silence(sb, 'user_offline', 600)];
+    const presence = ['user_status_changed', 'user_online', 'user_offline'];
+    let quiet = expectSilence(sb, presence);
     const { s: tab2 } = await v3(alice);
-    await Promise.all(quiet);
+    await quiet;
 
-    quiet = [silence(sb, 'user_status_changed', 600), silence(sb, 'user_offline', 600)];
+    quiet = expectSilence(sb, presence);
     tab1.disconnect();
-    await Promise.all(quiet);
+    await quiet;
 
     const status = next(sb, 'user_status_changed');
     const offline = next(sb, 'user_offline');
@@ -692,7 +725,7 @@ describe('presence and typing', () => {
     const { alice, chatid, sa, sb } = await pair();
     const { s: sa2 } = await v3(alice);
     await join(sa2, chatid);
-    const mute = [silence(sa, 'user_typing', 600), silence(sa2, 'user_typing', 600)];
+    const mute = expectSilence([sa, sa2], 'user_typing');
     const typing = next(sb, 'user_typing');
     const before = Date.now();
     const ack = await ask(sa, 'typing_start', { chatid });
@@ -704,14 +737,14 @@ describe('presence and typing', () => {
     assert.equal(t.username, 'Alice');
     assert.match(t.startedAt, ISO);
     assert.ok(Date.parse(t.startedAt) >= before - 1000, t.startedAt);
-    await Promise.all(mute);
+    await mute;
 
     // The plain string form.
-    const stopMute = [silence(sa, 'user_stopped_typing', 600), silence(sa2, 'user_stopped_typing', 600)];
+    const stopMute = expectSilence([sa, sa2], 'user_stopped_typing');
     const stopped = next(sb, 'user_stopped_typing');
     sa.emit('typing_stop', chatid);
     assert.deepEqual(await stopped, { chatid, profileid: alice.id, username: 'Alice' });
-    await Promise.all(stopMute);
+    await stopMute;
 
     const again = next(sb, 'user_typing');
     sa2.emit('typing_start', chatid);
@@ -720,18 +753,20 @@ describe('presence and typing', () => {
 
   test('typing without a stop ends by itself: user_stopped_typing', async () => {
     const { alice, chatid, sa, sb } = await pair();
+    // Neither the start nor its expiry reaches the typist.
+    const mine = expectSilence(sa, ['user_typing', 'user_stopped_typing']);
     const typing = next(sb, 'user_typing');
     sa.emit('typing_start', { chatid });
     await typing;
     const stopped = await next(sb, 'user_stopped_typing', 8000);
     assert.deepEqual(stopped, { chatid, profileid: alice.id, username: 'Alice' });
-    await silence(sa, 'user_stopped_typing', 1);
+    await mine;
   });
 
   test("a non-member's typing is answered with chat_error and not relayed; bad payloads too", async () => {
     const { chatid, sa, sb } = await pair();
     const { s: eve } = await v3(user('eve'));
-    const quiet = [silence(sa, 'user_typing', 600), silence(sb, 'user_typing', 600)];
+    const quiet = expectSilence([sa, sb, eve], ['user_typing', 'user_stopped_typing']);
     for (const [event, payload] of [['typing_start', { chatid }], ['typing_stop', chatid]]) {
       const err = next(eve, 'chat_error');
       eve.emit(event, payload);
@@ -741,9 +776,9 @@ describe('presence and typing', () => {
       assert.equal(e.data.event, event);
       assert.equal(typeof e.data.message, 'string');
     }
-    await Promise.all(quiet);
     const ack = await ask(eve, 'typing_start', { chatid });
     assert.deepEqual([ack.success, ack.code], [false, 'NOT_A_MEMBER']);
+    await quiet;
     for (const payload of [{}, { chatid: '' }, [1], null]) {
       const err = next(sa, 'chat_error');
       sa.emit('typing_start', payload);
@@ -759,25 +794,33 @@ describe('presence and typing', () => {
 
   test('typing starts are throttled per user (30 a minute): the extra ones are dropped silently', async () => {
     const { chatid, sa, sb } = await pair();
+    const noErrors = expectSilence(sa, 'chat_error');
+    // Bob's logs count what got through: Alice starts and stops, again and
+    // again, so every start that reaches him is a new user_typing. The ack
+    // does not say whether a start was relayed; only Bob can.
+    const starts = record(sb, 'user_typing');
+    const stops = record(sb, 'user_stopped_typing');
     let relayed = 0;
     for (; relayed < 40; relayed++) {
-      const typing = next(sb, 'user_typing', 500);
       const ack = await ask(sa, 'typing_start', chatid);
-      assert.equal(ack.success, true);
+      assert.deepEqual(ack, { success: true, chatid });
       try {
-        await typing;
+        await starts.count(relayed + 1, QUIET_MS);
       } catch {
         break;
       }
-      const stopped = next(sb, 'user_stopped_typing');
-      sa.emit('typing_stop', chatid);
-      await stopped;
+      assert.deepEqual(await ask(sa, 'typing_stop', chatid), { success: true, chatid }, 'stops always pass');
+      await stops.count(relayed + 1);
     }
+    // 30 a minute: the 31st start within the minute is dropped (a slow run
+    // may have earned a start or three back by then).
     assert.ok(relayed >= 30 && relayed <= 33, `${relayed} starts relayed`);
-    // Stops always pass, so an indicator never sticks.
-    const err = silence(sa, 'chat_error', 300);
-    const ack = await ask(sa, 'typing_stop', chatid);
-    assert.equal(ack.success, true);
-    await err;
+    // The dropped start reached Bob neither then nor later.
+    await sleep(QUIET_MS);
+    assert.equal(starts.seen.length, relayed, JSON.stringify(starts.seen.slice(relayed)));
+    assert.equal(stops.seen.length, relayed);
+    await noErrors;
+    starts.stop();
+    stops.stop();
   });
 });

@@ -1,10 +1,49 @@
 //! Every service reports SERVING through the standard gRPC health service and
-//! serves reflection; the edge answers its probes and metrics.
+//! serves reflection; the edge answers its probes, and its metrics count
+//! what the test did: a socket accepted, one refused, a message delivered.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
 
 use confab_tests::app::spawn_app;
+use confab_tests::js::js_dir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+/// A raven socket held open by the official socket.io-client
+/// (`tests/js/hold.mjs`), joined to `conversation` when given; returns the
+/// process and its first line ("connected" or "refused <code>").
+async fn hold(url: &str, token: &str, conversation: Option<&str>) -> (Child, String) {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(js_dir())
+        .args(["hold.mjs", url, "/raven", token])
+        .args(conversation)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("node");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("hold.mjs answered in time")
+        .unwrap()
+        .unwrap_or_default();
+    (child, first)
+}
+
+/// The Prometheus text as `name{labels}` → value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
 
 #[tokio::test]
 async fn services_report_serving_and_edge_answers_probes() {
@@ -51,17 +90,90 @@ async fn services_report_serving_and_edge_answers_probes() {
         .unwrap();
     assert_eq!(readyz["status"], "ready");
     assert_eq!(readyz["streams"]["chat"], true);
-    let metrics = http
-        .get(format!("{}/metrics", app.url))
+
+    // Bob and Alice share a conversation; Alice's socket joins it, a forged
+    // token is refused, Bob posts over REST and the message reaches Alice.
+    let (alice, bob) = (
+        format!("a{}", rand::random::<u32>()),
+        format!("b{}", rand::random::<u32>()),
+    );
+    let created: serde_json::Value = http
+        .post(format!("{}/api/conversations", app.url))
+        .bearer_auth(app.token(&bob, "Bob"))
+        .json(&serde_json::json!({ "members": [alice], "name": "metrics" }))
         .send()
         .await
         .unwrap()
-        .text()
+        .json()
         .await
         .unwrap();
+    let conversation = created["id"].as_str().expect("conversation id").to_string();
+    let (_socket, first) = hold(&app.url, &app.token(&alice, "Alice"), Some(&conversation)).await;
+    assert_eq!(first, "connected");
+    let (_refused, first) = hold(&app.url, "abc.def", None).await;
+    assert_eq!(first, "refused INVALID_TOKEN");
+    let posted = http
+        .post(format!(
+            "{}/api/conversations/{conversation}/messages",
+            app.url
+        ))
+        .bearer_auth(app.token(&bob, "Bob"))
+        .json(&serde_json::json!({ "text": "counted" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201);
+
+    // Deliveries are recorded in batches after the emit: wait for the batch.
+    let expected = [
+        ("confab_socket_connections_total{contract=\"raven\"}", 1.0),
+        (
+            "confab_socket_auth_failures_total{code=\"INVALID_TOKEN\"}",
+            1.0,
+        ),
+        ("confab_delivery_batches_total", 1.0),
+        ("confab_delivery_messages_total", 1.0),
+        ("confab_event_stream_up{service=\"chat\"}", 1.0),
+        ("confab_event_stream_up{service=\"presence\"}", 1.0),
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let (text, got) = loop {
+        let text = http
+            .get(format!("{}/metrics", app.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let got = samples(&text);
+        let done = expected.iter().all(|(k, _)| got.contains_key(*k));
+        if done || tokio::time::Instant::now() > deadline {
+            break (text, got);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for (key, value) in expected {
+        assert_eq!(got.get(key), Some(&value), "{key} in:\n{text}");
+    }
+    // The message (and at least its delivery receipt) came down chat's
+    // event stream; Alice going online came down presence's.
+    let chat_events = got
+        .get("confab_service_events_total{service=\"chat\"}")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(chat_events >= 2.0, "chat events {chat_events} in:\n{text}");
+    let presence_events = got
+        .get("confab_service_events_total{service=\"presence\"}")
+        .copied()
+        .unwrap_or(0.0);
     assert!(
-        metrics.contains("confab_"),
-        "metrics should name confab's counters:\n{metrics}"
+        presence_events >= 1.0,
+        "presence events {presence_events} in:\n{text}"
+    );
+    assert!(
+        !got.contains_key("confab_delivery_batches_failed_total"),
+        "no delivery batch failed:\n{text}"
     );
     app.shutdown().await;
 }
