@@ -206,7 +206,7 @@ impl Room {
 }
 
 /// What one step of sending measured.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StepResult {
     /// Messages per second each room's sender offered.
     pub rate_per_room: f64,

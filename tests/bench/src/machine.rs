@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Machine {
     pub cpus: usize,
     pub memory_gb: f64,

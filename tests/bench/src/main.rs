@@ -59,6 +59,16 @@ enum Command {
     },
     /// A process holding idle clients (started by `run`'s idle scenario).
     Hold(hold::HoldArgs),
+    /// Writes the report again from a full run's `--json` results (e.g.
+    /// after editing `tests/bench/NOTES.md`), without measuring anything.
+    Report {
+        /// The results a full `run --json` wrote.
+        #[arg(long)]
+        json: PathBuf,
+        /// Where the report goes.
+        #[arg(long, default_value_os_t = repo_root().join("BENCHMARKS.md"))]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -198,6 +208,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn rewrite(json: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+    let results: run::Results = serde_json::from_str(&text).context("reading the results")?;
+    let launch = Launch {
+        confab_bin: PathBuf::new(),
+        node_script: PathBuf::new(),
+        bench_bin: PathBuf::new(),
+        pg_admin_url: None,
+        work_dir: PathBuf::new(),
+    };
+    let plan = run::Plan::full(launch, Vec::new(), results.confab.clone());
+    report::write(&results, &plan, out)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -208,6 +235,7 @@ fn main() -> anyhow::Result<()> {
             Command::Run(args) => run(args).await,
             Command::RawServer { listen, secret } => raw::serve(listen, secret).await,
             Command::Hold(args) => hold::run(args).await,
+            Command::Report { json, out } => rewrite(&json, &out),
         }
     })
 }

@@ -129,6 +129,21 @@ fn best(r: &Results, kind: Kind, size: usize) -> Option<f64> {
         .map(|s| s.delivered_per_s)
 }
 
+/// `count(v)`, marked `≥` when `kind` never left the budget: the ramp
+/// ended before its limit was found.
+fn best_text(r: &Results, kind: Kind, size: usize) -> String {
+    let Some(v) = best(r, kind, size) else {
+        return "none".into();
+    };
+    let capped = r
+        .fanout
+        .iter()
+        .find(|f| f.kind == kind && f.size == size)
+        .and_then(|f| f.steps.last())
+        .is_some_and(|s| s.lost == 0 && s.latency.p99 < P99_BUDGET_MS);
+    format!("{}{}", if capped { "≥ " } else { "" }, count(v))
+}
+
 fn targets(w: &mut String, r: &Results, plan: &Plan) -> anyhow::Result<()> {
     writeln!(w, "## Targets\n")?;
     writeln!(w, "| target | measured | |\n|---|---|---|")?;
@@ -165,18 +180,22 @@ fn targets(w: &mut String, r: &Results, plan: &Plan) -> anyhow::Result<()> {
         writeln!(
             w,
             "| fan-out {size}: deliveries/s at p99 < 50 ms ≥ 3× Node | {} vs {} ({}) | {} |",
-            count(c),
-            count(node),
+            best_text(r, Kind::Confab, size),
+            best_text(r, Kind::Node, size),
             ratio(c, node),
             met(node > 0.0 && c >= 3.0 * node)
         )?;
         writeln!(
             w,
             "| fan-out {size}: ≥ ½ of the raw limit | {} vs {} ({}) | {} |",
-            count(c),
-            count(raw),
+            best_text(r, Kind::Confab, size),
+            best_text(r, Kind::Raw, size),
             ratio(c, raw),
-            met(raw > 0.0 && c >= 0.5 * raw)
+            if best_text(r, Kind::Raw, size).starts_with('≥') && c >= 0.5 * raw {
+                "not proven: the raw limit is above the ramp"
+            } else {
+                met(raw > 0.0 && c >= 0.5 * raw)
+            }
         )?;
     }
     if let Some(b) = r.budget.iter().find(|b| b.kind == Kind::Confab) {
@@ -358,7 +377,9 @@ fn fanout(w: &mut String, r: &Results, dir: &Path, link: &str) -> anyhow::Result
          generator's clock. A step that passes p99 {P99_BUDGET_MS} ms or loses a \
          delivery (not arrived within the grace period) ends the ramp. *Best* is the \
          most deliveries a second a server achieved with p99 under {P99_BUDGET_MS} ms \
-         and nothing lost.\n"
+         and nothing lost; `≥` marks a server still within budget at the top of the \
+         ramp, whose limit this machine did not reach (and a ratio against it is an \
+         upper bound).\n"
     )?;
     let mut sizes: Vec<usize> = r.fanout.iter().map(|f| f.size).collect();
     sizes.dedup();
@@ -376,7 +397,7 @@ fn fanout(w: &mut String, r: &Results, dir: &Path, link: &str) -> anyhow::Result
                 w,
                 "| {} | {} | {} | {} |",
                 f.kind.label(),
-                if b > 0.0 { count(b) } else { "none".into() },
+                best_text(r, f.kind, size),
                 ratio(b, node),
                 ratio(b, raw)
             )?;

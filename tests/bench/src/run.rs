@@ -83,7 +83,7 @@ impl Plan {
 }
 
 /// Everything a run measured.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Results {
     pub machine: Machine,
     pub confab: String,

@@ -25,7 +25,7 @@ use tokio::process::{Child, Command};
 use crate::{http, token};
 
 /// Which server a [`Server`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// confab, chat-service on SQLite.
     Confab,

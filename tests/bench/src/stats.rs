@@ -1,7 +1,7 @@
 //! Percentiles and a least-squares slope: the only statistics the report uses.
 
 /// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Percentiles {
     pub p50: f64,
     pub p95: f64,

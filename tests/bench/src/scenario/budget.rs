@@ -13,7 +13,7 @@ use crate::load::{Recorder, Room, StepResult, run_step};
 use crate::servers::{Kind, Server};
 use crate::stats::{Percentiles, percentiles};
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BudgetResult {
     pub kind: Kind,
     pub auth: Percentiles,

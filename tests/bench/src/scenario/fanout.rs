@@ -12,7 +12,7 @@ use crate::servers::{Kind, Server};
 /// The p99 a step must stay under to count.
 pub const P99_BUDGET_MS: f64 = 50.0;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FanoutResult {
     pub kind: Kind,
     pub size: usize,

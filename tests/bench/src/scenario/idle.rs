@@ -15,7 +15,7 @@ use tokio::process::{Child, ChildStdout, Command};
 use crate::servers::{Kind, Server};
 use crate::stats::linear_fit;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IdleResult {
     pub kind: Kind,
     /// (connections, RSS bytes), the first one before any connection.

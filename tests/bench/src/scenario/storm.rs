@@ -8,7 +8,7 @@ use crate::load::connect_many;
 use crate::servers::{Kind, Server};
 use crate::stats::{Percentiles, percentiles};
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StormResult {
     pub kind: Kind,
     pub connections: usize,
