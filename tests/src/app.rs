@@ -205,12 +205,19 @@ async fn spawn_control(chat: Arc<ChatSlot>, streams: StreamStatus) -> String {
         .route("/chat/stop", post(stop))
         .route("/chat/start", post(start))
         .with_state((chat, streams));
+    serve_control(app).await
+}
+
+/// Serves a control server's routes (`POST /chat/stop`, `/chat/start`) on
+/// a free loopback port, for the rest of the test; returns its URL, which
+/// suites read as `CONFAB_CONTROL_URL`.
+pub async fn serve_control(routes: Router) -> String {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind control");
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(listener, routes).await;
     });
     url
 }

@@ -177,14 +177,7 @@ async fn spawn_control(chat: ChatProcess) -> String {
         .route("/chat/stop", post(stop))
         .route("/chat/start", post(start))
         .with_state(chat);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind control");
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    confab_tests::app::serve_control(app).await
 }
 
 /// An edge that dies without closing its sockets: presence-service stops
