@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use confab_proto::bus::{EventBus, EventStream, LocalBus, subscribe_response};
-use confab_proto::server::{Closing, ServiceHandle, closing, spawn};
+use confab_proto::server::{Closer, Closing, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::call_service_server::{CallService, CallServiceServer};
 use confab_proto::v1::{CallEvent, SubscribeRequest};
 use tokio::net::TcpListener;
@@ -46,10 +46,16 @@ impl CallService for Call {
     }
 }
 
-/// Starts call-service on `listener`.
-pub async fn serve(listener: TcpListener) -> std::io::Result<ServiceHandle> {
+/// call-service, ready to serve: its gRPC service and the signal that
+/// ends its streams at shutdown.
+pub fn build() -> (CallServiceServer<Call>, Closer) {
     let (closer, closing) = closing();
     let svc = Call::new(Arc::new(LocalBus::new(4096)), closing);
-    let routes = tonic::service::Routes::new(CallServiceServer::new(svc));
-    spawn(listener, SERVICE_NAME, routes, closer).await
+    (CallServiceServer::new(svc), closer)
+}
+
+/// Starts call-service on `listener`.
+pub async fn serve(listener: TcpListener) -> std::io::Result<ServiceHandle> {
+    let (svc, closer) = build();
+    GrpcServer::new().add(svc, closer).spawn(listener).await
 }

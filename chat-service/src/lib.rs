@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_proto::bus::LocalBus;
-use confab_proto::server::{ServiceHandle, closing, spawn};
+use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::chat_service_server::ChatServiceServer;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
@@ -58,14 +58,22 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     Ok(db)
 }
 
+/// chat-service over an already-migrated database, ready to serve: its
+/// gRPC service and the signal that ends its streams at shutdown.
+pub fn build(db: DatabaseConnection) -> (ChatServiceServer<grpc::ChatGrpc>, Closer) {
+    let chat = Chat::new(db, Arc::new(LocalBus::new(EVENT_LOG)));
+    let (closer, closing) = closing();
+    (
+        ChatServiceServer::new(grpc::ChatGrpc::new(chat, closing)),
+        closer,
+    )
+}
+
 /// Starts chat-service on `listener` over an already-migrated database.
 pub async fn serve(
     listener: TcpListener,
     db: DatabaseConnection,
 ) -> std::io::Result<ServiceHandle> {
-    let chat = Chat::new(db, Arc::new(LocalBus::new(EVENT_LOG)));
-    let (closer, closing) = closing();
-    let routes =
-        tonic::service::Routes::new(ChatServiceServer::new(grpc::ChatGrpc::new(chat, closing)));
-    spawn(listener, SERVICE_NAME, routes, closer).await
+    let (svc, closer) = build(db);
+    GrpcServer::new().add(svc, closer).spawn(listener).await
 }

@@ -26,7 +26,7 @@ use crate::config::EdgeConfig;
 use crate::contract;
 use crate::deliveries::Deliveries;
 use crate::fanout::{self, StreamStatus};
-use crate::services::{Services, stream_channel};
+use crate::services::{Service, Services};
 
 /// How many packets may wait for one socket (see `max_buffer_size`).
 pub const SOCKET_QUEUE: usize = 8192;
@@ -122,7 +122,7 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
         fanout::follow_chat(
             io.clone(),
             mounts.clone(),
-            ChatServiceClient::new(stream_channel(&cfg.urls.chat_url)?),
+            ChatServiceClient::new(cfg.services.transport(Service::Chat, None)?),
             deliveries,
             cfg.edge_id.clone(),
             streams.clone(),
@@ -130,19 +130,19 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
         fanout::follow_presence(
             io.clone(),
             mounts.clone(),
-            PresenceServiceClient::new(stream_channel(&cfg.urls.presence_url)?),
+            PresenceServiceClient::new(cfg.services.transport(Service::Presence, None)?),
             cfg.edge_id.clone(),
             streams.clone(),
         ),
         // Call and notify events get routed once their services are built;
         // the streams are held already so readiness reports them.
         fanout::hold(
-            CallServiceClient::new(stream_channel(&cfg.urls.call_url)?),
+            CallServiceClient::new(cfg.services.transport(Service::Call, None)?),
             cfg.edge_id.clone(),
             streams.clone(),
         ),
         fanout::hold(
-            NotifyServiceClient::new(stream_channel(&cfg.urls.notify_url)?),
+            NotifyServiceClient::new(cfg.services.transport(Service::Notify, None)?),
             cfg.edge_id.clone(),
             streams.clone(),
         ),

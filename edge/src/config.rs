@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::Verifier;
+use crate::services::ServiceTargets;
 
 /// Settings every edge has, embedded or not.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,7 +68,7 @@ pub struct ServiceUrls {
 pub struct EdgeConfig {
     pub default_contract: String,
     pub verifier: Verifier,
-    pub urls: ServiceUrls,
+    pub services: ServiceTargets,
     pub request_timeout: Duration,
     pub heartbeat: Duration,
     /// Names this edge in logs and in its Subscribe streams.
@@ -79,7 +80,7 @@ impl EdgeConfig {
     /// configured (the embedded mode passes its generated secret).
     pub fn from_args(
         args: &EdgeArgs,
-        urls: ServiceUrls,
+        services: impl Into<ServiceTargets>,
         secret: Option<&str>,
     ) -> anyhow::Result<Self> {
         let verifier = match (
@@ -115,7 +116,7 @@ impl EdgeConfig {
         Ok(Self {
             default_contract: args.default_contract.clone(),
             verifier,
-            urls,
+            services: services.into(),
             request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
             heartbeat: Duration::from_millis(args.heartbeat_ms.max(10)),
             edge_id: format!("edge-{}-{:08x}", std::process::id(), rand::random::<u32>()),

@@ -15,11 +15,11 @@
 
 use std::time::Duration;
 
-use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::{ChatMessage, Delivery, RecordDeliveriesRequest};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+
+use crate::services::ChatClient;
 
 /// Messages waiting for their receipts to be sent.
 const QUEUE: usize = 4096;
@@ -34,7 +34,7 @@ pub struct Deliveries {
 
 impl Deliveries {
     /// Starts the task that sends receipts to `chat`.
-    pub fn spawn(chat: ChatServiceClient<Channel>) -> (Self, JoinHandle<()>) {
+    pub fn spawn(chat: ChatClient) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         (Self { tx }, tokio::spawn(send_batches(chat, rx)))
     }
@@ -59,7 +59,7 @@ impl Deliveries {
     }
 }
 
-async fn send_batches(mut chat: ChatServiceClient<Channel>, mut rx: mpsc::Receiver<Delivery>) {
+async fn send_batches(mut chat: ChatClient, mut rx: mpsc::Receiver<Delivery>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let deliveries = std::mem::take(&mut batch);

@@ -1,19 +1,24 @@
-//! The embedded mode: the edge and all four services in one process, each
-//! service still a real gRPC server on a loopback port, chat-service on
-//! SQLite in the data directory (or on `DATABASE_URL`), presence-service's
-//! last-seen times in `presence.db` there (its sessions in `REDIS_URL` when set).
+//! The embedded mode: the edge and all four services in one process. The
+//! edge calls the services' gRPC handlers in-process (no socket between
+//! them); the same four gRPC APIs, with health and reflection, are served
+//! on `CONFAB_GRPC_LISTEN` (default `127.0.0.1:50051`) for internal
+//! services. chat-service is on SQLite in the data directory (or on
+//! `DATABASE_URL`), presence-service's last-seen times in `presence.db`
+//! there (its sessions in `REDIS_URL` when set).
 //!
 //! On first start a random JWT secret is written to `<data dir>/jwt_secret`
 //! (mode 0600) so tokens survive restarts; `CONFAB_JWT_SECRET` overrides it.
 
 use std::path::{Path, PathBuf};
 
-use confab_proto::server::ServiceHandle;
+use anyhow::Context;
+use confab_proto::server::{GrpcServer, ServiceHandle};
 use rand::RngCore;
 use tokio::net::TcpListener;
 
 use crate::app::{self, EdgeHandle};
-use crate::config::{EdgeArgs, EdgeConfig, ServiceUrls};
+use crate::config::{EdgeArgs, EdgeConfig};
+use crate::services::ServiceTargets;
 
 /// Settings only the embedded mode has.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,15 +32,18 @@ pub struct EmbeddedArgs {
     /// presence-service's sessions and typing in Redis; in-process when unset.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Where the four services' gRPC APIs (with health and reflection) are
+    /// served, for internal services. The edge in this process calls them
+    /// directly, not through this address.
+    #[arg(long, env = "CONFAB_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+    pub grpc_listen: String,
 }
 
 /// The whole system, running.
 pub struct System {
     pub edge: EdgeHandle,
-    pub chat: ServiceHandle,
-    pub presence: ServiceHandle,
-    pub call: ServiceHandle,
-    pub notify: ServiceHandle,
+    /// All four services' gRPC APIs on `CONFAB_GRPC_LISTEN`.
+    pub services: ServiceHandle,
     pub jwt_secret: String,
 }
 
@@ -43,10 +51,7 @@ impl System {
     /// Stops the edge first (closing sockets), then the services.
     pub async fn shutdown(self) {
         self.edge.shutdown().await;
-        self.chat.shutdown().await;
-        self.presence.shutdown().await;
-        self.call.shutdown().await;
-        self.notify.shutdown().await;
+        self.services.shutdown().await;
     }
 }
 
@@ -81,7 +86,8 @@ pub fn secret(edge: &EdgeArgs, emb: &EmbeddedArgs) -> anyhow::Result<String> {
     }
 }
 
-/// Starts the four services on loopback and the edge on `listener`.
+/// Starts the four services, serves their gRPC APIs on `grpc_listen`, and
+/// starts the edge on `listener`, calling the services in-process.
 pub async fn start(
     edge: &EdgeArgs,
     emb: &EmbeddedArgs,
@@ -97,8 +103,7 @@ pub async fn start(
         ),
     };
     let db = confab_chat::connect(&db_url).await?;
-    let loopback = || TcpListener::bind("127.0.0.1:0");
-    let chat = confab_chat::serve(loopback().await?, db).await?;
+    let (chat, chat_closer) = confab_chat::build(db);
     let presence_config = confab_presence::PresenceConfig {
         database_url: format!(
             "sqlite://{}?mode=rwc",
@@ -107,23 +112,27 @@ pub async fn start(
         redis_url: emb.redis_url.clone(),
         ..Default::default()
     };
-    let presence = confab_presence::serve(loopback().await?, presence_config).await?;
-    let call = confab_call::serve(loopback().await?).await?;
-    let notify = confab_notify::serve(loopback().await?).await?;
-    let urls = ServiceUrls {
-        chat_url: chat.url(),
-        presence_url: presence.url(),
-        call_url: call.url(),
-        notify_url: notify.url(),
-    };
-    let cfg = EdgeConfig::from_args(edge, urls, Some(&jwt_secret))?;
+    let (presence, presence_closer) = confab_presence::build(presence_config).await?;
+    let (call, call_closer) = confab_call::build();
+    let (notify, notify_closer) = confab_notify::build();
+    let grpc = GrpcServer::new()
+        .add(chat, chat_closer)
+        .add(presence, presence_closer)
+        .add(call, call_closer)
+        .add(notify, notify_closer);
+    let routes = grpc.routes();
+    let grpc_listener = TcpListener::bind(&emb.grpc_listen).await.with_context(|| {
+        format!(
+            "binding the gRPC address {} (CONFAB_GRPC_LISTEN; 127.0.0.1:0 picks a free port)",
+            emb.grpc_listen
+        )
+    })?;
+    let services = grpc.spawn(grpc_listener).await?;
+    let cfg = EdgeConfig::from_args(edge, ServiceTargets::InProcess(routes), Some(&jwt_secret))?;
     let edge = app::start(cfg, listener).await?;
     Ok(System {
         edge,
-        chat,
-        presence,
-        call,
-        notify,
+        services,
         jwt_secret,
     })
 }

@@ -25,12 +25,12 @@ use confab_proto::v1::{CallEvent, ChatEvent, NotifyEvent, PresenceEvent, Subscri
 use futures::future::BoxFuture;
 use socketioxide::SocketIo;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
 use crate::auth::Identity;
 use crate::contract::{Contract, Emit, Mount};
 use crate::deliveries::Deliveries;
+use crate::services::{ChatClient, PresenceClient, Transport};
 
 /// Which service streams are currently open, and how many times each has
 /// been (re)opened.
@@ -88,7 +88,7 @@ pub trait Subscribe: Clone + Send + 'static {
 
 macro_rules! subscribe_for {
     ($client:ident, $event:ident, $name:literal) => {
-        impl Subscribe for $client<Channel> {
+        impl Subscribe for $client<Transport> {
             type Event = $event;
             const SERVICE: &'static str = $name;
             fn open(
@@ -300,7 +300,7 @@ async fn fan_out<E>(
 pub fn follow_presence(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
-    client: PresenceServiceClient<Channel>,
+    client: PresenceClient,
     edge_id: String,
     status: StreamStatus,
 ) -> JoinHandle<()> {
@@ -326,7 +326,7 @@ pub fn hold<C: Subscribe>(client: C, edge_id: String, status: StreamStatus) -> J
 pub fn follow_chat(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
-    client: ChatServiceClient<Channel>,
+    client: ChatClient,
     deliveries: Deliveries,
     edge_id: String,
     status: StreamStatus,

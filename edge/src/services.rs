@@ -1,63 +1,198 @@
-//! The gRPC clients the edge calls services with.
+//! The gRPC clients the edge calls services with, and how they reach them.
 //!
-//! Channels connect lazily and reconnect by themselves, so the edge starts
-//! and keeps serving while a service is down: calls then fail fast (connect
-//! timeout) or time out, and the client gets its contract's error.
+//! A separate edge ([`ServiceTargets::Remote`]) reaches each service over
+//! the network. Its channels connect lazily and reconnect by themselves, so
+//! the edge starts and keeps serving while a service is down: calls then
+//! fail fast (connect timeout) or time out, and the client gets its
+//! contract's error.
+//!
+//! The embedded `confab` ([`ServiceTargets::InProcess`]) hands the edge the
+//! services' own gRPC routes: a call is encoded and decoded exactly as over
+//! the network, with the same metadata and status codes, but goes straight
+//! to the handler — no socket, no HTTP/2 framing, no trip through the
+//! kernel. Every message crosses this boundary three times (the send, the
+//! chat stream's event, the delivery receipts), so the embedded mode saves
+//! three loopback round trips per message.
 
+use std::convert::Infallible;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use confab_proto::v1::call_service_client::CallServiceClient;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::notify_service_client::NotifyServiceClient;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use futures::TryFutureExt;
+use futures::future::BoxFuture;
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response};
+use tonic::service::Routes;
+use tonic::transport::Endpoint;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 use crate::auth::Verifier;
-use crate::config::EdgeConfig;
+use crate::config::{EdgeConfig, ServiceUrls};
 use crate::presence::TypingThrottle;
+
+/// What a client sends its calls through: a network channel or the
+/// services' routes in this process.
+#[derive(Clone)]
+pub struct Transport(BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>);
+
+/// A call that failed below gRPC (connection refused, timed out). Its
+/// [`source`](std::error::Error::source) is the cause, where tonic finds
+/// the status the caller gets.
+#[derive(Debug, thiserror::Error)]
+#[error("transport error")]
+pub struct TransportError(#[source] BoxError);
+
+impl tower::Service<Request<Body>> for Transport {
+    type Response = Response<Body>;
+    type Error = TransportError;
+    type Future = BoxFuture<'static, Result<Response<Body>, TransportError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        self.0.poll_ready(cx).map_err(TransportError)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        Box::pin(self.0.call(request).map_err(TransportError))
+    }
+}
+
+impl Transport {
+    fn new<S>(service: S) -> Self
+    where
+        S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        Self(BoxCloneSyncService::new(service))
+    }
+}
+
+pub type ChatClient = ChatServiceClient<Transport>;
+pub type PresenceClient = PresenceServiceClient<Transport>;
+pub type CallClient = CallServiceClient<Transport>;
+pub type NotifyClient = NotifyServiceClient<Transport>;
+
+/// Where the services are.
+#[derive(Clone)]
+pub enum ServiceTargets {
+    /// Each service at its gRPC URL.
+    Remote(ServiceUrls),
+    /// All four services in this process (the embedded mode).
+    InProcess(Routes),
+}
+
+impl From<ServiceUrls> for ServiceTargets {
+    fn from(urls: ServiceUrls) -> Self {
+        Self::Remote(urls)
+    }
+}
+
+/// Which service a client is for.
+#[derive(Clone, Copy)]
+pub enum Service {
+    Chat,
+    Presence,
+    Call,
+    Notify,
+}
+
+impl ServiceTargets {
+    /// A transport to `service`. With a `timeout`, a call that has not
+    /// answered in time fails with DEADLINE_EXCEEDED; without one (for the
+    /// long-lived `Subscribe` streams) the connection is kept alive by
+    /// HTTP/2 pings instead.
+    pub fn transport(
+        &self,
+        service: Service,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<Transport> {
+        match self {
+            Self::Remote(urls) => {
+                let url = match service {
+                    Service::Chat => &urls.chat_url,
+                    Service::Presence => &urls.presence_url,
+                    Service::Call => &urls.call_url,
+                    Service::Notify => &urls.notify_url,
+                };
+                let mut endpoint = Endpoint::from_shared(url.clone())?
+                    .connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true)
+                    .keep_alive_while_idle(true);
+                endpoint = match timeout {
+                    Some(t) => endpoint
+                        .timeout(t)
+                        .http2_keep_alive_interval(Duration::from_secs(20)),
+                    None => endpoint
+                        .http2_keep_alive_interval(Duration::from_secs(10))
+                        .keep_alive_timeout(Duration::from_secs(5)),
+                };
+                let channel = endpoint.connect_lazy();
+                Ok(Transport::new(ServiceExt::<Request<Body>>::map_err(
+                    channel,
+                    |e: tonic::transport::Error| -> BoxError { Box::new(e) },
+                )))
+            }
+            Self::InProcess(routes) => {
+                let routes = ServiceExt::<Request<Body>>::map_err(
+                    routes.clone(),
+                    |e: Infallible| -> BoxError { match e {} },
+                );
+                Ok(match timeout {
+                    Some(t) => Transport::new(
+                        ServiceBuilder::new()
+                            .map_err(deadline_exceeded)
+                            .timeout(t)
+                            .service(routes),
+                    ),
+                    None => Transport::new(routes),
+                })
+            }
+        }
+    }
+}
+
+/// The in-process timeout's error as the status a network call that timed
+/// out gets, so the edge answers clients the same in both modes.
+fn deadline_exceeded(e: BoxError) -> BoxError {
+    if e.is::<tower::timeout::error::Elapsed>() {
+        Box::new(tonic::Status::deadline_exceeded(
+            "the service did not answer in time",
+        ))
+    } else {
+        e
+    }
+}
 
 /// What every handler needs: the services and the token verifier.
 #[derive(Clone)]
 pub struct Services {
-    pub chat: ChatServiceClient<Channel>,
-    pub presence: PresenceServiceClient<Channel>,
-    pub call: CallServiceClient<Channel>,
-    pub notify: NotifyServiceClient<Channel>,
+    pub chat: ChatClient,
+    pub presence: PresenceClient,
+    pub call: CallClient,
+    pub notify: NotifyClient,
     pub verifier: Verifier,
     /// This edge's name in presence-service (sessions, heartbeats).
     pub edge_id: String,
     pub typing: TypingThrottle,
 }
 
-fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_string())?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
-
-/// A channel without a request timeout, for long-lived `Subscribe` streams.
-pub fn stream_channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_string())?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
-
 impl Services {
     pub fn new(cfg: &EdgeConfig) -> anyhow::Result<Self> {
-        let t = cfg.request_timeout;
+        let t = Some(cfg.request_timeout);
+        let to = |s| cfg.services.transport(s, t);
         Ok(Self {
-            chat: ChatServiceClient::new(channel(&cfg.urls.chat_url, t)?),
-            presence: PresenceServiceClient::new(channel(&cfg.urls.presence_url, t)?),
-            call: CallServiceClient::new(channel(&cfg.urls.call_url, t)?),
-            notify: NotifyServiceClient::new(channel(&cfg.urls.notify_url, t)?),
+            chat: ChatServiceClient::new(to(Service::Chat)?),
+            presence: PresenceServiceClient::new(to(Service::Presence)?),
+            call: CallServiceClient::new(to(Service::Call)?),
+            notify: NotifyServiceClient::new(to(Service::Notify)?),
             verifier: cfg.verifier.clone(),
             edge_id: cfg.edge_id.clone(),
             typing: TypingThrottle::default(),

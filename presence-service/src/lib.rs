@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use confab_proto::bus::LocalBus;
-use confab_proto::server::{ServiceHandle, closing, spawn};
+use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::presence_service_server::PresenceServiceServer;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
@@ -71,10 +71,12 @@ pub async fn open_store(config: &PresenceConfig) -> anyhow::Result<Arc<dyn store
     })
 }
 
-/// Starts presence-service on `listener`: connects (and migrates) its
-/// database, opens its store, serves gRPC and runs the sweeper until the
-/// returned handle shuts down.
-pub async fn serve(listener: TcpListener, config: PresenceConfig) -> anyhow::Result<ServiceHandle> {
+/// presence-service, ready to serve: connects (and migrates) its database,
+/// opens its store and starts the sweeper, which runs until the returned
+/// [`Closer`] signals shutdown.
+pub async fn build(
+    config: PresenceConfig,
+) -> anyhow::Result<(PresenceServiceServer<grpc::PresenceGrpc>, Closer)> {
     config.validate()?;
     let db = connect(&config.database_url)
         .await
@@ -88,8 +90,15 @@ pub async fn serve(listener: TcpListener, config: PresenceConfig) -> anyhow::Res
     );
     let (closer, closing) = closing();
     sweeper::spawn(presence.clone(), config.sweep_interval(), closing.clone());
-    let routes = tonic::service::Routes::new(PresenceServiceServer::new(grpc::PresenceGrpc::new(
-        presence, closing,
-    )));
-    Ok(spawn(listener, SERVICE_NAME, routes, closer).await?)
+    Ok((
+        PresenceServiceServer::new(grpc::PresenceGrpc::new(presence, closing)),
+        closer,
+    ))
+}
+
+/// Starts presence-service on `listener` (see [`build`]); it serves until
+/// the returned handle shuts down.
+pub async fn serve(listener: TcpListener, config: PresenceConfig) -> anyhow::Result<ServiceHandle> {
+    let (svc, closer) = build(config).await?;
+    Ok(GrpcServer::new().add(svc, closer).spawn(listener).await?)
 }

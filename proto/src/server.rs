@@ -2,16 +2,19 @@
 //! listener the caller bound, until the caller asks it to stop.
 //!
 //! Every service binary and the embedded mode start services through
-//! [`spawn`], so they all behave the same: `grpc.health.v1.Health` reports
-//! SERVING for the named service, reflection lists the confab API, and
-//! [`ServiceHandle::shutdown`] drains in-flight calls before returning.
+//! [`GrpcServer`], so they all behave the same: `grpc.health.v1.Health`
+//! reports SERVING for each service served, reflection lists the confab
+//! API, and [`ServiceHandle::shutdown`] drains in-flight calls before
+//! returning.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
@@ -39,7 +42,7 @@ pub fn closing() -> (Closer, Closing) {
 /// A running gRPC server.
 pub struct ServiceHandle {
     pub addr: SocketAddr,
-    closer: Closer,
+    closers: Vec<Closer>,
     join: JoinHandle<()>,
 }
 
@@ -52,7 +55,9 @@ impl ServiceHandle {
     /// Ends the `Subscribe` streams, stops accepting calls, lets in-flight
     /// ones finish (at most 5 s), and waits.
     pub async fn shutdown(mut self) {
-        let _ = self.closer.0.send(true);
+        for closer in &self.closers {
+            let _ = closer.0.send(true);
+        }
         if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.join)
             .await
             .is_err()
@@ -68,44 +73,98 @@ impl ServiceHandle {
     }
 }
 
-/// Serves `routes` (one confab service) with health and reflection on
-/// `listener`. `service_name` is the fully-qualified gRPC name, e.g.
-/// `confab.v1.ChatService`, reported as SERVING by the health service.
-/// `closer` is the other half of the [`Closing`] the service's streams watch.
-pub async fn spawn(
-    listener: TcpListener,
-    service_name: &'static str,
+/// One or more confab services, built and ready to serve: their gRPC
+/// routes and the signals that end their streams.
+///
+/// A service binary serves one; the embedded `confab` serves all four on
+/// one address and also hands [`GrpcServer::routes`] to its edge, which
+/// calls the same handlers in-process.
+#[derive(Default)]
+pub struct GrpcServer {
+    names: Vec<&'static str>,
     routes: Routes,
-    closer: Closer,
-) -> std::io::Result<ServiceHandle> {
-    let addr = listener.local_addr()?;
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status(service_name, ServingStatus::Serving)
-        .await;
-    reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(std::io::Error::other)?;
-    let routes = routes.add_service(health).add_service(reflection);
-    let stopped = Closing(closer.0.subscribe());
-    let join = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped.closed())
-            .await;
-        match result {
-            Ok(()) => tracing::info!(service_name, "gRPC server stopped"),
-            Err(e) => tracing::error!(service_name, error = %e, "gRPC server failed"),
+    closers: Vec<Closer>,
+}
+
+impl GrpcServer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a service; `closer` is the other half of the [`Closing`] its
+    /// streams watch.
+    pub fn add<S>(mut self, svc: S, closer: Closer) -> Self
+    where
+        S: tonic::codegen::Service<
+                tonic::codegen::http::Request<tonic::body::Body>,
+                Response = tonic::codegen::http::Response<tonic::body::Body>,
+                Error = Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.routes = self.routes.add_service(svc);
+        self.closers.push(closer);
+        self
+    }
+
+    /// The services' routes, for calling them without a network hop.
+    pub fn routes(&self) -> Routes {
+        self.routes.clone()
+    }
+
+    /// Serves the services with health and reflection on `listener`:
+    /// `grpc.health.v1.Health` reports SERVING for each service's
+    /// fully-qualified name (e.g. `confab.v1.ChatService`) and for `""`.
+    pub async fn spawn(self, listener: TcpListener) -> std::io::Result<ServiceHandle> {
+        let addr = listener.local_addr()?;
+        let (reporter, health) = tonic_health::server::health_reporter();
+        for name in &self.names {
+            reporter
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
         }
-    });
-    tracing::info!(service_name, %addr, "gRPC server listening");
-    Ok(ServiceHandle { addr, closer, join })
+        reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(std::io::Error::other)?;
+        let routes = self.routes.add_service(health).add_service(reflection);
+        let (stop, stopped) = closing();
+        let mut closers = self.closers;
+        closers.push(stop);
+        let names = self.names.join(", ");
+        let join = tokio::spawn({
+            let names = names.clone();
+            async move {
+                let result = tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(
+                        TcpListenerStream::new(listener),
+                        stopped.closed(),
+                    )
+                    .await;
+                match result {
+                    Ok(()) => tracing::info!(services = %names, "gRPC server stopped"),
+                    Err(e) => tracing::error!(services = %names, error = %e, "gRPC server failed"),
+                }
+            }
+        });
+        tracing::info!(services = %names, %addr, "gRPC server listening");
+        Ok(ServiceHandle {
+            addr,
+            closers,
+            join,
+        })
+    }
 }
 
 /// Installs the `tracing` subscriber every confab binary uses: `RUST_LOG`

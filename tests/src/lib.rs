@@ -5,6 +5,7 @@
 //! * [`app`]: the whole system — four gRPC services and an edge — started
 //!   in-process, zero2prod style, with handles to restart chat-service and to
 //!   run the JavaScript `socket.io-client` suites against it.
+//! * [`hold`]: one socket held open by `socket.io-client`, line by line.
 //! * [`js`]: runs one JavaScript suite with node's test runner and reports
 //!   each of its tests as its own result (complete, re-run once by name).
 //! * [`skip`]: a test that cannot run for a missing service says so — on
@@ -12,5 +13,6 @@
 
 pub mod app;
 pub mod db;
+pub mod hold;
 pub mod js;
 pub mod skip;

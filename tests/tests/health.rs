@@ -3,36 +3,13 @@
 //! what the test did: a socket accepted, one refused, a message delivered.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use confab_tests::app::spawn_app;
-use confab_tests::js::js_dir;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use confab_tests::hold::Held;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-
-/// A raven socket held open by the official socket.io-client
-/// (`tests/js/hold.mjs`), joined to `conversation` when given; returns the
-/// process and its first line ("connected" or "refused <code>").
-async fn hold(url: &str, token: &str, conversation: Option<&str>) -> (Child, String) {
-    let mut cmd = Command::new("node");
-    cmd.current_dir(js_dir())
-        .args(["hold.mjs", url, "/raven", token])
-        .args(conversation)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("node");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .expect("hold.mjs answered in time")
-        .unwrap()
-        .unwrap_or_default();
-    (child, first)
-}
 
 /// The Prometheus text as `name{labels}` → value.
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -108,10 +85,16 @@ async fn services_report_serving_and_edge_answers_probes() {
         .await
         .unwrap();
     let conversation = created["id"].as_str().expect("conversation id").to_string();
-    let (_socket, first) = hold(&app.url, &app.token(&alice, "Alice"), Some(&conversation)).await;
-    assert_eq!(first, "connected");
-    let (_refused, first) = hold(&app.url, "abc.def", None).await;
-    assert_eq!(first, "refused INVALID_TOKEN");
+    let socket = Held::open(
+        &app.url,
+        "/raven",
+        &app.token(&alice, "Alice"),
+        Some(&conversation),
+    )
+    .await;
+    assert_eq!(socket.first, "connected");
+    let refused = Held::open(&app.url, "/raven", "abc.def", None).await;
+    assert_eq!(refused.first, "refused INVALID_TOKEN");
     let posted = http
         .post(format!(
             "{}/api/conversations/{conversation}/messages",

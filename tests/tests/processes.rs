@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use confab_tests::js::{Target, js_dir, run_suite};
+use confab_tests::js::{Target, run_suite};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
@@ -188,7 +188,7 @@ async fn spawn_control(chat: ChatProcess) -> String {
 async fn a_crashed_edges_users_go_offline_after_the_session_ttl() {
     use confab_proto::v1::presence_service_client::PresenceServiceClient;
     use confab_proto::v1::{GetPresenceRequest, SubscribeRequest, presence_event::Kind};
-    use tokio::io::{AsyncBufReadExt, BufReader};
+    use confab_tests::hold::Held;
 
     const TTL_MS: u64 = 1500;
     let dir = tempfile::tempdir().unwrap();
@@ -246,14 +246,6 @@ async fn a_crashed_edges_users_go_offline_after_the_session_ttl() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    let hold = |edge: String, sub: &str| {
-        let mut cmd = Command::new("node");
-        cmd.current_dir(js_dir())
-            .args(["hold.mjs", &edge, "/raven", &token(sub)])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true);
-        cmd.spawn().expect("node")
-    };
     let mut presence = PresenceServiceClient::connect(url(1)).await.unwrap();
     let mut events = presence
         .subscribe(SubscribeRequest {
@@ -279,14 +271,9 @@ async fn a_crashed_edges_users_go_offline_after_the_session_ttl() {
     };
     let mut clients = Vec::new();
     for (edge, user) in [(url(4), &alice), (url(5), &bob)] {
-        let mut child = hold(edge, user);
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("connected in time")
-            .unwrap();
-        assert_eq!(first.as_deref(), Some("connected"));
-        clients.push((child, lines));
+        let held = Held::open(&edge, "/raven", &token(user), None).await;
+        assert_eq!(held.first, "connected");
+        clients.push(held);
     }
     assert!(online(&mut presence, alice.clone()).await.online);
 

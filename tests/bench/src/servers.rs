@@ -150,6 +150,9 @@ impl Server {
                     .env("CONFAB_DATA_DIR", dir.join("data"))
                     .env("CONFAB_JWT_SECRET", &secret)
                     .env("CONFAB_DEFAULT_CONTRACT", "raven")
+                    // The services' gRPC address for internal callers: any
+                    // free port, so a confab already running here is no bother.
+                    .env("CONFAB_GRPC_LISTEN", "127.0.0.1:0")
                     .env("RUST_LOG", "warn")
                     .env_remove("DATABASE_URL")
                     .env_remove("REDIS_URL");
