@@ -148,9 +148,11 @@ describe('messaging', () => {
 
   test('a message posted over REST reaches sockets like a socket send', async () => {
     const { ta, sb, id } = await pair();
+    // Listen first: the event can arrive before the REST response.
+    const arriving = next(sb, 'new_message');
     const { status, body } = await rest('POST', `/api/conversations/${id}/messages`, ta, { text: 'via REST' });
     assert.equal(status, 201);
-    const m = await next(sb, 'new_message');
+    const m = await arriving;
     assert.equal(m.id, body.id);
     assert.equal(m.text, 'via REST');
     const history = await rest('GET', `/api/conversations/${id}/messages?limit=10`, ta);
