@@ -231,9 +231,16 @@ fn on_connect(s: &SocketRef, _: &Identity) {
 /// How often the server sends `heartbeat` (the app gives up after 40 s).
 pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(25);
 
-/// `authenticated`, once the client is connected, then `heartbeat`s.
+/// Ends a socket's heartbeats when it disconnects (kept in its extensions).
+#[derive(Clone)]
+struct HeartbeatStop(std::sync::Arc<tokio::sync::Notify>);
+
+/// `authenticated`, once the client is connected, then `heartbeat`s until
+/// the socket disconnects.
 fn greet(s: &SocketRef, me: &Identity) {
     let _ = s.emit("authenticated", &authenticated(me));
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    s.extensions.insert(HeartbeatStop(stop.clone()));
     let s = s.clone();
     tokio::spawn(async move {
         while s.connected() {
@@ -241,7 +248,10 @@ fn greet(s: &SocketRef, me: &Identity) {
             if s.emit("heartbeat", &beat).is_err() {
                 break;
             }
-            tokio::time::sleep(HEARTBEAT_EVERY).await;
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+                _ = stop.notified() => break,
+            }
         }
     });
 }
@@ -539,10 +549,14 @@ async fn leave_chat(
     }
 }
 
-/// A closing socket leaves its chat rooms: the others hear `user_left` for
-/// each room the user has no other socket in. (The contract layer then ends
-/// its presence session.)
+/// A closing socket stops its heartbeats and leaves its chat rooms: the
+/// others hear `user_left` for each room the user has no other socket in.
+/// (The contract layer then ends its presence session.)
 async fn on_disconnect(s: SocketRef) {
+    if let Some(HeartbeatStop(stop)) = s.extensions.get::<HeartbeatStop>() {
+        // A permit: the heartbeat task stops even if it is not waiting yet.
+        stop.notify_one();
+    }
     let Some(me) = s.extensions.get::<Identity>() else {
         return;
     };
@@ -1226,6 +1240,38 @@ mod tests {
         assert_eq!(v["chat"]["chatType"], "group");
         assert_eq!(v["sender"]["username"], "Ada");
         assert_eq!(v["sender"]["displayname"], "Ada");
+    }
+
+    #[test]
+    fn reactions_in_the_seed_name_and_the_app_names() {
+        let change = |removed: bool| ChatEvent {
+            seq: 0,
+            audience: Some(Audience::default()),
+            conversation: None,
+            origin: String::new(),
+            kind: Some(Kind::ReactionChanged(ReactionChange {
+                message: Some(ChatMessage {
+                    id: "2".into(),
+                    conversation_id: "9".into(),
+                    ..Default::default()
+                }),
+                user_id: "u2".into(),
+                emoji: "👍".into(),
+                removed,
+                user_name: "Bob".into(),
+                at_ms: 1_700_000_000_123,
+            })),
+        };
+        let added = chat_event(&change(false));
+        let names: Vec<&str> = added.iter().map(|e| e.event).collect();
+        assert_eq!(names, ["message_reaction_added", "reaction_added"]);
+        assert_eq!(added[0].data, added[1].data);
+        assert_eq!(added[1].rooms, vec![conversation_room("9")]);
+        assert_eq!(added[1].data["reaction"]["username"], "Bob");
+        let removed = chat_event(&change(true));
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].event, "reaction_removed");
+        assert_eq!(removed[0].data["messageid"], "2");
     }
 
     #[test]
