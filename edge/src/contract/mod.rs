@@ -68,11 +68,6 @@ pub struct Contract {
 /// See [`Contract::on_disconnect`].
 pub type DisconnectHook = fn(SocketRef) -> BoxFuture<'static, ()>;
 
-/// For [`Contract::presence_event`]: a contract that shows no presence.
-pub fn no_presence(_: &PresenceEvent) -> Vec<Emit> {
-    Vec::new()
-}
-
 /// For [`Contract::refusal`]: the stable code alone.
 pub fn plain_refusal(e: AuthError) -> String {
     e.to_string()
