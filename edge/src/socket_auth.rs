@@ -2,7 +2,8 @@
 //!
 //! A socket without a valid token never reaches a contract's handlers. By
 //! default its client gets `connect_error` whose message is the stable code
-//! (`AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`). A contract
+//! (`AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`), worded
+//! by the contract ([`Contract::refusal`]: the code first). A contract
 //! whose frontends listen for an event instead (see
 //! [`Contract::auth_error`]) lets the socket connect just long enough
 //! to receive that event before it is disconnected. After the token, the
@@ -52,5 +53,5 @@ fn refuse(contract: &'static Contract, s: &SocketRef, e: AuthError) -> Result<()
         s.extensions.insert(AuthFailed(e));
         return Ok(());
     }
-    Err(e.to_string())
+    Err((contract.refusal)(e))
 }

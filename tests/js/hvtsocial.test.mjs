@@ -7,11 +7,14 @@
 // users who share a chat, typing → user_typing, the per-user socket limit.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { QUIET_MS, closeAll, connect, conversation, expectSilence, next, record, refused, rest, sleep, token } from './confab.mjs';
+import { io } from 'socket.io-client';
+import { QUIET_MS, URL, closeAll, connect, conversation, expectSilence, next, record, refused, rest, sleep, token } from './confab.mjs';
 
 after(closeAll);
 
 const NS = '/hvtsocial';
+// A socket without a token is told the one line HVTSocial's frontend lacks.
+const TOKEN_REQUIRED = 'AUTHENTICATION_REQUIRED: add auth: { token: localStorage.getItem("token") } to the io() options';
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 // Numeric user ids (token subjects such as "100123"), unique within the run.
@@ -46,8 +49,8 @@ async function firstChat(text = 'Hello!') {
 }
 
 describe('connection', () => {
-  test('no token: connect_error AUTHENTICATION_REQUIRED; bad and expired tokens', async () => {
-    assert.equal((await refused(NS)).message, 'AUTHENTICATION_REQUIRED');
+  test('no token: connect_error AUTHENTICATION_REQUIRED (with the line to add); bad and expired tokens', async () => {
+    assert.equal((await refused(NS)).message, TOKEN_REQUIRED);
     assert.equal((await refused(NS, { auth: { token: token(nid(), { secret: 'nope' }) } })).message, 'INVALID_TOKEN');
     assert.equal((await refused(NS, { auth: { token: token(nid(), { expiresIn: -3600 }) } })).message, 'TOKEN_EXPIRED');
   });
@@ -198,7 +201,8 @@ describe('send_message and receive_message', () => {
     assert.equal(ack.data.text, 'acked');
     assert.equal(typeof ack.data.id, 'number');
     ack = await a.s.emitWithAck('send_message', { text: 'nobody' });
-    assert.deepEqual(Object.keys(ack).sort(), ['error', 'success']);
+    assert.deepEqual(Object.keys(ack).sort(), ['error', 'ok', 'success']);
+    assert.equal(ack.ok, false);
     assert.equal(ack.error.code, 'INVALID_ARGUMENT');
   });
 });
@@ -562,5 +566,208 @@ describe('presence and typing', () => {
     const gone = await offline;
     assert.equal(gone.userId, Number(rSub));
     assert.match(gone.lastSeen, ISO);
+  });
+});
+
+// HVTSocial's published frontend (Frontend/src/socket.js,
+// Frontend/src/page/Chatbox.jsx), replayed as it really talks: payloads as
+// Chatbox builds them, ids as Number(...), acks read as `response.ok`.
+describe('real client: HVTSocial', () => {
+  /** Chatbox's socket options, plus the one line the app must add. */
+  const chatbox = (u) => connect(NS, { transports: ['websocket'], reconnectionDelay: 1000, reconnectionAttempts: 3, auth: { token: u.tok } });
+
+  /** Alice and Bob in a direct chat (made over REST), each on a Chatbox socket that joined it. */
+  async function chatbox2() {
+    const [a, b] = [await user('Alice'), await user('Bob')];
+    const chatId = Number(await conversation(a.tok, [b.sub]));
+    for (const u of [a, b]) {
+      u.c = await chatbox(u);
+      u.c.emit('register_user', u.id);
+      const ack = await u.c.emitWithAck('join_chat', Number(chatId));
+      assert.deepEqual(ack, { success: true, data: { chatId } });
+    }
+    return { a, b, chatId };
+  }
+
+  test("the app's own sockets send no credential: refused, and told the line to add", async () => {
+    // socket.js
+    const raw = io(URL + NS, { autoConnect: false, withCredentials: true, transports: ['polling', 'websocket'], reconnection: false, forceNew: true });
+    const refusal = new Promise((resolve, reject) => {
+      raw.once('connect', () => reject(new Error('connected without a token')));
+      raw.once('connect_error', resolve);
+    });
+    raw.connect();
+    assert.equal((await refusal).message, TOKEN_REQUIRED);
+    raw.close();
+    // Chatbox.jsx
+    const err = await refused(NS, { transports: ['websocket'], reconnectionDelay: 1000, reconnectionAttempts: 3 });
+    assert.equal(err.message, TOKEN_REQUIRED);
+    // With the line added, the same options connect.
+    const u = await user('Alice');
+    const s = await connect(NS, { withCredentials: true, transports: ['polling', 'websocket'], auth: { token: u.tok } });
+    assert.equal(s.connected, true);
+  });
+
+  test('register_user as a bare number: silent for the token user, PERMISSION_DENIED for anyone else', async () => {
+    const [a, b] = [await user('Alice'), await user('Bob')];
+    const quiet = expectSilence(a.s, 'error');
+    a.s.emit('register_user', Number(a.sub));
+    await quiet;
+    assert.deepEqual(await a.s.emitWithAck('register_user', Number(a.sub)), { success: true, data: { userId: a.id } });
+    a.s.emit('register_user', b.id);
+    await refusedWith(a.s, 'register_user', 'PERMISSION_DENIED');
+    a.s.emit('register_user', { id: a.id });
+    await refusedWith(a.s, 'register_user', 'INVALID_ARGUMENT');
+  });
+
+  test('join_chat / leave_chat with Number(chatId): a member joins, anyone else gets an error', async () => {
+    const { a, chatId } = await chatbox2();
+    const eve = await user('Eve');
+    eve.s.emit('join_chat', chatId);
+    const err = await refusedWith(eve.s, 'join_chat', 'NOT_A_MEMBER');
+    assert.match(err.message, /not a member/);
+    eve.s.emit('join_chat', 999999999);
+    await refusedWith(eve.s, 'join_chat', 'CONVERSATION_NOT_FOUND');
+    eve.s.emit('join_chat', 'abc');
+    await refusedWith(eve.s, 'join_chat', 'INVALID_ARGUMENT');
+    eve.s.emit('join_chat');
+    await refusedWith(eve.s, 'join_chat', 'INVALID_ARGUMENT');
+    // The seed's object form too.
+    assert.deepEqual(await a.s.emitWithAck('join_chat', { chatId }), { success: true, data: { chatId } });
+    // leave_chat is silent.
+    const quiet = expectSilence(a.c, 'error');
+    a.c.emit('leave_chat', Number(chatId));
+    await quiet;
+    assert.deepEqual(await a.c.emitWithAck('leave_chat', Number(chatId)), { success: true, data: { chatId } });
+    assert.equal(eve.s.connected, true);
+  });
+
+  test('send_message {chatId, senderId, content, message_type}: ack {ok, success, message, data}, receive_message with content and message_type', async () => {
+    const { a, b, chatId } = await chatbox2();
+    const seen = [next(a.c, 'receive_message'), next(b.c, 'receive_message')];
+    const response = await a.c.emitWithAck('send_message', { chatId: Number(chatId), senderId: a.id, content: 'xin chào', message_type: 'text' });
+    assert.equal(response.ok, true);
+    assert.equal(response.success, true);
+    assert.deepEqual(response.message, response.data);
+    const [ma, mb] = await Promise.all(seen);
+    assert.deepEqual(ma, mb);
+    assert.deepEqual(response.message, mb);
+    assert.equal(mb.chat_id, chatId);
+    assert.equal(mb.sender_id, a.id);
+    assert.equal(mb.content, 'xin chào');
+    assert.equal(mb.message_type, 'text');
+    // The seed's spelling is there too.
+    assert.equal(mb.text, 'xin chào');
+    assert.equal(mb.type, 'text');
+  });
+
+  test('image and voice as Chatbox sends them (media_url, duration, created_at)', async () => {
+    const { a, b, chatId } = await chatbox2();
+    let seen = next(b.c, 'receive_message');
+    a.c.emit('send_message', {
+      chatId: Number(chatId),
+      senderId: a.id,
+      content: '',
+      message_type: 'image',
+      media_url: 'https://cdn.example.com/p.jpg',
+      created_at: new Date().toISOString(),
+    });
+    let m = await seen;
+    assert.deepEqual([m.message_type, m.media_url, m.content], ['image', 'https://cdn.example.com/p.jpg', '']);
+    seen = next(a.c, 'receive_message');
+    b.c.emit('send_message', {
+      chatId: Number(chatId),
+      senderId: b.id,
+      message_type: 'voice',
+      media_url: 'https://cdn.example.com/v.webm',
+      duration: 3,
+      created_at: new Date().toISOString(),
+    });
+    m = await seen;
+    assert.deepEqual([m.message_type, m.media_url, m.sender_id], ['voice', 'https://cdn.example.com/v.webm', b.id]);
+  });
+
+  test('a reply names the message replied to', async () => {
+    const { a, b, chatId } = await chatbox2();
+    let seen = next(b.c, 'receive_message');
+    a.c.emit('send_message', { chatId: Number(chatId), senderId: a.id, content: 'first', message_type: 'text' });
+    const first = await seen;
+    seen = next(a.c, 'receive_message');
+    const response = await b.c.emitWithAck('send_message', {
+      chatId: Number(chatId),
+      senderId: b.id,
+      content: 'answer',
+      message_type: 'text',
+      reply_to_id: first.id,
+      reply_content: first.content,
+      reply_type: first.message_type,
+      reply_sender: 'Alice',
+    });
+    assert.equal(response.ok, true);
+    const m = await seen;
+    assert.equal(m.content, 'answer');
+    assert.deepEqual([m.reply_to_id, m.reply_content, m.reply_type, m.reply_sender], [first.id, 'first', 'text', 'Alice']);
+  });
+
+  test("a senderId that is not the token's user is refused (ok: false) and nobody hears anything", async () => {
+    const { a, b, chatId } = await chatbox2();
+    const quiet = expectSilence([a.c, b.c, a.s, b.s], 'receive_message');
+    const response = await a.c.emitWithAck('send_message', { chatId: Number(chatId), senderId: b.id, content: 'as bob', message_type: 'text' });
+    assert.equal(response.ok, false);
+    assert.equal(response.success, false);
+    assert.equal(response.error.code, 'PERMISSION_DENIED');
+    const empty = await a.c.emitWithAck('send_message', { chatId: Number(chatId), senderId: a.id, content: '   ', message_type: 'text' });
+    assert.deepEqual([empty.ok, empty.error.code], [false, 'EMPTY_MESSAGE']);
+    await quiet;
+    const history = await rest('GET', `/api/conversations/${chatId}/messages`, a.tok);
+    assert.equal(history.body.messages.length, 0);
+  });
+
+  test('mark_messages_read {chatId, userId}: the other side gets messages_read {chatId, readBy} and recent_chat_read; the reader hears no receipt', async () => {
+    const { a, b, chatId } = await chatbox2();
+    const got = next(b.c, 'receive_message');
+    a.c.emit('send_message', { chatId: Number(chatId), senderId: a.id, content: 'read me', message_type: 'text' });
+    await got;
+    const reader = expectSilence([b.c, b.s], ['messages_read', 'recent_chat_read']);
+    const [receipt, recent] = [next(a.c, 'messages_read'), next(a.s, 'recent_chat_read')];
+    b.c.emit('mark_messages_read', { chatId: Number(chatId), userId: b.id });
+    assert.deepEqual(await receipt, { chatId, readBy: b.id });
+    assert.equal((await recent).chatId, chatId);
+    await reader;
+    // Nothing new to read: no receipt at all.
+    const again = expectSilence([a.c, a.s], ['messages_read', 'recent_chat_read']);
+    b.c.emit('mark_messages_read', { chatId: Number(chatId), userId: b.id });
+    await again;
+  });
+
+  test("mark_messages_read as someone else: PERMISSION_DENIED, nothing is marked", async () => {
+    const { a, b, chatId } = await chatbox2();
+    const got = next(b.c, 'receive_message');
+    a.c.emit('send_message', { chatId: Number(chatId), senderId: a.id, content: 'unread', message_type: 'text' });
+    await got;
+    const quiet = expectSilence([a.c, a.s], ['messages_read', 'recent_chat_read']);
+    b.c.emit('mark_messages_read', { chatId: Number(chatId), userId: a.id });
+    await refusedWith(b.c, 'mark_messages_read', 'PERMISSION_DENIED');
+    await quiet;
+    // b can still read it as b: the message was not marked.
+    const receipt = next(a.c, 'messages_read');
+    b.c.emit('mark_messages_read', { chatId: Number(chatId), userId: b.id });
+    assert.deepEqual(await receipt, { chatId, readBy: b.id });
+  });
+
+  test('user_status_changed {userId, status} beside user_online / user_offline, to the users who share a chat', async () => {
+    const [asub, bsub] = [nid(), nid()];
+    const [atok, btok] = [token(asub, { name: 'Alice' }), token(bsub, { name: 'Bob' })];
+    await conversation(atok, [bsub]);
+    const b = await chatbox({ tok: btok });
+    const stranger = await chatbox({ tok: token(nid()) });
+    const aloof = expectSilence(stranger, 'user_status_changed');
+    const online = next(b, 'user_status_changed');
+    const a = await chatbox({ tok: atok });
+    assert.deepEqual(await online, { userId: Number(asub), status: 'online' });
+    const offline = next(b, 'user_status_changed');
+    a.disconnect();
+    assert.deepEqual(await offline, { userId: Number(asub), status: 'offline' });
+    await aloof;
   });
 });

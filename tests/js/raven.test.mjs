@@ -148,9 +148,11 @@ describe('messaging', () => {
 
   test('a message posted over REST reaches sockets like a socket send', async () => {
     const { ta, sb, id } = await pair();
+    // Listen first: the event can arrive before the REST response.
+    const arriving = next(sb, 'new_message');
     const { status, body } = await rest('POST', `/api/conversations/${id}/messages`, ta, { text: 'via REST' });
     assert.equal(status, 201);
-    const m = await next(sb, 'new_message');
+    const m = await arriving;
     assert.equal(m.id, body.id);
     assert.equal(m.text, 'via REST');
     const history = await rest('GET', `/api/conversations/${id}/messages?limit=10`, ta);
@@ -334,5 +336,185 @@ describe('chat-service restarts under a running edge', { skip: !process.env.CONF
     const [ma, mb] = await Promise.all([next(sa, 'new_message', 5000), next(sb, 'new_message', 5000)]);
     assert.equal(ma.text, 'back again');
     assert.equal(mb.text, 'back again');
+  });
+});
+
+// erion-raven's published frontend (apps/web/src/store/useSocketStore.ts,
+// apps/web/src/hooks/useConversationNavigation.tsx, payloads from
+// packages/types/src/socket.ts), replayed as it really talks: an httpOnly
+// accessToken cookie whose claims are {userId, email, username}, the URL's
+// origin only (the default namespace), websocket then polling, no acks.
+describe('real client: erion-raven', () => {
+  /** A raven app user: the cookie's token carries userId/email/username, no sub. */
+  function account(label) {
+    const id = uid(label);
+    const username = `${label}_${id.slice(-4)}`;
+    const tok = token(undefined, { extra: { userId: id, email: `${id}@example.com`, username } });
+    return { id, username, tok };
+  }
+  /** Connects exactly as useSocketStore does (Node sends the cookie as a header). */
+  const app = (u) =>
+    connect('/', {
+      transports: ['websocket', 'polling'],
+      reconnection: false,
+      timeout: 10000,
+      withCredentials: true,
+      extraHeaders: { cookie: `accessToken=${u.tok}` },
+    });
+  // createSendMessagePayload: absent fields are null.
+  const sendPayload = (conversationId, text, url, fileName) => ({
+    conversation_id: conversationId,
+    text: text || null,
+    url: url || null,
+    fileName: fileName || null,
+  });
+
+  test('switching conversations: leave → left_conversation → join → joined_conversation, then only the new one is heard', async () => {
+    const [me, peer] = [account('me'), account('peer')];
+    const first = await conversation(token(me.id), [peer.id], 'first');
+    const second = await conversation(token(me.id), [peer.id], 'second');
+    const [s, p] = [await app(me), await app(peer)];
+    for (const id of [first, second]) {
+      const joined = next(p, 'joined_conversation');
+      p.emit('join_conversation', { conversation_id: id });
+      await joined;
+    }
+
+    // First join, as useConversationNavigation does it.
+    let joined = next(s, 'joined_conversation');
+    s.emit('join_conversation', { conversation_id: first });
+    assert.deepEqual(await joined, { conversation_id: first, user_id: me.id, username: me.username });
+
+    // Switch: leave the previous one and wait for its ack before joining the next.
+    const left = next(s, 'left_conversation');
+    s.emit('leave_conversation', { conversation_id: first });
+    const ack = await left;
+    assert.deepEqual(ack, { conversation_id: first, user_id: me.id, username: me.username });
+    assert.equal(ack.conversation_id, String(first)); // the app's `detail.conversationId !== prevId`
+    joined = next(s, 'joined_conversation');
+    s.emit('join_conversation', { conversation_id: second });
+    assert.deepEqual(await joined, { conversation_id: second, user_id: me.id, username: me.username });
+
+    // The new conversation's messages arrive; the old one's no longer do.
+    const old = expectSilence(s, 'new_message', { where: (m) => m.conversationId === first });
+    p.emit('send_message', sendPayload(first, 'in the old one'));
+    await next(p, 'new_message');
+    const got = next(s, 'new_message');
+    p.emit('send_message', sendPayload(second, 'in the new one'));
+    const m = await got;
+    assert.equal(m.conversationId, second);
+    assert.equal(m.text, 'in the new one');
+    await old;
+  });
+
+  test('user_joined / user_left reach the others in the room, never the user', async () => {
+    const [me, peer] = [account('me'), account('peer')];
+    const id = await conversation(token(me.id), [peer.id]);
+    const [s, p] = [await app(me), await app(peer)];
+    const pj = next(p, 'joined_conversation');
+    p.emit('join_conversation', { conversation_id: id });
+    await pj;
+
+    const self = expectSilence(s, ['user_joined', 'user_left']);
+    const joined = next(p, 'user_joined');
+    s.emit('join_conversation', { conversation_id: id });
+    assert.deepEqual(await joined, { conversation_id: id, user_id: me.id, username: me.username });
+    const left = next(p, 'user_left');
+    s.emit('leave_conversation', { conversation_id: id });
+    assert.deepEqual(await left, { conversation_id: id, user_id: me.id, username: me.username });
+    await self;
+  });
+
+  test('leaving a conversation the socket is not in still answers left_conversation (and tells nobody)', async () => {
+    const [me, peer] = [account('me'), account('peer')];
+    const id = await conversation(token(me.id), [peer.id]);
+    const [s, p] = [await app(me), await app(peer)];
+    const pj = next(p, 'joined_conversation');
+    p.emit('join_conversation', { conversation_id: id });
+    await pj;
+    const nobody = expectSilence(p, 'user_left');
+    const left = next(s, 'left_conversation');
+    s.emit('leave_conversation', { conversation_id: id });
+    assert.deepEqual(await left, { conversation_id: id, user_id: me.id, username: me.username });
+    await nobody;
+  });
+
+  test('a refused join gets error JOIN_FAILED and no joined_conversation', async () => {
+    const [me, peer] = [account('me'), account('peer')];
+    const id = await conversation(token(peer.id), [uid('other')]);
+    const s = await app(me);
+    const quiet = expectSilence(s, 'joined_conversation');
+    s.emit('join_conversation', { conversation_id: id });
+    const err = await next(s, 'error');
+    assert.equal(err.code, 'JOIN_FAILED');
+    assert.match(err.details, /^NOT_A_MEMBER/);
+    await quiet;
+  });
+
+  test('messages as createSendMessagePayload builds them (nulls for absent fields)', async () => {
+    const [me, peer] = [account('me'), account('peer')];
+    const id = await conversation(token(me.id), [peer.id]);
+    const [s, p] = [await app(me), await app(peer)];
+    for (const sock of [s, p]) {
+      const j = next(sock, 'joined_conversation');
+      sock.emit('join_conversation', { conversation_id: id });
+      await j;
+    }
+    let got = next(p, 'new_message');
+    s.emit('send_message', sendPayload(id, 'hello'));
+    let m = await got;
+    assert.equal(m.text, 'hello');
+    assert.equal(m.senderId, me.id);
+    assert.equal(m.senderName, me.username);
+    got = next(p, 'new_message');
+    s.emit('send_message', sendPayload(id, '', 'https://cdn.example.com/a.pdf', 'a.pdf'));
+    m = await got;
+    assert.deepEqual([m.text, m.url, m.fileName], [undefined, 'https://cdn.example.com/a.pdf', 'a.pdf']);
+  });
+
+  test('friend_status_changed {user_id, status, timestamp} tells the peers when a user comes online and goes offline', async () => {
+    const [me, peer] = [account('me'), account('peer')];
+    await conversation(token(peer.id), [me.id]);
+    const p = await app(peer);
+    const stranger = await app(account('eve'));
+    const aloof = expectSilence(stranger, 'friend_status_changed');
+
+    const before = Date.now();
+    const online = next(p, 'friend_status_changed');
+    const s = await app(me);
+    const on = await online;
+    assert.deepEqual(Object.keys(on).sort(), ['status', 'timestamp', 'user_id']);
+    assert.deepEqual([on.user_id, on.status], [me.id, 'online']);
+    assert.equal(typeof on.timestamp, 'number');
+    assert.ok(on.timestamp >= before - 1000 && on.timestamp <= Date.now() + 1000, String(on.timestamp));
+
+    // A second tab and closing one of two say nothing.
+    let quiet = expectSilence(p, 'friend_status_changed');
+    const s2 = await app(me);
+    s2.disconnect();
+    await quiet;
+
+    const offline = next(p, 'friend_status_changed');
+    s.disconnect();
+    const off = await offline;
+    assert.deepEqual([off.user_id, off.status], [me.id, 'offline']);
+    assert.ok(off.timestamp >= on.timestamp, String(off.timestamp));
+    await aloof;
+  });
+
+  test('heartbeat {timestamp} is accepted silently and never drops the socket', async () => {
+    const [me, peer] = [account('me'), account('peer')];
+    const id = await conversation(token(me.id), [peer.id]);
+    const s = await app(me);
+    const quiet = expectSilence(s, ['error', 'disconnect']);
+    for (let i = 0; i < 3; i++) s.emit('heartbeat', { timestamp: Date.now() });
+    await quiet;
+    assert.equal(s.connected, true);
+    const j = next(s, 'joined_conversation');
+    s.emit('join_conversation', { conversation_id: id });
+    await j;
+    const got = next(s, 'new_message');
+    s.emit('send_message', sendPayload(id, 'still here'));
+    assert.equal((await got).text, 'still here');
   });
 });

@@ -824,3 +824,112 @@ describe('presence and typing', () => {
     stops.stop();
   });
 });
+
+// Swaggo's published frontend, Website/Frontend/Components/Helper/
+// PerfectSocketProvider.jsx (the file the seed names), replayed as it
+// really connects and listens.
+describe('real client: PerfectSocketProvider', () => {
+  /** The provider's socketOptions (Node sends the httpOnly cookie as a header). */
+  function provider(u, profileid = u.id, queryUserId = profileid) {
+    const headers = { 'X-Requested-With': 'XMLHttpRequest', cookie: `accessToken=${u.token}` };
+    const s = io(URL, {
+      withCredentials: true,
+      transports: ['websocket', 'polling'],
+      upgrade: true,
+      rememberUpgrade: true,
+      auth: { profileid, timestamp: Date.now() },
+      autoConnect: true,
+      timeout: 15000,
+      reconnection: false,
+      forceNew: true,
+      path: '/socket.io',
+      extraHeaders: headers,
+      transportOptions: { polling: { extraHeaders: headers }, websocket: { extraHeaders: headers } },
+      query: { userId: queryUserId, timestamp: Date.now() },
+    });
+    mine.add(s);
+    // Everything the provider listens for, recorded from before the handshake.
+    const heard = { heartbeat: record(s, 'heartbeat'), authenticated: record(s, 'authenticated') };
+    return { s, heard };
+  }
+
+  test('its connect options: authenticated as the token user, a heartbeat right away, heartbeat_response accepted', async () => {
+    const alice = user('alice');
+    const { s, heard } = provider(alice);
+    const errors = expectSilence(s, ['error', 'auth_error', 'disconnect']);
+    const [hello] = await heard.authenticated.count(1);
+    assert.equal(hello.user.id, alice.id);
+    assert.equal(hello.user.username, alice.username);
+    assert.equal(typeof hello.security.riskScore, 'number');
+    const [beat] = await heard.heartbeat.count(1);
+    assert.deepEqual(Object.keys(beat), ['timestamp']);
+    assert.match(beat.timestamp, ISO);
+    assert.ok(Math.abs(Date.parse(beat.timestamp) - Date.now()) < 5000, beat.timestamp);
+    // The provider's answer, exactly as it builds it.
+    const now = Date.now();
+    s.emit('heartbeat_response', { timestamp: beat.timestamp, clientTime: new Date(), roundTripTime: now - new Date(beat.timestamp).getTime() });
+    await errors;
+    assert.equal(s.connected, true);
+  });
+
+  test('query.userId and X-Requested-With are never trusted over the token', async () => {
+    const [alice, bob] = [user('alice'), user('bob')];
+    const chatid = await conversation(bob.token, [uid('carol')]);
+    const { s, heard } = provider(alice, alice.id, bob.id);
+    const [hello] = await heard.authenticated.count(1);
+    assert.equal(hello.profile.profileid, alice.id);
+    // Not bob: bob's chat is closed to this socket.
+    const err = next(s, 'chat_error');
+    s.emit('join_chat', { chatid });
+    assert.equal((await err).error, 'NOT_A_MEMBER');
+  });
+
+  test('get_online_users on connect: the online users who share a chat, acked as the provider reads it', async () => {
+    const [alice, bob, carol, dave] = [user('alice'), user('bob'), user('carol'), user('dave')];
+    await conversation(alice.token, [bob.id, carol.id], 'team');
+    await v3(bob);
+    await v3(dave); // online, but shares no chat with alice
+    const { s, heard } = provider(alice);
+    await heard.authenticated.count(1);
+    const response = await ask(s, 'get_online_users', {});
+    assert.equal(response.success, true);
+    const ids = response.users.map((u) => u.profileid || u.id).filter(Boolean);
+    assert.deepEqual(ids, [bob.id]);
+    assert.equal(response.users[0].isOnline, true);
+    assert.match(response.users[0].lastSeen, ISO);
+  });
+
+  test('new_message as the provider reads it: data.message?.chatid, data.sender?.profileid || data.senderid', async () => {
+    const { alice, chatid, sa, sb } = await pair();
+    const got = next(sb, 'new_message');
+    await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'keyword here' });
+    const data = await got;
+    assert.equal(data.message?.chatid, chatid);
+    assert.equal(data.sender?.profileid || data.senderid, alice.id);
+    assert.equal((data.message || data)?.content, 'keyword here');
+    assert.equal(data.sender?.username, alice.username);
+  });
+
+  test('reaction_added beside message_reaction_added, the same payload', async () => {
+    const { chatid, sa, sb } = await pair();
+    const got = next(sb, 'new_message');
+    const m = await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'react' });
+    await got;
+    const [seed, app] = [next(sa, 'message_reaction_added'), next(sa, 'reaction_added')];
+    sb.emit('react_to_message', { messageid: m.serverMessageId, chatid, emoji: '🎉' });
+    const [a, b] = await Promise.all([seed, app]);
+    assert.deepEqual(a, b);
+    assert.equal(b.messageid, m.serverMessageId);
+    assert.equal(b.reaction.emoji, '🎉');
+  });
+
+  test('error carries code (the provider logs error.code) beside the seed\'s error', async () => {
+    const { s } = await v3(user('eve'));
+    const err = next(s, 'error');
+    s.emit('react_to_message', { emoji: '👍' });
+    const e = await err;
+    assert.equal(e.error, 'INVALID_ARGUMENT');
+    assert.equal(e.code, 'INVALID_ARGUMENT');
+    assert.equal(typeof e.message, 'string');
+  });
+});

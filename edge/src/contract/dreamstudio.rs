@@ -119,6 +119,7 @@ pub const CONTRACT: Contract = Contract {
     name: "dreamstudio",
     handshake,
     auth_error: None,
+    refusal: super::plain_refusal,
     on_connect,
     greet: None,
     on_disconnect: None,

@@ -16,6 +16,35 @@
 //! | `error {code, message, event}` | s→c | every refused request (the seed has no error event; this is confab's) |
 //! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED` (token in `auth.token`); `TOO_MANY_CONNECTIONS` for a user's socket over presence-service's per-user limit |
 //!
+//! Beyond the seed: what HVTSocial's published client sends and listens for
+//! (`Frontend/src/socket.js`, `Frontend/src/page/Chatbox.jsx`; its server,
+//! `Backend/sockets/chatSocket.js`, answers them). A team swapping its
+//! server for confab keeps that frontend working:
+//!
+//! | event | direction | confab |
+//! |---|---|---|
+//! | `register_user` with a bare id (`Number(userId)`) | c→s | the same as `{userId}`: checked against the token's subject |
+//! | `send_message {chatId, senderId, content, message_type, media_url?, reply_to_id?}` + ack | c→s | `content`/`message_type`/`media_url` read as `text`/`type`/`mediaUrl` (either spelling); `senderId`, when sent, must be the token's user (`PERMISSION_DENIED`); `reply_to_id` is the message replied to (same chat); `duration`, `created_at` and the `reply_*` copies are ignored (the server's own data wins) |
+//! | send ack `{ok, success, message, data}` | s→c | `ok` and `success` both say whether it worked (the app reads `response.ok`, as its server answers `{ok: true, message}`); `message` and `data` are the sent `receive_message` payload; a failure is `{ok: false, success: false, error: {code, message}}` |
+//! | `receive_message` with `content`, `message_type` (and `reply_to_id`, `reply_content`, `reply_type`, `reply_sender` for a reply) | s→c | beside the seed's `text`/`type`: the app renders `msg.content` and `msg.message_type` |
+//! | `mark_messages_read {chatId, userId}` | c→s | the same as the seed's `messages_read`: `MarkRead`, `userId` must be the token's user |
+//! | `messages_read {chatId, readBy}` | s→c | `ChatEvent.messages_read` (something new was read): to every socket of the chat's other members, beside the seed's `recent_chat_read` to the senders |
+//! | `user_status_changed {userId, status: 'online' \| 'offline'}` | s→c | beside every `user_online` / `user_offline`, to the same users |
+//! | `join_chat` / `leave_chat` with a bare chat id (or `{chatId}`) | c→s | `join_chat`: `CheckMembership`, a member's socket joins the chat's room, anyone else gets `error` (`NOT_A_MEMBER`, `CONVERSATION_NOT_FOUND`, `INVALID_ARGUMENT`); `leave_chat` leaves it. Delivery does not depend on it: every chat event already reaches every socket of every member (the seed's addressing), so leaving a chat's room never hides its messages |
+//!
+//! **Authentication.** The seed authenticates with `auth: {token}`, but the
+//! app's sockets send no credential at all (`socket.js`:
+//! `io(WS_URL, {withCredentials: true, transports: ["polling", "websocket"]})`;
+//! `Chatbox.jsx`: `io(SERVER_ORIGIN, {transports: ["websocket"], ...})`);
+//! its server trusted whatever id `register_user` named. confab never does:
+//! a socket without a token is refused, and its `connect_error` message
+//! says the one line the app must add to both `io()` calls:
+//! `AUTHENTICATION_REQUIRED: add auth: { token: localStorage.getItem("token") } to the io() options`
+//! (the app keeps its JWT under `localStorage` `token` for REST already).
+//! `Chatbox.jsx` also connects to the server's origin, i.e. the default
+//! namespace: point it at `/hvtsocial`, or start confab with
+//! `CONFAB_DEFAULT_CONTRACT=hvtsocial`.
+//!
 //! Ids (messages, chats, users) are JSON numbers on the wire when they are
 //! numeric (every id confab generates is; user ids are the token's subject,
 //! so numeric subjects render as numbers too); numbers and strings are both
@@ -83,16 +112,17 @@
 use confab_proto::limits::check_text;
 use confab_proto::v1::presence_event::Kind as PresenceKind;
 use confab_proto::v1::{
-    Attachment, ChatEvent, ChatMessage, ConversationKind, CreateConversationRequest,
-    GetMessageRequest, MarkReadRequest, PresenceEvent, RecallMessageRequest, SendMessageRequest,
-    chat_event::Kind,
+    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, ConversationKind,
+    CreateConversationRequest, GetMessageRequest, MarkReadRequest, PresenceEvent,
+    RecallMessageRequest, SendMessageRequest, chat_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError, ids};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
-use super::{Contract, Emit, any_handshake, user_room};
+use super::{Contract, Emit, any_handshake, conversation_room, user_room};
+use crate::auth::AuthError;
 use crate::auth::Identity;
 use crate::presence::{self, Typing};
 use crate::services::Services;
@@ -102,6 +132,7 @@ pub const CONTRACT: Contract = Contract {
     name: "hvtsocial",
     handshake: any_handshake,
     auth_error: None,
+    refusal,
     on_connect,
     greet: None,
     on_disconnect: None,
@@ -109,23 +140,85 @@ pub const CONTRACT: Contract = Contract {
     presence_event,
 };
 
+/// What the `connect_error` of a socket without a token says: the stable
+/// code, then the one line HVTSocial's frontend must add (module doc).
+pub const TOKEN_REQUIRED: &str = r#"AUTHENTICATION_REQUIRED: add auth: { token: localStorage.getItem("token") } to the io() options"#;
+
+fn refusal(e: AuthError) -> String {
+    match e {
+        AuthError::Required => TOKEN_REQUIRED.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// The message types the seed names.
 const TYPES: [&str; 3] = ["text", "image", "voice"];
 
 fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("register_user", register_user);
     s.on("send_message", send_message);
-    s.on("messages_read", messages_read);
+    s.on(
+        "messages_read",
+        |s: SocketRef,
+         p: TryData<MessagesRead>,
+         svc: State<Services>,
+         me: Extension<Identity>,
+         ack: AckSender| { messages_read(s, p, svc, me, ack, "messages_read") },
+    );
+    s.on(
+        "mark_messages_read",
+        |s: SocketRef,
+         p: TryData<MessagesRead>,
+         svc: State<Services>,
+         me: Extension<Identity>,
+         ack: AckSender| { messages_read(s, p, svc, me, ack, "mark_messages_read") },
+    );
     s.on("recall_message", recall_message);
     s.on("typing", typing);
+    s.on("join_chat", join_chat);
+    s.on("leave_chat", leave_chat);
 }
 
+/// `{userId}` (the seed) or the id alone (the app: `Number(userId)`).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RegisterUser {
-    user_id: WireId,
+#[serde(untagged)]
+enum RegisterUser {
+    Object {
+        #[serde(rename = "userId")]
+        user_id: WireId,
+    },
+    Bare(WireId),
 }
 
+impl RegisterUser {
+    fn user_id(self) -> WireId {
+        match self {
+            Self::Object { user_id } | Self::Bare(user_id) => user_id,
+        }
+    }
+}
+
+/// `{chatId}` or the chat id alone (the app: `Number(chatId)`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ChatRef {
+    Object {
+        #[serde(rename = "chatId")]
+        chat_id: WireId,
+    },
+    Bare(WireId),
+}
+
+impl ChatRef {
+    fn chat_id(self) -> String {
+        match self {
+            Self::Object { chat_id } | Self::Bare(chat_id) => chat_id.0,
+        }
+    }
+}
+
+/// The seed's spelling (`text`, `type`, `mediaUrl`) or the app's
+/// (`content`, `message_type`, `media_url`, with `senderId`).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SendMessage {
@@ -134,11 +227,21 @@ struct SendMessage {
     #[serde(default)]
     text: Option<String>,
     #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
     receiver_id: Option<WireId>,
+    #[serde(default)]
+    sender_id: Option<WireId>,
     #[serde(default, rename = "type")]
     kind: Option<String>,
+    #[serde(default, rename = "message_type")]
+    message_type: Option<String>,
     #[serde(default)]
     media_url: Option<String>,
+    #[serde(default, rename = "media_url")]
+    media_url_snake: Option<String>,
+    #[serde(default, rename = "reply_to_id")]
+    reply_to_id: Option<WireId>,
 }
 
 #[derive(Deserialize)]
@@ -186,15 +289,18 @@ fn service(status: tonic::Status) -> ServiceError {
 fn answer(s: &SocketRef, ack: AckSender, event: &str, result: Outcome) {
     let reply = match result {
         Ok(data) => json!({ "success": true, "data": data }),
-        Err(e) => {
-            let mut error = json!({ "code": e.code.as_str(), "message": e.message });
-            let reply = json!({ "success": false, "error": error.clone() });
-            error["event"] = json!(event);
-            let _ = s.emit("error", &error);
-            reply
-        }
+        Err(e) => refuse(s, event, e),
     };
     let _ = ack.send(&reply);
+}
+
+/// Emits `error {code, message, event}`; returns the ack's `{success: false, error}`.
+fn refuse(s: &SocketRef, event: &str, e: ServiceError) -> Value {
+    let mut error = json!({ "code": e.code.as_str(), "message": e.message });
+    let reply = json!({ "success": false, "error": error.clone() });
+    error["event"] = json!(event);
+    let _ = s.emit("error", &error);
+    reply
 }
 
 /// A user id sent in a payload must be the token's subject.
@@ -217,8 +323,8 @@ async fn register_user(
 ) {
     // Nothing to do on success: the socket joined its user room on connect.
     let result = p
-        .map_err(bad_payload)
-        .and_then(|p| check_self(&p.user_id, &me))
+        .map_err(|_| ServiceError::invalid("invalid payload: a user id, or {userId}"))
+        .and_then(|p| check_self(&p.user_id(), &me))
         .map(|()| json!({ "userId": numeric_id(&me.user_id) }));
     answer(&s, ack, "register_user", result);
 }
@@ -234,21 +340,36 @@ async fn send_message(
         Ok(p) => send(&svc, &me, p).await,
         Err(e) => Err(bad_payload(e)),
     };
-    answer(&s, ack, "send_message", result);
+    // The seed's `{success, data}` and the app's `{ok, message}` in one ack.
+    let reply = match result {
+        Ok(m) => json!({ "ok": true, "success": true, "message": m, "data": m }),
+        Err(e) => {
+            let mut reply = refuse(&s, "send_message", e);
+            reply["ok"] = json!(false);
+            reply
+        }
+    };
+    let _ = ack.send(&reply);
 }
 
 /// Validates, finds the chat (creating the direct one when needed) and sends.
 /// Success is seen as `receive_message`, which chat-service's event brings
 /// to every member, the sender included.
 async fn send(svc: &Services, me: &Identity, p: SendMessage) -> Outcome {
-    let kind = p.kind.unwrap_or_else(|| "text".into());
+    if let Some(claimed) = &p.sender_id {
+        check_self(claimed, me)?;
+    }
+    let kind = p.kind.or(p.message_type).unwrap_or_else(|| "text".into());
     if !TYPES.contains(&kind.as_str()) {
         return Err(ServiceError::invalid(format!(
             "type must be one of text, image, voice; got {kind:?}"
         )));
     }
-    let text = p.text.unwrap_or_default();
-    let media_url = p.media_url.filter(|u| !u.trim().is_empty());
+    let text = p.text.or(p.content).unwrap_or_default();
+    let media_url = p
+        .media_url
+        .or(p.media_url_snake)
+        .filter(|u| !u.trim().is_empty());
     if kind != "text" && media_url.is_none() {
         return Err(ServiceError::invalid(format!(
             "a {kind} message needs mediaUrl"
@@ -272,6 +393,7 @@ async fn send(svc: &Services, me: &Identity, p: SendMessage) -> Outcome {
             .into_iter()
             .collect(),
         kind,
+        reply_to_id: p.reply_to_id.map(|r| r.0).unwrap_or_default(),
         ..Default::default()
     };
     let mut chat = svc.chat.clone();
@@ -318,12 +440,14 @@ fn sent_message(m: Option<ChatMessage>) -> Value {
     m.as_ref().map(receive_message).unwrap_or_default()
 }
 
+/// `messages_read` (the seed) and `mark_messages_read` (the app).
 async fn messages_read(
     s: SocketRef,
     TryData(p): TryData<MessagesRead>,
     State(svc): State<Services>,
     Extension(me): Extension<Identity>,
     ack: AckSender,
+    event: &'static str,
 ) {
     let result = async {
         let p = p.map_err(bad_payload)?;
@@ -344,7 +468,56 @@ async fn messages_read(
         Ok(json!({ "chatId": numeric_id(&read.conversation_id) }))
     }
     .await;
-    answer(&s, ack, "messages_read", result);
+    answer(&s, ack, event, result);
+}
+
+/// `join_chat`: a member's socket joins the chat's room.
+async fn join_chat(
+    s: SocketRef,
+    TryData(p): TryData<ChatRef>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let id = p
+            .map_err(|_| ServiceError::invalid("invalid payload: a chat id, or {chatId}"))?
+            .chat_id();
+        let membership = svc
+            .chat
+            .clone()
+            .check_membership(CheckMembershipRequest {
+                conversation_id: id.clone(),
+                user_id: me.user_id.clone(),
+            })
+            .await
+            .map_err(service)?
+            .into_inner();
+        if !membership.is_member {
+            return Err(ServiceError::new(
+                ErrorCode::NotAMember,
+                format!("you are not a member of chat {id}"),
+            ));
+        }
+        let chat_id = membership.conversation.map(|c| c.id).unwrap_or(id);
+        s.join(conversation_room(&chat_id));
+        Ok(json!({ "chatId": numeric_id(&chat_id) }))
+    }
+    .await;
+    answer(&s, ack, "join_chat", result);
+}
+
+/// `leave_chat`: the socket leaves the chat's room (silently).
+async fn leave_chat(s: SocketRef, TryData(p): TryData<ChatRef>, ack: AckSender) {
+    let result = p
+        .map_err(|_| ServiceError::invalid("invalid payload: a chat id, or {chatId}"))
+        .map(|p| {
+            let id = p.chat_id();
+            let canonical = ids::parse(&id).map_or_else(|| id.clone(), |n| n.to_string());
+            s.leave(conversation_room(&canonical));
+            json!({ "chatId": numeric_id(&canonical) })
+        });
+    answer(&s, ack, "leave_chat", result);
 }
 
 async fn recall_message(
@@ -437,10 +610,18 @@ pub fn receive_message(m: &ChatMessage) -> Value {
         "chatId": chat_id,
         "senderId": sender_id,
         "createdAt": created_at,
+        "content": m.text,
+        "message_type": m.kind,
     });
     if let Some(url) = m.attachments.iter().map(|a| &a.url).find(|u| !u.is_empty()) {
         v["media_url"] = json!(url);
         v["mediaUrl"] = json!(url);
+    }
+    if let Some(reply) = &m.reply_to {
+        v["reply_to_id"] = numeric_id(&reply.id);
+        v["reply_content"] = json!(reply.text);
+        v["reply_type"] = json!(reply.kind);
+        v["reply_sender"] = json!(reply.sender_name);
     }
     v
 }
@@ -477,14 +658,22 @@ fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
         Some(Kind::MessageRecalled(m) | Kind::MessageDeleted(m)) => {
             emit(user_rooms(members), "message_recalled", recalled(m))
         }
-        Some(Kind::MessagesRead(r)) => emit(
-            user_rooms(r.sender_ids.iter().filter(|u| **u != r.reader_id)),
-            "recent_chat_read",
-            json!({
-                "chatId": numeric_id(&r.conversation_id),
-                "userId": numeric_id(&r.reader_id),
-            }),
-        ),
+        Some(Kind::MessagesRead(r)) => {
+            let chat_id = numeric_id(&r.conversation_id);
+            let reader = numeric_id(&r.reader_id);
+            let mut out = emit(
+                user_rooms(r.sender_ids.iter().filter(|u| **u != r.reader_id)),
+                "recent_chat_read",
+                json!({ "chatId": chat_id, "userId": reader }),
+            );
+            // The app's receipt: the other members mark their messages read.
+            out.extend(emit(
+                user_rooms(members.iter().filter(|u| **u != r.reader_id)),
+                "messages_read",
+                json!({ "chatId": chat_id, "readBy": reader }),
+            ));
+            out
+        }
         // The seed has no events for edits, reactions, delivery receipts or
         // membership changes.
         _ => Vec::new(),
@@ -522,11 +711,23 @@ fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
                     },
                 )
             };
-            vec![Emit::to(
-                user_rooms(watchers),
-                event,
-                json!({ "userId": numeric_id(&c.user_id), "lastSeen": iso(last_seen) }),
-            )]
+            let user_id = numeric_id(&c.user_id);
+            vec![
+                Emit::to(
+                    user_rooms(watchers.iter().copied()),
+                    event,
+                    json!({ "userId": user_id, "lastSeen": iso(last_seen) }),
+                ),
+                // What the app listens for (its server's event).
+                Emit::to(
+                    user_rooms(watchers),
+                    "user_status_changed",
+                    json!({
+                        "userId": user_id,
+                        "status": if c.online { "online" } else { "offline" },
+                    }),
+                ),
+            ]
         }
         Some(PresenceKind::TypingChanged(t)) => {
             let others: Vec<&String> = audience
@@ -621,6 +822,10 @@ mod tests {
         let out = chat_event(&event(Kind::MessagesRead(read)));
         assert_eq!(out[0].rooms, vec!["user:100001"]);
         assert_eq!(out[0].data, json!({"chatId": 7, "userId": "u2"}));
+        // The app's receipt goes to the other members.
+        assert_eq!(out[1].event, "messages_read");
+        assert_eq!(out[1].rooms, vec!["user:100001"]);
+        assert_eq!(out[1].data, json!({"chatId": 7, "readBy": "u2"}));
         assert!(chat_event(&event(Kind::MessageEdited(message()))).is_empty());
     }
 
@@ -649,13 +854,16 @@ mod tests {
             &[],
             PresenceKind::StatusChanged(online.clone()),
         ));
-        assert_eq!(out.len(), 1);
+        assert_eq!(out.len(), 2);
         assert_eq!(out[0].event, "user_online");
         assert_eq!(out[0].rooms, vec!["user:u2", "user:100003"]);
         assert_eq!(
             out[0].data,
             json!({"userId": 100001, "lastSeen": "2023-11-14T22:13:20.123Z"})
         );
+        assert_eq!(out[1].event, "user_status_changed");
+        assert_eq!(out[1].rooms, out[0].rooms);
+        assert_eq!(out[1].data, json!({"userId": 100001, "status": "online"}));
         let offline = StatusChange {
             online: false,
             last_seen_ms: 1_700_000_000_000,
@@ -668,6 +876,7 @@ mod tests {
             PresenceKind::StatusChanged(offline.clone()),
         ));
         assert_eq!(out[0].event, "user_offline");
+        assert_eq!(out[1].data, json!({"userId": 100001, "status": "offline"}));
         assert_eq!(
             out[0].data,
             json!({"userId": 100001, "lastSeen": "2023-11-14T22:13:20.000Z"})

@@ -135,6 +135,7 @@ pub const CONTRACT: Contract = Contract {
     name: "mern",
     handshake: any_handshake,
     auth_error: Some(auth_error),
+    refusal: super::plain_refusal,
     on_connect,
     greet: None,
     on_disconnect: None,

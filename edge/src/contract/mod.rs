@@ -44,6 +44,11 @@ pub struct Contract {
     /// payload this returns, and the socket is then disconnected — for seeds
     /// whose frontends listen for an event rather than `connect_error`.
     pub auth_error: Option<AuthReport>,
+    /// The `connect_error` message of a refused handshake (by default the
+    /// stable code alone, [`plain_refusal`]); a contract whose frontend needs
+    /// to be told more (e.g. how to send its token) says it here, after the
+    /// code.
+    pub refusal: fn(AuthError) -> String,
     /// Attaches the contract's event handlers to a socket that passed the
     /// handshake. It runs before the client sees `connect` (so nothing the
     /// client sends first is missed) and must not emit.
@@ -63,9 +68,9 @@ pub struct Contract {
 /// See [`Contract::on_disconnect`].
 pub type DisconnectHook = fn(SocketRef) -> BoxFuture<'static, ()>;
 
-/// For [`Contract::presence_event`]: a contract that shows no presence.
-pub fn no_presence(_: &PresenceEvent) -> Vec<Emit> {
-    Vec::new()
+/// For [`Contract::refusal`]: the stable code alone.
+pub fn plain_refusal(e: AuthError) -> String {
+    e.to_string()
 }
 
 /// For [`Contract::handshake`]: nothing beyond the token to check.

@@ -10,6 +10,28 @@
 //! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`; `TOO_MANY_CONNECTIONS` for a user's socket over presence-service's per-user limit (the 11th) |
 //! | `connect` / `disconnect` | — | the seed's "register user online" / "unregistered from online users": the socket's presence session starts and ends |
 //!
+//! Beyond the seed: what erion-raven's published client sends and listens
+//! for (its real frontend, `apps/web/src/store/useSocketStore.ts` and
+//! `apps/web/src/hooks/useConversationNavigation.tsx`, with the payload types
+//! of `packages/types/src/socket.ts`; its own server sends these from
+//! `apps/api/src/services/websocket.service.ts` and `presence.service.ts`).
+//! A team swapping its server for confab keeps that frontend working:
+//!
+//! | event | direction | confab |
+//! |---|---|---|
+//! | `joined_conversation {conversation_id, user_id, username}` | s→c | to the joining socket once its join succeeded |
+//! | `user_joined {conversation_id, user_id, username}` | s→c | to the others in the room when a user's first socket joins it (never to the user's own sockets) |
+//! | `left_conversation {conversation_id, user_id, username}` | s→c | to the leaving socket after every readable `leave_conversation` (also when it was not in the room, as the app's server does): the app waits for it before joining the next conversation |
+//! | `user_left {conversation_id, user_id, username}` | s→c | to the others in the room when a user's last socket leaves it |
+//! | `friend_status_changed {user_id, status: 'online' \| 'offline', timestamp}` | s→c | `PresenceEvent.status_changed`: to every socket of the users who share a conversation with the user (the app's server tells friends and conversation partners); `timestamp` in ms as the app's type says |
+//! | `heartbeat {timestamp}` | c→s | accepted and ignored (presence is kept by the socket itself); never an error, never a disconnect |
+//!
+//! `conversation_id` echoes the id the client sent (as a string), so the
+//! app's `detail.conversationId !== prevId` check matches; `username` is
+//! the token's `username` claim, else its name, else the id. The app also
+//! sends `send_message` with `text`, `url` and `fileName` set to `null`
+//! when absent; `null` reads as absent.
+//!
 //! Choices where the seed is vague:
 //! - `details` carries confab's stable code first, then the reason, e.g.
 //!   `NOT_A_MEMBER: you are not a member of conversation 7`, so a frontend
@@ -24,15 +46,21 @@
 //! - The seed's events have no acks; when a client passes one anyway it gets
 //!   `{success: true, data}` or `{success: false, error}` (a confab addition,
 //!   invisible to the seed's frontends, handy to know a join has happened).
-//! - **Presence without events.** The seed's server registers the user
-//!   online on connect and unregisters them on disconnect, but sends its
-//!   clients no presence or typing events, so raven renders none
-//!   ([`no_presence`]) and has no typing handler. The registration itself is
-//!   the contract layer's, as for every contract: each raven socket is a
+//! - **Presence.** The seed's server registers the user online on connect
+//!   and unregisters them on disconnect; its document names no presence
+//!   event, but its real frontend listens for `friend_status_changed`
+//!   (above), so raven renders `PresenceEvent.status_changed` as that and
+//!   nothing else (no typing: the seed has none). Each raven socket is a
 //!   presence session from handshake to disconnect, so a raven user's first
 //!   socket makes them online and their last one's end makes them offline
-//!   for their peers on the other contracts (e.g. mern's `user_online` /
-//!   `user_offline`, sent to the users who share a conversation with them).
+//!   for their peers on every contract (e.g. mern's `user_online` /
+//!   `user_offline`, raven's `friend_status_changed`), sent to the users who
+//!   share a conversation with them; a second tab or closing one of two says
+//!   nothing, and a user never hears about themselves.
+//! - `user_joined`/`user_left` are per-edge room state (the sockets of this
+//!   edge's namespace), like v3's `user_joined_chat`/`user_left`. A socket
+//!   that disconnects leaves its rooms without `user_left`, as the app's
+//!   server does.
 //! - The per-user socket limit is reported like the seed's other handshake
 //!   refusals: `connect_error` with the stable code `TOO_MANY_CONNECTIONS`
 //!   as its message (the seed's list has `CONNECTION_FAILED` for "connection
@@ -41,14 +69,14 @@
 
 use confab_proto::ServiceError;
 use confab_proto::v1::{
-    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, SendMessageRequest,
-    chat_event::Kind,
+    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, PresenceEvent, SendMessageRequest,
+    chat_event::Kind, presence_event,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
-use super::{Contract, Emit, any_handshake, conversation_room, no_presence};
+use super::{Contract, Emit, any_handshake, conversation_room, user_room};
 use crate::auth::Identity;
 use crate::services::Services;
 use crate::wire::{WireId, iso};
@@ -57,17 +85,20 @@ pub const CONTRACT: Contract = Contract {
     name: "raven",
     handshake: any_handshake,
     auth_error: None,
+    refusal: super::plain_refusal,
     on_connect,
     greet: None,
     on_disconnect: None,
     chat_event,
-    presence_event: no_presence,
+    presence_event,
 };
 
 fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("join_conversation", join_conversation);
     s.on("leave_conversation", leave_conversation);
     s.on("send_message", send_message);
+    // The app's presence ping: the socket itself keeps the session alive.
+    s.on("heartbeat", || async {});
 }
 
 #[derive(Deserialize)]
@@ -139,7 +170,18 @@ async fn join_conversation(
             };
             match svc.chat.clone().check_membership(req).await {
                 Ok(r) if r.get_ref().is_member => {
-                    s.join(conversation_room(&id));
+                    let room = conversation_room(&id);
+                    let first = !in_room(&s, &room) && !another_socket_of(&s, &room, &me.user_id);
+                    s.join(room.clone());
+                    let payload = room_change(&id, &me);
+                    let _ = s.emit("joined_conversation", &payload);
+                    if first {
+                        let _ = s
+                            .to(room)
+                            .except(user_room(&me.user_id))
+                            .emit("user_joined", &payload)
+                            .await;
+                    }
                     Ok(json!({ "conversationId": id }))
                 }
                 Ok(_) => fail(format!(
@@ -152,12 +194,28 @@ async fn join_conversation(
     answer(&s, ack, result);
 }
 
-async fn leave_conversation(s: SocketRef, TryData(p): TryData<ConversationRef>, ack: AckSender) {
+async fn leave_conversation(
+    s: SocketRef,
+    TryData(p): TryData<ConversationRef>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
     let result = match p {
         Ok(ConversationRef {
             conversation_id: WireId(id),
         }) => {
-            s.leave(conversation_room(&id));
+            let room = conversation_room(&id);
+            let was_in = in_room(&s, &room);
+            s.leave(room.clone());
+            let payload = room_change(&id, &me);
+            let _ = s.emit("left_conversation", &payload);
+            if was_in && !another_socket_of(&s, &room, &me.user_id) {
+                let _ = s
+                    .to(room)
+                    .except(user_room(&me.user_id))
+                    .emit("user_left", &payload)
+                    .await;
+            }
             Ok(json!({ "conversationId": id }))
         }
         Err(e) => Err(error_payload(
@@ -223,6 +281,30 @@ async fn send_message(
     answer(&s, ack, result);
 }
 
+/// The app's `joined_conversation` / `left_conversation` / `user_joined` /
+/// `user_left` payload.
+fn room_change(conversation_id: &str, me: &Identity) -> Value {
+    json!({
+        "conversation_id": conversation_id,
+        "user_id": me.user_id,
+        "username": me.login_name(),
+    })
+}
+
+fn in_room(s: &SocketRef, room: &str) -> bool {
+    s.rooms().iter().any(|r| r == room)
+}
+
+/// Whether another socket of `user` on this edge is in `room`.
+fn another_socket_of(s: &SocketRef, room: &str, user: &str) -> bool {
+    s.within(room.to_string()).sockets().iter().any(|o| {
+        o.id != s.id
+            && o.extensions
+                .get::<Identity>()
+                .is_some_and(|id| id.user_id == user)
+    })
+}
+
 /// The seed's `new_message` payload.
 pub fn new_message(m: &ChatMessage) -> Value {
     let mut v = json!({
@@ -255,5 +337,76 @@ fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
         )],
         // The seed has no events for edits, deletions, reactions or receipts.
         _ => Vec::new(),
+    }
+}
+
+/// `friend_status_changed`, to every socket of the users who share a
+/// conversation with the one who changed (never to that user).
+fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
+    let Some(presence_event::Kind::StatusChanged(c)) = &ev.kind else {
+        return Vec::new();
+    };
+    let rooms: Vec<String> = ev
+        .audience
+        .iter()
+        .flat_map(|a| &a.user_ids)
+        .filter(|u| **u != c.user_id)
+        .map(|u| user_room(u))
+        .collect();
+    if rooms.is_empty() {
+        return Vec::new();
+    }
+    // Online: when it happened. Offline: when the last socket closed.
+    let at = match (c.online, c.last_seen_ms, c.at_ms) {
+        (true, _, at) if at > 0 => at,
+        (_, seen, _) if seen > 0 => seen,
+        (_, _, at) => at,
+    };
+    vec![Emit {
+        rooms,
+        except: vec![user_room(&c.user_id)],
+        event: "friend_status_changed",
+        data: json!({
+            "user_id": c.user_id,
+            "status": if c.online { "online" } else { "offline" },
+            "timestamp": at,
+        }),
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_proto::v1::{Audience, StatusChange};
+
+    #[test]
+    fn status_changes_are_friend_status_changed_for_the_peers() {
+        let ev = |online: bool, users: &[&str]| PresenceEvent {
+            seq: 0,
+            audience: Some(Audience {
+                user_ids: users.iter().map(|u| u.to_string()).collect(),
+                ..Default::default()
+            }),
+            kind: Some(presence_event::Kind::StatusChanged(StatusChange {
+                user_id: "u1".into(),
+                online,
+                last_seen_ms: if online { 0 } else { 1_700_000_000_000 },
+                at_ms: 1_700_000_000_123,
+                ..Default::default()
+            })),
+        };
+        let on = presence_event(&ev(true, &["u1", "w1"]));
+        assert_eq!(on.len(), 1);
+        assert_eq!(on[0].event, "friend_status_changed");
+        assert_eq!(on[0].rooms, vec![user_room("w1")]);
+        assert_eq!(on[0].except, vec![user_room("u1")]);
+        assert_eq!(
+            on[0].data,
+            json!({"user_id": "u1", "status": "online", "timestamp": 1_700_000_000_123i64})
+        );
+        let off = presence_event(&ev(false, &["w1"]));
+        assert_eq!(off[0].data["status"], "offline");
+        assert_eq!(off[0].data["timestamp"], 1_700_000_000_000i64);
+        assert!(presence_event(&ev(true, &["u1"])).is_empty());
     }
 }

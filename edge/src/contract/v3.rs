@@ -28,6 +28,38 @@
 //! | `chat_error {error, chatid?, data: {event, message}}` | s→c | every failure of `join_chat`/`leave_chat`/`typing_start`/`typing_stop`; every refusal by chat-service |
 //! | `error {error, message, details: {event}}` | s→c | a payload that cannot be read (without an ack for `send_message`) |
 //!
+//! Beyond the seed: what Swaggo's published client,
+//! `Website/Frontend/Components/Helper/PerfectSocketProvider.jsx` (the file
+//! the seed names as its frontend), sends and listens for, each checked
+//! against what confab emits. It connects with `withCredentials: true`, the
+//! `accessToken` cookie, `auth: {profileid, timestamp}`,
+//! `query: {userId, timestamp}`, `extraHeaders: {'X-Requested-With':
+//! 'XMLHttpRequest'}` and transports websocket then polling: the token is
+//! the identity, `profileid` is checked as above, `query.userId` and the
+//! header are ignored (never trusted over the token). Its URL is the
+//! server's origin (`NEXT_PUBLIC_SOCKET_URL`), i.e. the default namespace:
+//! start confab with `CONFAB_DEFAULT_CONTRACT=v3`, or end that URL in `/v3`.
+//!
+//! | event | direction | confab |
+//! |---|---|---|
+//! | `get_online_users {}` + ack | c→s | on connect, the app asks who is online: `GetPresence` of the users who share a chat with it (`ListPeers`), acked `{success: true, users: [{profileid, isOnline, lastSeen}]}` (online ones only); `{success: false, error, code}` when a service is down |
+//! | `heartbeat {timestamp}` | s→c | the seed's server heartbeat: right after `authenticated` and then every 25 s while the socket is open (the app counts a connection dead after 40 s without one) |
+//! | `heartbeat_response {timestamp, clientTime, roundTripTime}` | c→s | accepted, nothing to answer |
+//! | `reaction_added` / `reaction_removed` | s→c | the app's names for a reaction change: `reaction_added` beside the seed's `message_reaction_added` (same payload), `reaction_removed` (same shape) when one is taken back |
+//! | `user_online` / `user_offline {profileid}` | s→c | as the seed has them (the app also logs a `username` it does not need) |
+//! | `error {error, code, message, details}` | s→c | the app reads `error.code`: it carries the stable code as `error` does |
+//! | `new_message` | s→c | read as `data.message?.chatid` and `data.sender?.profileid \|\| data.senderid`: both are there already |
+//! | `authenticated`, `message_delivered`, `message_read`, `user_status_changed`, `user_joined_chat`, `user_left`, `typing_start`/`typing_stop` | both | as in the seed table |
+//!
+//! Listeners of that file confab does not serve: `message_ack` (keyed by an
+//! id the app never sends; the seed's ack and `message_sent` confirm a
+//! send), `online_users_list` (the `get_online_users` ack answers the same
+//! question), `reactions_sync`, and the call events `call_offer` /
+//! `call_answer` / `call_end` (calls are call-service's piece of work). A
+//! `connect_error` `PROFILE_MISMATCH` is classified by the app as a network
+//! error and retried up to its limit; a bad or missing token is `auth_error`
+//! followed by a server disconnect, which the app does not retry.
+//!
 //! Choices where the seed is vague:
 //! - `error` fields (`chat_error.error`, `error.error`, the ack's `code`) are
 //!   confab's stable codes (`NOT_A_MEMBER`, `CONVERSATION_NOT_FOUND`,
@@ -78,7 +110,8 @@
 //!   `MESSAGE_TOO_LONG`); an attachment needs a `url` and may be 50 MB at
 //!   most (`INVALID_ARGUMENT`); `timestamp` is ignored (the server's time
 //!   wins).
-//! - Removing a reaction has no event in the seed, so it renders nothing.
+//! - Removing a reaction has no event in the seed; it renders only the
+//!   app's `reaction_removed` (above).
 //! - Ids are strings on the wire; numbers are accepted too.
 //! - Presence goes to the users who share a chat with the one who changed
 //!   (the watchers chat-service's `ListPeers` named when the socket
@@ -122,7 +155,7 @@
 //!   `GetPresence`.
 //! - Calls, WebRTC signaling, call controls and the legacy call aliases:
 //!   call-service, as more handlers in [`on_connect`].
-//! - `ping`/`heartbeat`: a per-socket timer started in [`on_connect`].
+//! - `ping` (the seed's other health check; the app does not listen for it).
 //! - `rate_limited` and the ack's `retryAfter`: `LIMIT_EXCEEDED` with
 //!   `ErrorDetail.retry_after_ms`, rendered where [`Refusal`] is built.
 //! - Offline delivery: `CatchUp` (limit 25) on connect, each message as
@@ -131,9 +164,9 @@
 
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, Conversation, ConversationInfo,
-    ConversationKind, DeliveryReceipt, GetMessageRequest, MarkReadRequest, PresenceEvent,
-    ReactToMessageRequest, ReactionChange, ReadReceipt, SendMessageRequest, StatusChange,
-    TypingChange, chat_event::Kind, presence_event,
+    ConversationKind, DeliveryReceipt, GetMessageRequest, GetPresenceRequest, ListPeersRequest,
+    MarkReadRequest, PresenceEvent, ReactToMessageRequest, ReactionChange, ReadReceipt,
+    SendMessageRequest, StatusChange, TypingChange, chat_event::Kind, presence_event,
 };
 use confab_proto::{ServiceError, ids};
 use serde::{Deserialize, Deserializer};
@@ -150,6 +183,7 @@ pub const CONTRACT: Contract = Contract {
     name: "v3",
     handshake,
     auth_error: Some(auth_error),
+    refusal: super::plain_refusal,
     on_connect,
     greet: Some(greet),
     on_disconnect: Some(|s| Box::pin(on_disconnect(s))),
@@ -189,11 +223,78 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("react_to_message", react_to_message);
     s.on("typing_start", typing_start);
     s.on("typing_stop", typing_stop);
+    s.on("get_online_users", get_online_users);
+    // The answer to the server's `heartbeat`: nothing to do.
+    s.on("heartbeat_response", || async {});
 }
 
-/// `authenticated`, once the client is connected.
+/// How often the server sends `heartbeat` (the app gives up after 40 s).
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// Ends a socket's heartbeats when it disconnects (kept in its extensions).
+#[derive(Clone)]
+struct HeartbeatStop(std::sync::Arc<tokio::sync::Notify>);
+
+/// `authenticated`, once the client is connected, then `heartbeat`s until
+/// the socket disconnects.
 fn greet(s: &SocketRef, me: &Identity) {
     let _ = s.emit("authenticated", &authenticated(me));
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    s.extensions.insert(HeartbeatStop(stop.clone()));
+    let s = s.clone();
+    tokio::spawn(async move {
+        while s.connected() {
+            let beat = json!({ "timestamp": iso(chrono::Utc::now().timestamp_millis()) });
+            if s.emit("heartbeat", &beat).is_err() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+                _ = stop.notified() => break,
+            }
+        }
+    });
+}
+
+/// `get_online_users`: who of the users sharing a chat is online.
+async fn get_online_users(
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let peers = svc
+            .chat
+            .clone()
+            .list_peers(ListPeersRequest {
+                user_id: me.user_id.clone(),
+            })
+            .await
+            .map_err(|st| Refusal::from_status(&st))?
+            .into_inner()
+            .user_ids;
+        if peers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let presence = svc
+            .presence
+            .clone()
+            .get_presence(GetPresenceRequest { user_ids: peers })
+            .await
+            .map_err(|st| Refusal::from_status(&st))?
+            .into_inner();
+        Ok(presence
+            .users
+            .iter()
+            .filter(|u| u.online && u.user_id != me.user_id)
+            .map(|u| json!({ "profileid": u.user_id, "isOnline": true, "lastSeen": iso(u.last_seen_ms) }))
+            .collect::<Vec<_>>())
+    }
+    .await;
+    match result {
+        Ok(users) => ack_with(ack, Ok(json!({ "users": users }))),
+        Err(r) => ack_with(ack, Err(&r)),
+    }
 }
 
 /// The seed's `authenticated` payload (see the module doc for each field).
@@ -265,7 +366,12 @@ fn chat_error(s: &SocketRef, event: &str, chatid: Option<&str>, r: &Refusal) {
 fn error_event(s: &SocketRef, event: &str, r: &Refusal) {
     let _ = s.emit(
         "error",
-        &json!({ "error": r.code, "message": r.message, "details": { "event": event } }),
+        &json!({
+            "error": r.code,
+            "code": r.code,
+            "message": r.message,
+            "details": { "event": event },
+        }),
     );
 }
 
@@ -443,10 +549,14 @@ async fn leave_chat(
     }
 }
 
-/// A closing socket leaves its chat rooms: the others hear `user_left` for
-/// each room the user has no other socket in. (The contract layer then ends
-/// its presence session.)
+/// A closing socket stops its heartbeats and leaves its chat rooms: the
+/// others hear `user_left` for each room the user has no other socket in.
+/// (The contract layer then ends its presence session.)
 async fn on_disconnect(s: SocketRef) {
+    if let Some(HeartbeatStop(stop)) = s.extensions.get::<HeartbeatStop>() {
+        // A permit: the heartbeat task stops even if it is not waiting yet.
+        stop.notify_one();
+    }
     let Some(me) = s.extensions.get::<Identity>() else {
         return;
     };
@@ -808,7 +918,7 @@ fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
         )],
         Some(Kind::MessageDelivered(d)) => message_delivered(d),
         Some(Kind::MessagesRead(r)) => messages_read(r),
-        Some(Kind::ReactionChanged(c)) if !c.removed => reaction_added(c).into_iter().collect(),
+        Some(Kind::ReactionChanged(c)) => reaction_changed(c),
         // The seed has no events for edits, deletions, recalls, removed
         // reactions or membership changes.
         _ => Vec::new(),
@@ -930,13 +1040,27 @@ fn messages_read(r: &ReadReceipt) -> Vec<Emit> {
         .collect()
 }
 
-/// `message_reaction_added`, to the chat room.
-fn reaction_added(c: &ReactionChange) -> Option<Emit> {
-    let m = c.message.as_ref()?;
-    Some(Emit::to(
-        vec![conversation_room(&m.conversation_id)],
-        "message_reaction_added",
-        json!({
+/// A reaction added: the seed's `message_reaction_added` and the app's
+/// `reaction_added`; taken back: the app's `reaction_removed` (the seed has
+/// no event for it). To the chat room.
+fn reaction_changed(c: &ReactionChange) -> Vec<Emit> {
+    let Some(m) = c.message.as_ref() else {
+        return Vec::new();
+    };
+    let room = vec![conversation_room(&m.conversation_id)];
+    let payload = reaction_payload(c, m);
+    if c.removed {
+        return vec![Emit::to(room, "reaction_removed", payload)];
+    }
+    vec![
+        Emit::to(room.clone(), "message_reaction_added", payload.clone()),
+        Emit::to(room, "reaction_added", payload),
+    ]
+}
+
+/// `{messageid, chatid, reaction: {emoji, profileid, username, timestamp}}`.
+fn reaction_payload(c: &ReactionChange, m: &ChatMessage) -> Value {
+    json!({
             "messageid": m.id,
             "chatid": m.conversation_id,
             "reaction": {
@@ -945,8 +1069,7 @@ fn reaction_added(c: &ReactionChange) -> Option<Emit> {
                 "username": first_non_empty(&[&c.user_name, &c.user_id]),
                 "timestamp": iso(c.at_ms),
             },
-        }),
-    ))
+    })
 }
 
 // ---- rendering presence-service's events ----------------------------------------
@@ -1117,6 +1240,38 @@ mod tests {
         assert_eq!(v["chat"]["chatType"], "group");
         assert_eq!(v["sender"]["username"], "Ada");
         assert_eq!(v["sender"]["displayname"], "Ada");
+    }
+
+    #[test]
+    fn reactions_in_the_seed_name_and_the_app_names() {
+        let change = |removed: bool| ChatEvent {
+            seq: 0,
+            audience: Some(Audience::default()),
+            conversation: None,
+            origin: String::new(),
+            kind: Some(Kind::ReactionChanged(ReactionChange {
+                message: Some(ChatMessage {
+                    id: "2".into(),
+                    conversation_id: "9".into(),
+                    ..Default::default()
+                }),
+                user_id: "u2".into(),
+                emoji: "👍".into(),
+                removed,
+                user_name: "Bob".into(),
+                at_ms: 1_700_000_000_123,
+            })),
+        };
+        let added = chat_event(&change(false));
+        let names: Vec<&str> = added.iter().map(|e| e.event).collect();
+        assert_eq!(names, ["message_reaction_added", "reaction_added"]);
+        assert_eq!(added[0].data, added[1].data);
+        assert_eq!(added[1].rooms, vec![conversation_room("9")]);
+        assert_eq!(added[1].data["reaction"]["username"], "Bob");
+        let removed = chat_event(&change(true));
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].event, "reaction_removed");
+        assert_eq!(removed[0].data["messageid"], "2");
     }
 
     #[test]
