@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -110,6 +110,12 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
         // a busy room must wait in the queue, not be dropped; the queue
         // grows in blocks as it fills, so an idle socket costs no more.
         .max_buffer_size(SOCKET_QUEUE)
+        // A packet over the limit is not read: a WebSocket message closes the
+        // connection, a polling request is answered 413 (the client then
+        // drops the connection), so nothing of it reaches a service.
+        .max_payload(cfg.max_packet_bytes as u64)
+        .ws_max_message_size(cfg.max_packet_bytes)
+        .ws_max_frame_size(cfg.max_packet_bytes)
         .build_layer();
     let default = contract::by_name(&cfg.default_contract)
         .ok_or_else(|| anyhow::anyhow!("unknown contract {}", cfg.default_contract))?;
@@ -159,7 +165,11 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
             streams: streams.clone(),
         })
         .route("/metrics", get(metrics))
-        .merge(crate::rest::router().with_state(services))
+        .merge(
+            crate::rest::router()
+                .layer(DefaultBodyLimit::max(cfg.max_packet_bytes))
+                .with_state(services),
+        )
         .layer(layer)
         .layer(CorsLayer::very_permissive());
 

@@ -32,7 +32,16 @@ pub struct EdgeArgs {
     /// it well under presence-service's session TTL).
     #[arg(long, env = "CONFAB_HEARTBEAT_MS", default_value_t = 5000)]
     pub heartbeat_ms: u64,
+    /// The largest Socket.IO packet (WebSocket message or polling request)
+    /// and REST body the edge reads, in bytes: a 10 KB message with room for
+    /// its envelope and escaping. Anything larger is refused before any call
+    /// to a service.
+    #[arg(long, env = "CONFAB_MAX_PACKET_BYTES", default_value_t = DEFAULT_MAX_PACKET_BYTES)]
+    pub max_packet_bytes: usize,
 }
+
+/// [`EdgeArgs::max_packet_bytes`]'s default: 32 KiB.
+pub const DEFAULT_MAX_PACKET_BYTES: usize = 32 * 1024;
 
 /// Where the services are.
 #[derive(Debug, Clone, clap::Args)]
@@ -71,6 +80,7 @@ pub struct EdgeConfig {
     pub services: ServiceTargets,
     pub request_timeout: Duration,
     pub heartbeat: Duration,
+    pub max_packet_bytes: usize,
     /// Names this edge in logs and in its Subscribe streams.
     pub edge_id: String,
 }
@@ -119,6 +129,10 @@ impl EdgeConfig {
             services: services.into(),
             request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
             heartbeat: Duration::from_millis(args.heartbeat_ms.max(10)),
+            // At least a full 10 KB message must fit.
+            max_packet_bytes: args
+                .max_packet_bytes
+                .max(confab_proto::limits::MAX_TEXT_BYTES + 1024),
             edge_id: format!("edge-{}-{:08x}", std::process::id(), rand::random::<u32>()),
         })
     }

@@ -37,6 +37,8 @@ pub fn router() -> Router<Services> {
 pub enum ApiError {
     Auth(AuthError),
     Service(ServiceError),
+    /// The body is over the edge's packet limit (413, `MESSAGE_TOO_LONG`).
+    TooLarge,
 }
 
 impl IntoResponse for ApiError {
@@ -46,6 +48,12 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 e.to_string(),
                 e.describe().to_string(),
+            ),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::MessageTooLong.to_string(),
+                "the request body is larger than this server accepts (CONFAB_MAX_PACKET_BYTES)"
+                    .to_string(),
             ),
             ApiError::Service(e) => {
                 let status = match e.code {
@@ -114,6 +122,7 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<Services> for Bo
     ) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, svc).await {
             Ok(Json(v)) => Ok(Body(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::TooLarge),
             Err(e) => Err(invalid(e.body_text())),
         }
     }

@@ -45,6 +45,20 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// What a client is told when a failure carries no message of the
+    /// service's own.
+    pub fn generic_message(self) -> &'static str {
+        match self {
+            Self::Unavailable => "the service is unavailable; try again",
+            Self::LimitExceeded => "too many requests, or a request too large",
+            Self::InvalidArgument => "the request is invalid",
+            Self::NotFound => "not found",
+            Self::PermissionDenied => "not allowed",
+            Self::Conflict => "the request conflicts with the current state",
+            _ => "the request failed",
+        }
+    }
+
     pub const ALL: [ErrorCode; 14] = [
         Self::InvalidArgument,
         Self::MessageTooLong,
@@ -151,7 +165,11 @@ impl ServiceError {
             }
             _ => ErrorCode::Internal,
         };
-        Self::new(code, status.message().to_string())
+        // A status without confab's detail came from below the service's
+        // rules (the transport, a size limit, a timeout): its message names
+        // internals a client has no use for, so it is logged, not passed on.
+        tracing::warn!(grpc_code = ?status.code(), message = status.message(), "a call failed below the service");
+        Self::new(code, code.generic_message())
     }
 }
 
@@ -169,6 +187,19 @@ impl From<ServiceError> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_from_below_the_service_is_not_shown_to_clients() {
+        let status = Status::resource_exhausted(
+            "decoded message length too large: found 5242880 bytes, the limit is: 4194304 bytes",
+        );
+        let e = ServiceError::from_status(&status);
+        assert_eq!(e.code, ErrorCode::LimitExceeded);
+        assert!(!e.message.contains("bytes"), "{}", e.message);
+        let e = ServiceError::from_status(&Status::unavailable("tcp connect error: refused"));
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert!(!e.message.contains("tcp"), "{}", e.message);
+    }
 
     #[test]
     fn codes_survive_a_status_round_trip() {

@@ -158,6 +158,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         jwt_algorithm: "RS256".into(),
         request_timeout_ms: 3000,
         heartbeat_ms: 200,
+        max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
     };
     let urls = ServiceUrls {
         chat_url: format!("http://{}", chat.addr),

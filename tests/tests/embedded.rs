@@ -39,6 +39,7 @@ async fn start(db: Db) -> (System, tempfile::TempDir) {
         jwt_algorithm: "RS256".into(),
         request_timeout_ms: 3000,
         heartbeat_ms: 200,
+        max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
     };
     let emb = EmbeddedArgs {
         data_dir: dir.path().join("data"),
