@@ -70,8 +70,7 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
         && let Some(dir) = std::path::Path::new(path).parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut opts = ConnectOptions::new(url.to_string());
     opts.connect_timeout(Duration::from_secs(10))

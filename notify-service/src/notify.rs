@@ -311,10 +311,7 @@ impl Notify {
         conversation_name: &str,
         recipients: Vec<String>,
     ) -> Result<v1::PublishResponse> {
-        let key = format!(
-            "chat-message:{}:{}",
-            message.id, message.created_at_ms
-        );
+        let key = format!("chat-message:{}:{}", message.id, message.created_at_ms);
         let text: String = if message.text.is_empty() && !message.attachments.is_empty() {
             "sent an attachment".into()
         } else {
@@ -622,9 +619,11 @@ impl Notify {
         }
         let mut asked = Vec::with_capacity(req.notification_ids.len());
         for id in &req.notification_ids {
-            asked.push(ids::parse(id).ok_or_else(|| {
-                ServiceError::invalid(format!("not a notification id: {id:?}"))
-            })?);
+            asked.push(
+                ids::parse(id).ok_or_else(|| {
+                    ServiceError::invalid(format!("not a notification id: {id:?}"))
+                })?,
+            );
         }
         let user = req.user_id;
         let now = now_ms();
@@ -746,8 +745,8 @@ impl Notify {
             n @ 1..=1000 => n as u64,
             _ => return Err(ServiceError::invalid("limit must be 1..=1000")),
         };
-        let mut q = story_view::Entity::find()
-            .filter(story_view::Column::StoryId.eq(story_id.clone()));
+        let mut q =
+            story_view::Entity::find().filter(story_view::Column::StoryId.eq(story_id.clone()));
         if let Some(a) = after {
             q = q.filter(story_view::Column::Id.gt(a));
         }

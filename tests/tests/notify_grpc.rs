@@ -18,16 +18,15 @@ use std::time::Duration;
 
 use confab_notify::NotifyConfig;
 use confab_proto::server::ServiceHandle;
-use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::notify_event::Kind;
 use confab_proto::v1::notify_service_client::NotifyServiceClient;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use confab_proto::v1::{
     Actor, ConversationKind, CreateConversationRequest, ListNotificationsRequest,
     ListNotificationsResponse, ListStoryViewsRequest, MarkNotificationsReadRequest,
-    MarkNotificationsReadResponse, Notification, NotificationContent, NotifyEvent,
-    PublishRequest, PublishResponse, RegisterSessionRequest, ReportRequest, SendMessageRequest,
-    SubscribeRequest, UnreadCountRequest, UnregisterSessionRequest,
+    MarkNotificationsReadResponse, Notification, NotificationContent, NotifyEvent, PublishRequest,
+    PublishResponse, RegisterSessionRequest, ReportRequest, SendMessageRequest, SubscribeRequest,
+    UnreadCountRequest, UnregisterSessionRequest,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use confab_tests::app::{Db, TestApp, spawn_app_with};
@@ -154,7 +153,11 @@ async fn publish_list_unread_and_mark_read(mut client: Client) {
     assert_eq!(n.link, "/posts/7");
     let actor = n.actor.as_ref().expect("actor");
     assert_eq!(
-        (actor.id.as_str(), actor.name.as_str(), actor.avatar.as_str()),
+        (
+            actor.id.as_str(),
+            actor.name.as_str(),
+            actor.avatar.as_str()
+        ),
         (carol.as_str(), "Carol", "https://img/carol.png")
     );
     assert_eq!(
@@ -233,7 +236,11 @@ async fn publish_list_unread_and_mark_read(mut client: Client) {
     assert_eq!(all.unread, 0);
     let page = list(&mut client, &alice, "", 0, false).await;
     assert_eq!(page.unread, 0);
-    assert!(page.notifications.iter().all(|n| n.read && n.read_at_ms > 0));
+    assert!(
+        page.notifications
+            .iter()
+            .all(|n| n.read && n.read_at_ms > 0)
+    );
     assert!(
         list(&mut client, &alice, "", 0, true)
             .await
@@ -304,7 +311,11 @@ async fn idempotent_publish(mut client: Client) {
     let results = racers.join_all().await;
     assert_eq!(results.iter().filter(|r| !r.duplicate).count(), 1);
     let ids: BTreeSet<&str> = results.iter().map(|r| r.event_id.as_str()).collect();
-    assert_eq!(ids.len(), 1, "every racer got the same publish: {results:?}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "every racer got the same publish: {results:?}"
+    );
     assert_eq!(unread(&mut client, &bob).await, 1);
 }
 
@@ -381,37 +392,134 @@ async fn invalid_input(mut client: Client) {
     };
     let too_many: Vec<String> = (0..10_001).map(|i| format!("u{i}")).collect();
     let cases: Vec<(&str, PublishRequest)> = vec![
-        ("empty type", PublishRequest { r#type: String::new(), ..good.clone() }),
-        ("unknown type", PublishRequest { r#type: "post_exploded".into(), ..good.clone() }),
-        ("a contract's own event", PublishRequest { r#type: "receive_message".into(), ..good.clone() }),
-        ("a client report type", PublishRequest { r#type: "story_viewed".into(), ..good.clone() }),
-        ("bad app name", PublishRequest { r#type: "app.Bad-Name".into(), ..good.clone() }),
-        ("array payload", PublishRequest { payload_json: "[1]".into(), ..good.clone() }),
-        ("string payload", PublishRequest { payload_json: "\"x\"".into(), ..good.clone() }),
-        ("not JSON", PublishRequest { payload_json: "{postId:".into(), ..good.clone() }),
-        ("empty payload", PublishRequest { payload_json: String::new(), ..good.clone() }),
-        ("payload too large", PublishRequest {
-            payload_json: json!({ "x": "y".repeat(70_000) }).to_string(),
-            ..good.clone()
-        }),
-        ("empty audience", PublishRequest { user_ids: vec![], ..good.clone() }),
-        ("users and everyone", PublishRequest { everyone: true, ..good.clone() }),
-        ("everyone with a notification", PublishRequest {
-            user_ids: vec![],
-            everyone: true,
-            ..good.clone()
-        }),
-        ("10,001 users", PublishRequest { user_ids: too_many, notification: None, ..good.clone() }),
-        ("empty user id", PublishRequest { user_ids: vec![alice.clone(), " ".into()], ..good.clone() }),
-        ("empty content", PublishRequest {
-            notification: Some(content("like", "", &bob, "")),
-            ..good.clone()
-        }),
-        ("bad notification type", PublishRequest {
-            notification: Some(content("Like!", "hi", &bob, "")),
-            ..good.clone()
-        }),
-        ("long idempotency key", PublishRequest { idempotency_key: "k".repeat(201), ..good.clone() }),
+        (
+            "empty type",
+            PublishRequest {
+                r#type: String::new(),
+                ..good.clone()
+            },
+        ),
+        (
+            "unknown type",
+            PublishRequest {
+                r#type: "post_exploded".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "a contract's own event",
+            PublishRequest {
+                r#type: "receive_message".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "a client report type",
+            PublishRequest {
+                r#type: "story_viewed".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "bad app name",
+            PublishRequest {
+                r#type: "app.Bad-Name".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "array payload",
+            PublishRequest {
+                payload_json: "[1]".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "string payload",
+            PublishRequest {
+                payload_json: "\"x\"".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "not JSON",
+            PublishRequest {
+                payload_json: "{postId:".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "empty payload",
+            PublishRequest {
+                payload_json: String::new(),
+                ..good.clone()
+            },
+        ),
+        (
+            "payload too large",
+            PublishRequest {
+                payload_json: json!({ "x": "y".repeat(70_000) }).to_string(),
+                ..good.clone()
+            },
+        ),
+        (
+            "empty audience",
+            PublishRequest {
+                user_ids: vec![],
+                ..good.clone()
+            },
+        ),
+        (
+            "users and everyone",
+            PublishRequest {
+                everyone: true,
+                ..good.clone()
+            },
+        ),
+        (
+            "everyone with a notification",
+            PublishRequest {
+                user_ids: vec![],
+                everyone: true,
+                ..good.clone()
+            },
+        ),
+        (
+            "10,001 users",
+            PublishRequest {
+                user_ids: too_many,
+                notification: None,
+                ..good.clone()
+            },
+        ),
+        (
+            "empty user id",
+            PublishRequest {
+                user_ids: vec![alice.clone(), " ".into()],
+                ..good.clone()
+            },
+        ),
+        (
+            "empty content",
+            PublishRequest {
+                notification: Some(content("like", "", &bob, "")),
+                ..good.clone()
+            },
+        ),
+        (
+            "bad notification type",
+            PublishRequest {
+                notification: Some(content("Like!", "hi", &bob, "")),
+                ..good.clone()
+            },
+        ),
+        (
+            "long idempotency key",
+            PublishRequest {
+                idempotency_key: "k".repeat(201),
+                ..good.clone()
+            },
+        ),
     ];
     for (what, request) in cases {
         assert_eq!(
@@ -446,9 +554,21 @@ async fn invalid_input(mut client: Client) {
 
     let reports = [
         (None, "story_viewed", json!({"storyId": 1}).to_string()),
-        (actor(&bob), "story_liked", json!({"storyId": 1}).to_string()),
-        (actor(&bob), "story_viewed", json!({"viewerId": 1}).to_string()),
-        (actor(&bob), "story_viewed", json!({"storyId": -4}).to_string()),
+        (
+            actor(&bob),
+            "story_liked",
+            json!({"storyId": 1}).to_string(),
+        ),
+        (
+            actor(&bob),
+            "story_viewed",
+            json!({"viewerId": 1}).to_string(),
+        ),
+        (
+            actor(&bob),
+            "story_viewed",
+            json!({"storyId": -4}).to_string(),
+        ),
         (actor(&bob), "story_viewed", "[]".to_string()),
     ];
     for (actor, kind, payload_json) in reports {
@@ -538,7 +658,10 @@ async fn ten_thousand_recipients(mut client: Client) {
     assert_eq!(counted, all);
     for u in [&users[0], &users[4_999], &users[9_999]] {
         assert_eq!(unread(&mut client, u).await, 1);
-        assert_eq!(only(list(&mut client, u, "", 0, false).await).body, "A new story");
+        assert_eq!(
+            only(list(&mut client, u, "", 0, false).await).body,
+            "A new story"
+        );
     }
 }
 
@@ -551,7 +674,12 @@ async fn story_views(mut client: Client) {
     let story_num: u64 = story.parse().unwrap();
     let mut events = subscribe(&mut client).await;
 
-    let first = report(&mut client, &bob, json!({"storyId": story_num, "viewerId": mallory})).await;
+    let first = report(
+        &mut client,
+        &bob,
+        json!({"storyId": story_num, "viewerId": mallory}),
+    )
+    .await;
     assert!(!first.duplicate);
     let event = next_event(&mut events).await;
     let Some(Kind::DomainEvent(d)) = &event.kind else {
@@ -564,7 +692,10 @@ async fn story_views(mut client: Client) {
         json!({"storyId": story_num, "viewerId": bob})
     );
     let to = event.audience.clone().expect("audience");
-    assert!(to.user_ids.is_empty() && !to.everyone, "for internal services only: {to:?}");
+    assert!(
+        to.user_ids.is_empty() && !to.everyone,
+        "for internal services only: {to:?}"
+    );
 
     // Viewing again (the id as a string this time) records nothing new.
     let again = report(&mut client, &bob, json!({"storyId": story})).await;
@@ -596,9 +727,17 @@ async fn story_views(mut client: Client) {
         .collect();
     assert_eq!(
         viewers,
-        vec![(bob.clone(), format!("{bob} name")), (carol.clone(), format!("{carol} name"))]
+        vec![
+            (bob.clone(), format!("{bob} name")),
+            (carol.clone(), format!("{carol} name"))
+        ]
     );
-    assert!(views.views.iter().all(|v| v.story_id == story && v.viewed_at_ms > 0));
+    assert!(
+        views
+            .views
+            .iter()
+            .all(|v| v.story_id == story && v.viewed_at_ms > 0)
+    );
 
     // One at a time.
     let page = client
@@ -661,7 +800,10 @@ async fn subscribe_events(mut client: Client) {
     assert_eq!(d.r#type, "post_commented");
     assert_eq!(d.event_id, published.event_id);
     assert_eq!(d.actor_id, carol);
-    assert_eq!(d.payload_json, json!({"postId": 3, "commentCount": 1}).to_string());
+    assert_eq!(
+        d.payload_json,
+        json!({"postId": 3, "commentCount": 1}).to_string()
+    );
     assert_eq!(audience(&got[0]), vec![alice.clone(), bob.clone()]);
     assert!(!got[0].audience.as_ref().unwrap().everyone);
     for (i, who) in [(1, &alice), (2, &bob)] {
@@ -689,7 +831,10 @@ async fn subscribe_events(mut client: Client) {
     let Some(Kind::NotificationsRead(r)) = &got[0].kind else {
         panic!("expected notifications_read, got {:?}", got[0].kind);
     };
-    assert_eq!((&r.user_id, &r.notification_ids), (&alice, &vec![id.clone()]));
+    assert_eq!(
+        (&r.user_id, &r.notification_ids),
+        (&alice, &vec![id.clone()])
+    );
     assert!(r.read_at_ms > 0);
     assert_eq!(audience(&got[0]), vec![alice.clone()]);
     let Some(Kind::UnreadCount(c)) = &got[1].kind else {
@@ -823,15 +968,17 @@ async fn message_notifications(chat_db: &str, notify_db: &str, presence_db: &str
     // Messages are handled in order: once this one's events are read,
     // every warm-up's came before.
     let sync = send("sync").await;
+    let sync_tag = format!("\"messageId\":\"{}\"", sync.id);
+    let mut synced = false;
     let warm = loop {
-        let event = next_event(&mut events).await;
-        if let Some(Kind::NotificationCreated(n)) = &event.kind
-            && n.payload_json.contains(&format!("\"messageId\":\"{}\"", sync.id))
-        {
-            let Some(Kind::UnreadCount(c)) = next_event(&mut events).await.kind else {
-                panic!("expected the sync message's unread count");
-            };
-            break c.unread;
+        match next_event(&mut events).await.kind {
+            Some(Kind::NotificationCreated(n))
+                if n.user_id == carol && n.payload_json.contains(&sync_tag) =>
+            {
+                synced = true
+            }
+            Some(Kind::UnreadCount(c)) if synced && c.user_id == carol => break c.unread,
+            _ => {}
         }
     };
 
@@ -849,7 +996,10 @@ async fn message_notifications(chat_db: &str, notify_db: &str, presence_db: &str
     assert_eq!(n.body, "hello, anyone?");
     assert_eq!(n.title, "weekend");
     let sender = n.actor.as_ref().expect("the sender");
-    assert_eq!((&sender.id, &sender.name), (&alice, &format!("{alice} name")));
+    assert_eq!(
+        (&sender.id, &sender.name),
+        (&alice, &format!("{alice} name"))
+    );
     assert_eq!(
         serde_json::from_str::<Value>(&n.payload_json).unwrap(),
         json!({"conversationId": conv.id, "messageId": hello.id})
@@ -900,7 +1050,10 @@ async fn message_notifications(chat_db: &str, notify_db: &str, presence_db: &str
     let mut tries = 0;
     while unread(&mut client, &carol).await < carol_before + 1 {
         tries += 1;
-        assert!(tries < 100, "the missed message was not notified within 10 s");
+        assert!(
+            tries < 100,
+            "the missed message was not notified within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut events = subscribe(&mut client).await;
@@ -921,7 +1074,11 @@ async fn message_notifications(chat_db: &str, notify_db: &str, presence_db: &str
         })
         .collect();
     let distinct: BTreeSet<&String> = messages.iter().collect();
-    assert_eq!(distinct.len(), messages.len(), "no message twice: {messages:?}");
+    assert_eq!(
+        distinct.len(),
+        messages.len(),
+        "no message twice: {messages:?}"
+    );
     assert_eq!(messages[0], after.id);
     assert_eq!(messages[1], missed.id);
     assert_eq!(carol_list.unread, carol_before + 2);
@@ -1005,7 +1162,9 @@ async fn rest_notifications(app: &TestApp) {
     let http = reqwest::Client::new();
     let (ta, tb) = (app.token(&alice, "Alice"), app.token(&bob, "Bob"));
     let get = |path: &str, token: &str| {
-        http.get(format!("{}{path}", app.url)).bearer_auth(token).send()
+        http.get(format!("{}{path}", app.url))
+            .bearer_auth(token)
+            .send()
     };
     let post = |path: &str, token: &str, body: Value| {
         http.post(format!("{}{path}", app.url))
@@ -1041,7 +1200,10 @@ async fn rest_notifications(app: &TestApp) {
     assert_eq!(newest["read"], false);
     assert!(newest["id"].is_string());
     assert!(newest["createdAt"].as_str().unwrap().ends_with('Z'));
-    let next = page["nextBefore"].as_str().expect("a next page").to_string();
+    let next = page["nextBefore"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
     let page: Value = get(&format!("/api/notifications?limit=2&before={next}"), &ta)
         .await
         .unwrap()
@@ -1082,8 +1244,15 @@ async fn rest_notifications(app: &TestApp) {
     assert_eq!(bobs, json!({"count": 1}));
 
     // Bad requests.
-    for body in [json!({}), json!({"ids": ["x"]}), json!({"ids": [1], "all": true}), json!({"every": true})] {
-        let r = post("/api/notifications/read", &ta, body.clone()).await.unwrap();
+    for body in [
+        json!({}),
+        json!({"ids": ["x"]}),
+        json!({"ids": [1], "all": true}),
+        json!({"every": true}),
+    ] {
+        let r = post("/api/notifications/read", &ta, body.clone())
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400, "{body}");
         let e: Value = r.json().await.unwrap();
         assert_eq!(e["error"]["code"], "INVALID_ARGUMENT", "{body}");
@@ -1170,11 +1339,7 @@ fn only(page: ListNotificationsResponse) -> Notification {
 }
 
 async fn publish(client: &mut Client, request: PublishRequest) -> PublishResponse {
-    client
-        .publish(request)
-        .await
-        .expect("publish")
-        .into_inner()
+    client.publish(request).await.expect("publish").into_inner()
 }
 
 /// An event nobody else publishes, to show that nothing came before it.
@@ -1238,7 +1403,11 @@ async fn mark(
         .into_inner()
 }
 
-async fn report(client: &mut Client, viewer: &str, payload: Value) -> confab_proto::v1::ReportResponse {
+async fn report(
+    client: &mut Client,
+    viewer: &str,
+    payload: Value,
+) -> confab_proto::v1::ReportResponse {
     client
         .report(ReportRequest {
             actor: actor(viewer),
