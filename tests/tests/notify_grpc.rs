@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use confab_notify::NotifyConfig;
 use confab_proto::server::ServiceHandle;
+use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::notify_event::Kind;
 use confab_proto::v1::notify_service_client::NotifyServiceClient;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
@@ -1086,6 +1087,119 @@ async fn message_notifications(chat_db: &str, notify_db: &str, presence_db: &str
     notify.shutdown().await;
     presence.shutdown().await;
     chat.shutdown().await;
+}
+
+/// The embedded wiring: [`confab_notify::build`] and
+/// [`confab_notify::spawn_message_notifications`] with in-process clients
+/// (each service's tonic server used as its client's transport, no
+/// network). A member with no session is notified; one with a session and
+/// the sender are not (one message's notifications are stored together, so
+/// once Carol's is there, Bob's would be too).
+#[tokio::test]
+async fn message_notifications_over_in_process_clients() {
+    use confab_proto::bus::LocalBus;
+    use confab_proto::v1::chat_service_server::ChatServiceServer;
+    use confab_proto::v1::presence_service_server::PresenceServiceServer;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+    let (_closer, closing) = confab_proto::server::closing();
+
+    let chat_db = confab_chat::connect(&url("chat.db"))
+        .await
+        .expect("chat db");
+    let chat = confab_chat::Chat::new(chat_db, Arc::new(LocalBus::new(4096)));
+    let mut chat = ChatServiceClient::new(ChatServiceServer::new(
+        confab_chat::grpc::ChatGrpc::new(chat, closing.clone()),
+    ));
+
+    let presence_config = confab_presence::PresenceConfig {
+        database_url: url("presence.db"),
+        ..Default::default()
+    };
+    let presence_db = confab_presence::connect(&presence_config.database_url)
+        .await
+        .expect("presence db");
+    let presence = confab_presence::Presence::new(
+        confab_presence::open_store(&presence_config).await.unwrap(),
+        confab_presence::last_seen::LastSeen::new(presence_db),
+        Arc::new(LocalBus::new(4096)),
+        &presence_config,
+    );
+    let mut presence = PresenceServiceClient::new(PresenceServiceServer::new(
+        confab_presence::grpc::PresenceGrpc::new(presence, closing.clone()),
+    ));
+
+    let notify = confab_notify::open(confab_notify::connect(&url("notify.db")).await.unwrap());
+    let (server, _notify_closer) = confab_notify::build(notify.clone());
+    let client = NotifyServiceClient::new(server);
+    let follower =
+        confab_notify::spawn_message_notifications(notify, chat.clone(), presence.clone());
+
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    presence
+        .register_session(RegisterSessionRequest {
+            actor: actor(&bob),
+            edge_id: "edge-test".into(),
+            socket_id: "bob-socket".into(),
+            contract: "raven".into(),
+            watcher_ids: vec![],
+        })
+        .await
+        .expect("register bob's session");
+    let conv = chat
+        .create_conversation(CreateConversationRequest {
+            actor: actor(&alice),
+            kind: ConversationKind::Group as i32,
+            name: "in-process".into(),
+            member_ids: vec![bob.clone(), carol.clone()],
+        })
+        .await
+        .expect("create conversation")
+        .into_inner();
+    let unread_of = |user: &str| {
+        let mut c = client.clone();
+        let user_id = user.to_string();
+        async move {
+            c.unread_count(UnreadCountRequest { user_id })
+                .await
+                .expect("unread count")
+                .into_inner()
+                .unread
+        }
+    };
+    let mut tries = 0;
+    while unread_of(&carol).await == 0 {
+        if tries % 10 == 0 {
+            // Again every second: the follower may have subscribed after it.
+            chat.send_message(SendMessageRequest {
+                actor: actor(&alice),
+                conversation_id: conv.id.clone(),
+                text: "anyone?".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("send");
+        }
+        tries += 1;
+        assert!(tries < 100, "no message notification within 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = client
+        .clone()
+        .list_notifications(ListNotificationsRequest {
+            user_id: carol.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(page.notifications[0].r#type, "message");
+    assert_eq!(page.notifications[0].body, "anyone?");
+    assert_eq!(unread_of(&bob).await, 0, "bob has a live session");
+    assert_eq!(unread_of(&alice).await, 0, "never the sender");
+    follower.stop();
 }
 
 /// Makes notify-service's next start replay chat's log from its start.
