@@ -4,7 +4,9 @@
 //! on `CONFAB_GRPC_LISTEN` (default `127.0.0.1:50051`) for internal
 //! services. chat-service is on SQLite in the data directory (or on
 //! `DATABASE_URL`), presence-service's last-seen times in `presence.db`
-//! there (its sessions in `REDIS_URL` when set).
+//! there (its sessions in `REDIS_URL` when set), notify-service in
+//! `notify.db` there (or on `DATABASE_URL`, beside chat-service's tables),
+//! following chat-service in-process for message notifications.
 //!
 //! On first start a random JWT secret is written to `<data dir>/jwt_secret`
 //! (mode 0600) so tokens survive restarts; `CONFAB_JWT_SECRET` overrides it.
@@ -18,7 +20,10 @@ use tokio::net::TcpListener;
 
 use crate::app::{self, EdgeHandle};
 use crate::config::{EdgeArgs, EdgeConfig};
-use crate::services::ServiceTargets;
+use crate::services::{Service, ServiceTargets};
+use confab_proto::v1::chat_service_client::ChatServiceClient;
+use confab_proto::v1::presence_service_client::PresenceServiceClient;
+use std::time::Duration;
 
 /// Settings only the embedded mode has.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,6 +49,8 @@ pub struct System {
     pub edge: EdgeHandle,
     /// All four services' gRPC APIs on `CONFAB_GRPC_LISTEN`.
     pub services: ServiceHandle,
+    /// notify-service following chat-service for message notifications.
+    pub message_notifications: confab_notify::MessageNotifications,
     pub jwt_secret: String,
 }
 
@@ -51,6 +58,7 @@ impl System {
     /// Stops the edge first (closing sockets), then the services.
     pub async fn shutdown(self) {
         self.edge.shutdown().await;
+        self.message_notifications.stop();
         self.services.shutdown().await;
     }
 }
@@ -114,13 +122,34 @@ pub async fn start(
     };
     let (presence, presence_closer) = confab_presence::build(presence_config).await?;
     let (call, call_closer) = confab_call::build();
-    let (notify, notify_closer) = confab_notify::build();
+    let notify_db_url = match &emb.database_url {
+        // notify-service keeps its own migration table, so it can share
+        // chat-service's PostgreSQL database.
+        Some(url) => url.clone(),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            emb.data_dir.join("notify.db").display()
+        ),
+    };
+    let notify_domain = confab_notify::open(confab_notify::connect(&notify_db_url).await?);
+    let (notify, notify_closer) = confab_notify::build(notify_domain.clone());
     let grpc = GrpcServer::new()
         .add(chat, chat_closer)
         .add(presence, presence_closer)
         .add(call, call_closer)
         .add(notify, notify_closer);
     let routes = grpc.routes();
+    // notify-service learns of messages and presence through the other
+    // services' gRPC APIs, here in-process.
+    let targets = ServiceTargets::InProcess(routes.clone());
+    let message_notifications = confab_notify::spawn_message_notifications(
+        notify_domain,
+        ChatServiceClient::new(targets.transport(Service::Chat, None)?),
+        PresenceServiceClient::new(targets.transport(
+            Service::Presence,
+            Some(Duration::from_millis(edge.request_timeout_ms.max(1))),
+        )?),
+    );
     let grpc_listener = TcpListener::bind(&emb.grpc_listen).await.with_context(|| {
         format!(
             "binding the gRPC address {} (CONFAB_GRPC_LISTEN; 127.0.0.1:0 picks a free port)",
@@ -128,11 +157,12 @@ pub async fn start(
         )
     })?;
     let services = grpc.spawn(grpc_listener).await?;
-    let cfg = EdgeConfig::from_args(edge, ServiceTargets::InProcess(routes), Some(&jwt_secret))?;
+    let cfg = EdgeConfig::from_args(edge, targets, Some(&jwt_secret))?;
     let edge = app::start(cfg, listener).await?;
     Ok(System {
         edge,
         services,
+        message_notifications,
         jwt_secret,
     })
 }

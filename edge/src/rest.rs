@@ -1,16 +1,25 @@
 //! The REST API (bearer JWT, JSON, ids as strings) for what a frontend or a
 //! backend does outside a socket: create and list conversations, read
-//! history, post a message. A message posted here reaches sockets exactly
-//! like one sent over Socket.IO, because both go through chat-service.
+//! history, post a message; list the caller's notifications, their unread
+//! count, and mark them read. A message posted here reaches sockets exactly
+//! like one sent over Socket.IO, because both go through chat-service; a
+//! notification marked read here updates the user's sockets the same way,
+//! through notify-service's events.
 //!
-//! Errors are `{"error": {"code", "message"}}` with the code from
-//! chat-service (or `AUTHENTICATION_REQUIRED` / `INVALID_TOKEN` /
+//! | route | what |
+//! |---|---|
+//! | `GET /api/notifications?before=&limit=&unreadOnly=` | `{notifications, nextBefore, unread}`, newest first |
+//! | `POST /api/notifications/read` | body `{ids: [...]}` or `{all: true}` → `{unread, ids}` (ids newly marked; other users' ids are ignored) |
+//! | `GET /api/notifications/unread-count` | `{count}` |
+//!
+//! Errors are `{"error": {"code", "message"}}` with the code from the
+//! service (or `AUTHENTICATION_REQUIRED` / `INVALID_TOKEN` /
 //! `TOKEN_EXPIRED` / `INVALID_ARGUMENT` from here).
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{StatusCode, request::Parts};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use confab_proto::v1::{self, ConversationKind};
 use confab_proto::{ErrorCode, ServiceError};
@@ -31,6 +40,9 @@ pub fn router() -> Router<Services> {
             "/api/conversations/{id}/messages",
             get(history).post(post_message),
         )
+        .route("/api/notifications", get(list_notifications))
+        .route("/api/notifications/read", post(mark_notifications_read))
+        .route("/api/notifications/unread-count", get(unread_count))
 }
 
 /// A REST failure.
@@ -288,4 +300,116 @@ async fn post_message(
                 .unwrap_or(Value::Null),
         ),
     ))
+}
+
+/// A notification as REST renders it (ids as strings, times as ISO 8601,
+/// the domain payload as JSON).
+pub fn notification_json(n: &v1::Notification) -> Value {
+    json!({
+        "id": n.id,
+        "type": n.r#type,
+        "eventType": n.event_type,
+        "title": Some(&n.title).filter(|s| !s.is_empty()),
+        "content": n.body,
+        "actor": n.actor.as_ref().map(|a| json!({"id": a.id, "name": a.name, "avatar": a.avatar})),
+        "link": Some(&n.link).filter(|s| !s.is_empty()),
+        "payload": serde_json::from_str::<Value>(&n.payload_json).unwrap_or(Value::Null),
+        "read": n.read,
+        "createdAt": iso(n.created_at_ms),
+        "readAt": (n.read_at_ms > 0).then(|| iso(n.read_at_ms)),
+    })
+}
+
+#[derive(Deserialize)]
+struct NotificationsQuery {
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default, rename = "unreadOnly")]
+    unread_only: Option<String>,
+}
+
+async fn list_notifications(
+    State(svc): State<Services>,
+    Caller(me): Caller,
+    Query(q): Query<NotificationsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(s) => s
+            .parse::<u32>()
+            .map_err(|_| invalid("limit must be a number from 1 to 100"))?,
+    };
+    let unread_only = match q.unread_only.as_deref() {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(invalid("unreadOnly must be true or false")),
+    };
+    let page = svc
+        .notify
+        .clone()
+        .list_notifications(v1::ListNotificationsRequest {
+            user_id: me.user_id,
+            unread_only,
+            limit,
+            before: q.before.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(json!({
+        "notifications": page.notifications.iter().map(notification_json).collect::<Vec<_>>(),
+        "nextBefore": Some(page.next_before).filter(|s| !s.is_empty()),
+        "unread": page.unread,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkRead {
+    #[serde(default)]
+    ids: Option<Vec<WireId>>,
+    #[serde(default)]
+    all: bool,
+}
+
+async fn mark_notifications_read(
+    State(svc): State<Services>,
+    Caller(me): Caller,
+    Body(body): Body<MarkRead>,
+) -> Result<Json<Value>, ApiError> {
+    let done = svc
+        .notify
+        .clone()
+        .mark_notifications_read(v1::MarkNotificationsReadRequest {
+            user_id: me.user_id,
+            notification_ids: body
+                .ids
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| i.0)
+                .collect(),
+            all: body.all,
+        })
+        .await?
+        .into_inner();
+    Ok(Json(json!({
+        "unread": done.unread,
+        "ids": done.notification_ids,
+    })))
+}
+
+async fn unread_count(
+    State(svc): State<Services>,
+    Caller(me): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let count = svc
+        .notify
+        .clone()
+        .unread_count(v1::UnreadCountRequest {
+            user_id: me.user_id,
+        })
+        .await?
+        .into_inner();
+    Ok(Json(json!({ "count": count.unread })))
 }

@@ -109,6 +109,7 @@ pub async fn spawn_app() -> TestApp {
 /// Boots the system with the given database and default contract.
 pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
+    let postgres = matches!(db, Db::Postgres);
     let db_url = match db {
         Db::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("chat.db").display()),
         Db::Postgres => crate::db::postgres_url()
@@ -145,7 +146,22 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
     let call = confab_call::serve(loopback().await)
         .await
         .expect("call-service");
-    let notify = confab_notify::serve(loopback().await)
+    // notify-service shares chat's PostgreSQL database (its own tables and
+    // migration history) or has its own SQLite file, and follows chat and
+    // presence for message notifications.
+    let notify_config = confab_notify::NotifyConfig {
+        database_url: if postgres {
+            db_url.clone()
+        } else {
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("notify.db").display()
+            )
+        },
+        chat_url: Some(format!("http://{}", chat.addr)),
+        presence_url: Some(presence.url()),
+    };
+    let notify = confab_notify::serve_with(loopback().await, notify_config)
         .await
         .expect("notify-service");
 

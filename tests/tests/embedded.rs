@@ -6,7 +6,9 @@
 //!   reflection lists the confab API there.
 //! - A message sent over that address by an internal caller reaches a
 //!   Socket.IO client, and one sent from a socket is in the history read
-//!   over it: the public API and the edge see the same services.
+//!   over it: the public API and the edge see the same services; and
+//!   notify-service, following chat-service in-process, turns the message
+//!   into a notification for the member with no session (only for them).
 //! - The cross-contract suite (`tests/js/cross.test.mjs`: one user on each
 //!   of the five contracts in one conversation) passes with every call
 //!   between edge and services made in-process.
@@ -14,7 +16,11 @@
 use confab_edge::config::EdgeArgs;
 use confab_edge::embedded::{self, EmbeddedArgs, System};
 use confab_proto::v1::chat_service_client::ChatServiceClient;
-use confab_proto::v1::{Actor, CreateConversationRequest, GetHistoryRequest, SendMessageRequest};
+use confab_proto::v1::notify_service_client::NotifyServiceClient;
+use confab_proto::v1::{
+    Actor, CreateConversationRequest, GetHistoryRequest, ListNotificationsRequest,
+    SendMessageRequest,
+};
 use confab_tests::app::Db;
 use confab_tests::hold::Held;
 use tonic_health::pb::HealthCheckRequest;
@@ -91,9 +97,10 @@ async fn an_internal_caller_and_a_socket_meet_in_the_same_services() {
     let mut chat = ChatServiceClient::connect(system.services.url())
         .await
         .expect("connect to CONFAB_GRPC_LISTEN");
-    let (alice, bob) = (
+    let (alice, bob, carol) = (
         format!("a{}", rand::random::<u32>()),
         format!("b{}", rand::random::<u32>()),
+        format!("c{}", rand::random::<u32>()),
     );
     let actor = |id: &str| {
         Some(Actor {
@@ -107,7 +114,7 @@ async fn an_internal_caller_and_a_socket_meet_in_the_same_services() {
             actor: actor(&alice),
             kind: 2,
             name: "embedded".into(),
-            member_ids: vec![bob.clone()],
+            member_ids: vec![bob.clone(), carol.clone()],
         })
         .await
         .expect("create conversation over gRPC")
@@ -144,6 +151,37 @@ async fn an_internal_caller_and_a_socket_meet_in_the_same_services() {
         .expect("history over gRPC")
         .into_inner();
     assert_eq!(history.messages.len(), 1);
+
+    // notify-service follows chat-service in-process too: Carol, who has no
+    // session, finds a message notification; Bob, connected, does not.
+    let notify = NotifyServiceClient::connect(system.services.url())
+        .await
+        .expect("connect to CONFAB_GRPC_LISTEN");
+    let list = |user: String| {
+        let mut notify = notify.clone();
+        async move {
+            notify
+                .list_notifications(ListNotificationsRequest {
+                    user_id: user,
+                    ..Default::default()
+                })
+                .await
+                .expect("list notifications over gRPC")
+                .into_inner()
+                .notifications
+        }
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let carols = loop {
+        let found = list(carol.clone()).await;
+        if !found.is_empty() || tokio::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(carols.len(), 1, "{carols:?}");
+    assert_eq!(carols[0].r#type, "message");
+    assert!(list(bob.clone()).await.is_empty());
     drop(held);
     system.shutdown().await;
 }

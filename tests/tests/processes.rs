@@ -100,7 +100,17 @@ async fn services_as_separate_processes() {
         ],
     );
     let _call = spawn("call-service", &[("CALL_LISTEN", addr(2))]);
-    let _notify = spawn("notify-service", &[("NOTIFY_LISTEN", addr(3))]);
+    let notify_db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("notify.db").display()
+    );
+    let _notify = spawn(
+        "notify-service",
+        &[
+            ("NOTIFY_LISTEN", addr(3)),
+            ("NOTIFY_DATABASE_URL", notify_db),
+        ],
+    );
     let _edge = spawn(
         "confab-edge",
         &[
@@ -214,7 +224,13 @@ async fn a_crashed_edges_users_go_offline_after_the_session_ttl() {
         ],
     );
     let _call = spawn("call-service", &[("CALL_LISTEN", addr(2))]);
-    let _notify = spawn("notify-service", &[("NOTIFY_LISTEN", addr(3))]);
+    let _notify = spawn(
+        "notify-service",
+        &[
+            ("NOTIFY_LISTEN", addr(3)),
+            ("NOTIFY_DATABASE_URL", sqlite("notify.db")),
+        ],
+    );
     let edge_env = |listen: String| {
         vec![
             ("CONFAB_LISTEN", listen),
