@@ -140,14 +140,16 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
             cfg.edge_id.clone(),
             streams.clone(),
         ),
-        // Call and notify events get routed once their services are built;
-        // the streams are held already so readiness reports them.
+        // Call events get routed once call-service is built; the stream is
+        // held already so readiness reports it.
         fanout::hold(
             CallServiceClient::new(cfg.services.transport(Service::Call, None)?),
             cfg.edge_id.clone(),
             streams.clone(),
         ),
-        fanout::hold(
+        fanout::follow_notify(
+            io.clone(),
+            mounts.clone(),
             NotifyServiceClient::new(cfg.services.transport(Service::Notify, None)?),
             cfg.edge_id.clone(),
             streams.clone(),

@@ -30,7 +30,7 @@ use tonic::{Status, Streaming};
 use crate::auth::Identity;
 use crate::contract::{Contract, Emit, Mount};
 use crate::deliveries::Deliveries;
-use crate::services::{ChatClient, PresenceClient, Transport};
+use crate::services::{ChatClient, NotifyClient, PresenceClient, Transport};
 
 /// Which service streams are currently open, and how many times each has
 /// been (re)opened.
@@ -309,6 +309,23 @@ pub fn follow_presence(
         let mounts = mounts.clone();
         Box::pin(async move {
             fan_out(&io, &mounts, &event, |c| c.presence_event, false).await;
+        })
+    })
+}
+
+/// Follows notify-service's stream and fans its events out to every mount.
+pub fn follow_notify(
+    io: SocketIo,
+    mounts: Arc<Vec<Mount>>,
+    client: NotifyClient,
+    edge_id: String,
+    status: StreamStatus,
+) -> JoinHandle<()> {
+    follow(client, edge_id, status, move |event: NotifyEvent| {
+        let io = io.clone();
+        let mounts = mounts.clone();
+        Box::pin(async move {
+            fan_out(&io, &mounts, &event, |c| c.notify_event, false).await;
         })
     })
 }

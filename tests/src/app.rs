@@ -186,7 +186,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
     let edge = confab_edge::start(cfg, loopback().await)
         .await
         .expect("edge");
-    let control_url = spawn_control(chat.clone(), edge.streams.clone()).await;
+    let control_url = spawn_control(chat.clone(), edge.streams.clone(), &notify.url()).await;
     let app = TestApp {
         url: edge.url(),
         jwt_secret,
@@ -200,7 +200,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
     app
 }
 
-async fn spawn_control(chat: Arc<ChatSlot>, streams: StreamStatus) -> String {
+async fn spawn_control(chat: Arc<ChatSlot>, streams: StreamStatus, notify_url: &str) -> String {
     type Ctl = (Arc<ChatSlot>, StreamStatus);
     async fn stop(State((chat, _)): State<Ctl>) -> &'static str {
         chat.stop().await;
@@ -221,7 +221,8 @@ async fn spawn_control(chat: Arc<ChatSlot>, streams: StreamStatus) -> String {
     let app = Router::new()
         .route("/chat/stop", post(stop))
         .route("/chat/start", post(start))
-        .with_state((chat, streams));
+        .with_state((chat, streams))
+        .merge(crate::internal::routes(notify_url));
     serve_control(app).await
 }
 

@@ -6,6 +6,8 @@
 //!   in-process, zero2prod style, with handles to restart chat-service and to
 //!   run the JavaScript `socket.io-client` suites against it.
 //! * [`hold`]: one socket held open by `socket.io-client`, line by line.
+//! * [`internal`]: the harness as an internal service calling notify-service
+//!   over gRPC, for JavaScript suites (through the control server).
 //! * [`js`]: runs one JavaScript suite with node's test runner and reports
 //!   each of its tests as its own result (complete, re-run once by name).
 //! * [`skip`]: a test that cannot run for a missing service says so — on
@@ -14,5 +16,6 @@
 pub mod app;
 pub mod db;
 pub mod hold;
+pub mod internal;
 pub mod js;
 pub mod skip;

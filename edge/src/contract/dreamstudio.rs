@@ -125,6 +125,7 @@ pub const CONTRACT: Contract = Contract {
     on_disconnect: None,
     chat_event,
     presence_event,
+    notify_event: super::no_notifications,
 };
 
 /// `auth.userId`, when present, must name the token's subject.

@@ -141,6 +141,7 @@ pub const CONTRACT: Contract = Contract {
     on_disconnect: None,
     chat_event,
     presence_event,
+    notify_event: super::no_notifications,
 };
 
 /// What a deleted message's `content` reads, as the seed's soft delete.

@@ -13,7 +13,7 @@
 //! its user and its own [`socket_room`] on connect, and
 //! [`conversation_room`]s as its contract says.
 
-use confab_proto::v1::{ChatEvent, PresenceEvent};
+use confab_proto::v1::{ChatEvent, NotifyEvent, PresenceEvent};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use socketioxide::SocketIo;
@@ -55,7 +55,7 @@ pub struct Contract {
     pub on_connect: fn(&SocketRef, &Identity),
     /// Emits what the contract says first once the client is connected
     /// (e.g. `authenticated`).
-    pub greet: Option<fn(&SocketRef, &Identity)>,
+    pub greet: Option<fn(&SocketRef, &Identity, &Services)>,
     /// Runs when a socket of this contract disconnects (before its presence
     /// session ends), e.g. to tell its rooms that it left.
     pub on_disconnect: Option<DisconnectHook>,
@@ -63,6 +63,14 @@ pub struct Contract {
     pub chat_event: fn(&ChatEvent) -> Vec<Emit>,
     /// Renders a canonical presence event (online/offline, typing).
     pub presence_event: fn(&PresenceEvent) -> Vec<Emit>,
+    /// Renders a notify-service event (notifications, unread counts, domain
+    /// events); [`no_notifications`] for contracts whose seed has none.
+    pub notify_event: fn(&NotifyEvent) -> Vec<Emit>,
+}
+
+/// For [`Contract::notify_event`]: the seed has no notification events.
+pub fn no_notifications(_: &NotifyEvent) -> Vec<Emit> {
+    Vec::new()
 }
 
 /// See [`Contract::on_disconnect`].
@@ -135,6 +143,10 @@ pub fn user_room(user_id: &str) -> String {
     format!("user:{user_id}")
 }
 
+/// The room every socket is in: an event for everyone connected (a
+/// notify-service publish to `everyone`).
+pub const EVERYONE_ROOM: &str = "everyone";
+
 /// The room of one socket alone: a request's `origin` names it, so a
 /// contract can leave the requesting socket out of the event's echo.
 pub fn socket_room(socket_id: &str) -> String {
@@ -178,7 +190,11 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
                                State(svc): State<Services>| async move {
             crate::socket_auth::authenticate(contract, &s, auth.ok(), &svc).await?;
             if let Some(id) = s.extensions.get::<Identity>() {
-                s.join([user_room(&id.user_id), socket_room(&s.id.to_string())]);
+                s.join([
+                    user_room(&id.user_id),
+                    socket_room(&s.id.to_string()),
+                    EVERYONE_ROOM.to_string(),
+                ]);
                 s.on_disconnect(move |s: SocketRef| async move {
                     if let Some(hook) = contract.on_disconnect {
                         hook(s.clone()).await;
@@ -192,7 +208,7 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
             Ok::<(), String>(())
         };
         // Runs once the client is connected: what the contract says first.
-        let on_connect = move |s: SocketRef| async move {
+        let on_connect = move |s: SocketRef, State(svc): State<Services>| async move {
             if let (Some(AuthFailed(e)), Some(report)) =
                 (s.extensions.get::<AuthFailed>(), contract.auth_error)
             {
@@ -209,7 +225,7 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
                 .increment(1);
             tracing::debug!(contract = contract.name, user = %id.user_id, sid = %s.id, "socket connected");
             if let Some(greet) = contract.greet {
-                greet(&s, &id);
+                greet(&s, &id, &svc);
             }
         };
         io.ns(m.path, on_connect.with(middleware));

@@ -91,6 +91,7 @@ pub const CONTRACT: Contract = Contract {
     on_disconnect: None,
     chat_event,
     presence_event,
+    notify_event: super::no_notifications,
 };
 
 fn on_connect(s: &SocketRef, _: &Identity) {

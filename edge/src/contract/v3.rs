@@ -189,6 +189,7 @@ pub const CONTRACT: Contract = Contract {
     on_disconnect: Some(|s| Box::pin(on_disconnect(s))),
     chat_event,
     presence_event,
+    notify_event: super::no_notifications,
 };
 
 /// The most an attachment may weigh (the seed's resource limits).
@@ -237,7 +238,7 @@ struct HeartbeatStop(std::sync::Arc<tokio::sync::Notify>);
 
 /// `authenticated`, once the client is connected, then `heartbeat`s until
 /// the socket disconnects.
-fn greet(s: &SocketRef, me: &Identity) {
+fn greet(s: &SocketRef, me: &Identity, _: &Services) {
     let _ = s.emit("authenticated", &authenticated(me));
     let stop = std::sync::Arc::new(tokio::sync::Notify::new());
     s.extensions.insert(HeartbeatStop(stop.clone()));

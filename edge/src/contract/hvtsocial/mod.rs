@@ -103,11 +103,13 @@
 //!   `user_typing` is addressed to the members' user rooms (the seed joins no
 //!   chat rooms) and never reaches any socket of the typist.
 //!
-//! Where the rest of the seed slots in (other pieces of work):
-//! notifications — `new_notification`, `unread_count`, `notification_read`,
-//! `story_*`, `friend_request_*`, `post_*` (`NotifyEvent`); calls —
-//! `call_user`, `answer_call`, `ice_candidate`, `end_call` and their
-//! server events (`CallEvent`). Each reuses [`answer`] for its errors.
+//! Notifications, unread counts, stories, friend requests and post
+//! interactions are in [`notifications`]. Where the rest of the seed slots
+//! in (another piece of work): calls — `call_user`, `answer_call`,
+//! `ice_candidate`, `end_call` and their server events (`CallEvent`),
+//! reusing [`answer`] for its errors.
+
+mod notifications;
 
 use confab_proto::limits::check_text;
 use confab_proto::v1::presence_event::Kind as PresenceKind;
@@ -134,10 +136,11 @@ pub const CONTRACT: Contract = Contract {
     auth_error: None,
     refusal,
     on_connect,
-    greet: None,
+    greet: Some(notifications::greet),
     on_disconnect: None,
     chat_event,
     presence_event,
+    notify_event: notifications::notify_event,
 };
 
 /// What the `connect_error` of a socket without a token says: the stable
@@ -177,6 +180,7 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("typing", typing);
     s.on("join_chat", join_chat);
     s.on("leave_chat", leave_chat);
+    notifications::on_connect(s);
 }
 
 /// `{userId}` (the seed) or the id alone (the app: `Number(userId)`).
