@@ -2,8 +2,9 @@
 //! edge calls the services' gRPC handlers in-process (no socket between
 //! them); the same four gRPC APIs, with health and reflection, are served
 //! on `CONFAB_GRPC_LISTEN` (default `127.0.0.1:50051`) for internal
-//! services. chat-service is on SQLite in the data directory (or on
-//! `DATABASE_URL`), presence-service's last-seen times in `presence.db`
+//! services. chat-service and call-service are on SQLite in the data
+//! directory (or on `DATABASE_URL`; call-service reads the `CONFAB_CALL_*`
+//! timers), presence-service's last-seen times in `presence.db`
 //! there (its sessions in `REDIS_URL` when set).
 //!
 //! On first start a random JWT secret is written to `<data dir>/jwt_secret`
@@ -18,7 +19,8 @@ use tokio::net::TcpListener;
 
 use crate::app::{self, EdgeHandle};
 use crate::config::{EdgeArgs, EdgeConfig};
-use crate::services::ServiceTargets;
+use crate::services::{Service, ServiceTargets};
+use tonic::service::Routes;
 
 /// Settings only the embedded mode has.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,6 +39,9 @@ pub struct EmbeddedArgs {
     /// directly, not through this address.
     #[arg(long, env = "CONFAB_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     pub grpc_listen: String,
+    /// call-service's timers (`CONFAB_CALL_*`).
+    #[command(flatten)]
+    pub call_timers: confab_call::CallTimers,
 }
 
 /// The whole system, running.
@@ -113,7 +118,23 @@ pub async fn start(
         ..Default::default()
     };
     let (presence, presence_closer) = confab_presence::build(presence_config).await?;
-    let (call, call_closer) = confab_call::build();
+    // call-service asks chat-service who shares a conversation, through
+    // chat-service's routes in this process.
+    let chat_client = confab_proto::v1::chat_service_client::ChatServiceClient::new(
+        ServiceTargets::InProcess(Routes::new(chat.clone()))
+            .transport(Service::Chat, Some(std::time::Duration::from_secs(5)))?,
+    );
+    let call_db = confab_call::connect(&match &emb.database_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            emb.data_dir.join("call.db").display()
+        ),
+    })
+    .await?;
+    emb.call_timers.validate()?;
+    let (call, call_closer) =
+        confab_call::build(call_db, emb.call_timers, std::sync::Arc::new(chat_client));
     let (notify, notify_closer) = confab_notify::build();
     let grpc = GrpcServer::new()
         .add(chat, chat_closer)
