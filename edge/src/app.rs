@@ -134,13 +134,15 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
             cfg.edge_id.clone(),
             streams.clone(),
         ),
-        // Call and notify events get routed once their services are built;
-        // the streams are held already so readiness reports them.
-        fanout::hold(
+        fanout::follow_call(
+            io.clone(),
+            mounts.clone(),
             CallServiceClient::new(cfg.services.transport(Service::Call, None)?),
             cfg.edge_id.clone(),
             streams.clone(),
         ),
+        // Notify events get routed once notify-service is built; the stream
+        // is held already so readiness reports it.
         fanout::hold(
             NotifyServiceClient::new(cfg.services.transport(Service::Notify, None)?),
             cfg.edge_id.clone(),

@@ -125,6 +125,8 @@ pub const CONTRACT: Contract = Contract {
     on_disconnect: None,
     chat_event,
     presence_event,
+    call_event: super::no_call_events,
+    calls: false,
 };
 
 /// `auth.userId`, when present, must name the token's subject.

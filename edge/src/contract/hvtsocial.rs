@@ -138,6 +138,8 @@ pub const CONTRACT: Contract = Contract {
     on_disconnect: None,
     chat_event,
     presence_event,
+    call_event: super::no_call_events,
+    calls: false,
 };
 
 /// What the `connect_error` of a socket without a token says: the stable

@@ -141,6 +141,8 @@ pub const CONTRACT: Contract = Contract {
     on_disconnect: None,
     chat_event,
     presence_event,
+    call_event: super::no_call_events,
+    calls: false,
 };
 
 /// What a deleted message's `content` reads, as the seed's soft delete.

@@ -91,6 +91,8 @@ pub const CONTRACT: Contract = Contract {
     on_disconnect: None,
     chat_event,
     presence_event,
+    call_event: super::no_call_events,
+    calls: false,
 };
 
 fn on_connect(s: &SocketRef, _: &Identity) {

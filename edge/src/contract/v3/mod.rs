@@ -189,7 +189,11 @@ pub const CONTRACT: Contract = Contract {
     on_disconnect: Some(|s| Box::pin(on_disconnect(s))),
     chat_event,
     presence_event,
+    call_event: calls::call_event,
+    calls: true,
 };
+
+mod calls;
 
 /// The most an attachment may weigh (the seed's resource limits).
 const MAX_ATTACHMENT_BYTES: u64 = 50 * 1024 * 1024;
@@ -224,6 +228,7 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("typing_start", typing_start);
     s.on("typing_stop", typing_stop);
     s.on("get_online_users", get_online_users);
+    calls::on_connect(s);
     // The answer to the server's `heartbeat`: nothing to do.
     s.on("heartbeat_response", || async {});
 }
