@@ -140,9 +140,9 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
             cfg.edge_id.clone(),
             streams.clone(),
         ),
-        // Call events get routed once call-service is built; the stream is
-        // held already so readiness reports it.
-        fanout::hold(
+        fanout::follow_call(
+            io.clone(),
+            mounts.clone(),
             CallServiceClient::new(cfg.services.transport(Service::Call, None)?),
             cfg.edge_id.clone(),
             streams.clone(),

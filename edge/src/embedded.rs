@@ -2,11 +2,13 @@
 //! edge calls the services' gRPC handlers in-process (no socket between
 //! them); the same four gRPC APIs, with health and reflection, are served
 //! on `CONFAB_GRPC_LISTEN` (default `127.0.0.1:50051`) for internal
-//! services. chat-service is on SQLite in the data directory (or on
-//! `DATABASE_URL`), presence-service's last-seen times in `presence.db`
-//! there (its sessions in `REDIS_URL` when set), notify-service in
-//! `notify.db` there (or on `DATABASE_URL`, beside chat-service's tables),
-//! following chat-service in-process for message notifications.
+//! services. chat-service and call-service are on SQLite in the data
+//! directory (or on `DATABASE_URL`; call-service reads the `CONFAB_CALL_*`
+//! timers), presence-service's last-seen times in `presence.db` there (its
+//! sessions in `REDIS_URL` when set), notify-service in `notify.db` there
+//! (or on `DATABASE_URL`, beside chat-service's tables). call-service asks
+//! chat-service, and notify-service follows chat-service and
+//! presence-service, in-process.
 //!
 //! On first start a random JWT secret is written to `<data dir>/jwt_secret`
 //! (mode 0600) so tokens survive restarts; `CONFAB_JWT_SECRET` overrides it.
@@ -24,6 +26,7 @@ use crate::services::{Service, ServiceTargets};
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use std::time::Duration;
+use tonic::service::Routes;
 
 /// Settings only the embedded mode has.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,6 +45,9 @@ pub struct EmbeddedArgs {
     /// directly, not through this address.
     #[arg(long, env = "CONFAB_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     pub grpc_listen: String,
+    /// call-service's timers (`CONFAB_CALL_*`).
+    #[command(flatten)]
+    pub call_timers: confab_call::CallTimers,
 }
 
 /// The whole system, running.
@@ -121,7 +127,25 @@ pub async fn start(
         ..Default::default()
     };
     let (presence, presence_closer) = confab_presence::build(presence_config).await?;
-    let (call, call_closer) = confab_call::build();
+    // call-service asks chat-service who shares a conversation, through
+    // chat-service's routes in this process.
+    let chat_client = ChatServiceClient::new(
+        ServiceTargets::InProcess(Routes::new(chat.clone())).transport(
+            Service::Chat,
+            Some(Duration::from_millis(edge.request_timeout_ms.max(1))),
+        )?,
+    );
+    let call_db = confab_call::connect(&match &emb.database_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            emb.data_dir.join("call.db").display()
+        ),
+    })
+    .await?;
+    emb.call_timers.validate()?;
+    let (call, call_closer) =
+        confab_call::build(call_db, emb.call_timers, std::sync::Arc::new(chat_client));
     let notify_db_url = match &emb.database_url {
         // notify-service keeps its own migration table, so it can share
         // chat-service's PostgreSQL database.

@@ -30,7 +30,7 @@ use tonic::{Status, Streaming};
 use crate::auth::Identity;
 use crate::contract::{Contract, Emit, Mount};
 use crate::deliveries::Deliveries;
-use crate::services::{ChatClient, NotifyClient, PresenceClient, Transport};
+use crate::services::{CallClient, ChatClient, NotifyClient, PresenceClient, Transport};
 
 /// Which service streams are currently open, and how many times each has
 /// been (re)opened.
@@ -309,6 +309,23 @@ pub fn follow_presence(
         let mounts = mounts.clone();
         Box::pin(async move {
             fan_out(&io, &mounts, &event, |c| c.presence_event, false).await;
+        })
+    })
+}
+
+/// Follows call-service's stream and fans its events out to every mount.
+pub fn follow_call(
+    io: SocketIo,
+    mounts: Arc<Vec<Mount>>,
+    client: CallClient,
+    edge_id: String,
+    status: StreamStatus,
+) -> JoinHandle<()> {
+    follow(client, edge_id, status, move |event: CallEvent| {
+        let io = io.clone();
+        let mounts = mounts.clone();
+        Box::pin(async move {
+            fan_out(&io, &mounts, &event, |c| c.call_event, false).await;
         })
     })
 }

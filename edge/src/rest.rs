@@ -43,6 +43,7 @@ pub fn router() -> Router<Services> {
         .route("/api/notifications", get(list_notifications))
         .route("/api/notifications/read", post(mark_notifications_read))
         .route("/api/notifications/unread-count", get(unread_count))
+        .merge(calls::router())
 }
 
 /// A REST failure.
@@ -412,4 +413,86 @@ async fn unread_count(
         .await?
         .into_inner();
     Ok(Json(json!({ "count": count.unread })))
+}
+
+// ---- calls ------------------------------------------------------------------
+
+/// `GET /api/calls?conversation=<id>&limit=`: the caller's own call records
+/// (as caller or callee), newest first, from call-service's
+/// `ListCallRecords` (`limit` 1..=200, default 50).
+mod calls {
+    use super::*;
+
+    pub fn router() -> Router<Services> {
+        Router::new().route("/api/calls", get(list_calls))
+    }
+
+    #[derive(Deserialize)]
+    struct CallsQuery {
+        conversation: Option<String>,
+        limit: Option<String>,
+    }
+
+    async fn list_calls(
+        State(svc): State<Services>,
+        Caller(me): Caller,
+        Query(q): Query<CallsQuery>,
+    ) -> Result<Json<Value>, ApiError> {
+        let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
+            None => 0,
+            Some(s) => s
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=200).contains(n))
+                .ok_or_else(|| invalid("limit must be a number from 1 to 200"))?,
+        };
+        let req = v1::ListCallRecordsRequest {
+            actor: Some(me.actor()),
+            conversation_id: q.conversation.unwrap_or_default(),
+            limit,
+        };
+        let calls = svc
+            .call
+            .clone()
+            .list_call_records(req)
+            .await?
+            .into_inner()
+            .calls;
+        Ok(Json(
+            json!({ "calls": calls.iter().map(call_json).collect::<Vec<_>>() }),
+        ))
+    }
+
+    /// One call record: times as ISO 8601 (`null` when unset).
+    pub fn call_json(c: &v1::Call) -> Value {
+        let at = |ms: i64| (ms > 0).then(|| iso(ms));
+        let state = match v1::CallState::try_from(c.state).unwrap_or_default() {
+            v1::CallState::Ringing => "ringing",
+            v1::CallState::Ongoing => "ongoing",
+            v1::CallState::Ended => "ended",
+            v1::CallState::Rejected => "rejected",
+            v1::CallState::Cancelled => "cancelled",
+            v1::CallState::Missed => "missed",
+            v1::CallState::Unspecified => "unknown",
+        };
+        json!({
+            "id": c.id,
+            "callerId": c.caller_id,
+            "conversationId": Some(&c.conversation_id).filter(|s| !s.is_empty()),
+            "groupCall": c.group_call,
+            "media": if c.media == v1::CallMedia::Video as i32 { "video" } else { "audio" },
+            "state": state,
+            "endReason": Some(&c.end_reason).filter(|s| !s.is_empty()),
+            "createdAt": at(c.created_at_ms),
+            "answeredAt": at(c.answered_at_ms),
+            "endedAt": at(c.ended_at_ms),
+            "durationMs": c.duration_ms,
+            "participants": c.participants.iter().map(|p| json!({
+                "userId": p.user_id,
+                "role": p.role,
+                "joinedAt": at(p.joined_at_ms),
+                "leftAt": at(p.left_at_ms),
+            })).collect::<Vec<_>>(),
+        })
+    }
 }

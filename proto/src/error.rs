@@ -127,6 +127,9 @@ impl std::fmt::Display for ErrorCode {
 pub struct ServiceError {
     pub code: ErrorCode,
     pub message: String,
+    /// With [`ErrorCode::LimitExceeded`]: how long to wait before retrying
+    /// (0 when not said).
+    pub retry_after_ms: i64,
 }
 
 impl ServiceError {
@@ -134,6 +137,15 @@ impl ServiceError {
         Self {
             code,
             message: message.into(),
+            retry_after_ms: 0,
+        }
+    }
+
+    /// `LIMIT_EXCEEDED`, to be retried after `retry_after_ms`.
+    pub fn limit(message: impl Into<String>, retry_after_ms: i64) -> Self {
+        Self {
+            retry_after_ms: retry_after_ms.max(0),
+            ..Self::new(ErrorCode::LimitExceeded, message)
         }
     }
 
@@ -152,7 +164,10 @@ impl ServiceError {
         if let Ok(detail) = ErrorDetail::decode(status.details())
             && let Some(code) = ErrorCode::parse(&detail.code)
         {
-            return Self::new(code, detail.message);
+            return Self {
+                retry_after_ms: detail.retry_after_ms,
+                ..Self::new(code, detail.message)
+            };
         }
         let code = match status.code() {
             Code::InvalidArgument => ErrorCode::InvalidArgument,
@@ -178,7 +193,7 @@ impl From<ServiceError> for Status {
         let detail = ErrorDetail {
             code: e.code.as_str().to_string(),
             message: e.message.clone(),
-            retry_after_ms: 0,
+            retry_after_ms: e.retry_after_ms,
         };
         Status::with_details(e.code.grpc_code(), e.message, detail.encode_to_vec().into())
     }
@@ -209,6 +224,14 @@ mod tests {
             assert_eq!(back.code, code);
             assert_eq!(back.message, "why");
         }
+    }
+
+    #[test]
+    fn retry_after_survives_a_status_round_trip() {
+        let status: Status = ServiceError::limit("slow down", 1500).into();
+        let back = ServiceError::from_status(&status);
+        assert_eq!(back.code, ErrorCode::LimitExceeded);
+        assert_eq!(back.retry_after_ms, 1500);
     }
 
     #[test]

@@ -933,3 +933,287 @@ describe('real client: PerfectSocketProvider', () => {
     assert.equal(typeof e.message, 'string');
   });
 });
+
+describe('calls', () => {
+  const RING_MS = Number(process.env.CONFAB_CALL_RING_TIMEOUT_MS ?? 60000);
+  const MAX_MS = Number(process.env.CONFAB_CALL_MAX_DURATION_MS ?? 10800000);
+  const GRACE_MS = Number(process.env.CONFAB_CALL_DISCONNECT_GRACE_MS ?? 15000);
+  const OFFER = { type: 'offer', sdp: 'v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\n' };
+  const ANSWER = { type: 'answer', sdp: 'v=0\r\no=- 7 2 IN IP4 127.0.0.1\r\n' };
+  const ICE = { candidate: 'candidate:1 1 udp 2122260223 10.0.0.1 54321 typ host', sdpMid: '0', sdpMLineIndex: 0 };
+
+  /** Alice and Bob share a chat; both connected on /v3. */
+  async function pair() {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], 'Call');
+    const { s: sa } = await v3(alice);
+    const { s: sb } = await v3(bob);
+    return { alice, bob, chatid, sa, sb };
+  }
+
+  /** Alice rings Bob; resolves with the ack and Bob's incoming_call. */
+  async function ring(sa, sb, bob, extra = {}) {
+    const incoming = next(sb, 'incoming_call');
+    const ack = await ask(sa, 'initiate_call', { targetId: bob.id, callType: 'video', ...extra });
+    assert.equal(ack.success, true, JSON.stringify(ack));
+    return { ack, incoming: await incoming };
+  }
+
+  test('ring, answer, signaling both ways, controls and end with a duration', async () => {
+    const { alice, bob, chatid, sa, sb } = await pair();
+    const { ack, incoming } = await ring(sa, sb, bob, { chatid });
+    assert.match(ack.callId, ID);
+    assert.deepEqual(ack, { success: true, callId: ack.callId, callerId: alice.id, receiverId: bob.id, callType: 'video', timestamp: ack.timestamp });
+    assert.match(ack.timestamp, ISO);
+    assert.deepEqual(incoming, {
+      callId: ack.callId, callerId: alice.id, callerName: 'Alice', callerAvatar: '', callType: 'video', chatid, timestamp: ack.timestamp,
+    });
+
+    const answeredA = next(sa, 'call_answered');
+    const answeredB = next(sb, 'call_answered');
+    assert.equal((await ask(sb, 'answer_call', { callId: ack.callId, acceptsVideo: false })).success, true);
+    for (const a of [await answeredA, await answeredB]) {
+      assert.equal(a.callId, ack.callId);
+      assert.equal(a.answeredBy, bob.id);
+      assert.equal(a.acceptedVideo, false);
+      assert.match(a.timestamp, ISO);
+    }
+
+    // SDP and ICE pass through untouched, each way.
+    const offer = next(sb, 'webrtc_offer_received');
+    sa.emit('webrtc_offer', { callId: ack.callId, targetId: bob.id, offer: OFFER });
+    assert.deepEqual(await offer, { callId: ack.callId, fromId: alice.id, offer: OFFER });
+    const answer = next(sa, 'webrtc_answer_received');
+    sb.emit('webrtc_answer', { callId: ack.callId, targetId: alice.id, answer: ANSWER });
+    assert.deepEqual(await answer, { callId: ack.callId, fromId: bob.id, answer: ANSWER });
+    const iceB = next(sb, 'webrtc_ice_candidate_received');
+    sa.emit('webrtc_ice_candidate', { callId: ack.callId, targetId: bob.id, candidate: ICE });
+    assert.deepEqual(await iceB, { callId: ack.callId, fromId: alice.id, candidate: ICE });
+    const iceA = next(sa, 'webrtc_ice_candidate_received');
+    sb.emit('ice_candidate', { callId: ack.callId, targetId: alice.id, candidate: ICE }); // legacy alias
+    assert.deepEqual(await iceA, { callId: ack.callId, fromId: bob.id, candidate: ICE });
+
+    const muted = next(sa, 'participant_muted');
+    sb.emit('toggle_mute', { callId: ack.callId, muted: true });
+    const m = await muted;
+    assert.deepEqual({ ...m, timestamp: undefined }, { callId: ack.callId, profileid: bob.id, muted: true, timestamp: undefined });
+    assert.match(m.timestamp, ISO);
+    const video = next(sb, 'participant_video_toggled');
+    sa.emit('toggle_video', { callId: ack.callId, videoEnabled: false });
+    assert.equal((await video).videoEnabled, false);
+    const share = next(sb, 'participant_screen_share_toggled');
+    sa.emit('toggle_screen_share', { callId: ack.callId, screenSharing: true });
+    assert.deepEqual((({ callId, profileid, screenSharing }) => ({ callId, profileid, screenSharing }))(await share), {
+      callId: ack.callId, profileid: alice.id, screenSharing: true,
+    });
+
+    await sleep(1100);
+    const endedA = next(sa, 'call_ended');
+    const endedB = next(sb, 'call_ended');
+    assert.equal((await ask(sa, 'end_call', { callId: ack.callId })).success, true);
+    for (const e of [await endedA, await endedB]) {
+      assert.deepEqual({ ...e, timestamp: undefined, duration: undefined }, {
+        callId: ack.callId, endedBy: alice.id, reason: 'user_ended', timestamp: undefined, duration: undefined,
+      });
+      assert.ok(e.duration >= 1, `duration ${e.duration}`);
+      assert.match(e.timestamp, ISO);
+    }
+
+    // The record, over REST, for either party.
+    const records = await rest('GET', `/api/calls?conversation=${chatid}&limit=5`, bob.token);
+    assert.equal(records.status, 200);
+    assert.equal(records.body.calls.length, 1);
+    const r = records.body.calls[0];
+    assert.equal(r.id, ack.callId);
+    assert.equal(r.state, 'ended');
+    assert.equal(r.endReason, 'user_ended');
+    assert.equal(r.media, 'video');
+    assert.ok(r.durationMs >= 1000);
+    assert.deepEqual(r.participants.map((p) => p.userId).sort(), [alice.id, bob.id].sort());
+    for (const p of r.participants) assert.ok(p.joinedAt && p.leftAt, JSON.stringify(p));
+    const eve = user('eve');
+    assert.deepEqual((await rest('GET', `/api/calls?conversation=${chatid}`, eve.token)).body.calls, []);
+    assert.equal((await rest('GET', '/api/calls')).status, 401);
+  });
+
+  test('a second tab rings too and stops when the first answers; signaling goes to the answering tab only', async () => {
+    const { alice, bob, sa, sb } = await pair();
+    const { s: sb2 } = await v3(bob);
+    const ring2 = next(sb2, 'incoming_call');
+    const { ack } = await ring(sa, sb, bob);
+    assert.equal((await ring2).callId, ack.callId);
+
+    const stopped = next(sb2, 'call_answered');
+    assert.equal((await ask(sb, 'answer_call', { callId: ack.callId, acceptsVideo: true })).success, true);
+    assert.equal((await stopped).answeredBy, bob.id, 'the other tab learns the call was answered');
+
+    const quiet = expectSilence(sb2, ['webrtc_offer_received', 'webrtc_ice_candidate_received']);
+    const offer = next(sb, 'webrtc_offer_received');
+    const ice = next(sb, 'webrtc_ice_candidate_received');
+    sa.emit('webrtc_offer', { callId: ack.callId, targetId: bob.id, offer: OFFER });
+    sa.emit('webrtc_ice_candidate', { callId: ack.callId, targetId: bob.id, candidate: ICE });
+    await offer;
+    await ice;
+    await quiet;
+    // The other tab may not answer any more.
+    const late = await ask(sb2, 'answer_call', { callId: ack.callId });
+    assert.deepEqual(late, { success: false, error: late.error, code: 'CONFLICT' });
+    await ask(sb, 'end_call', { callId: ack.callId });
+  });
+
+  test("a non-participant's signal is refused and forwarded to nobody", async () => {
+    const { bob, sa, sb } = await pair();
+    const { ack } = await ring(sa, sb, bob);
+    await ask(sb, 'answer_call', { callId: ack.callId });
+    const eve = user('eve');
+    const { s: se } = await v3(eve);
+    const quiet = expectSilence([sa, sb], ['webrtc_offer_received', 'webrtc_ice_candidate_received', 'participant_muted']);
+    const refused = await ask(se, 'webrtc_offer', { callId: ack.callId, targetId: bob.id, offer: OFFER });
+    assert.equal(refused.code, 'PERMISSION_DENIED');
+    const err = next(se, 'error');
+    se.emit('webrtc_ice_candidate', { callId: ack.callId, targetId: bob.id, candidate: ICE });
+    assert.equal((await err).error, 'PERMISSION_DENIED');
+    assert.equal((await ask(se, 'toggle_mute', { callId: ack.callId, muted: true })).code, 'PERMISSION_DENIED');
+    await quiet;
+    await ask(sa, 'end_call', { callId: ack.callId });
+  });
+
+  test('reject (call_rejected and the legacy names) reaches the caller as call_rejected', async () => {
+    const { bob, sa, sb } = await pair();
+    for (const event of ['call_rejected', 'decline_call', 'call_reject']) {
+      const { ack } = await ring(sa, sb, bob, { callType: 'voice' });
+      const rejected = next(sa, 'call_rejected');
+      assert.equal((await ask(sb, event, { callId: ack.callId })).success, true);
+      const r = await rejected;
+      assert.deepEqual({ ...r, timestamp: undefined }, { callId: ack.callId, rejectedBy: bob.id, timestamp: undefined });
+      assert.match(r.timestamp, ISO);
+    }
+  });
+
+  test('cancel before an answer: the callee gets call_ended (cancelled); the legacy cancel_call too', async () => {
+    const { alice, bob, sa, sb } = await pair();
+    for (const event of ['call_cancelled', 'cancel_call']) {
+      const { ack } = await ring(sa, sb, bob);
+      const ended = next(sb, 'call_ended');
+      assert.equal((await ask(sa, event, { callId: ack.callId })).success, true);
+      const e = await ended;
+      assert.deepEqual({ ...e, timestamp: undefined }, { callId: ack.callId, endedBy: alice.id, reason: 'cancelled', duration: 0, timestamp: undefined });
+    }
+  });
+
+  test('legacy call_offer / call_answer / call_end work like the new names', async () => {
+    const { alice, bob, sa, sb } = await pair();
+    const incoming = next(sb, 'incoming_call');
+    const ack = await ask(sa, 'call_offer', { targetId: bob.id, callType: 'voice' });
+    assert.equal(ack.success, true);
+    assert.equal((await incoming).callType, 'voice');
+    const answered = next(sa, 'call_answered');
+    sb.emit('call_answer', { callId: ack.callId });
+    assert.equal((await answered).answeredBy, bob.id);
+    const ended = next(sa, 'call_ended');
+    sb.emit('call_end', { callId: ack.callId, reason: 'network_issue' });
+    const e = await ended;
+    assert.equal(e.reason, 'network_issue');
+    assert.equal(e.endedBy, bob.id);
+    assert.notEqual(e.endedBy, alice.id);
+  });
+
+  test('unanswered: call_missed to both after the ring timeout', async () => {
+    const { alice, bob, sa, sb } = await pair();
+    const missedA = next(sa, 'call_missed', RING_MS + 3000);
+    const missedB = next(sb, 'call_missed', RING_MS + 3000);
+    const started = Date.now();
+    const { ack } = await ring(sa, sb, bob);
+    for (const m of [await missedA, await missedB]) {
+      assert.deepEqual({ ...m, timestamp: undefined }, { callId: ack.callId, callerId: alice.id, timestamp: undefined });
+    }
+    assert.ok(Date.now() - started >= RING_MS - 100, 'not before the ring timeout');
+    assert.equal((await ask(sb, 'answer_call', { callId: ack.callId })).code, 'CONFLICT');
+  });
+
+  test('an answered call ends at its maximum duration: endedBy system, reason timeout', async () => {
+    const { bob, sa, sb } = await pair();
+    const { ack } = await ring(sa, sb, bob);
+    const ended = next(sa, 'call_ended', MAX_MS + 3000);
+    await ask(sb, 'answer_call', { callId: ack.callId });
+    const e = await ended;
+    assert.equal(e.endedBy, 'system');
+    assert.equal(e.reason, 'timeout');
+    assert.ok(Math.abs(e.duration - MAX_MS / 1000) <= 1, `duration ${e.duration}`);
+  });
+
+  test('a participant who drops and stays away past the grace ends the call: participant_disconnected', async () => {
+    const { bob, sa, sb } = await pair();
+    const { ack } = await ring(sa, sb, bob);
+    await ask(sb, 'answer_call', { callId: ack.callId });
+    const ended = next(sa, 'call_ended', GRACE_MS + 3000);
+    const dropped = Date.now();
+    sb.disconnect();
+    const e = await ended;
+    assert.deepEqual({ endedBy: e.endedBy, reason: e.reason }, { endedBy: 'system', reason: 'participant_disconnected' });
+    assert.ok(Date.now() - dropped >= GRACE_MS - 100);
+  });
+
+  test('a participant who comes back within the grace stays in the call, on the new socket', async () => {
+    const { alice, bob, sa, sb } = await pair();
+    const { ack } = await ring(sa, sb, bob);
+    await ask(sb, 'answer_call', { callId: ack.callId });
+    const quiet = expectSilence(sa, 'call_ended', { ms: GRACE_MS + 500 });
+    sb.disconnect();
+    await sleep(GRACE_MS / 3);
+    const { s: back } = await v3(bob);
+    await quiet;
+    const offer = next(back, 'webrtc_offer_received');
+    sa.emit('webrtc_offer', { callId: ack.callId, targetId: bob.id, offer: OFFER });
+    assert.equal((await offer).fromId, alice.id);
+    await ask(back, 'end_call', { callId: ack.callId });
+  });
+
+  test('busy: calling someone in an ongoing call is refused with USER_BUSY', async () => {
+    const { bob, sa, sb } = await pair();
+    const { ack } = await ring(sa, sb, bob);
+    await ask(sb, 'answer_call', { callId: ack.callId });
+    const carol = user('carol');
+    await conversation(carol.token, [bob.id], 'Carol and Bob');
+    const { s: sc } = await v3(carol);
+    const quiet = expectSilence(sb, 'incoming_call');
+    const busy = await ask(sc, 'initiate_call', { targetId: bob.id, callType: 'voice' });
+    assert.deepEqual(busy, { success: false, error: busy.error, code: 'USER_BUSY' });
+    await quiet;
+    await ask(sa, 'end_call', { callId: ack.callId });
+  });
+
+  test('a callId from the client makes a retry the same call; strangers cannot be called', async () => {
+    const { bob, sa, sb } = await pair();
+    const calls = record(sb, 'incoming_call');
+    const callId = `client-${Date.now()}`;
+    const first = await ask(sa, 'initiate_call', { targetId: bob.id, callType: 'video', callId });
+    const again = await ask(sa, 'initiate_call', { targetId: bob.id, callType: 'video', callId });
+    assert.equal(first.callId, again.callId);
+    await calls.count(1);
+    await sleep(QUIET_MS);
+    assert.equal(calls.seen.length, 1, 'rung once');
+    await ask(sa, 'call_cancelled', { callId: first.callId });
+    const stranger = user('stranger');
+    const refused = await ask(sa, 'initiate_call', { targetId: stranger.id, callType: 'video' });
+    assert.equal(refused.code, 'PERMISSION_DENIED');
+    const bad = await ask(sa, 'initiate_call', { targetId: bob.id, callType: 'hologram' });
+    assert.equal(bad.code, 'INVALID_ARGUMENT');
+  });
+
+  test('the sixth call start in a minute: rate_limited {error, message, retryAfter}', async () => {
+    const { bob, sa, sb } = await pair();
+    for (let i = 0; i < 5; i++) {
+      const { ack } = await ring(sa, sb, bob);
+      await ask(sa, 'call_cancelled', { callId: ack.callId });
+    }
+    const limited = next(sa, 'rate_limited');
+    const refused = await ask(sa, 'initiate_call', { targetId: bob.id, callType: 'video' });
+    assert.equal(refused.code, 'RATE_LIMITED');
+    assert.ok(refused.retryAfter > 0 && refused.retryAfter <= 60);
+    const r = await limited;
+    assert.deepEqual(r, { error: 'rate_limited', message: r.message, retryAfter: refused.retryAfter });
+    assert.equal(typeof r.message, 'string');
+  });
+});

@@ -26,6 +26,16 @@ use tokio::sync::Mutex;
 /// `CONFAB_TYPING_TTL_MS`).
 pub const TYPING_TTL_MS: u64 = 1000;
 
+/// call-service's timers in test apps, short enough that suites see a
+/// call missed, cut at its maximum duration and ended after a disconnect
+/// (suites read them as `CONFAB_CALL_RING_TIMEOUT_MS`,
+/// `CONFAB_CALL_MAX_DURATION_MS`, `CONFAB_CALL_DISCONNECT_GRACE_MS`).
+pub const CALL_TIMERS: confab_call::CallTimers = confab_call::CallTimers {
+    ring_timeout_ms: 2500,
+    max_duration_ms: 6000,
+    disconnect_grace_ms: 1500,
+};
+
 /// The running system.
 pub struct TestApp {
     /// The edge, e.g. `http://127.0.0.1:41234`.
@@ -143,9 +153,22 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
     let presence = confab_presence::serve(loopback().await, presence_config)
         .await
         .expect("presence-service");
-    let call = confab_call::serve(loopback().await)
-        .await
-        .expect("call-service");
+    let call_db_url = match db {
+        Db::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("call.db").display()),
+        // call-service keeps its own tables (and migration history) in the
+        // test's PostgreSQL database.
+        Db::Postgres => db_url.clone(),
+    };
+    let call = confab_call::serve(
+        loopback().await,
+        confab_call::CallConfig {
+            database_url: call_db_url,
+            timers: CALL_TIMERS,
+        },
+        confab_call::chat_at(&format!("http://{}", chat.addr)).expect("chat client"),
+    )
+    .await
+    .expect("call-service");
     // notify-service shares chat's PostgreSQL database (its own tables and
     // migration history) or has its own SQLite file, and follows chat and
     // presence for message notifications.

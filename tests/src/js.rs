@@ -276,6 +276,18 @@ async fn run_node(dir: &Path, suite: &str, target: Target<'_>, patterns: &[Strin
         .env("CONFAB_JWT_SECRET", target.jwt_secret)
         .env("CONFAB_CONTROL_URL", target.control_url.unwrap_or(""))
         .env("CONFAB_TYPING_TTL_MS", target.typing_ttl_ms.to_string())
+        .env(
+            "CONFAB_CALL_RING_TIMEOUT_MS",
+            crate::app::CALL_TIMERS.ring_timeout_ms.to_string(),
+        )
+        .env(
+            "CONFAB_CALL_MAX_DURATION_MS",
+            crate::app::CALL_TIMERS.max_duration_ms.to_string(),
+        )
+        .env(
+            "CONFAB_CALL_DISCONNECT_GRACE_MS",
+            crate::app::CALL_TIMERS.disconnect_grace_ms.to_string(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -52,6 +52,7 @@ async fn start(db: Db) -> (System, tempfile::TempDir) {
         database_url,
         redis_url: None,
         grpc_listen: "127.0.0.1:0".into(),
+        call_timers: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

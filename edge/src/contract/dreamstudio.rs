@@ -126,6 +126,8 @@ pub const CONTRACT: Contract = Contract {
     chat_event,
     presence_event,
     notify_event: super::no_notifications,
+    call_event: super::no_call_events,
+    calls: false,
 };
 
 /// `auth.userId`, when present, must name the token's subject.

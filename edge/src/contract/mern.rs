@@ -142,6 +142,8 @@ pub const CONTRACT: Contract = Contract {
     chat_event,
     presence_event,
     notify_event: super::no_notifications,
+    call_event: super::no_call_events,
+    calls: false,
 };
 
 /// What a deleted message's `content` reads, as the seed's soft delete.

@@ -13,7 +13,9 @@
 //! its user and its own [`socket_room`] on connect, and
 //! [`conversation_room`]s as its contract says.
 
-use confab_proto::v1::{ChatEvent, NotifyEvent, PresenceEvent};
+use confab_proto::v1::{
+    Audience, CallEvent, ChatEvent, NotifyEvent, PresenceEvent, ReportSessionRequest,
+};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use socketioxide::SocketIo;
@@ -63,6 +65,13 @@ pub struct Contract {
     pub chat_event: fn(&ChatEvent) -> Vec<Emit>,
     /// Renders a canonical presence event (online/offline, typing).
     pub presence_event: fn(&PresenceEvent) -> Vec<Emit>,
+    /// Renders a canonical call event (ringing, answered, ended, signals,
+    /// controls); [`no_call_events`] for contracts without calls.
+    pub call_event: fn(&CallEvent) -> Vec<Emit>,
+    /// Whether the contract makes calls: its sockets' opening and closing
+    /// is reported to call-service (`ReportSession`), for the disconnect
+    /// grace of a participant.
+    pub calls: bool,
     /// Renders a notify-service event (notifications, unread counts, domain
     /// events); [`no_notifications`] for contracts whose seed has none.
     pub notify_event: fn(&NotifyEvent) -> Vec<Emit>,
@@ -71,6 +80,42 @@ pub struct Contract {
 /// For [`Contract::notify_event`]: the seed has no notification events.
 pub fn no_notifications(_: &NotifyEvent) -> Vec<Emit> {
     Vec::new()
+}
+
+/// For [`Contract::call_event`]: a contract whose seed has no calls.
+pub fn no_call_events(_: &CallEvent) -> Vec<Emit> {
+    Vec::new()
+}
+
+/// Where a call event goes: the sessions (sockets) it names, else every
+/// socket of its users — the sessions one answered a call on hear its
+/// signaling alone.
+pub fn call_rooms(audience: Option<&Audience>) -> Vec<String> {
+    let Some(a) = audience else {
+        return Vec::new();
+    };
+    if a.session_ids.is_empty() {
+        a.user_ids.iter().map(|u| user_room(u)).collect()
+    } else {
+        a.session_ids.iter().map(|s| socket_room(s)).collect()
+    }
+}
+
+/// Tells call-service that a socket of a calling contract opened or closed,
+/// without holding the socket up (a failure is logged: the worst outcome is
+/// a call ended by its disconnect grace).
+fn report_session(svc: &Services, me: &Identity, session_id: String, open: bool) {
+    let mut call = svc.call.clone();
+    let req = ReportSessionRequest {
+        actor: Some(me.actor()),
+        session_id,
+        open,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = call.report_session(req).await {
+            tracing::debug!(error = %e, open, "could not report a session to call-service");
+        }
+    });
 }
 
 /// See [`Contract::on_disconnect`].
@@ -195,11 +240,17 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
                     socket_room(&s.id.to_string()),
                     EVERYONE_ROOM.to_string(),
                 ]);
+                if contract.calls {
+                    report_session(&svc, &id, s.id.to_string(), true);
+                }
                 s.on_disconnect(move |s: SocketRef| async move {
                     if let Some(hook) = contract.on_disconnect {
                         hook(s.clone()).await;
                     }
                     if let Some(id) = s.extensions.get::<Identity>() {
+                        if contract.calls {
+                            report_session(&svc, &id, s.id.to_string(), false);
+                        }
                         crate::presence::unregister(&svc, &s, &id).await;
                     }
                 });

@@ -92,6 +92,8 @@ pub const CONTRACT: Contract = Contract {
     chat_event,
     presence_event,
     notify_event: super::no_notifications,
+    call_event: super::no_call_events,
+    calls: false,
 };
 
 fn on_connect(s: &SocketRef, _: &Identity) {

@@ -141,6 +141,8 @@ pub const CONTRACT: Contract = Contract {
     chat_event,
     presence_event,
     notify_event: notifications::notify_event,
+    call_event: super::no_call_events,
+    calls: false,
 };
 
 /// What the `connect_error` of a socket without a token says: the stable

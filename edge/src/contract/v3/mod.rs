@@ -54,8 +54,8 @@
 //! Listeners of that file confab does not serve: `message_ack` (keyed by an
 //! id the app never sends; the seed's ack and `message_sent` confirm a
 //! send), `online_users_list` (the `get_online_users` ack answers the same
-//! question), `reactions_sync`, and the call events `call_offer` /
-//! `call_answer` / `call_end` (calls are call-service's piece of work). A
+//! question) and `reactions_sync`. Its call events `call_offer` / `call_answer` /
+//! `call_end` are served as the seed's legacy aliases (`calls.rs`). A
 //! `connect_error` `PROFILE_MISMATCH` is classified by the app as a network
 //! error and retried up to its limit; a bad or missing token is `auth_error`
 //! followed by a server disconnect, which the app does not retry.
@@ -153,11 +153,12 @@
 //!   `PresenceEvent.room_presence_changed`, rendered in [`presence_event`].
 //! - `message_sent.deliveredTo` could name the online recipients with
 //!   `GetPresence`.
-//! - Calls, WebRTC signaling, call controls and the legacy call aliases:
-//!   call-service, as more handlers in [`on_connect`].
+//! - Calls, WebRTC signaling, call controls and the legacy call aliases
+//!   are in `calls.rs` (its module doc has their table and choices).
 //! - `ping` (the seed's other health check; the app does not listen for it).
-//! - `rate_limited` and the ack's `retryAfter`: `LIMIT_EXCEEDED` with
-//!   `ErrorDetail.retry_after_ms`, rendered where [`Refusal`] is built.
+//! - `rate_limited` for message sends: `LIMIT_EXCEEDED` with
+//!   `ErrorDetail.retry_after_ms`, as call starts already render it
+//!   (`calls.rs`).
 //! - Offline delivery: `CatchUp` (limit 25) on connect, each message as
 //!   `new_message` with `isOfflineDelivery`, `deliveredAt`,
 //!   `queuedDuration`, then `offline_messages_delivered`.
@@ -190,7 +191,11 @@ pub const CONTRACT: Contract = Contract {
     chat_event,
     presence_event,
     notify_event: super::no_notifications,
+    call_event: calls::call_event,
+    calls: true,
 };
+
+mod calls;
 
 /// The most an attachment may weigh (the seed's resource limits).
 const MAX_ATTACHMENT_BYTES: u64 = 50 * 1024 * 1024;
@@ -225,6 +230,7 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("typing_start", typing_start);
     s.on("typing_stop", typing_stop);
     s.on("get_online_users", get_online_users);
+    calls::on_connect(s);
     // The answer to the server's `heartbeat`: nothing to do.
     s.on("heartbeat_response", || async {});
 }
