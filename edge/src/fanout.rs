@@ -347,12 +347,6 @@ pub fn follow_notify(
     })
 }
 
-/// Holds the stream of a service whose events no contract renders yet, so
-/// readiness and metrics report it.
-pub fn hold<C: Subscribe>(client: C, edge_id: String, status: StreamStatus) -> JoinHandle<()> {
-    follow(client, edge_id, status, |_| Box::pin(async {}))
-}
-
 /// Follows chat-service's stream and fans its events out to every mount.
 ///
 /// A new message's fan-out also notes whom it reached; those deliveries go

@@ -5,7 +5,9 @@
 //! notify-service learns of messages by following chat-service's
 //! `Subscribe` stream (`message_created` events carry the conversation's
 //! members in their audience) and asks presence-service's `GetPresence` who
-//! of them is online — one call per message, whatever the room's size. It
+//! of them is online — one call for whatever messages have arrived together
+//! (at most 256), whatever the rooms' sizes: the busier chat is, the fewer
+//! lookups per message. It
 //! never reads either service's tables. The clients are generic over their
 //! transport, so the embedded mode can hand in in-process clients and the
 //! `notify-service` binary network ones.
@@ -31,7 +33,10 @@
 //! Events missed for good (chat-service restarted, or its log moved on) are
 //! logged as a gap.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use confab_proto::bus::{EPOCH_HEADER, RESUMED_HEADER};
 use confab_proto::v1::chat_event::Kind;
@@ -42,6 +47,11 @@ use tokio::task::JoinHandle;
 use tonic::codegen::{Body, Bytes, StdError};
 
 use crate::notify::Notify;
+
+/// The most events handled together (one presence lookup).
+const BATCH: usize = 256;
+/// The most users asked about in one `GetPresence` (presence-service's limit).
+const LOOKUP: usize = 1_000;
 
 /// The name of chat's stream in notify-service's saved positions.
 const STREAM: &str = "chat";
@@ -106,13 +116,31 @@ where
                     tracing::info!("following chat-service for message notifications");
                     backoff = Duration::from_millis(100);
                     loop {
-                        match stream.message().await {
-                            Ok(Some(event)) => follower.handle(event).await,
-                            Ok(None) => {
+                        // Whatever has already arrived is handled together:
+                        // under load, one presence lookup for many messages.
+                        let mut batch = Vec::new();
+                        let mut end = match stream.message().await {
+                            Ok(Some(event)) => {
+                                batch.push(event);
+                                None
+                            }
+                            other => Some(other),
+                        };
+                        while end.is_none() && batch.len() < BATCH {
+                            match stream.message().now_or_never() {
+                                None => break,
+                                Some(Ok(Some(event))) => batch.push(event),
+                                Some(other) => end = Some(other),
+                            }
+                        }
+                        follower.handle(batch).await;
+                        match end {
+                            None | Some(Ok(Some(_))) => {}
+                            Some(Ok(None)) => {
                                 tracing::warn!("chat-service ended its event stream");
                                 break;
                             }
-                            Err(status) => {
+                            Some(Err(status)) => {
                                 tracing::warn!(%status, "chat-service event stream failed");
                                 break;
                             }
@@ -185,53 +213,75 @@ where
         }
     }
 
-    async fn handle(&mut self, event: ChatEvent) {
-        if self.last_seq != 0 && event.seq > self.last_seq + 1 {
-            tracing::error!(
-                after = self.last_seq,
-                got = event.seq,
-                "a gap in chat-service's event stream"
-            );
-        }
-        let mut worked = false;
-        if let Some(Kind::MessageCreated(message)) = &event.kind {
-            let members: Vec<String> = event
-                .audience
-                .as_ref()
-                .map(|a| a.user_ids.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|u| *u != message.sender_id)
-                .collect();
-            if !members.is_empty() {
-                let offline = self.offline(members).await;
-                if !offline.is_empty() {
+    /// Handles events in order: one presence lookup for all the messages
+    /// among them, then each message's notifications.
+    async fn handle(&mut self, events: Vec<ChatEvent>) {
+        let mut messages = Vec::new();
+        for event in &events {
+            if self.last_seq != 0 && event.seq > self.last_seq + 1 {
+                tracing::error!(
+                    after = self.last_seq,
+                    got = event.seq,
+                    "a gap in chat-service's event stream"
+                );
+            }
+            self.last_seq = event.seq;
+            if let Some(Kind::MessageCreated(message)) = &event.kind {
+                let members: Vec<String> = event
+                    .audience
+                    .as_ref()
+                    .map(|a| a.user_ids.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|u| *u != message.sender_id)
+                    .collect();
+                if !members.is_empty() {
                     let name = event
                         .conversation
                         .as_ref()
-                        .map(|c| c.name.as_str())
+                        .map(|c| c.name.clone())
                         .unwrap_or_default();
-                    let mut wait = Duration::from_millis(100);
-                    while let Err(e) = self
-                        .notify
-                        .notify_message(message, name, offline.clone())
-                        .await
-                    {
-                        if e.code == confab_proto::ErrorCode::Conflict {
-                            tracing::warn!(message_id = %message.id, error = %e,
-                                "a message notification's key was used for another message");
-                            break;
-                        }
-                        tracing::warn!(message_id = %message.id, error = %e,
-                            "cannot store a message notification; retrying");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(2));
-                    }
-                    worked = true;
+                    messages.push((message, name, members));
                 }
             }
         }
-        self.last_seq = event.seq;
+        let mut everyone: Vec<String> = messages
+            .iter()
+            .flat_map(|(_, _, members)| members.iter().cloned())
+            .collect();
+        everyone.sort_unstable();
+        everyone.dedup();
+        let mut offline = HashSet::new();
+        for chunk in everyone.chunks(LOOKUP) {
+            offline.extend(self.offline(chunk.to_vec()).await);
+        }
+        let mut worked = false;
+        for (message, name, members) in messages {
+            let missed: Vec<String> = members
+                .into_iter()
+                .filter(|m| offline.contains(m))
+                .collect();
+            if missed.is_empty() {
+                continue;
+            }
+            let mut wait = Duration::from_millis(100);
+            while let Err(e) = self
+                .notify
+                .notify_message(message, &name, missed.clone())
+                .await
+            {
+                if e.code == confab_proto::ErrorCode::Conflict {
+                    tracing::warn!(message_id = %message.id, error = %e,
+                        "a message notification's key was used for another message");
+                    break;
+                }
+                tracing::warn!(message_id = %message.id, error = %e,
+                    "cannot store a message notification; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            worked = true;
+        }
         self.save(worked).await;
     }
 
