@@ -131,12 +131,22 @@ impl GrpcServer {
         reporter
             .set_service_status("", ServingStatus::Serving)
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
+        // Reflection v1 and v1alpha: grpcurl asks for the first, many other
+        // tools (and grpcio's reflection client) only know the second.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let v1 = reflection().build_v1().map_err(std::io::Error::other)?;
+        let v1alpha = reflection()
+            .build_v1alpha()
             .map_err(std::io::Error::other)?;
-        let routes = self.routes.add_service(health).add_service(reflection);
+        let routes = self
+            .routes
+            .add_service(health)
+            .add_service(v1)
+            .add_service(v1alpha);
         let (stop, stopped) = closing();
         let mut closers = self.closers;
         closers.push(stop);
