@@ -69,6 +69,26 @@ describe('domain events', () => {
     await quiet;
   });
 
+  test('each of the seed\'s six domain events arrives under its name with its payload as published', async () => {
+    const [alice, bob] = [person('Alice'), person('Bob')];
+    const sb = await bob.tab();
+    const who = { id: alice.id, full_name: 'Alice', avatar: 'https://img/Alice.png' };
+    const at = new Date().toISOString();
+    const events = {
+      story_created: { storyId: 1, userId: alice.id, userName: 'Alice', userAvatar: who.avatar, mediaUrl: 'https://m/1.jpg', mediaType: 'image', createdAt: at },
+      friend_request_sent: { requestId: 2, from: who },
+      friend_request_accepted: { friendId: alice.id, friend: who },
+      friend_request_updated: { action: 'rejected', friendId: alice.id },
+      post_liked: { postId: 3, userId: alice.id, userName: 'Alice', likeCount: 4 },
+      post_commented: { postId: 3, comment: { id: 5, user: who, content: 'nice', created_at: at }, commentCount: 1 },
+    };
+    for (const [type, payload] of Object.entries(events)) {
+      const got = next(sb, type);
+      await published({ user_ids: [bob.sub], type, payload });
+      assert.deepEqual(await got, payload, type);
+    }
+  });
+
   test('friend_request_sent with a notification: the event, new_notification and unread_count on every tab', async () => {
     const [alice, bob] = [person('Alice'), person('Bob')];
     const [b1, b2] = [await bob.tab(), await bob.tab()];
