@@ -677,7 +677,7 @@ describe('calls', () => {
     sc.emit('call:answered', { callId });
     assert.equal((await cAnswered).answeredBy, Number(c));
     // Bob's other tab may not answer any more.
-    await expectError(sb2, 'call:answered', { callId }, /^Call is /, 'CONFLICT');
+    await expectError(sb2, 'call:answered', { callId }, 'The call was already answered', 'CONFLICT');
 
     // Signaling (beyond the seed): to the answering tab only, untouched.
     const otherTab = expectSilence(sb2, ['call:offer', 'call:ice-candidate']);

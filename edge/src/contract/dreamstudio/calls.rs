@@ -30,7 +30,9 @@
 //!   with `retryAfter` in seconds in the second argument) for the sixth call
 //!   start in a minute; `Not a member of this room` (`NOT_A_MEMBER`);
 //!   `Not authorized` (`PERMISSION_DENIED`) for a call the sender is not
-//!   in; `Call not found` (`NOT_FOUND`); `Call is <state>` (`CONFLICT`).
+//!   in; `Call not found` (`NOT_FOUND`); for a call in the wrong state
+//!   (`CONFLICT`) `Call is <state>` or the reason (`The call was already
+//!   answered` for a second tab answering).
 //! - A participant leaving a room call that goes on, and one callee
 //!   declining while others still ring, have no event (call-service
 //!   publishes none); the record keeps when they left.
@@ -90,10 +92,7 @@ fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, ServiceError>) {
         ErrorCode::Conflict if e.message.starts_with("busy") => {
             ("User is busy".to_string(), "USER_BUSY")
         }
-        ErrorCode::Conflict => (
-            format!("Call is {}", e.message.trim_start_matches("the call is ")),
-            "CONFLICT",
-        ),
+        ErrorCode::Conflict => (conflict_text(&e.message), "CONFLICT"),
         ErrorCode::NotFound => ("Call not found".to_string(), "NOT_FOUND"),
         _ => {
             let r = refused_with(e.clone(), "Not authorized");
@@ -109,6 +108,20 @@ fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, ServiceError>) {
     }
     let _ = s.emit("error", &(text.as_str(), detail));
     let _ = ack.send(&reply);
+}
+
+/// A call in the wrong state, for people: `Call is ended` for the service's
+/// `the call is ended`, else its reason with a capital letter (`The call was
+/// already answered`).
+fn conflict_text(reason: &str) -> String {
+    if let Some(state) = reason.strip_prefix("the call is ") {
+        return format!("Call is {state}");
+    }
+    let mut chars = reason.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => "Call cannot change now".to_string(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -410,6 +423,16 @@ mod tests {
             out[0].data,
             json!({"callId": 5, "endedBy": 100001, "reason": "user_ended", "duration": 2, "roomId": 3})
         );
+    }
+
+    #[test]
+    fn conflicts_read_for_people() {
+        assert_eq!(conflict_text("the call is ended"), "Call is ended");
+        assert_eq!(
+            conflict_text("the call was already answered"),
+            "The call was already answered"
+        );
+        assert_eq!(conflict_text(""), "Call cannot change now");
     }
 
     #[test]
