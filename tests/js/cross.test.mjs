@@ -191,3 +191,102 @@ describe('five contracts, one conversation', () => {
     assert.equal((await toDream).messageId, sent.id);
   });
 });
+
+describe('a call across contracts', () => {
+  const OFFER = { type: 'offer', sdp: 'v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\n' };
+  const ANSWER = { type: 'answer', sdp: 'v=0\r\no=- 7 2 IN IP4 127.0.0.1\r\n' };
+  const ICE = { candidate: 'candidate:1 1 udp 2122260223 10.0.0.1 54321 typ host', sdpMid: '0', sdpMLineIndex: 0 };
+
+  test('a v3 caller and an hvtsocial callee: ring, answer, offer/answer/ICE both ways, controls, end, the record', async () => {
+    const [vSub, hSub] = [numericId(), numericId()];
+    const [vTok, hTok] = [token(vSub, { name: 'Vic' }), token(hSub, { name: 'Hana' })];
+    const chatid = await conversation(vTok, [hSub], 'Call');
+    const sv = await connect('/v3', { auth: { token: vTok, profileid: vSub } });
+    const sh = await connect('/hvtsocial', { auth: { token: hTok } });
+
+    // v3 rings; hvtsocial hears incoming_call (no offer yet: v3 sends it on its own).
+    const ring = next(sh, 'incoming_call');
+    const ack = await sv.emitWithAck('initiate_call', { targetId: hSub, callType: 'video', chatid });
+    assert.equal(ack.success, true, JSON.stringify(ack));
+    const callId = Number(ack.callId);
+    assert.deepEqual(await ring, {
+      from: Number(vSub), offer: null, isVideo: true, callerName: 'Vic', callerAvatar: '', chatId: Number(chatid), callId,
+    });
+    const offer = next(sh, 'incoming_call');
+    sv.emit('webrtc_offer', { callId: ack.callId, targetId: hSub, offer: OFFER });
+    assert.deepEqual(await offer, { from: Number(vSub), offer: OFFER, callId });
+
+    // hvtsocial answers with its SDP: v3 hears call_answered and the answer.
+    const answered = next(sv, 'call_answered');
+    const answer = next(sv, 'webrtc_answer_received');
+    sh.emit('answer_call', { to: Number(vSub), answer: ANSWER });
+    assert.equal((await answered).answeredBy, hSub);
+    assert.deepEqual(await answer, { callId: ack.callId, fromId: hSub, answer: ANSWER });
+
+    // ICE both ways, untouched.
+    const iceH = next(sh, 'ice_candidate');
+    sv.emit('webrtc_ice_candidate', { callId: ack.callId, targetId: hSub, candidate: ICE });
+    assert.deepEqual(await iceH, { from: Number(vSub), candidate: ICE, callId });
+    const iceV = next(sv, 'webrtc_ice_candidate_received');
+    sh.emit('ice_candidate', { to: Number(vSub), candidate: ICE });
+    assert.deepEqual(await iceV, { callId: ack.callId, fromId: hSub, candidate: ICE });
+    // A renegotiation offer from v3 reaches hvtsocial; hvtsocial's own ICE keeps flowing.
+    const again = next(sh, 'incoming_call');
+    sv.emit('webrtc_offer', { callId: ack.callId, targetId: hSub, offer: OFFER });
+    assert.deepEqual(await again, { from: Number(vSub), offer: OFFER, callId });
+
+    // Controls: v3's participant events (hvtsocial's seed has none).
+    const muted = next(sv, 'participant_muted');
+    sv.emit('toggle_mute', { callId: ack.callId, muted: true });
+    assert.equal((await muted).muted, true);
+
+    await sleep(1100);
+    const endedV = next(sv, 'call_ended');
+    const endedH = next(sh, 'call_ended');
+    sh.emit('end_call', { to: Number(vSub) });
+    const ev = await endedV;
+    assert.deepEqual({ ...ev, duration: undefined, timestamp: undefined }, {
+      callId: ack.callId, endedBy: hSub, reason: 'user_ended', duration: undefined, timestamp: undefined,
+    });
+    assert.ok(ev.duration >= 1, JSON.stringify(ev));
+    assert.deepEqual(await endedH, { from: Number(hSub), callId, reason: 'user_ended' });
+
+    const records = await rest('GET', `/api/calls?conversation=${chatid}`, hTok);
+    assert.equal(records.status, 200);
+    assert.equal(records.body.calls.length, 1);
+    assert.equal(records.body.calls[0].id, ack.callId);
+    assert.equal(records.body.calls[0].state, 'ended');
+    assert.ok(records.body.calls[0].durationMs >= 1000);
+  });
+  test('an hvtsocial caller and a v3 callee: the offer rides with the ring, the v3 answer arrives as call_answered once', async () => {
+    const [hSub, vSub] = [numericId(), numericId()];
+    const [hTok, vTok] = [token(hSub, { name: 'Hana' }), token(vSub, { name: 'Vic' })];
+    await conversation(hTok, [vSub]);
+    const sh = await connect('/hvtsocial', { auth: { token: hTok } });
+    const sv = await connect('/v3', { auth: { token: vTok, profileid: vSub } });
+
+    const ring = next(sv, 'incoming_call');
+    const offer = next(sv, 'webrtc_offer_received');
+    const ack = await sh.emitWithAck('call_user', { to: Number(vSub), offer: OFFER, isVideo: false });
+    assert.equal(ack.success, true, JSON.stringify(ack));
+    const callId = String(ack.data.callId);
+    const incoming = await ring;
+    assert.equal(incoming.callId, callId);
+    assert.equal(incoming.callerId, hSub);
+    assert.equal(incoming.callType, 'voice');
+    assert.deepEqual(await offer, { callId, fromId: hSub, offer: OFFER });
+
+    // v3 answers without SDP, then sends its answer: hvtsocial hears one call_answered, with it.
+    const answers = record(sh, 'call_answered');
+    assert.equal((await sv.emitWithAck('answer_call', { callId })).success, true);
+    const answered = next(sh, 'call_answered');
+    sv.emit('webrtc_answer', { callId, targetId: hSub, answer: ANSWER });
+    assert.deepEqual(await answered, { from: Number(vSub), answer: ANSWER, callId: Number(callId) });
+    await sleep(QUIET_MS);
+    assert.equal(answers.seen.length, 1, JSON.stringify(answers.seen));
+
+    const endedH = next(sh, 'call_ended');
+    assert.equal((await sv.emitWithAck('end_call', { callId })).success, true);
+    assert.deepEqual(await endedH, { from: Number(vSub), callId: Number(callId), reason: 'user_ended' });
+  });
+});

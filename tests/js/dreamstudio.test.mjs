@@ -633,3 +633,126 @@ describe('chat-service restarts under a running edge', { skip: !process.env.CONF
     assert.equal(mb.content, 'back again');
   });
 });
+
+describe('calls', () => {
+  const OFFER = { type: 'offer', sdp: 'v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\n' };
+  const ANSWER = { type: 'answer', sdp: 'v=0\r\no=- 7 2 IN IP4 127.0.0.1\r\n' };
+  const ICE = { candidate: 'candidate:1 1 udp 2122260223 10.0.0.1 54321 typ host', sdpMid: '0', sdpMLineIndex: 0 };
+
+  /** Alice, Bob and Carol in one room, each connected (not joined). */
+  async function trio() {
+    const [a, b, c] = [numUid(), numUid(), numUid()];
+    const ta = token(a, { name: 'Alice' });
+    const roomId = Number(await conversation(ta, [b, c], 'Studio'));
+    const [sa, sb, sc] = [await user(a, { name: 'Alice' }), await user(b, { name: 'Bob' }), await user(c, { name: 'Carol' })];
+    return { a, b, c, ta, roomId, sa, sb, sc };
+  }
+
+  /** Alice starts a room call; resolves with Bob's call:initiated. */
+  async function start(sa, sb, roomId, callType = 'AUDIO') {
+    const ring = next(sb, 'call:initiated');
+    sa.emit('call:initiated', { callType, roomId, initiatedBy: 1 });
+    return ring;
+  }
+
+  test('a room call rings every member on every tab; answers, signaling to the answering tab, end and the records', async () => {
+    const { a, b, c, ta, roomId, sa, sb, sc } = await trio();
+    const sb2 = await user(b, { name: 'Bob' });
+    const rings = [next(sa, 'call:initiated'), next(sb2, 'call:initiated'), next(sc, 'call:initiated')];
+    const ring = await start(sa, sb, roomId, 'video');
+    assert.deepEqual(ring, { callId: ring.callId, callType: 'VIDEO', initiatedBy: Number(a), roomId, timestamp: ring.timestamp });
+    assert.equal(typeof ring.callId, 'number');
+    assert.match(ring.timestamp, ISO);
+    for (const r of await Promise.all(rings)) assert.deepEqual(r, ring);
+    const { callId } = ring;
+
+    // Bob answers on one tab: everyone, his other tab included, hears it.
+    const answered = [sa, sb2, sc].map((s) => next(s, 'call:answered'));
+    sb.emit('call:answered', { callId, roomId });
+    for (const x of await Promise.all(answered)) {
+      assert.deepEqual(x, { callId, answeredBy: Number(b), roomId, timestamp: x.timestamp });
+      assert.match(x.timestamp, ISO);
+    }
+    const cAnswered = next(sa, 'call:answered');
+    sc.emit('call:answered', { callId });
+    assert.equal((await cAnswered).answeredBy, Number(c));
+    // Bob's other tab may not answer any more.
+    await expectError(sb2, 'call:answered', { callId }, 'The call was already answered', 'CONFLICT');
+
+    // Signaling (beyond the seed): to the answering tab only, untouched.
+    const otherTab = expectSilence(sb2, ['call:offer', 'call:ice-candidate']);
+    const offer = next(sb, 'call:offer');
+    sa.emit('call:offer', { callId, to: Number(b), offer: OFFER });
+    assert.deepEqual(await offer, { callId, from: Number(a), offer: OFFER });
+    const answer = next(sa, 'call:answer');
+    sb.emit('call:answer', { callId, to: Number(a), answer: ANSWER });
+    assert.deepEqual(await answer, { callId, from: Number(b), answer: ANSWER });
+    // No `to`: every other participant.
+    const ices = [next(sa, 'call:ice-candidate'), next(sb, 'call:ice-candidate')];
+    sc.emit('call:ice-candidate', { callId, candidate: ICE });
+    for (const ice of await Promise.all(ices)) assert.deepEqual(ice, { callId, from: Number(c), candidate: ICE });
+    await otherTab;
+
+    await sleep(1100);
+    const ends = [sa, sb, sb2, sc].map((s) => next(s, 'call:ended'));
+    sa.emit('call:ended', { callId, roomId });
+    for (const e of await Promise.all(ends)) {
+      assert.deepEqual({ ...e, duration: undefined }, { callId, endedBy: Number(a), reason: 'user_ended', roomId, duration: undefined });
+      assert.ok(e.duration >= 1, JSON.stringify(e));
+    }
+    const records = await rest('GET', `/api/calls?conversation=${roomId}`, ta);
+    assert.equal(records.status, 200);
+    assert.equal(records.body.calls.length, 1);
+    const r = records.body.calls[0];
+    assert.equal(r.id, String(callId));
+    assert.equal(r.state, 'ended');
+    assert.equal(r.media, 'video');
+    assert.ok(r.durationMs >= 1000);
+    assert.deepEqual(r.participants.map((p) => p.userId).sort(), [a, b, c].sort());
+    for (const p of r.participants) assert.ok(p.joinedAt && p.leftAt, JSON.stringify(p));
+  });
+
+  test('call:ended while ringing: the caller cancels for everyone', async () => {
+    const { a, roomId, sa, sb, sc } = await trio();
+    const { callId } = await start(sa, sb, roomId);
+    const ends = [sb, sc].map((s) => next(s, 'call:ended'));
+    sa.emit('call:ended', { callId, roomId });
+    for (const e of await Promise.all(ends)) assert.deepEqual(e, { callId, endedBy: Number(a), reason: 'cancelled', duration: 0, roomId });
+  });
+
+  test('refusals: not a member of the room, busy, a bad callType', async () => {
+    const { roomId, sa, sb } = await trio();
+    const eve = await user(numUid(), { name: 'Eve' });
+    const quiet = expectSilence([sa, sb], 'call:initiated');
+    await expectError(eve, 'call:initiated', { callType: 'AUDIO', roomId }, 'Not a member of this room', 'NOT_A_MEMBER');
+    await expectError(sa, 'call:initiated', { callType: 'HOLOGRAM', roomId }, /^Invalid request: /, 'INVALID_ARGUMENT');
+    await expectError(sa, 'call:initiated', {}, /^Invalid request: /, 'INVALID_ARGUMENT');
+    await quiet;
+    // Alice in an ongoing call cannot start another.
+    const { callId } = await start(sa, sb, roomId);
+    const answered = next(sa, 'call:answered');
+    sb.emit('call:answered', { callId });
+    await answered;
+    await expectError(sa, 'call:initiated', { callType: 'AUDIO', roomId }, 'User is busy', 'USER_BUSY');
+    sa.emit('call:ended', { callId });
+    await next(sb, 'call:ended');
+  });
+
+  test("a non-participant's signal and answer are refused and forwarded to nobody", async () => {
+    const { b, roomId, sa, sb } = await trio();
+    const { callId } = await start(sa, sb, roomId);
+    const answered = next(sa, 'call:answered');
+    sb.emit('call:answered', { callId });
+    await answered;
+    const eve = await user(numUid(), { name: 'Eve' });
+    const quiet = expectSilence([sa, sb], ['call:offer', 'call:ice-candidate', 'call:answered', 'call:ended']);
+    await expectError(eve, 'call:offer', { callId, to: Number(b), offer: OFFER }, 'Not authorized', 'PERMISSION_DENIED');
+    await expectError(eve, 'call:ice-candidate', { callId, candidate: ICE }, 'Not authorized', 'PERMISSION_DENIED');
+    await expectError(eve, 'call:answered', { callId }, 'Not authorized', 'PERMISSION_DENIED');
+    await expectError(eve, 'call:ended', { callId }, 'Not authorized', 'PERMISSION_DENIED');
+    await expectError(eve, 'call:answered', { callId: 999999999 }, 'Call not found', 'NOT_FOUND');
+    await quiet;
+    sa.emit('call:ended', { callId });
+    await next(sb, 'call:ended');
+  });
+});

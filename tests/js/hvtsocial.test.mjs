@@ -771,3 +771,146 @@ describe('real client: HVTSocial', () => {
     await aloof;
   });
 });
+
+describe('calls', () => {
+  const OFFER = { type: 'offer', sdp: 'v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\n' };
+  const ANSWER = { type: 'answer', sdp: 'v=0\r\no=- 7 2 IN IP4 127.0.0.1\r\n' };
+  const ICE = { candidate: 'candidate:1 1 udp 2122260223 10.0.0.1 54321 typ host', sdpMid: '0', sdpMLineIndex: 0 };
+
+  /** Alice calls Bob (who share a chat) and Bob answers on `b.s`. */
+  async function inCall() {
+    const { a, b, chatId } = await firstChat('call me');
+    const ring = next(b.s, 'incoming_call');
+    a.s.emit('call_user', { to: b.id, offer: OFFER, isVideo: false, callerName: 'Alice', callerAvatar: '', chatId });
+    const { callId } = await ring;
+    const answered = next(a.s, 'call_answered');
+    b.s.emit('answer_call', { to: a.id, answer: ANSWER });
+    await answered;
+    return { a, b, chatId, callId };
+  }
+
+  test('call_user rings every tab, answer_call stops the others, ICE both ways, end_call and the record', async () => {
+    const { a, b, chatId } = await firstChat('call me');
+    const b2 = await connect(NS, { auth: { token: b.tok } });
+    const rings = [next(b.s, 'incoming_call'), next(b2, 'incoming_call')];
+    a.s.emit('call_user', {
+      to: b.id, offer: OFFER, isVideo: true, callerName: 'Not Alice', callerAvatar: 'https://evil.example.com/x.png', chatId,
+    });
+    const [ring, ring2] = await Promise.all(rings);
+    assert.deepEqual(ring, ring2);
+    assert.equal(typeof ring.callId, 'number');
+    // Name and avatar come from the token, never the payload.
+    assert.deepEqual(ring, {
+      from: a.id, offer: OFFER, isVideo: true, callerName: 'Alice', callerAvatar: 'https://cdn.example.com/alice.png', chatId, callId: ring.callId,
+    });
+
+    const answered = next(a.s, 'call_answered');
+    const stopped = next(b2, 'call_ended');
+    const answeringQuiet = expectSilence(b.s, 'call_ended');
+    b.s.emit('answer_call', { to: a.id, answer: ANSWER });
+    assert.deepEqual(await answered, { from: b.id, answer: ANSWER, callId: ring.callId });
+    assert.deepEqual(await stopped, { from: b.id, callId: ring.callId, reason: 'answered_elsewhere' });
+    await answeringQuiet;
+    // The other tab may not answer any more.
+    b2.emit('answer_call', { to: a.id, answer: ANSWER });
+    await refusedWith(b2, 'answer_call', 'CONFLICT');
+
+    // ICE passes through untouched, each way; only the answering tab hears it.
+    const otherTabQuiet = expectSilence(b2, 'ice_candidate');
+    const iceB = next(b.s, 'ice_candidate');
+    a.s.emit('ice_candidate', { to: b.id, candidate: ICE });
+    assert.deepEqual(await iceB, { from: a.id, candidate: ICE, callId: ring.callId });
+    const iceA = next(a.s, 'ice_candidate');
+    b.s.emit('ice_candidate', { to: a.id, candidate: ICE });
+    assert.deepEqual(await iceA, { from: b.id, candidate: ICE, callId: ring.callId });
+    await otherTabQuiet;
+
+    await sleep(1100);
+    const ended = next(a.s, 'call_ended');
+    const endCall = next(a.s, 'end_call');
+    b.s.emit('end_call', { to: a.id });
+    assert.deepEqual(await ended, { from: b.id, callId: ring.callId, reason: 'user_ended' });
+    assert.deepEqual(await endCall, { from: b.id, callId: ring.callId });
+
+    const records = await rest('GET', `/api/calls?conversation=${chatId}`, a.tok);
+    assert.equal(records.status, 200);
+    assert.equal(records.body.calls.length, 1);
+    const r = records.body.calls[0];
+    assert.equal(r.id, String(ring.callId));
+    assert.equal(r.state, 'ended');
+    assert.equal(r.endReason, 'user_ended');
+    assert.equal(r.media, 'video');
+    assert.ok(r.durationMs >= 1000, JSON.stringify(r));
+    assert.deepEqual(r.participants.map((p) => p.userId).sort(), [a.sub, b.sub].sort());
+  });
+
+  test('end_call while ringing: the caller cancels, the callee rejects; both sides hear call_ended', async () => {
+    const { a, b } = await firstChat('call me');
+    let ring = next(b.s, 'incoming_call');
+    a.s.emit('call_user', { to: b.id, offer: OFFER, isVideo: false });
+    await ring;
+    let ended = next(b.s, 'call_ended');
+    a.s.emit('end_call', { to: b.id });
+    assert.equal((await ended).reason, 'cancelled');
+    ring = next(b.s, 'incoming_call');
+    a.s.emit('call_user', { to: b.id, offer: OFFER, isVideo: false });
+    const { callId } = await ring;
+    ended = next(a.s, 'call_ended');
+    b.s.emit('end_call', { to: a.id });
+    assert.deepEqual(await ended, { from: b.id, callId, reason: 'rejected' });
+  });
+
+  test('refusals: busy callee, no shared chat, the rate limit', async () => {
+    const { b } = await inCall();
+    // Carol shares a chat with Bob, who is in a call.
+    const c = await user('Carol');
+    c.s.emit('send_message', { text: 'hi', receiverId: b.id, type: 'text' });
+    await next(c.s, 'receive_message');
+    const quiet = expectSilence(b.s, 'incoming_call');
+    c.s.emit('call_user', { to: b.id, offer: OFFER, isVideo: false });
+    await refusedWith(c.s, 'call_user', 'USER_BUSY');
+    await quiet;
+    // Dave shares nothing with Carol.
+    const d = await user('Dave');
+    const quietC = expectSilence(c.s, 'incoming_call');
+    d.s.emit('call_user', { to: c.id, offer: OFFER, isVideo: false });
+    await refusedWith(d.s, 'call_user', 'PERMISSION_DENIED');
+    await quietC;
+    // Five call starts a minute, then RATE_LIMITED with retryAfter.
+    d.s.emit('send_message', { text: 'hi', receiverId: c.id, type: 'text' });
+    await next(d.s, 'receive_message');
+    for (let i = 0; i < 5; i++) {
+      const ack = await d.s.emitWithAck('call_user', { to: c.id, offer: OFFER, isVideo: false });
+      assert.equal(ack.success, true, JSON.stringify(ack));
+      assert.equal((await d.s.emitWithAck('end_call', { to: c.id })).success, true);
+    }
+    const err = next(d.s, 'error');
+    const ack = await d.s.emitWithAck('call_user', { to: c.id, offer: OFFER, isVideo: false });
+    assert.equal(ack.success, false);
+    assert.equal(ack.error.code, 'RATE_LIMITED');
+    const e = await err;
+    assert.equal(e.code, 'RATE_LIMITED');
+    assert.equal(e.event, 'call_user');
+    assert.ok(e.retryAfter >= 1 && e.retryAfter <= 60, JSON.stringify(e));
+  });
+
+  test("a non-participant's ICE candidate is refused and forwarded to nobody", async () => {
+    const { a, b, callId } = await inCall();
+    const eve = await user('Eve');
+    eve.s.emit('send_message', { text: 'hi', receiverId: b.id, type: 'text' });
+    await next(eve.s, 'receive_message');
+    const quiet = expectSilence([a.s, b.s], ['ice_candidate', 'incoming_call', 'call_answered']);
+    eve.s.emit('ice_candidate', { to: b.id, candidate: ICE });
+    await refusedWith(eve.s, 'ice_candidate', 'NOT_FOUND');
+    eve.s.emit('ice_candidate', { to: b.id, candidate: ICE, callId });
+    await refusedWith(eve.s, 'ice_candidate', 'PERMISSION_DENIED');
+    eve.s.emit('answer_call', { to: a.id, answer: ANSWER, callId });
+    await refusedWith(eve.s, 'answer_call', 'PERMISSION_DENIED');
+    eve.s.emit('ice_candidate', { to: b.id });
+    await refusedWith(eve.s, 'ice_candidate', 'INVALID_ARGUMENT');
+    await quiet;
+    const ended = next(b.s, 'call_ended');
+    a.s.emit('end_call', { to: b.id });
+    assert.equal((await ended).callId, callId);
+  });
+});

@@ -104,11 +104,11 @@
 //!   chat rooms) and never reaches any socket of the typist.
 //!
 //! Notifications, unread counts, stories, friend requests and post
-//! interactions are in [`notifications`]. Where the rest of the seed slots
-//! in (another piece of work): calls — `call_user`, `answer_call`,
-//! `ice_candidate`, `end_call` and their server events (`CallEvent`),
-//! reusing [`answer`] for its errors.
+//! interactions are in [`notifications`]; the Video Call Events
+//! (`call_user`, `incoming_call`, `answer_call`, `call_answered`,
+//! `ice_candidate`, `end_call`, `call_ended`) in [`calls`].
 
+mod calls;
 mod notifications;
 
 use confab_proto::limits::check_text;
@@ -141,8 +141,8 @@ pub const CONTRACT: Contract = Contract {
     chat_event,
     presence_event,
     notify_event: notifications::notify_event,
-    call_event: super::no_call_events,
-    calls: false,
+    call_event: calls::call_event,
+    calls: true,
 };
 
 /// What the `connect_error` of a socket without a token says: the stable
@@ -183,6 +183,7 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("join_chat", join_chat);
     s.on("leave_chat", leave_chat);
     notifications::on_connect(s);
+    calls::on_connect(s);
 }
 
 /// `{userId}` (the seed) or the id alone (the app: `Number(userId)`).

@@ -15,6 +15,7 @@
 //! | `call_missed {callId, callerId, timestamp}` | s→c | the ring timeout, to the caller and the callee |
 //! | `webrtc_offer` / `webrtc_answer` / `webrtc_ice_candidate {callId, targetId, offer\|answer\|candidate}` (legacy `ice_candidate`) | c→s | `Signal` to `targetId`, refused unless both are in the call |
 //! | `webrtc_offer_received` / `webrtc_answer_received` / `webrtc_ice_candidate_received {callId, fromId, …}` | s→c | to the target's answering socket (every socket before it answered); the SDP or candidate object exactly as sent |
+//! | `webrtc_offer_received` / `webrtc_answer_received` from a peer on `hvtsocial` | s→c | that contract sends its offer with the ring (`call_user`) and its answer with the answer (`answer_call`): the callee gets `webrtc_offer_received` right after `incoming_call`, the caller's calling socket `webrtc_answer_received` right after `call_answered` |
 //! | `toggle_mute {callId, muted}`, `toggle_video {callId, videoEnabled}`, `toggle_screen_share {callId, screenSharing}` | c→s | `UpdateControls` |
 //! | `participant_muted {callId, profileid, muted, timestamp}`, `participant_video_toggled {…, videoEnabled, …}`, `participant_screen_share_toggled {…, screenSharing, …}` | s→c | to every socket of the call's participants |
 //!
@@ -46,7 +47,7 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
 use super::{AckRequested, Emit, Refusal, error_event, read};
 use crate::auth::Identity;
-use crate::contract::{call_rooms, user_room};
+use crate::contract::{call_rooms, socket_room, user_room};
 use crate::services::Services;
 use crate::wire::{WireId, iso};
 
@@ -414,7 +415,21 @@ pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
             if !c.conversation_id.is_empty() {
                 payload["chatid"] = json!(c.conversation_id);
             }
-            vec![Emit::to(callees, "incoming_call", payload)]
+            let mut out = vec![Emit::to(callees.clone(), "incoming_call", payload)];
+            // A caller on another contract (hvtsocial) sends its offer with
+            // the ring.
+            if !c.sdp_offer.is_empty() {
+                out.push(signal_received(
+                    callees,
+                    &Signal {
+                        call_id: c.id.clone(),
+                        from_user_id: c.caller_id.clone(),
+                        kind: SignalKind::Offer as i32,
+                        payload_json: c.sdp_offer.clone(),
+                    },
+                ));
+            }
+            out
         }
         Some(Kind::CallAnswered(c)) => {
             let accepted_video = c
@@ -422,7 +437,7 @@ pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
                 .iter()
                 .find(|p| p.user_id == by)
                 .is_some_and(|p| p.video_enabled);
-            vec![Emit::to(
+            let mut out = vec![Emit::to(
                 everyone,
                 "call_answered",
                 json!({
@@ -431,7 +446,33 @@ pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
                     "acceptedVideo": accepted_video,
                     "timestamp": iso(c.answered_at_ms),
                 }),
-            )]
+            )];
+            // A callee on another contract (hvtsocial) answers with its SDP:
+            // the caller's calling socket gets it.
+            if !c.sdp_answer.is_empty() {
+                let rooms: Vec<String> = c
+                    .participants
+                    .iter()
+                    .filter(|p| p.user_id == c.caller_id)
+                    .map(|p| {
+                        if p.session_id.is_empty() {
+                            user_room(&p.user_id)
+                        } else {
+                            socket_room(&p.session_id)
+                        }
+                    })
+                    .collect();
+                out.push(signal_received(
+                    rooms,
+                    &Signal {
+                        call_id: c.id.clone(),
+                        from_user_id: by.to_string(),
+                        kind: SignalKind::Answer as i32,
+                        payload_json: c.sdp_answer.clone(),
+                    },
+                ));
+            }
+            out
         }
         Some(Kind::CallRejected(c)) => vec![Emit::to(
             everyone,

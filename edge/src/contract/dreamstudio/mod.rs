@@ -93,11 +93,12 @@
 //!   seen as `user:stop_typing`. The typist's own sockets never get either
 //!   event, whatever room they are in.
 //!
-//! Not here yet (other issues), and where they slot in: the room calls
-//! `call:initiated`, `call:answered`, `call:ended` (handlers calling
-//! call-service, rendered from `CallEvent`s) — each a handler in
-//! [`on_connect`] plus a renderer beside [`chat_event`]; cross-edge
-//! `member:joined`/`member:left` from `room_presence_changed` (see above).
+//! The room calls (`call:initiated`, `call:answered`, `call:ended`, and
+//! signaling events beyond the seed) are in [`calls`]. Not here yet
+//! (another issue): cross-edge `member:joined`/`member:left` from
+//! `room_presence_changed` (see above).
+
+mod calls;
 
 use confab_proto::v1::presence_event::Kind as PresenceKind;
 use confab_proto::v1::{
@@ -126,8 +127,8 @@ pub const CONTRACT: Contract = Contract {
     chat_event,
     presence_event,
     notify_event: super::no_notifications,
-    call_event: super::no_call_events,
-    calls: false,
+    call_event: calls::call_event,
+    calls: true,
 };
 
 /// `auth.userId`, when present, must name the token's subject.
@@ -155,6 +156,7 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("message:delete", delete_message);
     s.on("user:typing", start_typing);
     s.on("user:stop_typing", stop_typing);
+    calls::on_connect(s);
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,454 @@
+//! `dreamstudio` calls: seed 004's Call Events on call-service's room calls.
+//!
+//! | seed event | direction | confab |
+//! |---|---|---|
+//! | `call:initiated {callType, roomId}` | c→s | `InitiateCall` with `group_call`: every other member of the room is rung (the caller must be a member); `callType` `AUDIO` or `VIDEO` (any case; default `AUDIO`); the seed's `initiatedBy` is ignored (the token decides) |
+//! | `call:initiated {callId, callType, initiatedBy, roomId, timestamp}` | s→c | `call_initiated`, to every socket of every member the call rings and of the caller |
+//! | `call:answered {callId, roomId}` | c→s | `AnswerCall` from this socket (its signaling then goes to it alone); each member who answers gets a participant record with when they joined |
+//! | `call:answered {callId, answeredBy, roomId, timestamp}` | s→c | to every socket of the call's participants, so the answerer's other tabs stop ringing |
+//! | `call:ended {callId, roomId}` | c→s | an ongoing call: `EndCall` (the caller, or the last two in it, end it for everyone; anyone else leaves it and it goes on); a ringing one: `CancelCall` for the caller, `RejectCall` for a callee (declines for them; the call is rejected once every callee has) |
+//! | `call:ended {callId, endedBy, reason, duration, roomId}` | s→c | every end (hung up, `cancelled`, `rejected`, `missed` after the ring timeout, `timeout` after the maximum duration, `participant_disconnected` after the disconnect grace) to every socket of the participants; `endedBy` is `"system"` for the timers; `duration` in whole seconds from the first answer |
+//!
+//! Beyond the seed (it has no signaling events; a frontend on it needs some
+//! to connect peers), colon-named like its own:
+//!
+//! | event | direction | confab |
+//! |---|---|---|
+//! | `call:offer {callId, to?, offer}`, `call:answer {callId, to?, answer}`, `call:ice-candidate {callId, to?, candidate}` | c→s | `Signal` to `to` (every other participant when absent), refused unless sender and target are in the call |
+//! | `call:offer {callId, from, offer}`, `call:answer {callId, from, answer}`, `call:ice-candidate {callId, from, candidate}` | s→c | to the target's answering socket (every socket before it answered), the SDP or candidate exactly as sent |
+//!
+//! Choices where the seed is vague:
+//! - The seed broadcasts to `room:<roomId>` (the sockets that joined the
+//!   room); confab rings every socket of every member, joined or not, as a
+//!   call must ring on a member's every tab.
+//! - `roomId` in `call:answered` / `call:ended` is optional and not trusted:
+//!   the call decides. Every server event carries the call's `roomId`.
+//! - Refusals are the seed's `error` string with `{code, message}` (and,
+//!   with an ack, `{success: false, error, code}`): `User is busy`
+//!   (`USER_BUSY`) when the caller is already in an ongoing call, or a
+//!   callee answering is; `Too many calls, try again later` (`RATE_LIMITED`,
+//!   with `retryAfter` in seconds in the second argument) for the sixth call
+//!   start in a minute; `Not a member of this room` (`NOT_A_MEMBER`);
+//!   `Not authorized` (`PERMISSION_DENIED`) for a call the sender is not
+//!   in; `Call not found` (`NOT_FOUND`); for a call in the wrong state
+//!   (`CONFLICT`) `Call is <state>` or the reason (`The call was already
+//!   answered` for a second tab answering).
+//! - A participant leaving a room call that goes on, and one callee
+//!   declining while others still ring, have no event (call-service
+//!   publishes none); the record keeps when they left.
+
+use confab_proto::v1::{
+    Call, CallActionRequest, CallEvent, CallMedia, InitiateCallRequest, SignalKind, SignalRequest,
+    call_event::Kind,
+};
+use confab_proto::{ErrorCode, ServiceError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+
+use super::refused_with;
+use crate::auth::Identity;
+use crate::contract::{Emit, call_rooms};
+use crate::services::Services;
+use crate::wire::{WireId, iso, numeric_id};
+
+pub(super) fn on_connect(s: &SocketRef) {
+    s.on("call:initiated", initiate);
+    s.on("call:answered", answered);
+    s.on("call:ended", ended);
+    s.on("call:offer", |s, p, svc, me, ack| {
+        signal(s, p, svc, me, ack, SignalKind::Offer)
+    });
+    s.on("call:answer", |s, p, svc, me, ack| {
+        signal(s, p, svc, me, ack, SignalKind::Answer)
+    });
+    s.on("call:ice-candidate", |s, p, svc, me, ack| {
+        signal(s, p, svc, me, ack, SignalKind::IceCandidate)
+    });
+}
+
+fn status(st: tonic::Status) -> ServiceError {
+    ServiceError::from_status(&st)
+}
+
+fn bad_payload(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::invalid(e.to_string())
+}
+
+/// Answers a call request in the seed's terms (module doc).
+fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, ServiceError>) {
+    let e = match result {
+        Ok(data) => {
+            let _ = ack.send(&json!({ "success": true, "data": data }));
+            return;
+        }
+        Err(e) => e,
+    };
+    let (text, code) = match e.code {
+        ErrorCode::LimitExceeded => (
+            "Too many calls, try again later".to_string(),
+            "RATE_LIMITED",
+        ),
+        ErrorCode::Conflict if e.message.starts_with("busy") => {
+            ("User is busy".to_string(), "USER_BUSY")
+        }
+        ErrorCode::Conflict => (conflict_text(&e.message), "CONFLICT"),
+        ErrorCode::NotFound => ("Call not found".to_string(), "NOT_FOUND"),
+        _ => {
+            let r = refused_with(e.clone(), "Not authorized");
+            (r.text, e.code.as_str())
+        }
+    };
+    let mut detail = json!({ "code": code, "message": e.message });
+    let mut reply = json!({ "success": false, "error": text, "code": code });
+    if e.code == ErrorCode::LimitExceeded {
+        let secs = (e.retry_after_ms + 999) / 1000;
+        detail["retryAfter"] = json!(secs);
+        reply["retryAfter"] = json!(secs);
+    }
+    let _ = s.emit("error", &(text.as_str(), detail));
+    let _ = ack.send(&reply);
+}
+
+/// A call in the wrong state, for people: `Call is ended` for the service's
+/// `the call is ended`, else its reason with a capital letter (`The call was
+/// already answered`).
+fn conflict_text(reason: &str) -> String {
+    if let Some(state) = reason.strip_prefix("the call is ") {
+        return format!("Call is {state}");
+    }
+    let mut chars = reason.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => "Call cannot change now".to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Initiate {
+    room_id: WireId,
+    #[serde(default)]
+    call_type: Option<String>,
+}
+
+async fn initiate(
+    s: SocketRef,
+    TryData(p): TryData<Initiate>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        let media = match p
+            .call_type
+            .as_deref()
+            .unwrap_or("AUDIO")
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "AUDIO" | "VOICE" => CallMedia::Audio,
+            "VIDEO" => CallMedia::Video,
+            _ => return Err(ServiceError::invalid("callType must be AUDIO or VIDEO")),
+        };
+        let c = svc
+            .call
+            .clone()
+            .initiate_call(InitiateCallRequest {
+                actor: Some(me.actor()),
+                conversation_id: p.room_id.0,
+                group_call: true,
+                media: media as i32,
+                session_id: s.id.to_string(),
+                ..Default::default()
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        Ok(json!({ "callId": numeric_id(&c.id), "roomId": numeric_id(&c.conversation_id) }))
+    }
+    .await;
+    answer(&s, ack, result);
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallRef {
+    call_id: WireId,
+}
+
+async fn answered(
+    s: SocketRef,
+    TryData(p): TryData<CallRef>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        let c = svc
+            .call
+            .clone()
+            .answer_call(CallActionRequest {
+                actor: Some(me.actor()),
+                call_id: p.call_id.0,
+                session_id: s.id.to_string(),
+                ..Default::default()
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        Ok(json!({ "callId": numeric_id(&c.id) }))
+    }
+    .await;
+    answer(&s, ack, result);
+}
+
+async fn ended(
+    s: SocketRef,
+    TryData(p): TryData<CallRef>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        let req = CallActionRequest {
+            actor: Some(me.actor()),
+            call_id: p.call_id.0,
+            session_id: s.id.to_string(),
+            ..Default::default()
+        };
+        let mut call = svc.call.clone();
+        // Ongoing: end (or leave) it. Ringing: the caller cancels, a callee
+        // declines.
+        let c = match call.end_call(req.clone()).await.map_err(status) {
+            Err(e) if e.code == ErrorCode::Conflict => {
+                match call.cancel_call(req.clone()).await.map_err(status) {
+                    Err(e) if e.code == ErrorCode::PermissionDenied => {
+                        call.reject_call(req).await.map_err(status)
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        }?
+        .into_inner();
+        Ok(json!({ "callId": numeric_id(&c.id) }))
+    }
+    .await;
+    answer(&s, ack, result);
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignalIn {
+    call_id: WireId,
+    #[serde(default)]
+    to: Option<WireId>,
+    #[serde(default)]
+    offer: Option<Value>,
+    #[serde(default)]
+    answer: Option<Value>,
+    #[serde(default)]
+    candidate: Option<Value>,
+}
+
+async fn signal(
+    s: SocketRef,
+    TryData(p): TryData<SignalIn>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+    kind: SignalKind,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        let field = field(kind);
+        let payload = match kind {
+            SignalKind::Offer => p.offer,
+            SignalKind::Answer => p.answer,
+            _ => p.candidate,
+        }
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| ServiceError::invalid(format!("{field} is required")))?;
+        svc.call
+            .clone()
+            .signal(SignalRequest {
+                actor: Some(me.actor()),
+                call_id: p.call_id.0,
+                kind: kind as i32,
+                payload_json: payload.to_string(),
+                to_user_id: p.to.map(|t| t.0).unwrap_or_default(),
+                session_id: s.id.to_string(),
+            })
+            .await
+            .map_err(status)?;
+        Ok(json!({}))
+    }
+    .await;
+    answer(&s, ack, result);
+}
+
+fn field(kind: SignalKind) -> &'static str {
+    match kind {
+        SignalKind::Offer => "offer",
+        SignalKind::Answer => "answer",
+        _ => "candidate",
+    }
+}
+
+// ---- rendering -----------------------------------------------------------------
+
+fn call_type(c: &Call) -> &'static str {
+    if c.media == CallMedia::Video as i32 {
+        "VIDEO"
+    } else {
+        "AUDIO"
+    }
+}
+
+pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
+    let everyone = call_rooms(ev.audience.as_ref());
+    let by = numeric_id(&ev.actor_id);
+    match &ev.kind {
+        Some(Kind::CallInitiated(c)) => vec![Emit::to(
+            everyone,
+            "call:initiated",
+            json!({
+                "callId": numeric_id(&c.id),
+                "callType": call_type(c),
+                "initiatedBy": numeric_id(&c.caller_id),
+                "roomId": numeric_id(&c.conversation_id),
+                "timestamp": iso(c.created_at_ms),
+            }),
+        )],
+        Some(Kind::CallAnswered(c)) => {
+            let at = c
+                .participants
+                .iter()
+                .find(|p| p.user_id == ev.actor_id)
+                .map_or(c.answered_at_ms, |p| p.joined_at_ms);
+            vec![Emit::to(
+                everyone,
+                "call:answered",
+                json!({
+                    "callId": numeric_id(&c.id),
+                    "answeredBy": by,
+                    "roomId": numeric_id(&c.conversation_id),
+                    "timestamp": iso(at),
+                }),
+            )]
+        }
+        Some(
+            Kind::CallRejected(c)
+            | Kind::CallCancelled(c)
+            | Kind::CallMissed(c)
+            | Kind::CallEnded(c),
+        ) => vec![Emit::to(
+            everyone,
+            "call:ended",
+            json!({
+                "callId": numeric_id(&c.id),
+                "endedBy": by,
+                "reason": c.end_reason,
+                "duration": (c.duration_ms + 500) / 1000,
+                "roomId": numeric_id(&c.conversation_id),
+            }),
+        )],
+        Some(Kind::Signal(sig)) => {
+            let kind = SignalKind::try_from(sig.kind).unwrap_or_default();
+            let event = match kind {
+                SignalKind::Offer => "call:offer",
+                SignalKind::Answer => "call:answer",
+                _ => "call:ice-candidate",
+            };
+            let mut payload = json!({
+                "callId": numeric_id(&sig.call_id),
+                "from": numeric_id(&sig.from_user_id),
+            });
+            payload[field(kind)] = serde_json::from_str(&sig.payload_json).unwrap_or(Value::Null);
+            vec![Emit::to(everyone, event, payload)]
+        }
+        // The seed has no call controls.
+        Some(Kind::ControlsChanged(_)) | None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_proto::v1::{Audience, Signal};
+
+    fn event(kind: Kind, sessions: &[&str]) -> CallEvent {
+        CallEvent {
+            audience: Some(Audience {
+                user_ids: vec!["100001".into(), "100002".into()],
+                session_ids: sessions.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }),
+            actor_id: "100001".into(),
+            kind: Some(kind),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn room_calls_render_in_the_seed_shape() {
+        let c = Call {
+            id: "5".into(),
+            caller_id: "100001".into(),
+            conversation_id: "3".into(),
+            media: CallMedia::Video as i32,
+            created_at_ms: 1_700_000_000_000,
+            group_call: true,
+            ..Default::default()
+        };
+        let out = call_event(&event(Kind::CallInitiated(c.clone()), &[]));
+        assert_eq!(out[0].event, "call:initiated");
+        assert_eq!(out[0].rooms, vec!["user:100001", "user:100002"]);
+        assert_eq!(
+            out[0].data,
+            json!({"callId": 5, "callType": "VIDEO", "initiatedBy": 100001, "roomId": 3,
+                   "timestamp": "2023-11-14T22:13:20.000Z"})
+        );
+        let ended = Call {
+            end_reason: "user_ended".into(),
+            duration_ms: 2_400,
+            ..c
+        };
+        let out = call_event(&event(Kind::CallEnded(ended), &[]));
+        assert_eq!(
+            out[0].data,
+            json!({"callId": 5, "endedBy": 100001, "reason": "user_ended", "duration": 2, "roomId": 3})
+        );
+    }
+
+    #[test]
+    fn conflicts_read_for_people() {
+        assert_eq!(conflict_text("the call is ended"), "Call is ended");
+        assert_eq!(
+            conflict_text("the call was already answered"),
+            "The call was already answered"
+        );
+        assert_eq!(conflict_text(""), "Call cannot change now");
+    }
+
+    #[test]
+    fn signals_go_to_the_answering_socket() {
+        let sig = Signal {
+            call_id: "5".into(),
+            from_user_id: "100001".into(),
+            kind: SignalKind::Offer as i32,
+            payload_json: r#"{"type":"offer"}"#.into(),
+        };
+        let out = call_event(&event(Kind::Signal(sig), &["sb"]));
+        assert_eq!(out[0].event, "call:offer");
+        assert_eq!(out[0].rooms, vec!["socket:sb"]);
+        assert_eq!(
+            out[0].data,
+            json!({"callId": 5, "from": 100001, "offer": {"type": "offer"}})
+        );
+    }
+}

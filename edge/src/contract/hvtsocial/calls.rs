@@ -1,0 +1,487 @@
+//! `hvtsocial` calls: seed 000's Video Call Events on call-service.
+//!
+//! | seed event | direction | confab |
+//! |---|---|---|
+//! | `call_user {to, offer, isVideo, callerName, callerAvatar, chatId}` | c→s | `InitiateCall` to `to` (`chatId`, when sent, must be a chat both are in; else their direct chat is found), `offer` stored and relayed with the ring; `callerName`/`callerAvatar` come from the token, not the payload |
+//! | `incoming_call {from, offer, isVideo, callerName, callerAvatar, chatId, callId}` | s→c | `call_initiated`, to every socket of the callee; `offer` is `null` when the caller (on another contract) sent none with the ring |
+//! | `answer_call {to, answer}` | c→s | `AnswerCall` of the ringing call from `to`, from this socket (its signaling then goes to this socket alone), with `answer` |
+//! | `call_answered {from, answer, callId}` | s→c | to the caller, when the answer carries SDP; the callee's *other* sockets get `call_ended {reason: 'answered_elsewhere'}` instead, so they stop ringing |
+//! | `ice_candidate {to, candidate}` | c→s | `Signal` (ICE) to `to` in the live call between the two, refused unless both are in it |
+//! | `ice_candidate {from, candidate, callId}` | s→c | to `to`'s answering socket (every socket before it answered), the candidate exactly as sent |
+//! | `end_call {to}` | c→s | the live call with `to`: `EndCall` when ongoing; while ringing, `CancelCall` for the caller and `RejectCall` for the callee |
+//! | `call_ended {from, callId, reason}` and `end_call {from, callId}` | s→c | every end (hung up, cancelled, rejected, missed after the ring timeout, `timeout` after the maximum duration, `participant_disconnected` after the disconnect grace), to every socket of both parties; `from` is who ended it, `"system"` for the timers |
+//!
+//! Choices where the seed is vague:
+//! - The seed has no call id: a request names the other user (`to`) and
+//!   call-service finds the one live call between the two. Every payload may
+//!   also carry `callId` (a confab addition, sent with every server event),
+//!   which then decides.
+//! - SDP and ICE from a peer on another contract: an offer sent after the
+//!   ring (a `v3` caller sends its `webrtc_offer` on its own) arrives as
+//!   `incoming_call {from, offer, callId}` — the seed's one event carrying
+//!   an offer; an answer as `call_answered {from, answer, callId}`. A `v3`
+//!   peer gets this contract's `offer` and `answer` as
+//!   `webrtc_offer_received` / `webrtc_answer_received`.
+//! - Refusals are `error {code, message, event}` (and, with an ack,
+//!   `{success: false, error: {code, message}}`): `USER_BUSY` when the
+//!   caller or callee is already in an ongoing call; `RATE_LIMITED` with
+//!   `retryAfter` (seconds) for the sixth call start in a minute;
+//!   `PERMISSION_DENIED` when the two share no chat, or for a `callId`
+//!   the sender is not in; `NOT_FOUND` when there is no live call with
+//!   `to` (so a signal to someone you are not calling is refused and
+//!   forwarded to nobody); `CONFLICT` for a call in the wrong state (a
+//!   second tab answering an answered call); `INVALID_ARGUMENT` for a
+//!   malformed payload. The connection stays up.
+//! - Call controls (mute, video, screen share) have no event in the seed and
+//!   are not rendered here.
+
+use confab_proto::v1::{
+    Call, CallActionRequest, CallEvent, CallMedia, InitiateCallRequest, SignalKind, SignalRequest,
+    call_event::Kind,
+};
+use confab_proto::{ErrorCode, ServiceError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+
+use crate::auth::Identity;
+use crate::contract::{Emit, call_rooms, socket_room, user_room};
+use crate::services::Services;
+use crate::wire::{WireId, numeric_id};
+
+pub(super) fn on_connect(s: &SocketRef) {
+    s.on("call_user", call_user);
+    s.on("answer_call", answer_call);
+    s.on("ice_candidate", ice_candidate);
+    s.on("end_call", end_call);
+}
+
+type Outcome = Result<Value, ServiceError>;
+
+fn status(st: tonic::Status) -> ServiceError {
+    ServiceError::from_status(&st)
+}
+
+fn bad_payload(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::invalid(format!("invalid payload: {e}"))
+}
+
+/// A call refusal's stable code in hvtsocial's terms (module doc).
+fn code(e: &ServiceError) -> &'static str {
+    match e.code {
+        ErrorCode::LimitExceeded => "RATE_LIMITED",
+        ErrorCode::Conflict if e.message.starts_with("busy") => "USER_BUSY",
+        c => c.as_str(),
+    }
+}
+
+/// Answers a call request: a refusal is `error {code, message, event}` (and
+/// `retryAfter` for the rate limit); an ack gets `{success, data | error}`.
+fn answer(s: &SocketRef, ack: AckSender, event: &str, result: Outcome) {
+    let reply = match result {
+        Ok(data) => json!({ "success": true, "data": data }),
+        Err(e) => {
+            let mut error = json!({ "code": code(&e), "message": e.message });
+            if e.code == ErrorCode::LimitExceeded {
+                error["retryAfter"] = json!((e.retry_after_ms + 999) / 1000);
+            }
+            let reply = json!({ "success": false, "error": error.clone() });
+            error["event"] = json!(event);
+            let _ = s.emit("error", &error);
+            reply
+        }
+    };
+    let _ = ack.send(&reply);
+}
+
+fn call_id(c: Option<WireId>) -> String {
+    c.map(|c| c.0).unwrap_or_default()
+}
+
+/// A JSON value that is there and not `null`.
+fn present(v: Option<Value>) -> Option<Value> {
+    v.filter(|v| !v.is_null())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallUser {
+    to: WireId,
+    #[serde(default)]
+    offer: Option<Value>,
+    #[serde(default)]
+    is_video: Option<bool>,
+    #[serde(default)]
+    chat_id: Option<WireId>,
+}
+
+async fn call_user(
+    s: SocketRef,
+    TryData(p): TryData<CallUser>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        let req = InitiateCallRequest {
+            actor: Some(me.actor()),
+            callee_ids: vec![p.to.0],
+            conversation_id: call_id(p.chat_id),
+            media: if p.is_video.unwrap_or(false) {
+                CallMedia::Video
+            } else {
+                CallMedia::Audio
+            } as i32,
+            sdp_offer: present(p.offer).map(|o| o.to_string()).unwrap_or_default(),
+            session_id: s.id.to_string(),
+            ..Default::default()
+        };
+        let c = svc
+            .call
+            .clone()
+            .initiate_call(req)
+            .await
+            .map_err(status)?
+            .into_inner();
+        Ok(json!({ "callId": numeric_id(&c.id) }))
+    }
+    .await;
+    answer(&s, ack, "call_user", result);
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnswerCall {
+    to: WireId,
+    #[serde(default)]
+    answer: Option<Value>,
+    #[serde(default)]
+    call_id: Option<WireId>,
+}
+
+async fn answer_call(
+    s: SocketRef,
+    TryData(p): TryData<AnswerCall>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        let c = svc
+            .call
+            .clone()
+            .answer_call(CallActionRequest {
+                actor: Some(me.actor()),
+                call_id: call_id(p.call_id),
+                peer_user_id: p.to.0,
+                sdp: present(p.answer).map(|a| a.to_string()).unwrap_or_default(),
+                session_id: s.id.to_string(),
+                ..Default::default()
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        Ok(json!({ "callId": numeric_id(&c.id) }))
+    }
+    .await;
+    answer(&s, ack, "answer_call", result);
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IceCandidate {
+    to: WireId,
+    #[serde(default)]
+    candidate: Option<Value>,
+    #[serde(default)]
+    call_id: Option<WireId>,
+}
+
+async fn ice_candidate(
+    s: SocketRef,
+    TryData(p): TryData<IceCandidate>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        let candidate =
+            present(p.candidate).ok_or_else(|| ServiceError::invalid("candidate is required"))?;
+        svc.call
+            .clone()
+            .signal(SignalRequest {
+                actor: Some(me.actor()),
+                call_id: call_id(p.call_id),
+                kind: SignalKind::IceCandidate as i32,
+                payload_json: candidate.to_string(),
+                to_user_id: p.to.0,
+                session_id: s.id.to_string(),
+            })
+            .await
+            .map_err(status)?;
+        Ok(json!({}))
+    }
+    .await;
+    answer(&s, ack, "ice_candidate", result);
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EndCall {
+    to: WireId,
+    #[serde(default)]
+    call_id: Option<WireId>,
+}
+
+async fn end_call(
+    s: SocketRef,
+    TryData(p): TryData<EndCall>,
+    State(svc): State<Services>,
+    Extension(me): Extension<Identity>,
+    ack: AckSender,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        let req = CallActionRequest {
+            actor: Some(me.actor()),
+            call_id: call_id(p.call_id),
+            peer_user_id: p.to.0,
+            session_id: s.id.to_string(),
+            ..Default::default()
+        };
+        let mut call = svc.call.clone();
+        // Ongoing: end it. Ringing: the caller cancels, the callee rejects.
+        let c = match call.end_call(req.clone()).await.map_err(status) {
+            Err(e) if e.code == ErrorCode::Conflict => {
+                match call.cancel_call(req.clone()).await.map_err(status) {
+                    Err(e) if e.code == ErrorCode::PermissionDenied => {
+                        call.reject_call(req).await.map_err(status)
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        }?
+        .into_inner();
+        Ok(json!({ "callId": numeric_id(&c.id) }))
+    }
+    .await;
+    answer(&s, ack, "end_call", result);
+}
+
+// ---- rendering -----------------------------------------------------------------
+
+/// SDP or a candidate as the peer sent it (JSON text), `null` when none.
+fn parsed(json_text: &str) -> Value {
+    if json_text.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(json_text).unwrap_or_else(|_| Value::from(json_text))
+}
+
+fn users_except(c: &Call, but: &str) -> Vec<String> {
+    c.participants
+        .iter()
+        .filter(|p| p.user_id != but)
+        .map(|p| user_room(&p.user_id))
+        .collect()
+}
+
+pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
+    let by = ev.actor_id.as_str();
+    match &ev.kind {
+        Some(Kind::CallInitiated(c)) => {
+            let mut payload = json!({
+                "from": numeric_id(&c.caller_id),
+                "offer": parsed(&c.sdp_offer),
+                "isVideo": c.media == CallMedia::Video as i32,
+                "callerName": c.caller_name,
+                "callerAvatar": c.caller_avatar,
+                "callId": numeric_id(&c.id),
+            });
+            if !c.conversation_id.is_empty() {
+                payload["chatId"] = numeric_id(&c.conversation_id);
+            }
+            vec![Emit::to(
+                users_except(c, &c.caller_id),
+                "incoming_call",
+                payload,
+            )]
+        }
+        Some(Kind::CallAnswered(c)) => {
+            let mut out = Vec::new();
+            if !c.sdp_answer.is_empty() {
+                out.push(Emit::to(
+                    users_except(c, by),
+                    "call_answered",
+                    json!({
+                        "from": numeric_id(by),
+                        "answer": parsed(&c.sdp_answer),
+                        "callId": numeric_id(&c.id),
+                    }),
+                ));
+            }
+            // The answerer's other sockets stop ringing.
+            let answering = c
+                .participants
+                .iter()
+                .find(|p| p.user_id == by)
+                .map(|p| p.session_id.as_str())
+                .unwrap_or_default();
+            if !answering.is_empty() {
+                out.push(Emit {
+                    rooms: vec![user_room(by)],
+                    except: vec![socket_room(answering)],
+                    event: "call_ended",
+                    data: json!({
+                        "from": numeric_id(by),
+                        "callId": numeric_id(&c.id),
+                        "reason": "answered_elsewhere",
+                    }),
+                });
+            }
+            out
+        }
+        Some(
+            Kind::CallRejected(c)
+            | Kind::CallCancelled(c)
+            | Kind::CallMissed(c)
+            | Kind::CallEnded(c),
+        ) => {
+            let everyone = call_rooms(ev.audience.as_ref());
+            let reason = if c.end_reason.is_empty() {
+                "ended"
+            } else {
+                c.end_reason.as_str()
+            };
+            vec![
+                Emit::to(
+                    everyone.clone(),
+                    "call_ended",
+                    json!({ "from": numeric_id(by), "callId": numeric_id(&c.id), "reason": reason }),
+                ),
+                Emit::to(
+                    everyone,
+                    "end_call",
+                    json!({ "from": numeric_id(by), "callId": numeric_id(&c.id) }),
+                ),
+            ]
+        }
+        Some(Kind::Signal(sig)) => {
+            let rooms = call_rooms(ev.audience.as_ref());
+            let (event, field) = match SignalKind::try_from(sig.kind).unwrap_or_default() {
+                SignalKind::Offer => ("incoming_call", "offer"),
+                SignalKind::Answer => ("call_answered", "answer"),
+                _ => ("ice_candidate", "candidate"),
+            };
+            let mut payload = json!({
+                "from": numeric_id(&sig.from_user_id),
+                "callId": numeric_id(&sig.call_id),
+            });
+            payload[field] = parsed(&sig.payload_json);
+            vec![Emit::to(rooms, event, payload)]
+        }
+        // The seed has no call controls.
+        Some(Kind::ControlsChanged(_)) | None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_proto::v1::{Audience, Participant, Signal};
+
+    fn call() -> Call {
+        Call {
+            id: "9".into(),
+            caller_id: "100001".into(),
+            caller_name: "Ada".into(),
+            conversation_id: "7".into(),
+            media: CallMedia::Video as i32,
+            sdp_offer: r#"{"type":"offer","sdp":"v=0"}"#.into(),
+            participants: vec![
+                Participant {
+                    user_id: "100001".into(),
+                    session_id: "sa".into(),
+                    ..Default::default()
+                },
+                Participant {
+                    user_id: "100002".into(),
+                    session_id: "sb".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn event(actor: &str, kind: Kind) -> CallEvent {
+        CallEvent {
+            audience: Some(Audience {
+                user_ids: vec!["100001".into(), "100002".into()],
+                ..Default::default()
+            }),
+            actor_id: actor.into(),
+            kind: Some(kind),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_ring_carries_the_offer_to_the_callee() {
+        let out = call_event(&event("100001", Kind::CallInitiated(call())));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event, "incoming_call");
+        assert_eq!(out[0].rooms, vec!["user:100002"]);
+        assert_eq!(
+            out[0].data,
+            json!({"from": 100001, "offer": {"type": "offer", "sdp": "v=0"}, "isVideo": true,
+                   "callerName": "Ada", "callerAvatar": "", "chatId": 7, "callId": 9})
+        );
+    }
+
+    #[test]
+    fn an_answer_reaches_the_caller_and_stops_the_other_tabs() {
+        let mut c = call();
+        c.sdp_answer = r#"{"type":"answer"}"#.into();
+        let out = call_event(&event("100002", Kind::CallAnswered(c.clone())));
+        assert_eq!(out[0].event, "call_answered");
+        assert_eq!(out[0].rooms, vec!["user:100001"]);
+        assert_eq!(out[0].data["answer"], json!({"type": "answer"}));
+        assert_eq!(out[1].event, "call_ended");
+        assert_eq!(out[1].rooms, vec!["user:100002"]);
+        assert_eq!(out[1].except, vec!["socket:sb"]);
+        // No SDP (a peer on another contract): no call_answered yet.
+        c.sdp_answer.clear();
+        let out = call_event(&event("100002", Kind::CallAnswered(c)));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event, "call_ended");
+    }
+
+    #[test]
+    fn ends_and_signals_in_the_seed_shape() {
+        let mut c = call();
+        c.end_reason = "timeout".into();
+        let out = call_event(&event("system", Kind::CallEnded(c)));
+        assert_eq!(
+            out[0].data,
+            json!({"from": "system", "callId": 9, "reason": "timeout"})
+        );
+        assert_eq!(out[1].event, "end_call");
+        let sig = Signal {
+            call_id: "9".into(),
+            from_user_id: "100001".into(),
+            kind: SignalKind::IceCandidate as i32,
+            payload_json: r#"{"candidate":"c"}"#.into(),
+        };
+        let out = call_event(&event("100001", Kind::Signal(sig)));
+        assert_eq!(out[0].event, "ice_candidate");
+        assert_eq!(
+            out[0].data,
+            json!({"from": 100001, "callId": 9, "candidate": {"candidate": "c"}})
+        );
+    }
+}
