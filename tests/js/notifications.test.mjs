@@ -178,8 +178,12 @@ describe('notifications', () => {
     const [b1, b2] = [await bob.tab(), await bob.tab()];
     const sa = await alice.tab();
     const note = next(b1, 'new_notification');
+    // The publish's own count comes after its notification: wait for it on
+    // both tabs, so the silence below is about Alice's read alone.
+    const first = [next(b1, 'unread_count'), next(b2, 'unread_count')];
     await published({ user_ids: [bob.sub], type: 'post_liked', payload: { postId: 1, userId: alice.id, userName: 'Alice', likeCount: 1 }, notification: { type: 'like', content: 'Alice liked your post' } });
     const { id } = await note;
+    for (const c of first) assert.deepEqual(await c, { count: 1 });
 
     // Alice names Bob's notification: nothing is read, nobody hears a count.
     const quiet = expectSilence([b1, b2], 'unread_count');
