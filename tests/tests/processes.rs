@@ -329,3 +329,111 @@ async fn a_crashed_edges_users_go_offline_after_the_session_ttl() {
     // Bob's edge kept heartbeating: he is still online.
     assert!(online(&mut presence, bob.clone()).await.online);
 }
+
+/// call-service killed with SIGKILL while a call rings, and started again
+/// after the call's ring deadline passed: the call is `missed` — resolved
+/// from the deadline in its database at start, not from a timer lost with
+/// the process — and its record says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_call_service_resolves_an_overdue_call_when_it_starts_again() {
+    use confab_proto::v1::call_service_client::CallServiceClient;
+    use confab_proto::v1::chat_service_client::ChatServiceClient;
+    use confab_proto::v1::{
+        Actor, CallMedia, CallState, ConversationKind, CreateConversationRequest, GetCallRequest,
+        InitiateCallRequest,
+    };
+
+    const RING_MS: u64 = 1500;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+    let (chat_port, call_port) = (free_port(), free_port());
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let _chat = spawn(
+        "chat-service",
+        &[
+            ("CHAT_LISTEN", format!("127.0.0.1:{chat_port}")),
+            ("DATABASE_URL", sqlite("chat.db")),
+        ],
+    );
+    let call_env = vec![
+        ("CALL_LISTEN", format!("127.0.0.1:{call_port}")),
+        ("CALL_DATABASE_URL", sqlite("call.db")),
+        ("CALL_CHAT_URL", url(chat_port)),
+        ("CONFAB_CALL_RING_TIMEOUT_MS", RING_MS.to_string()),
+    ];
+    let mut call_service = spawn("call-service", &call_env);
+
+    let connect = |port: u16| async move {
+        for _ in 0..100 {
+            if let Ok(ch) = tonic::transport::Endpoint::from_shared(url(port))
+                .unwrap()
+                .connect()
+                .await
+            {
+                return ch;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nothing listens on port {port}");
+    };
+    let actor = |id: &str| {
+        Some(Actor {
+            id: id.to_string(),
+            name: id.to_string(),
+            ..Default::default()
+        })
+    };
+    let (alice, bob) = ("31", "32");
+    let conversation = ChatServiceClient::new(connect(chat_port).await)
+        .create_conversation(CreateConversationRequest {
+            actor: actor(alice),
+            kind: ConversationKind::Direct as i32,
+            member_ids: vec![bob.to_string()],
+            ..Default::default()
+        })
+        .await
+        .expect("a direct conversation")
+        .into_inner()
+        .id;
+    let mut calls = CallServiceClient::new(connect(call_port).await);
+    let ringing = calls
+        .initiate_call(InitiateCallRequest {
+            actor: actor(alice),
+            callee_ids: vec![bob.to_string()],
+            conversation_id: conversation,
+            media: CallMedia::Audio as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("the call starts")
+        .into_inner();
+    assert_eq!(ringing.state, CallState::Ringing as i32);
+
+    // No shutdown, no chance to resolve anything: the ring deadline passes
+    // while nothing runs.
+    call_service.kill().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(RING_MS + 500)).await;
+    let _call_service = spawn("call-service", &call_env);
+    let mut calls = CallServiceClient::new(connect(call_port).await);
+    let mut state = 0;
+    for _ in 0..100 {
+        let call = calls
+            .get_call(GetCallRequest {
+                actor: actor(bob),
+                call_id: ringing.id.clone(),
+            })
+            .await
+            .expect("the call is still known")
+            .into_inner();
+        state = call.state;
+        if state != CallState::Ringing as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        state,
+        CallState::Missed as i32,
+        "resolved after the restart"
+    );
+}
