@@ -36,11 +36,12 @@ pub struct Crowd {
     pub wall: Duration,
 }
 
-/// Connects one client per user, at most `concurrency` at a time, client `i`
+/// Connects one client per user to namespace `ns`, at most `concurrency` at a time, client `i`
 /// from source address `source_offset + i`. `on_event(i)` makes client `i`'s
 /// event callback.
 pub async fn connect_many(
     server: &Server,
+    ns: &str,
     users: &[String],
     concurrency: usize,
     source_offset: usize,
@@ -55,7 +56,7 @@ pub async fn connect_many(
             .map(|(i, token)| async move {
                 let t0 = Instant::now();
                 let src = client::source_ip(source_offset + i);
-                let r = client::connect(addr, src, NS, &token).await;
+                let r = client::connect(addr, src, ns, &token).await;
                 (i, r.map(|s| (s, t0.elapsed().as_micros() as u64)))
             })
             .buffer_unordered(concurrency.max(1))
@@ -92,15 +93,33 @@ struct StepLog {
     last_at_us: u64,
 }
 
-/// Times every `new_message` the clients receive, per step; counts `error`s.
-#[derive(Default)]
+/// Times every arrival of one event (`new_message` unless told) whose
+/// payload carries a `"b|<step>|<seq>|<sent µs>` marker, per step; counts
+/// `error`s.
 pub struct Recorder {
+    event: &'static str,
     steps: Mutex<HashMap<u32, StepLog>>,
     pub errors: AtomicU64,
     pub first_error: Mutex<Option<String>>,
 }
 
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new("new_message")
+    }
+}
+
 impl Recorder {
+    /// A recorder timing `event`.
+    pub fn new(event: &'static str) -> Recorder {
+        Recorder {
+            event,
+            steps: Mutex::default(),
+            errors: AtomicU64::new(0),
+            first_error: Mutex::default(),
+        }
+    }
+
     /// An event callback feeding this recorder.
     pub fn callback(self: &Arc<Self>) -> OnEvent {
         let me = self.clone();
@@ -110,8 +129,8 @@ impl Recorder {
     fn on_event(&self, data: &str) {
         let now = now_us();
         match crate::sio::event_name(data) {
-            Some("new_message") => {
-                let Some((step, sent)) = parse_text(data) else {
+            Some(name) if name == self.event => {
+                let Some((step, sent)) = parse_marker(data) else {
                     return;
                 };
                 let mut steps = self.steps.lock().expect("recorder lock");
@@ -139,16 +158,19 @@ impl Recorder {
     }
 }
 
-/// `(step, sent µs)` from a `new_message` payload whose text is ours.
-fn parse_text(data: &str) -> Option<(u32, u64)> {
-    let start = data.find("\"text\":\"b|")? + "\"text\":\"b|".len();
+/// `(step, sent µs)` from the first string in an event's payload that
+/// starts with our marker `b|<step>|<seq>|<sent µs>` (a message's text, a
+/// candidate, a notification's content; anything may follow the digits).
+fn parse_marker(data: &str) -> Option<(u32, u64)> {
+    let start = data.find("\"b|")? + "\"b|".len();
     let rest = &data[start..];
     let text = &rest[..rest.find('"')?];
     let mut parts = text.split('|');
     let step = parts.next()?.parse().ok()?;
     let _seq = parts.next()?;
-    let sent = parts.next()?.parse().ok()?;
-    Some((step, sent))
+    let sent = parts.next()?;
+    let digits = sent.bytes().take_while(u8::is_ascii_digit).count();
+    Some((step, sent[..digits].parse().ok()?))
 }
 
 /// A conversation whose members are all connected and joined; member 0 sends.
@@ -173,7 +195,10 @@ impl Room {
     ) -> anyhow::Result<Room> {
         let users: Vec<String> = (0..size).map(|i| format!("{prefix}-{i}")).collect();
         let conversation_id = server.create_conversation(&users).await?;
-        let crowd = connect_many(server, &users, 100, source_offset, |_| recorder.callback()).await;
+        let crowd = connect_many(server, NS, &users, 100, source_offset, |_| {
+            recorder.callback()
+        })
+        .await;
         if crowd.failures > 0 {
             anyhow::bail!(
                 "{} of {size} members could not connect: {}",
@@ -227,6 +252,123 @@ pub struct StepResult {
     pub errors: u64,
 }
 
+/// When a paced step started and what it sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Sends per second of each sender.
+    pub rate: f64,
+    /// Senders.
+    pub units: usize,
+    /// Sends of each sender.
+    pub per_unit: u64,
+    /// When the first send went out, on the generator's clock ([`crate::clock`]).
+    pub start_us: u64,
+    /// From the first send to the last.
+    pub send_time: Duration,
+}
+
+impl Timing {
+    /// One send at `start` (a publish) to be collected with [`finish_step`].
+    pub fn single(start: Instant, start_us: u64) -> Timing {
+        Timing {
+            rate: 1.0,
+            units: 1,
+            per_unit: 1,
+            start_us,
+            send_time: start.elapsed().max(Duration::from_millis(1)),
+        }
+    }
+
+    /// Sends in all.
+    pub fn messages(&self) -> u64 {
+        self.per_unit * self.units as u64
+    }
+}
+
+/// Calls `send(unit, seq)` for each of `units` senders `rate` times a
+/// second for `duration`, on a 1 ms tick (sends that fell due since the
+/// last tick go out together).
+pub async fn paced(
+    units: usize,
+    rate: f64,
+    duration: Duration,
+    mut send: impl FnMut(usize, u64),
+) -> Timing {
+    let per_unit = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
+    let start = Instant::now();
+    let start_us = now_us();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    while sent < per_unit {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * rate) as u64 + 1).min(per_unit);
+        for seq in sent..due {
+            for unit in 0..units {
+                send(unit, seq);
+            }
+        }
+        sent = due;
+    }
+    Timing {
+        rate,
+        units,
+        per_unit,
+        start_us,
+        send_time: start.elapsed().max(Duration::from_millis(1)),
+    }
+}
+
+/// Acks a step's senders asked for: their tasks, and the times they record.
+#[derive(Default)]
+pub struct Acks {
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub times_us: Arc<Mutex<Vec<u64>>>,
+}
+
+/// Waits up to `grace` for the `expected` deliveries of `step` (and for the
+/// acks), then reports what arrived.
+pub async fn finish_step(
+    recorder: &Recorder,
+    step: u32,
+    timing: Timing,
+    expected: u64,
+    grace: Duration,
+    acks: Option<Acks>,
+) -> StepResult {
+    let deadline = Instant::now() + grace;
+    while recorder.received(step) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ack = match acks {
+        Some(acks) => {
+            for t in acks.tasks {
+                let _ = t.await;
+            }
+            Some(percentiles(&mut acks.times_us.lock().expect("acks lock")))
+        }
+        None => None,
+    };
+    let mut log = recorder.take(step);
+    let delivered = (log.latency_us.len() as u64).min(expected);
+    let span_us = log
+        .last_at_us
+        .saturating_sub(timing.start_us)
+        .max(timing.send_time.as_micros() as u64)
+        .max(1);
+    StepResult {
+        rate_per_room: timing.rate,
+        messages: timing.messages(),
+        offered_per_s: expected as f64 / timing.send_time.as_secs_f64(),
+        expected,
+        delivered,
+        lost: expected - delivered,
+        delivered_per_s: delivered as f64 / (span_us as f64 / 1e6),
+        latency: percentiles(&mut log.latency_us),
+        ack,
+        errors: recorder.errors.load(Ordering::Relaxed),
+    }
+}
+
 /// Each room's sender sends `rate` messages a second for `duration`, then
 /// the step waits up to `grace` for every delivery.
 pub async fn run_step(
@@ -238,70 +380,42 @@ pub async fn run_step(
     recorder: &Arc<Recorder>,
     with_ack: bool,
 ) -> StepResult {
-    let per_room = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
+    let errors_before = recorder.errors.load(Ordering::Relaxed);
+    let mut acks = Acks::default();
+    let timing = paced(rooms.len(), rate, duration, |r, seq| {
+        let room = &rooms[r];
+        let text = format!("b|{step}|{seq}|{}", now_us());
+        let data = json!({ "conversation_id": room.conversation_id, "text": text });
+        let sender = room.members[0].clone();
+        if with_ack {
+            let times = acks.times_us.clone();
+            acks.tasks.push(tokio::spawn(async move {
+                let t0 = Instant::now();
+                if sender.request("send_message", &data).await.is_ok() {
+                    let us = t0.elapsed().as_micros() as u64;
+                    times.lock().expect("acks lock").push(us);
+                }
+            }));
+        } else {
+            sender.emit("send_message", &data);
+        }
+    })
+    .await;
     let expected: u64 = rooms
         .iter()
-        .map(|r| per_room * r.members.len() as u64)
+        .map(|r| timing.per_unit * r.members.len() as u64)
         .sum();
-    let errors_before = recorder.errors.load(Ordering::Relaxed);
-    let acks = Arc::new(Mutex::new(Vec::<u64>::new()));
-    let mut ack_tasks = Vec::new();
-    let start = Instant::now();
-    let start_us = now_us();
-    let mut sent = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    while sent < per_room {
-        tick.tick().await;
-        let due = ((start.elapsed().as_secs_f64() * rate) as u64 + 1).min(per_room);
-        for seq in sent..due {
-            for room in rooms {
-                let text = format!("b|{step}|{seq}|{}", now_us());
-                let data = json!({ "conversation_id": room.conversation_id, "text": text });
-                let sender = room.members[0].clone();
-                if with_ack {
-                    let acks = acks.clone();
-                    ack_tasks.push(tokio::spawn(async move {
-                        let t0 = Instant::now();
-                        if sender.request("send_message", &data).await.is_ok() {
-                            let us = t0.elapsed().as_micros() as u64;
-                            acks.lock().expect("acks lock").push(us);
-                        }
-                    }));
-                } else {
-                    sender.emit("send_message", &data);
-                }
-            }
-        }
-        sent = due;
-    }
-    let send_time = start.elapsed().max(Duration::from_millis(1));
-    let deadline = Instant::now() + grace;
-    while recorder.received(step) < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    for t in ack_tasks {
-        let _ = t.await;
-    }
-    let mut log = recorder.take(step);
-    let delivered = (log.latency_us.len() as u64).min(expected);
-    let span_us = log
-        .last_at_us
-        .saturating_sub(start_us)
-        .max(send_time.as_micros() as u64)
-        .max(1);
-    let ack = with_ack.then(|| percentiles(&mut acks.lock().expect("acks lock")));
-    StepResult {
-        rate_per_room: rate,
-        messages: per_room * rooms.len() as u64,
-        offered_per_s: expected as f64 / send_time.as_secs_f64(),
+    let mut result = finish_step(
+        recorder,
+        step,
+        timing,
         expected,
-        delivered,
-        lost: expected - delivered,
-        delivered_per_s: delivered as f64 / (span_us as f64 / 1e6),
-        latency: percentiles(&mut log.latency_us),
-        ack,
-        errors: recorder.errors.load(Ordering::Relaxed) - errors_before,
-    }
+        grace,
+        with_ack.then_some(acks),
+    )
+    .await;
+    result.errors -= errors_before;
+    result
 }
 
 #[cfg(test)]
@@ -309,6 +423,8 @@ mod tests {
     #[test]
     fn reads_the_send_time_back_from_a_new_message() {
         let data = r#"["new_message",{"id":"1","text":"b|3|17|123456","createdAt":"x"}]"#;
-        assert_eq!(super::parse_text(data), Some((3, 123456)));
+        assert_eq!(super::parse_marker(data), Some((3, 123456)));
+        let data = r#"["new_notification",{"id":7,"content":"b|2|0|99 liked your post"}]"#;
+        assert_eq!(super::parse_marker(data), Some((2, 99)));
     }
 }

@@ -3,14 +3,16 @@
 //!
 //! `confab-bench run` starts each server itself, drives it with the load
 //! generator of this crate (Engine.IO 4 / Socket.IO 5 over WebSocket, the
-//! `raven` contract), and writes `BENCHMARKS.md` with a table per scenario,
+//! `raven` contract; `v3` calls and `hvtsocial` notifications for the two
+//! scenarios only confab can run), and writes `BENCHMARKS.md` with a table per scenario,
 //! the ratios against Node and the raw limit, and SVG charts. `--smoke` runs
 //! the seconds-long version the test command uses so the benchmark never
 //! rots. The other subcommands are the benchmark's own helpers: `raw-server`
 //! (the machine's limit) and `hold` (a process of idle clients).
 //!
 //! It must not know confab's internals: it speaks only the wire protocol and
-//! the REST API a frontend uses.
+//! the REST API a frontend uses, and (the publish scenario) the gRPC API an
+//! internal service calls.
 
 mod chart;
 mod client;

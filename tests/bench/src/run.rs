@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::machine::{self, Machine};
-use crate::scenario::{budget, fanout, idle, storm};
+use crate::scenario::{budget, fanout, idle, publish, signaling, storm};
 use crate::servers::{Kind, Launch, Server};
 
 /// What to run.
@@ -30,6 +30,12 @@ pub struct Plan {
     pub budget_members: usize,
     pub budget_rate: f64,
     pub budget_time: Duration,
+    /// Call signaling: pairs in calls, candidates per second in all.
+    pub signaling_pairs: usize,
+    pub signaling_rate: f64,
+    pub signaling_time: Duration,
+    /// The audience of one publish.
+    pub publish_recipients: usize,
 }
 
 impl Plan {
@@ -51,6 +57,10 @@ impl Plan {
             budget_members: 10,
             budget_rate: 1_000.0,
             budget_time: Duration::from_secs(3),
+            signaling_pairs: 50,
+            signaling_rate: 1_000.0,
+            signaling_time: Duration::from_secs(3),
+            publish_recipients: 10_000,
         }
     }
 
@@ -70,6 +80,10 @@ impl Plan {
             budget_members: 5,
             budget_rate: 20.0,
             budget_time: Duration::from_secs(1),
+            signaling_pairs: 2,
+            signaling_rate: 20.0,
+            signaling_time: Duration::from_secs(1),
+            publish_recipients: 20,
             ..Plan::full(launch, kinds, confab_label)
         }
     }
@@ -93,6 +107,10 @@ pub struct Results {
     pub idle: Vec<idle::IdleResult>,
     pub fanout: Vec<fanout::FanoutResult>,
     pub budget: Vec<budget::BudgetResult>,
+    #[serde(default)]
+    pub signaling: Vec<signaling::SignalingResult>,
+    #[serde(default)]
+    pub publish: Vec<publish::PublishResult>,
     /// Failures of whole scenarios, per server.
     pub notes: Vec<String>,
 }
@@ -107,7 +125,9 @@ impl Results {
             .map(|s| s.lost)
             .sum();
         let budget: u64 = self.budget.iter().map(|b| b.step.lost).sum();
-        fan + budget
+        let signaling: u64 = self.signaling.iter().map(|s| s.step.lost).sum();
+        let publish: u64 = self.publish.iter().map(|p| p.lost()).sum();
+        fan + budget + signaling + publish
     }
 }
 
@@ -134,6 +154,8 @@ pub async fn run(plan: &Plan) -> Results {
         idle: Vec::new(),
         fanout: Vec::new(),
         budget: Vec::new(),
+        signaling: Vec::new(),
+        publish: Vec::new(),
         notes: Vec::new(),
     };
     std::fs::create_dir_all(&plan.launch.work_dir).ok();
@@ -216,6 +238,52 @@ pub async fn run(plan: &Plan) -> Results {
                 r.budget.push(b);
             }
             Err(e) => r.notes.push(format!("budget: {}: {e:#}", kind.label())),
+        }
+        server.stop().await;
+    }
+
+    let confabs: Vec<Kind> = plan
+        .kinds
+        .iter()
+        .copied()
+        .filter(|k| matches!(k, Kind::Confab | Kind::ConfabPg))
+        .collect();
+    eprintln!("== call signaling (confab only)");
+    for &kind in &confabs {
+        let Some(server) = start(kind, plan, &mut r.notes, "signaling").await else {
+            continue;
+        };
+        match signaling::run(
+            &server,
+            plan.signaling_pairs,
+            plan.signaling_rate,
+            plan.signaling_time,
+        )
+        .await
+        {
+            Ok(s) => {
+                eprintln!(
+                    "  signaling {:<22} p95 {:.1} ms, p99 {:.1} ms, lost {}",
+                    kind.label(),
+                    s.step.latency.p95,
+                    s.step.latency.p99,
+                    s.step.lost
+                );
+                r.signaling.push(s);
+            }
+            Err(e) => r.notes.push(format!("signaling: {}: {e:#}", kind.label())),
+        }
+        server.stop().await;
+    }
+
+    eprintln!("== publish to a large audience (confab only)");
+    for &kind in &confabs {
+        let Some(server) = start(kind, plan, &mut r.notes, "publish").await else {
+            continue;
+        };
+        match publish::run(&server, plan.publish_recipients, Duration::from_secs(30)).await {
+            Ok(p) => r.publish.push(p),
+            Err(e) => r.notes.push(format!("publish: {}: {e:#}", kind.label())),
         }
         server.stop().await;
     }

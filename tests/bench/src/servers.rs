@@ -79,6 +79,8 @@ pub struct Launch {
 pub struct Server {
     pub kind: Kind,
     pub addr: SocketAddr,
+    /// confab's gRPC address for internal services (`CONFAB_GRPC_LISTEN`).
+    pub grpc_addr: Option<SocketAddr>,
     pub secret: String,
     child: Child,
     dir: PathBuf,
@@ -143,16 +145,20 @@ impl Server {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let secret = random_secret();
         let mut pg = None;
+        let mut grpc_addr = None;
         let mut cmd = match kind {
             Kind::Confab | Kind::ConfabPg => {
+                // The services' gRPC address for internal callers (the
+                // publish scenario is one): a free port, so a confab
+                // already running here is no bother.
+                let grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+                grpc_addr = Some(grpc);
                 let mut c = Command::new(&launch.confab_bin);
                 c.env("CONFAB_LISTEN", addr.to_string())
                     .env("CONFAB_DATA_DIR", dir.join("data"))
                     .env("CONFAB_JWT_SECRET", &secret)
                     .env("CONFAB_DEFAULT_CONTRACT", "raven")
-                    // The services' gRPC address for internal callers: any
-                    // free port, so a confab already running here is no bother.
-                    .env("CONFAB_GRPC_LISTEN", "127.0.0.1:0")
+                    .env("CONFAB_GRPC_LISTEN", grpc.to_string())
                     .env("RUST_LOG", "warn")
                     .env_remove("DATABASE_URL")
                     .env_remove("REDIS_URL");
@@ -199,6 +205,7 @@ impl Server {
         let mut server = Server {
             kind,
             addr,
+            grpc_addr,
             secret,
             child,
             dir,

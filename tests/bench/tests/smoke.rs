@@ -83,6 +83,14 @@ fn the_smoke_benchmark_runs_every_scenario_and_loses_nothing() {
     assert_eq!(kinds("budget"), all, "budget: {log}");
     let idle: Vec<String> = all.iter().filter(|k| *k != "ConfabPg").cloned().collect();
     assert_eq!(kinds("idle"), idle, "idle: {log}");
+    // Calls and notifications are confab's alone.
+    let confabs: Vec<String> = all
+        .iter()
+        .filter(|k| k.starts_with("Confab"))
+        .cloned()
+        .collect();
+    assert_eq!(kinds("signaling"), confabs, "signaling: {log}");
+    assert_eq!(kinds("publish"), confabs, "publish: {log}");
 
     for s in r["storm"].as_array().unwrap() {
         assert_eq!(s["failures"], 0, "storm {}: {log}", s["kind"]);
@@ -106,6 +114,39 @@ fn the_smoke_benchmark_runs_every_scenario_and_loses_nothing() {
     for b in r["budget"].as_array().unwrap() {
         assert_eq!(b["step"]["lost"], 0, "budget {} lost deliveries", b["kind"]);
     }
+    for s in r["signaling"].as_array().unwrap() {
+        let step = &s["step"];
+        assert_eq!(
+            step["lost"], 0,
+            "signaling {} lost signals: {step}",
+            s["kind"]
+        );
+        assert_eq!(
+            step["delivered"], step["expected"],
+            "signaling {}",
+            s["kind"]
+        );
+        assert!(
+            step["expected"].as_u64() > Some(0),
+            "signaling {} sent nothing",
+            s["kind"]
+        );
+    }
+    for p in r["publish"].as_array().unwrap() {
+        let steps = p["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 4, "publish {}: {log}", p["kind"]);
+        for s in steps {
+            assert_eq!(s["event"]["lost"], 0, "publish {}: {s}", p["kind"]);
+            assert_eq!(
+                s["event"]["delivered"], p["recipients"],
+                "publish {}",
+                p["kind"]
+            );
+            if !s["notification"].is_null() {
+                assert_eq!(s["notification"]["lost"], 0, "publish {}: {s}", p["kind"]);
+            }
+        }
+    }
     for i in r["idle"].as_array().unwrap() {
         assert_eq!(i["failures"], 0, "idle {}: {}", i["kind"], i["first_error"]);
         assert_eq!(i["dropped"], 0, "idle {} dropped connections", i["kind"]);
@@ -118,6 +159,8 @@ fn the_smoke_benchmark_runs_every_scenario_and_loses_nothing() {
         "## Idle connections",
         "## Fan-out",
         "## The seed's latency budgets",
+        "## Call signaling",
+        "## A publish to a large audience",
     ] {
         assert!(text.contains(section), "the report has no {section}");
     }

@@ -1,7 +1,11 @@
-//! The four scenarios of issue 12, each a module with one `run` function
-//! taking a started server and returning what the report shows.
+//! The scenarios, each a module with one `run` function taking a started
+//! server and returning what the report shows: the four every server runs
+//! (storm, idle, fan-out, the seed's budgets) and two only confab can
+//! (call signaling in `v3`, a publish to a large audience in `hvtsocial`).
 
 pub mod budget;
 pub mod fanout;
 pub mod idle;
+pub mod publish;
+pub mod signaling;
 pub mod storm;

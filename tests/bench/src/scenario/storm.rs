@@ -23,7 +23,10 @@ pub struct StormResult {
 
 pub async fn run(server: &Server, connections: usize, concurrency: usize) -> StormResult {
     let users: Vec<String> = (0..connections).map(|i| format!("storm-{i}")).collect();
-    let mut crowd = connect_many(server, &users, concurrency, 0, |_| Box::new(|_| {})).await;
+    let mut crowd = connect_many(server, crate::load::NS, &users, concurrency, 0, |_| {
+        Box::new(|_| {})
+    })
+    .await;
     let result = StormResult {
         kind: server.kind,
         connections,
