@@ -96,8 +96,12 @@ struct RunArgs {
     /// (without it that variant is left out, with a note).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pg_url: Option<String>,
+    /// Only these scenarios (default: all). A run of some is for trying a
+    /// change: its report goes nowhere unless `--out` is given.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenarios: Vec<run::Scenario>,
     /// Where the report goes (default: `BENCHMARKS.md` at the repository
-    /// root; with `--smoke`, nowhere unless given).
+    /// root; with `--smoke` or `--scenarios`, nowhere unless given).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Also write every figure as JSON here.
@@ -177,11 +181,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         pg_admin_url: args.pg_url,
         work_dir: run::scratch_dir(),
     };
-    let plan = if args.smoke {
+    let mut plan = if args.smoke {
         run::Plan::smoke(launch, kinds, label)
     } else {
         run::Plan::full(launch, kinds, label)
     };
+    let partial = !args.scenarios.is_empty();
+    if partial {
+        plan.scenarios = args.scenarios;
+    }
     let mut results = run::run(&plan).await;
     results.notes.splice(0..0, notes);
 
@@ -189,7 +197,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let out = match (args.out, args.smoke) {
+    let out = match (args.out, args.smoke || partial) {
         (Some(p), _) => Some(p),
         (None, false) => Some(repo_root().join("BENCHMARKS.md")),
         (None, true) => None,

@@ -6,9 +6,37 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use clap::ValueEnum as _;
+
 use crate::machine::{self, Machine};
 use crate::scenario::{budget, fanout, idle, publish, signaling, storm};
 use crate::servers::{Kind, Launch, Server};
+
+/// The scenarios, in the order a run takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Storm,
+    Idle,
+    Fanout,
+    Budget,
+    Signaling,
+    Publish,
+}
+
+impl Scenario {
+    /// Whether `kind` can run it: idle memory is read from one process
+    /// (confab on PostgreSQL holds the same sockets as on SQLite), and only
+    /// confab places calls and publishes notifications.
+    fn runs_on(self, kind: Kind) -> bool {
+        match self {
+            Scenario::Storm | Scenario::Fanout | Scenario::Budget => true,
+            Scenario::Idle => kind != Kind::ConfabPg,
+            Scenario::Signaling | Scenario::Publish => {
+                matches!(kind, Kind::Confab | Kind::ConfabPg)
+            }
+        }
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -16,6 +44,8 @@ pub struct Plan {
     pub launch: Launch,
     /// The servers, in table order.
     pub kinds: Vec<Kind>,
+    /// The scenarios to run (all of them for a report).
+    pub scenarios: Vec<Scenario>,
     /// What the confab under test is (commit, or the binary given).
     pub confab_label: String,
     pub storm_connections: usize,
@@ -44,6 +74,7 @@ impl Plan {
         Plan {
             launch,
             kinds,
+            scenarios: Scenario::value_variants().to_vec(),
             confab_label,
             storm_connections: 2_000,
             storm_concurrency: 100,
@@ -86,6 +117,18 @@ impl Plan {
             publish_recipients: 20,
             ..Plan::full(launch, kinds, confab_label)
         }
+    }
+
+    /// The servers that run `scenario`, none when it was not asked for.
+    fn kinds_for(&self, scenario: Scenario) -> Vec<Kind> {
+        if !self.scenarios.contains(&scenario) {
+            return Vec::new();
+        }
+        self.kinds
+            .iter()
+            .copied()
+            .filter(|&k| scenario.runs_on(k))
+            .collect()
     }
 
     fn fanout_rates(&self, size: usize) -> Vec<f64> {
@@ -161,7 +204,7 @@ pub async fn run(plan: &Plan) -> Results {
     std::fs::create_dir_all(&plan.launch.work_dir).ok();
 
     eprintln!("== connection storm");
-    for &kind in &plan.kinds {
+    for kind in plan.kinds_for(Scenario::Storm) {
         let Some(server) = start(kind, plan, &mut r.notes, "storm").await else {
             continue;
         };
@@ -178,7 +221,7 @@ pub async fn run(plan: &Plan) -> Results {
     }
 
     eprintln!("== idle connections");
-    for &kind in plan.kinds.iter().filter(|k| **k != Kind::ConfabPg) {
+    for kind in plan.kinds_for(Scenario::Idle) {
         let Some(server) = start(kind, plan, &mut r.notes, "idle").await else {
             continue;
         };
@@ -198,7 +241,7 @@ pub async fn run(plan: &Plan) -> Results {
 
     eprintln!("== fan-out");
     for &size in &plan.fanout_sizes {
-        for &kind in &plan.kinds {
+        for kind in plan.kinds_for(Scenario::Fanout) {
             let Some(server) = start(kind, plan, &mut r.notes, "fan-out").await else {
                 continue;
             };
@@ -213,7 +256,7 @@ pub async fn run(plan: &Plan) -> Results {
     }
 
     eprintln!("== latency budgets");
-    for &kind in &plan.kinds {
+    for kind in plan.kinds_for(Scenario::Budget) {
         let Some(server) = start(kind, plan, &mut r.notes, "budget").await else {
             continue;
         };
@@ -242,14 +285,8 @@ pub async fn run(plan: &Plan) -> Results {
         server.stop().await;
     }
 
-    let confabs: Vec<Kind> = plan
-        .kinds
-        .iter()
-        .copied()
-        .filter(|k| matches!(k, Kind::Confab | Kind::ConfabPg))
-        .collect();
     eprintln!("== call signaling (confab only)");
-    for &kind in &confabs {
+    for kind in plan.kinds_for(Scenario::Signaling) {
         let Some(server) = start(kind, plan, &mut r.notes, "signaling").await else {
             continue;
         };
@@ -277,7 +314,7 @@ pub async fn run(plan: &Plan) -> Results {
     }
 
     eprintln!("== publish to a large audience (confab only)");
-    for &kind in &confabs {
+    for kind in plan.kinds_for(Scenario::Publish) {
         let Some(server) = start(kind, plan, &mut r.notes, "publish").await else {
             continue;
         };
