@@ -17,6 +17,7 @@ use sea_orm::{
 };
 
 use crate::entity::{conversation, delivery, member, message, reaction};
+use crate::members::{MemberCache, Members};
 
 pub use confab_proto::limits::{MAX_TEXT_BYTES, check_text};
 /// The most attachments one message may carry.
@@ -33,6 +34,8 @@ type Result<T> = std::result::Result<T, ServiceError>;
 pub struct Chat {
     db: DatabaseConnection,
     bus: Arc<dyn EventBus<ChatEvent>>,
+    /// Member lists in memory, on SQLite only (see [`crate::members`]).
+    members: Option<Arc<MemberCache>>,
 }
 
 fn now_ms() -> i64 {
@@ -66,7 +69,9 @@ fn check_user_id(u: &str) -> Result<()> {
 
 impl Chat {
     pub fn new(db: DatabaseConnection, bus: Arc<dyn EventBus<ChatEvent>>) -> Self {
-        Self { db, bus }
+        let members = (db.get_database_backend() == sea_orm::DbBackend::Sqlite)
+            .then(|| Arc::new(MemberCache::default()));
+        Self { db, bus, members }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -341,6 +346,7 @@ impl Chat {
             .exec(&self.db)
             .await
             .map_err(db_err)?;
+            self.forget_members(id);
         }
         let out = self.load_conversation(conv.clone()).await?;
         if !added.is_empty() {
@@ -382,6 +388,7 @@ impl Chat {
             .exec(&self.db)
             .await
             .map_err(db_err)?;
+        self.forget_members(id);
         let out = self.load_conversation(conv.clone()).await?;
         // The removed user hears of it too.
         self.publish(
@@ -474,10 +481,11 @@ impl Chat {
         let reply_to_id = ids::parse_opt(&req.reply_to_id)
             .map_err(|_| ServiceError::invalid("reply_to_id must be a message id"))?;
         // Hot path: the conversation, its members (who hears the message, and
-        // whether the sender is one) and the insert: three queries.
-        let conv = self.find_conversation(conv_id).await?;
-        let members = self.member_ids_of(conv_id).await?;
-        if !members.contains(&actor.id) {
+        // whether the sender is one) and the insert: three queries, or only
+        // the insert when the members are cached.
+        let cached = self.conversation_members(conv_id).await?;
+        let conv = &cached.conversation;
+        if !cached.user_ids.contains(&actor.id) {
             return Err(ServiceError::new(
                 ErrorCode::NotAMember,
                 format!("you are not a member of conversation {conv_id}"),
@@ -551,8 +559,8 @@ impl Chat {
             base_message(row, Vec::new())
         };
         self.publish_from(
-            &conv,
-            members,
+            conv,
+            cached.user_ids.clone(),
             req.origin,
             Kind::MessageCreated(msg.clone()),
         )
@@ -1132,6 +1140,30 @@ impl Chat {
             ));
         }
         Ok((conv, row))
+    }
+
+    /// A conversation and its member ids, from the cache when there is one.
+    async fn conversation_members(&self, conv_id: i64) -> Result<Arc<Members>> {
+        let generation = match self.members.as_deref().map(|c| c.get(conv_id)) {
+            Some(Ok(hit)) => return Ok(hit),
+            Some(Err(generation)) => Some(generation),
+            None => None,
+        };
+        let read = Arc::new(Members {
+            conversation: self.find_conversation(conv_id).await?,
+            user_ids: self.member_ids_of(conv_id).await?,
+        });
+        if let (Some(cache), Some(generation)) = (self.members.as_deref(), generation) {
+            cache.fill(conv_id, generation, read.clone());
+        }
+        Ok(read)
+    }
+
+    /// After a write to conversation `conv_id`'s members.
+    fn forget_members(&self, conv_id: i64) {
+        if let Some(cache) = &self.members {
+            cache.forget(conv_id);
+        }
     }
 
     async fn member_ids_of(&self, conv_id: i64) -> Result<Vec<String>> {

@@ -4,7 +4,9 @@
 //!
 //! It stores them with sea-orm (SQLite by default, PostgreSQL when the
 //! database URL says so), runs its migrations on start, and streams one
-//! canonical `ChatEvent` per change from `Subscribe`.
+//! canonical `ChatEvent` per change from `Subscribe`. On SQLite it keeps
+//! conversations' member lists in memory for the hot path (`members`): one
+//! chat-service owns a SQLite file, so it sees every change to them.
 //!
 //! It must not know Socket.IO, any frontend contract, or the other services:
 //! who is online, typing or in a call is not its business.
@@ -12,6 +14,7 @@
 pub mod chat;
 pub mod entity;
 pub mod grpc;
+pub mod members;
 pub mod migration;
 
 use std::sync::Arc;

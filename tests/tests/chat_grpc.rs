@@ -1,7 +1,7 @@
 //! chat-service over real gRPC: conversations, sending (validation and
 //! idempotency), edit / delete / recall, reactions and replies, read and
-//! delivered receipts, history pagination, catch-up and the `Subscribe`
-//! event stream.
+//! delivered receipts, history pagination, catch-up, the `Subscribe`
+//! event stream, and membership changes taking effect from the next message.
 //!
 //! Each scenario is an `async fn(client)` run against a fresh chat-service
 //! twice: once over SQLite (always) and once over PostgreSQL (when
@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::{
-    Actor, Attachment, CatchUpRequest, ChatEvent, ChatMessage, Conversation, ConversationKind,
-    CreateConversationRequest, DeleteMessageRequest, Delivery, EditMessageRequest,
-    GetConversationRequest, GetHistoryRequest, GetHistoryResponse, GetMessageRequest,
-    ListConversationsRequest, ListPeersRequest, MarkDeliveredRequest, MarkReadRequest,
-    MarkReadResponse, ReactToMessageRequest, RecallMessageRequest, RecordDeliveriesRequest,
-    SendMessageRequest, SendMessageResponse, SubscribeRequest, chat_event::Kind,
+    Actor, AddMembersRequest, Attachment, CatchUpRequest, ChatEvent, ChatMessage, Conversation,
+    ConversationKind, CreateConversationRequest, DeleteMessageRequest, Delivery,
+    EditMessageRequest, GetConversationRequest, GetHistoryRequest, GetHistoryResponse,
+    GetMessageRequest, ListConversationsRequest, ListPeersRequest, MarkDeliveredRequest,
+    MarkReadRequest, MarkReadResponse, ReactToMessageRequest, RecallMessageRequest,
+    RecordDeliveriesRequest, RemoveMemberRequest, SendMessageRequest, SendMessageResponse,
+    SubscribeRequest, chat_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use confab_tests::db;
@@ -62,6 +63,7 @@ scenarios!(
     history_pagination,
     catch_up,
     subscribe_streams_events,
+    membership_changes_take_effect_at_once,
 );
 
 async fn on_sqlite<F, Fut>(scenario: F)
@@ -903,6 +905,75 @@ async fn subscribe_streams_events(mut client: Client) {
     assert_eq!(reaction.user_ids, vec![carol.clone()]);
     assert_eq!(reaction.reacted_at_ms.len(), 1);
     assert!(reaction.reacted_at_ms[0] > 0);
+}
+
+/// Members added or removed are heard (or not) and may send (or not) from
+/// the very next message, even right after messages that were sent with the
+/// old member list (which chat-service may keep in memory on SQLite).
+async fn membership_changes_take_effect_at_once(mut client: Client) {
+    let (alice, bob, carol, dave) = (user("alice"), user("bob"), user("carol"), user("dave"));
+    let conv = create_group(&mut client, &alice, &[&bob, &carol]).await;
+    let mut events = subscribe(&mut client).await;
+    let is_message = |k: &Kind| matches!(k, Kind::MessageCreated(_));
+
+    // Everyone speaks once, so the member list has been read.
+    for who in [&alice, &bob, &carol] {
+        send_text(&mut client, who, &conv.id, "hello").await;
+        let event = next_event_where(&mut events, is_message).await;
+        assert_eq!(
+            sorted(audience(&event)),
+            sorted(vec![alice.clone(), bob.clone(), carol.clone()])
+        );
+    }
+
+    // Carol leaves: her next message is refused, and she is no longer told.
+    client
+        .remove_member(RemoveMemberRequest {
+            actor: actor(&carol),
+            conversation_id: conv.id.clone(),
+            user_id: carol.clone(),
+        })
+        .await
+        .expect("carol leaves");
+    assert_eq!(
+        code(try_send(&mut client, &carol, &conv.id, "still here?").await),
+        ErrorCode::NotAMember
+    );
+    send_text(&mut client, &bob, &conv.id, "she left").await;
+    let event = next_event_where(&mut events, is_message).await;
+    assert_eq!(
+        sorted(audience(&event)),
+        sorted(vec![alice.clone(), bob.clone()])
+    );
+
+    // The owner removes Bob, then adds Dave: Bob is refused, Dave may send
+    // at once and is in the audience.
+    client
+        .remove_member(RemoveMemberRequest {
+            actor: actor(&alice),
+            conversation_id: conv.id.clone(),
+            user_id: bob.clone(),
+        })
+        .await
+        .expect("alice removes bob");
+    assert_eq!(
+        code(try_send(&mut client, &bob, &conv.id, "and me?").await),
+        ErrorCode::NotAMember
+    );
+    client
+        .add_members(AddMembersRequest {
+            actor: actor(&alice),
+            conversation_id: conv.id.clone(),
+            user_ids: vec![dave.clone()],
+        })
+        .await
+        .expect("alice adds dave");
+    send_text(&mut client, &dave, &conv.id, "hi, I am new").await;
+    let event = next_event_where(&mut events, is_message).await;
+    assert_eq!(
+        sorted(audience(&event)),
+        sorted(vec![alice.clone(), dave.clone()])
+    );
 }
 
 // ---- helpers -------------------------------------------------------------
