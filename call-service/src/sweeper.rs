@@ -159,10 +159,10 @@ async fn drop_out(calls: &Calls, p: participant::Model, now: i64) -> Result<(), 
                 calls
                     .finish(p.call_id, &["ongoing"], "ended", WHY, SYSTEM, now)
                     .await?;
-            } else if calls.leave_at(p.id, p.disconnected_at.max(1)).await? {
-                if let Some(after) = calls.load(p.call_id).await? {
-                    calls.publish_left(&after, &p.user_id, SYSTEM, WHY).await;
-                }
+            } else if calls.leave_at(p.id, p.disconnected_at.max(1)).await?
+                && let Some(after) = calls.load(p.call_id).await?
+            {
+                calls.publish_left(&after, &p.user_id, SYSTEM, WHY).await;
             }
         }
         _ => {
