@@ -5,7 +5,9 @@
 // namespace, a raven user in the same conversation, presence (user:online /
 // user:offline for the users who share a room, user:typing /
 // user:stop_typing to the room except the typist, the per-user socket
-// limit), and chat-service restarting under a running edge.
+// limit), chat-service restarting under a running edge, and room calls
+// (ring, answer, signaling, end, the three timers, busy, the rate limit,
+// one participant declining or leaving a call that goes on).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {

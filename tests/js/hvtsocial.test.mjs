@@ -4,7 +4,10 @@
 // recall_message → message_recalled, every refusal as an `error` event,
 // numeric ids on the wire, the default namespace, a conversation shared
 // with a `raven` user, and presence: user_online / user_offline for the
-// users who share a chat, typing → user_typing, the per-user socket limit.
+// users who share a chat, typing → user_typing, the per-user socket limit,
+// and calls: ring, answer, ICE, end, the three timers (missed, maximum
+// duration, disconnect grace), busy, the rate limit, mid-call
+// renegotiation, non-participants refused.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
