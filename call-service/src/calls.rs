@@ -702,11 +702,21 @@ impl Calls {
         if part.role == "caller" {
             return Err(denied("the caller cancels, it does not reject"));
         }
-        if loaded.call.state != RINGING || part.joined_at > 0 || part.left_at > 0 {
+        // A room call still rings the callees who have not answered once
+        // it is ongoing, so they may decline it then too.
+        let may_decline = if loaded.call.group_call {
+            loaded.is_live()
+        } else {
+            loaded.call.state == RINGING
+        };
+        if !may_decline {
             return Err(conflict(format!(
                 "only a ringing call can be rejected; this one is {}",
                 loaded.call.state
             )));
+        }
+        if part.joined_at > 0 || part.left_at > 0 {
+            return Err(conflict("you already answered or declined this call"));
         }
         let now = now_ms();
         let reason = if req.reason.trim().is_empty() {
@@ -724,14 +734,18 @@ impl Calls {
             };
         }
         // A room call: this callee declines; the call is rejected once
-        // every callee has.
-        participant::Entity::update_many()
+        // every callee has, and goes on for the others until then.
+        let declined = participant::Entity::update_many()
             .col_expr(participant::Column::LeftAt, Expr::value(now))
             .filter(participant::Column::Id.eq(part.id))
+            .filter(participant::Column::JoinedAt.eq(0))
             .filter(participant::Column::LeftAt.eq(0))
             .exec(&self.db)
             .await
             .map_err(db_err)?;
+        if declined.rows_affected != 1 {
+            return Err(conflict("you already answered or declined this call"));
+        }
         let after = self.must_load(loaded.call.id).await?;
         let waiting = after
             .parts
@@ -744,7 +758,23 @@ impl Calls {
         {
             return Ok(l.to_proto());
         }
+        self.publish_left(&after, &me.id, &me.id, "declined").await;
         Ok(after.to_proto())
+    }
+
+    /// Tells a room call's participants that `user` is out of a call that
+    /// goes on without them.
+    pub(crate) async fn publish_left(&self, after: &Loaded, user: &str, by: &str, reason: &str) {
+        self.publish(
+            after,
+            by,
+            call_event::Kind::ParticipantLeft(v1::ParticipantLeft {
+                call: Some(after.to_proto()),
+                user_id: user.to_string(),
+                reason: reason.to_string(),
+            }),
+        )
+        .await;
     }
 
     pub async fn cancel(&self, req: v1::CallActionRequest) -> Result<v1::Call> {
@@ -802,8 +832,12 @@ impl Calls {
         let now = now_ms();
         if loaded.call.group_call && loaded.call.caller_id != me.id && loaded.in_call() > 2 {
             // Leaving a room call that goes on without this participant.
-            self.leave_at(part.id, now).await?;
-            return Ok(self.must_load(loaded.call.id).await?.to_proto());
+            let left = self.leave_at(part.id, now).await?;
+            let after = self.must_load(loaded.call.id).await?;
+            if left {
+                self.publish_left(&after, &me.id, &me.id, "left").await;
+            }
+            return Ok(after.to_proto());
         }
         match self
             .finish(loaded.call.id, &[ONGOING], "ended", &reason, &me.id, now)
@@ -814,8 +848,10 @@ impl Calls {
         }
     }
 
-    pub(crate) async fn leave_at(&self, part_id: i64, at: i64) -> Result<()> {
-        participant::Entity::update_many()
+    /// Marks a participant out of the call at `at`; false when it already
+    /// was.
+    pub(crate) async fn leave_at(&self, part_id: i64, at: i64) -> Result<bool> {
+        let done = participant::Entity::update_many()
             .col_expr(participant::Column::LeftAt, Expr::value(at))
             .col_expr(participant::Column::GraceDeadline, Expr::value(0))
             .filter(participant::Column::Id.eq(part_id))
@@ -823,7 +859,7 @@ impl Calls {
             .exec(&self.db)
             .await
             .map_err(db_err)?;
-        Ok(())
+        Ok(done.rows_affected == 1)
     }
 
     // ---- in the call -----------------------------------------------------------
@@ -851,6 +887,9 @@ impl Calls {
         }
         if !loaded.is_live() {
             return Err(conflict(format!("the call is {}", loaded.call.state)));
+        }
+        if req.renegotiation {
+            renegotiable(&loaded, part, &req, kind)?;
         }
         let targets: Vec<&participant::Model> = if req.to_user_id.is_empty() {
             loaded
@@ -892,7 +931,9 @@ impl Calls {
                 })
                 .await;
         }
-        Ok(v1::SignalResponse {})
+        Ok(v1::SignalResponse {
+            call_id: loaded.call.id.to_string(),
+        })
     }
 
     pub async fn update_controls(&self, req: v1::UpdateControlsRequest) -> Result<v1::Call> {
@@ -1045,6 +1086,40 @@ impl Calls {
             }
         }
         Ok(v1::ReportSessionResponse {})
+    }
+}
+
+/// Whether a `renegotiation` signal may pass: an offer or answer between
+/// two participants who are both in the ongoing call, from the socket the
+/// sender calls from (so a second tab's late `answer_call` is not taken for
+/// one).
+fn renegotiable(
+    loaded: &Loaded,
+    me: &participant::Model,
+    req: &v1::SignalRequest,
+    kind: SignalKind,
+) -> Result<()> {
+    if !matches!(kind, SignalKind::Offer | SignalKind::Answer) {
+        return Err(ServiceError::invalid(
+            "only an offer or an answer renegotiates a call",
+        ));
+    }
+    if loaded.call.state != ONGOING {
+        return Err(conflict(format!(
+            "only an ongoing call can be renegotiated; this one is {}",
+            loaded.call.state
+        )));
+    }
+    let in_call = |p: &participant::Model| p.joined_at > 0 && p.left_at == 0;
+    if !in_call(me) {
+        return Err(conflict("you are not in this call"));
+    }
+    if !req.session_id.is_empty() && me.session_id != req.session_id {
+        return Err(conflict("this socket is not the one in the call"));
+    }
+    match loaded.part(&req.to_user_id) {
+        Some(p) if p.user_id != me.user_id && in_call(p) => Ok(()),
+        _ => Err(conflict("the other user is not in this call")),
     }
 }
 

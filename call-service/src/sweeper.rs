@@ -136,7 +136,8 @@ pub async fn sweep(calls: &Calls) -> Result<Option<i64>, ServiceError> {
 
 /// A participant's grace ran out: they are out of the call. A ringing
 /// call whose caller is gone is cancelled; a call left with fewer than two
-/// people in it ends (`participant_disconnected`).
+/// people in it ends (`participant_disconnected`); a room call that goes on
+/// tells the others (`participant_left`).
 async fn drop_out(calls: &Calls, p: participant::Model, now: i64) -> Result<(), ServiceError> {
     const WHY: &str = "participant_disconnected";
     let Some(loaded) = calls.load(p.call_id).await? else {
@@ -158,8 +159,10 @@ async fn drop_out(calls: &Calls, p: participant::Model, now: i64) -> Result<(), 
                 calls
                     .finish(p.call_id, &["ongoing"], "ended", WHY, SYSTEM, now)
                     .await?;
-            } else {
-                calls.leave_at(p.id, p.disconnected_at.max(1)).await?;
+            } else if calls.leave_at(p.id, p.disconnected_at.max(1)).await?
+                && let Some(after) = calls.load(p.call_id).await?
+            {
+                calls.publish_left(&after, &p.user_id, SYSTEM, WHY).await;
             }
         }
         _ => {

@@ -5,7 +5,9 @@
 // namespace, a raven user in the same conversation, presence (user:online /
 // user:offline for the users who share a room, user:typing /
 // user:stop_typing to the room except the typist, the per-user socket
-// limit), and chat-service restarting under a running edge.
+// limit), chat-service restarting under a running edge, and room calls
+// (ring, answer, signaling, end, the three timers, busy, the rate limit,
+// one participant declining or leaving a call that goes on).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -635,6 +637,9 @@ describe('chat-service restarts under a running edge', { skip: !process.env.CONF
 });
 
 describe('calls', () => {
+  const RING_MS = Number(process.env.CONFAB_CALL_RING_TIMEOUT_MS ?? 60000);
+  const MAX_MS = Number(process.env.CONFAB_CALL_MAX_DURATION_MS ?? 10800000);
+  const GRACE_MS = Number(process.env.CONFAB_CALL_DISCONNECT_GRACE_MS ?? 15000);
   const OFFER = { type: 'offer', sdp: 'v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\n' };
   const ANSWER = { type: 'answer', sdp: 'v=0\r\no=- 7 2 IN IP4 127.0.0.1\r\n' };
   const ICE = { candidate: 'candidate:1 1 udp 2122260223 10.0.0.1 54321 typ host', sdpMid: '0', sdpMLineIndex: 0 };
@@ -754,5 +759,144 @@ describe('calls', () => {
     await quiet;
     sa.emit('call:ended', { callId });
     await next(sb, 'call:ended');
+  });
+  /** Alice starts a room call and Bob answers it on `sb`; resolves with the call id. */
+  async function answeredCall(sa, sb, roomId) {
+    const { callId } = await start(sa, sb, roomId);
+    const answered = next(sa, 'call:answered');
+    sb.emit('call:answered', { callId, roomId });
+    await answered;
+    return callId;
+  }
+
+  test('unanswered: call:ended {endedBy: "system", reason: "missed"} to everyone after the ring timeout; a late answer is refused', async () => {
+    const { a, roomId, sa, sb, sc } = await trio();
+    const ends = [sa, sb, sc].map((s) => next(s, 'call:ended', RING_MS + 3000));
+    const started = Date.now();
+    const { callId } = await start(sa, sb, roomId);
+    for (const e of await Promise.all(ends)) {
+      assert.deepEqual(e, { callId, endedBy: 'system', reason: 'missed', duration: 0, roomId });
+    }
+    assert.ok(Date.now() - started >= RING_MS - 100, 'not before the ring timeout');
+    await expectError(sb, 'call:answered', { callId, roomId }, 'Call is missed', 'CONFLICT');
+    const r = (await rest('GET', `/api/calls?conversation=${roomId}`, token(a))).body.calls[0];
+    assert.deepEqual([r.id, r.state, r.endReason], [String(callId), 'missed', 'missed']);
+  });
+
+  test('an answered call ends at its maximum duration: call:ended {endedBy: "system", reason: "timeout"}', async () => {
+    const { roomId, sa, sb, sc } = await trio();
+    const ends = [sa, sb, sc].map((s) => next(s, 'call:ended', MAX_MS + 5000));
+    const callId = await answeredCall(sa, sb, roomId);
+    const since = Date.now();
+    for (const e of await Promise.all(ends)) {
+      assert.deepEqual({ ...e, duration: undefined }, { callId, endedBy: 'system', reason: 'timeout', duration: undefined, roomId });
+      assert.ok(Math.abs(e.duration - MAX_MS / 1000) <= 1, JSON.stringify(e));
+    }
+    assert.ok(Date.now() - since >= MAX_MS - 300, 'not before the maximum duration');
+  });
+
+  test('one of the last two in a call drops and stays away past the grace: it ends, participant_disconnected', async () => {
+    const { roomId, sa, sb, sc } = await trio();
+    const callId = await answeredCall(sa, sb, roomId);
+    const ends = [sa, sc].map((s) => next(s, 'call:ended', GRACE_MS + 3000));
+    const dropped = Date.now();
+    sb.disconnect();
+    for (const e of await Promise.all(ends)) {
+      assert.deepEqual({ ...e, duration: undefined }, { callId, endedBy: 'system', reason: 'participant_disconnected', duration: undefined, roomId });
+    }
+    assert.ok(Date.now() - dropped >= GRACE_MS - 100, 'not before the grace');
+  });
+
+  test('a participant who comes back within the grace stays in the call; signaling follows the new socket', async () => {
+    const { a, b, roomId, sa, sb } = await trio();
+    const callId = await answeredCall(sa, sb, roomId);
+    const quiet = expectSilence(sa, ['call:ended', 'call:left'], { ms: GRACE_MS + 500 });
+    sb.disconnect();
+    await sleep(GRACE_MS / 3);
+    const back = await user(b, { name: 'Bob' });
+    await quiet;
+    const offer = next(back, 'call:offer');
+    sa.emit('call:offer', { callId, to: Number(b), offer: OFFER });
+    assert.deepEqual(await offer, { callId, from: Number(a), offer: OFFER });
+    const ended = next(sa, 'call:ended');
+    back.emit('call:ended', { callId, roomId });
+    assert.equal((await ended).reason, 'user_ended');
+  });
+
+  test('the sixth call start in a minute: "Too many calls, try again later" (RATE_LIMITED) with retryAfter, nobody rung', async () => {
+    const { roomId, sa, sb } = await trio();
+    for (let i = 0; i < 5; i++) {
+      const { callId } = await start(sa, sb, roomId);
+      const ack = await sa.emitWithAck('call:ended', { callId, roomId });
+      assert.equal(ack.success, true, JSON.stringify(ack));
+    }
+    const quiet = expectSilence(sb, 'call:initiated');
+    const err = nextError(sa);
+    const ack = await sa.emitWithAck('call:initiated', { callType: 'AUDIO', roomId });
+    assert.deepEqual(ack, { success: false, error: 'Too many calls, try again later', code: 'RATE_LIMITED', retryAfter: ack.retryAfter });
+    assert.ok(ack.retryAfter >= 1 && ack.retryAfter <= 60, JSON.stringify(ack));
+    const { text, detail } = await err;
+    assert.equal(text, 'Too many calls, try again later');
+    assert.deepEqual(detail, { code: 'RATE_LIMITED', message: detail.message, retryAfter: ack.retryAfter });
+    assert.equal(typeof detail.message, 'string');
+    await quiet;
+  });
+
+  test('in a call that goes on, one who declines or leaves gets call:ended on every tab; the rest get call:left and carry on', async () => {
+    const [a, b, c, d] = [numUid(), numUid(), numUid(), numUid()];
+    const ta = token(a, { name: 'Alice' });
+    const roomId = Number(await conversation(ta, [b, c, d], 'Band'));
+    const [sa, sb, sc, sd] = [await user(a), await user(b), await user(c), await user(d)];
+    const sd2 = await user(d);
+    const rings = [sc, sd, sd2].map((s) => next(s, 'call:initiated'));
+    const callId = await answeredCall(sa, sb, roomId);
+    await Promise.all(rings);
+    const cIn = next(sa, 'call:answered');
+    sc.emit('call:answered', { callId });
+    await cIn;
+
+    // Dave, still rung in the ongoing call, declines on one tab: the call
+    // ended for him (his other tab stops ringing), the others hear he is out.
+    const noEnd = expectSilence([sa, sb, sc], 'call:ended');
+    const dEnds = [sd, sd2].map((s) => next(s, 'call:ended'));
+    const lefts = [sa, sb, sc].map((s) => next(s, 'call:left'));
+    const ack = await sd.emitWithAck('call:ended', { callId, roomId });
+    assert.deepEqual(ack, { success: true, data: { callId } });
+    for (const e of await Promise.all(dEnds)) assert.deepEqual(e, { callId, endedBy: Number(d), reason: 'declined', duration: 0, roomId });
+    for (const l of await Promise.all(lefts)) {
+      assert.deepEqual(l, { callId, userId: Number(d), reason: 'declined', roomId, timestamp: l.timestamp });
+      assert.match(l.timestamp, ISO);
+    }
+    await noEnd;
+    await expectError(sd2, 'call:answered', { callId }, 'You already declined or left this call', 'CONFLICT');
+
+    // Carol leaves after a second in it: the call ended for her; Alice and
+    // Bob hear it, Dave (out already) does not.
+    await sleep(1100);
+    const noEnd2 = expectSilence([sa, sb], 'call:ended');
+    const daveQuiet = expectSilence([sd, sd2], ['call:left', 'call:ended']);
+    const cEnded = next(sc, 'call:ended');
+    const lefts2 = [sa, sb].map((s) => next(s, 'call:left'));
+    sc.emit('call:ended', { callId, roomId });
+    const ce = await cEnded;
+    assert.deepEqual({ ...ce, duration: undefined }, { callId, endedBy: Number(c), reason: 'left', duration: undefined, roomId });
+    assert.ok(ce.duration >= 1, JSON.stringify(ce));
+    for (const l of await Promise.all(lefts2)) assert.deepEqual(l, { callId, userId: Number(c), reason: 'left', roomId, timestamp: l.timestamp });
+    await noEnd2;
+    await daveQuiet;
+
+    // The call goes on for Alice and Bob.
+    const offer = next(sb, 'call:offer');
+    sa.emit('call:offer', { callId, to: Number(b), offer: OFFER });
+    assert.deepEqual(await offer, { callId, from: Number(a), offer: OFFER });
+    await expectError(sc, 'call:offer', { callId, to: Number(a), offer: OFFER }, 'Not authorized', 'PERMISSION_DENIED');
+    const ends = [sa, sb].map((s) => next(s, 'call:ended'));
+    sb.emit('call:ended', { callId, roomId });
+    for (const e of await Promise.all(ends)) assert.equal(e.reason, 'user_ended');
+    const r = (await rest('GET', `/api/calls?conversation=${roomId}`, ta)).body.calls[0];
+    assert.equal(r.state, 'ended');
+    const byUser = Object.fromEntries(r.participants.map((p) => [p.userId, p]));
+    assert.ok(!byUser[d].joinedAt && byUser[d].leftAt, JSON.stringify(byUser[d]));
+    assert.ok(byUser[c].joinedAt && byUser[c].leftAt < byUser[a].leftAt, JSON.stringify(r.participants));
   });
 });

@@ -4,7 +4,10 @@
 // recall_message → message_recalled, every refusal as an `error` event,
 // numeric ids on the wire, the default namespace, a conversation shared
 // with a `raven` user, and presence: user_online / user_offline for the
-// users who share a chat, typing → user_typing, the per-user socket limit.
+// users who share a chat, typing → user_typing, the per-user socket limit,
+// and calls: ring, answer, ICE, end, the three timers (missed, maximum
+// duration, disconnect grace), busy, the rate limit, mid-call
+// renegotiation, non-participants refused.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
@@ -773,6 +776,9 @@ describe('real client: HVTSocial', () => {
 });
 
 describe('calls', () => {
+  const RING_MS = Number(process.env.CONFAB_CALL_RING_TIMEOUT_MS ?? 60000);
+  const MAX_MS = Number(process.env.CONFAB_CALL_MAX_DURATION_MS ?? 10800000);
+  const GRACE_MS = Number(process.env.CONFAB_CALL_DISCONNECT_GRACE_MS ?? 15000);
   const OFFER = { type: 'offer', sdp: 'v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\n' };
   const ANSWER = { type: 'answer', sdp: 'v=0\r\no=- 7 2 IN IP4 127.0.0.1\r\n' };
   const ICE = { candidate: 'candidate:1 1 udp 2122260223 10.0.0.1 54321 typ host', sdpMid: '0', sdpMLineIndex: 0 };
@@ -844,20 +850,142 @@ describe('calls', () => {
     assert.deepEqual(r.participants.map((p) => p.userId).sort(), [a.sub, b.sub].sort());
   });
 
-  test('end_call while ringing: the caller cancels, the callee rejects; both sides hear call_ended', async () => {
-    const { a, b } = await firstChat('call me');
-    let ring = next(b.s, 'incoming_call');
-    a.s.emit('call_user', { to: b.id, offer: OFFER, isVideo: false });
-    await ring;
-    let ended = next(b.s, 'call_ended');
-    a.s.emit('end_call', { to: b.id });
-    assert.equal((await ended).reason, 'cancelled');
-    ring = next(b.s, 'incoming_call');
+  test('end_call while ringing: the caller cancels, the callee rejects; both sides hear call_ended and end_call, and the records say so', async () => {
+    const { a, b, chatId } = await firstChat('call me');
+    const b2 = await connect(NS, { auth: { token: b.tok } });
+    for (const [who, peer, reason, state] of [[a, b, 'cancelled', 'cancelled'], [b, a, 'rejected', 'rejected']]) {
+      const rings = [next(b.s, 'incoming_call'), next(b2, 'incoming_call')];
+      a.s.emit('call_user', { to: b.id, offer: OFFER, isVideo: false });
+      const [{ callId }] = await Promise.all(rings);
+      // Both sides, every tab of the callee (so the other tab stops ringing).
+      const ends = [a.s, b.s, b2].flatMap((s) => [next(s, 'call_ended'), next(s, 'end_call')]);
+      const ack = await who.s.emitWithAck('end_call', { to: peer.id });
+      assert.deepEqual(ack, { success: true, data: { callId } });
+      const got = await Promise.all(ends);
+      for (let i = 0; i < got.length; i += 2) {
+        assert.deepEqual(got[i], { from: who.id, callId, reason });
+        assert.deepEqual(got[i + 1], { from: who.id, callId });
+      }
+      const records = await rest('GET', `/api/calls?conversation=${chatId}&limit=1`, b.tok);
+      assert.deepEqual([records.body.calls[0].id, records.body.calls[0].state], [String(callId), state]);
+      // Nothing left to end.
+      const err = refusedWith(who.s, 'end_call', 'NOT_FOUND');
+      const late = await who.s.emitWithAck('end_call', { to: peer.id });
+      assert.equal(late.error.code, 'NOT_FOUND');
+      await err;
+    }
+  });
+
+  test('unanswered: after the ring timeout both sides hear call_ended {from: "system", reason: "missed"}; a late answer is refused', async () => {
+    const { a, b, chatId } = await firstChat('call me');
+    const ends = [a.s, b.s].flatMap((s) => [next(s, 'call_ended', RING_MS + 3000), next(s, 'end_call', RING_MS + 3000)]);
+    const ring = next(b.s, 'incoming_call');
+    const started = Date.now();
+    a.s.emit('call_user', { to: b.id, offer: OFFER, isVideo: true });
+    const { callId } = await ring;
+    const [endedA, endCallA, endedB, endCallB] = await Promise.all(ends);
+    assert.ok(Date.now() - started >= RING_MS - 100, 'not before the ring timeout');
+    for (const e of [endedA, endedB]) assert.deepEqual(e, { from: 'system', callId, reason: 'missed' });
+    for (const e of [endCallA, endCallB]) assert.deepEqual(e, { from: 'system', callId });
+    b.s.emit('answer_call', { to: a.id, answer: ANSWER, callId });
+    await refusedWith(b.s, 'answer_call', 'CONFLICT');
+    b.s.emit('answer_call', { to: a.id, answer: ANSWER });
+    await refusedWith(b.s, 'answer_call', 'NOT_FOUND');
+    const records = await rest('GET', `/api/calls?conversation=${chatId}`, a.tok);
+    assert.deepEqual([records.body.calls[0].state, records.body.calls[0].endReason], ['missed', 'missed']);
+  });
+
+  test('an answered call ends at its maximum duration: call_ended from "system", reason timeout, to both', async () => {
+    const { a, b, chatId } = await firstChat('call me');
+    const ends = [a.s, b.s].map((s) => next(s, 'call_ended', MAX_MS + 5000));
+    const ring = next(b.s, 'incoming_call');
     a.s.emit('call_user', { to: b.id, offer: OFFER, isVideo: false });
     const { callId } = await ring;
-    ended = next(a.s, 'call_ended');
-    b.s.emit('end_call', { to: a.id });
-    assert.deepEqual(await ended, { from: b.id, callId, reason: 'rejected' });
+    const answered = next(a.s, 'call_answered');
+    b.s.emit('answer_call', { to: a.id, answer: ANSWER });
+    await answered;
+    const since = Date.now();
+    for (const e of await Promise.all(ends)) assert.deepEqual(e, { from: 'system', callId, reason: 'timeout' });
+    assert.ok(Date.now() - since >= MAX_MS - 300, 'not before the maximum duration');
+    const r = (await rest('GET', `/api/calls?conversation=${chatId}`, a.tok)).body.calls[0];
+    assert.equal(r.endReason, 'timeout');
+    assert.ok(Math.abs(r.durationMs - MAX_MS) <= 1000, JSON.stringify(r));
+  });
+
+  test('a participant who drops and stays away past the grace ends the call: participant_disconnected', async () => {
+    const { a, b, callId } = await inCall();
+    const ended = next(a.s, 'call_ended', GRACE_MS + 3000);
+    const endCall = next(a.s, 'end_call', GRACE_MS + 3000);
+    const dropped = Date.now();
+    b.s.disconnect();
+    assert.deepEqual(await ended, { from: 'system', callId, reason: 'participant_disconnected' });
+    assert.deepEqual(await endCall, { from: 'system', callId });
+    assert.ok(Date.now() - dropped >= GRACE_MS - 100, 'not before the grace');
+    // Alice is free again: she can call Bob (now back) anew.
+    const back = await connect(NS, { auth: { token: b.tok } });
+    const ring = next(back, 'incoming_call');
+    a.s.emit('call_user', { to: b.id, offer: OFFER, isVideo: false });
+    assert.notEqual((await ring).callId, callId);
+    a.s.emit('end_call', { to: b.id });
+  });
+
+  test('a participant who comes back within the grace stays in the call; signaling follows the new socket', async () => {
+    const { a, b, callId } = await inCall();
+    const quiet = expectSilence(a.s, ['call_ended', 'end_call'], { ms: GRACE_MS + 500 });
+    b.s.disconnect();
+    await sleep(GRACE_MS / 3);
+    const back = await connect(NS, { auth: { token: b.tok } });
+    await quiet;
+    const ice = next(back, 'ice_candidate');
+    a.s.emit('ice_candidate', { to: b.id, candidate: ICE });
+    assert.deepEqual(await ice, { from: a.id, candidate: ICE, callId });
+    const iceA = next(a.s, 'ice_candidate');
+    back.emit('ice_candidate', { to: a.id, candidate: ICE });
+    assert.deepEqual(await iceA, { from: b.id, candidate: ICE, callId });
+    const ended = next(a.s, 'call_ended');
+    back.emit('end_call', { to: a.id });
+    assert.deepEqual(await ended, { from: b.id, callId, reason: 'user_ended' });
+  });
+
+  test('mid-call renegotiation: a second call_user / answer_call between the two is an offer / answer in the same call, on the sockets in it', async () => {
+    const { a, b, chatId, callId } = await inCall();
+    const b2 = await connect(NS, { auth: { token: b.tok } });
+    const VIDEO_OFFER = { type: 'offer', sdp: 'v=0\r\no=- 4611 3 IN IP4 127.0.0.1\r\nm=video 9\r\n' };
+    const VIDEO_ANSWER = { type: 'answer', sdp: 'v=0\r\no=- 7 3 IN IP4 127.0.0.1\r\nm=video 9\r\n' };
+    // Nobody hangs up or rings anew, and Bob's other tab hears none of it.
+    const quiet = expectSilence([a.s, b.s, b2], ['call_ended', 'end_call']);
+    const otherTab = expectSilence(b2, ['incoming_call', 'call_answered']);
+
+    // Bob turns his video on.
+    const offered = next(a.s, 'incoming_call');
+    const ack = await b.s.emitWithAck('call_user', { to: a.id, offer: VIDEO_OFFER, isVideo: true, callerName: 'Bob', callerAvatar: '', chatId });
+    assert.deepEqual(ack, { success: true, data: { callId } });
+    assert.deepEqual(await offered, { from: b.id, offer: VIDEO_OFFER, callId });
+    const answered = next(b.s, 'call_answered');
+    const ackA = await a.s.emitWithAck('answer_call', { to: b.id, answer: VIDEO_ANSWER });
+    assert.deepEqual(ackA, { success: true, data: { callId } });
+    assert.deepEqual(await answered, { from: a.id, answer: VIDEO_ANSWER, callId });
+
+    // And Alice renegotiates the other way.
+    const offeredB = next(b.s, 'incoming_call');
+    a.s.emit('call_user', { to: b.id, offer: VIDEO_OFFER, isVideo: true });
+    assert.deepEqual(await offeredB, { from: a.id, offer: VIDEO_OFFER, callId });
+    const answeredA = next(a.s, 'call_answered');
+    b.s.emit('answer_call', { to: a.id, answer: VIDEO_ANSWER, callId });
+    assert.deepEqual(await answeredA, { from: b.id, answer: VIDEO_ANSWER, callId });
+
+    // Bob's other tab is not in the call: its answer_call is still refused.
+    b2.emit('answer_call', { to: a.id, answer: VIDEO_ANSWER });
+    await refusedWith(b2, 'answer_call', 'CONFLICT');
+    await quiet;
+    await otherTab;
+
+    // Still the one call, ongoing; hanging up ends it.
+    const ended = next(b.s, 'call_ended');
+    a.s.emit('end_call', { to: b.id });
+    assert.deepEqual(await ended, { from: a.id, callId, reason: 'user_ended' });
+    const calls = (await rest('GET', `/api/calls?conversation=${chatId}`, a.tok)).body.calls;
+    assert.deepEqual(calls.map((c) => [c.id, c.state]), [[String(callId), 'ended']]);
   });
 
   test('refusals: busy callee, no shared chat, the rate limit', async () => {
@@ -894,7 +1022,7 @@ describe('calls', () => {
     assert.ok(e.retryAfter >= 1 && e.retryAfter <= 60, JSON.stringify(e));
   });
 
-  test("a non-participant's ICE candidate is refused and forwarded to nobody", async () => {
+  test("a non-participant's ICE candidate, answer and offer are refused and forwarded to nobody", async () => {
     const { a, b, callId } = await inCall();
     const eve = await user('Eve');
     eve.s.emit('send_message', { text: 'hi', receiverId: b.id, type: 'text' });
@@ -906,6 +1034,11 @@ describe('calls', () => {
     await refusedWith(eve.s, 'ice_candidate', 'PERMISSION_DENIED');
     eve.s.emit('answer_call', { to: a.id, answer: ANSWER, callId });
     await refusedWith(eve.s, 'answer_call', 'PERMISSION_DENIED');
+    eve.s.emit('answer_call', { to: b.id, answer: ANSWER });
+    await refusedWith(eve.s, 'answer_call', 'NOT_FOUND');
+    // An offer from Eve is no renegotiation of their call: Bob is busy.
+    eve.s.emit('call_user', { to: b.id, offer: OFFER, isVideo: true });
+    await refusedWith(eve.s, 'call_user', 'USER_BUSY');
     eve.s.emit('ice_candidate', { to: b.id });
     await refusedWith(eve.s, 'ice_candidate', 'INVALID_ARGUMENT');
     await quiet;

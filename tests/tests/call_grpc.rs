@@ -78,6 +78,8 @@ scenarios!(
     ring_timeout_and_max_duration,
     disconnect_grace,
     room_call_with_three,
+    room_call_departures_while_it_goes_on,
+    renegotiation_only_within_the_ongoing_call,
     restart_resolves_overdue_calls,
 );
 
@@ -220,6 +222,7 @@ fn kind_name(e: &CallEvent) -> &'static str {
         Kind::CallEnded(_) => "ended",
         Kind::Signal(_) => "signal",
         Kind::ControlsChanged(_) => "controls",
+        Kind::ParticipantLeft(_) => "participant_left",
     }
 }
 
@@ -947,6 +950,18 @@ async fn room_call_with_three(mut env: Env) -> Env {
         .unwrap()
         .into_inner();
     assert_eq!(state(&after), CallState::Ongoing);
+    let e = next(&mut events).await;
+    assert_eq!(e.actor_id, bob);
+    match e.kind.unwrap() {
+        Kind::ParticipantLeft(l) => {
+            assert_eq!(
+                (l.user_id.as_str(), l.reason.as_str()),
+                (bob.as_str(), "left")
+            );
+            assert_eq!(state(l.call.as_ref().unwrap()), CallState::Ongoing);
+        }
+        other => panic!("{other:?}"),
+    }
     env.calls
         .end_call(action(&alice, &call.id, ""))
         .await
@@ -975,6 +990,167 @@ async fn room_call_with_three(mut env: Env) -> Env {
         .find(|p| p.user_id == carol)
         .unwrap();
     assert!(bob_rec.left_at_ms <= carol_rec.left_at_ms);
+    env
+}
+
+/// In a room call of four that goes on: a callee who never answered
+/// declines it, one who answered drops past the grace; each is one
+/// `participant_left` and the call stays ongoing for the rest.
+async fn room_call_departures_while_it_goes_on(mut env: Env) -> Env {
+    let (alice, bob, carol, dave) = (user("alice"), user("bob"), user("carol"), user("dave"));
+    let room = conversation(&mut env.chat, &alice, &[&bob, &carol, &dave], true).await;
+    let call = env
+        .calls
+        .initiate_call(InitiateCallRequest {
+            actor: actor(&alice),
+            conversation_id: room,
+            group_call: true,
+            media: CallMedia::Audio as i32,
+            session_id: "a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for (who, session) in [(&bob, "b"), (&carol, "c")] {
+        env.calls
+            .answer_call(action(who, &call.id, session))
+            .await
+            .unwrap();
+    }
+    let mut events = subscribe(&mut env.calls).await;
+
+    // Dave still rings in the ongoing call, and declines it.
+    let after = env
+        .calls
+        .reject_call(action(&dave, &call.id, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&after), CallState::Ongoing);
+    let e = next(&mut events).await;
+    match e.kind.unwrap() {
+        Kind::ParticipantLeft(l) => {
+            assert_eq!(
+                (l.user_id.as_str(), l.reason.as_str()),
+                (dave.as_str(), "declined")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = env
+        .calls
+        .reject_call(action(&dave, &call.id, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), ErrorCode::Conflict, "declined once");
+    let e = env
+        .calls
+        .reject_call(action(&bob, &call.id, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(e),
+        ErrorCode::Conflict,
+        "bob is in the call: he leaves"
+    );
+
+    // Carol's call socket closes and stays away: she is out, by the system.
+    env.calls
+        .report_session(ReportSessionRequest {
+            actor: actor(&carol),
+            session_id: "c".into(),
+            open: false,
+        })
+        .await
+        .unwrap();
+    let e = next(&mut events).await;
+    assert_eq!(e.actor_id, "system");
+    match e.kind.unwrap() {
+        Kind::ParticipantLeft(l) => {
+            assert_eq!(
+                (l.user_id.as_str(), l.reason.as_str()),
+                (carol.as_str(), "participant_disconnected")
+            );
+            assert_eq!(state(l.call.as_ref().unwrap()), CallState::Ongoing);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Alice and Bob go on until Bob hangs up: the last two end it.
+    env.calls
+        .end_call(action(&bob, &call.id, ""))
+        .await
+        .unwrap();
+    let e = next(&mut events).await;
+    assert_eq!(kind_name(&e), "ended");
+    assert_eq!(call_of(&e).end_reason, "user_ended");
+    env
+}
+
+/// A renegotiation offer or answer passes only between two participants
+/// in the ongoing call, from the socket each calls from.
+async fn renegotiation_only_within_the_ongoing_call(mut env: Env) -> Env {
+    let (alice, bob) = (user("alice"), user("bob"));
+    conversation(&mut env.chat, &alice, &[&bob], false).await;
+    let call = initiate(&mut env.calls, &alice, &bob, "a").await.unwrap();
+    let reneg = |by: &str, to: &str, kind: SignalKind, session: &str| SignalRequest {
+        session_id: session.into(),
+        renegotiation: true,
+        ..signal(by, "", to, kind, r#"{"type":"offer"}"#)
+    };
+    let mut events = subscribe(&mut env.calls).await;
+    // Still ringing: not a renegotiation (the edge answers the call instead).
+    let e = env
+        .calls
+        .signal(reneg(&bob, &alice, SignalKind::Answer, "b"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), ErrorCode::Conflict);
+    env.calls
+        .answer_call(action(&bob, &call.id, "b"))
+        .await
+        .unwrap();
+    assert_eq!(kind_name(&next(&mut events).await), "answered");
+
+    // Bob turns video on: his offer reaches Alice's calling socket, and
+    // her answer his.
+    let r = env
+        .calls
+        .signal(reneg(&bob, &alice, SignalKind::Offer, "b"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.call_id, call.id);
+    let e = next(&mut events).await;
+    assert_eq!(e.audience.unwrap().session_ids, vec!["a".to_string()]);
+    env.calls
+        .signal(reneg(&alice, &bob, SignalKind::Answer, "a"))
+        .await
+        .unwrap();
+    let e = next(&mut events).await;
+    assert_eq!(e.audience.unwrap().session_ids, vec!["b".to_string()]);
+
+    // Another tab of Bob's, an ICE candidate, or a stranger: refused.
+    let e = env
+        .calls
+        .signal(reneg(&bob, &alice, SignalKind::Answer, "b2"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), ErrorCode::Conflict, "not the socket in the call");
+    let e = env
+        .calls
+        .signal(reneg(&bob, &alice, SignalKind::IceCandidate, "b"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), ErrorCode::InvalidArgument);
+    let eve = user("eve");
+    let e = env
+        .calls
+        .signal(reneg(&eve, &alice, SignalKind::Offer, "e"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), ErrorCode::NotFound);
+    quiet(&mut events, 300).await;
     env
 }
 

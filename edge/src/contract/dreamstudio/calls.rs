@@ -6,8 +6,8 @@
 //! | `call:initiated {callId, callType, initiatedBy, roomId, timestamp}` | s→c | `call_initiated`, to every socket of every member the call rings and of the caller |
 //! | `call:answered {callId, roomId}` | c→s | `AnswerCall` from this socket (its signaling then goes to it alone); each member who answers gets a participant record with when they joined |
 //! | `call:answered {callId, answeredBy, roomId, timestamp}` | s→c | to every socket of the call's participants, so the answerer's other tabs stop ringing |
-//! | `call:ended {callId, roomId}` | c→s | an ongoing call: `EndCall` (the caller, or the last two in it, end it for everyone; anyone else leaves it and it goes on); a ringing one: `CancelCall` for the caller, `RejectCall` for a callee (declines for them; the call is rejected once every callee has) |
-//! | `call:ended {callId, endedBy, reason, duration, roomId}` | s→c | every end (hung up, `cancelled`, `rejected`, `missed` after the ring timeout, `timeout` after the maximum duration, `participant_disconnected` after the disconnect grace) to every socket of the participants; `endedBy` is `"system"` for the timers; `duration` in whole seconds from the first answer |
+//! | `call:ended {callId, roomId}` | c→s | one in the call: `EndCall` (the caller, or the last two in it, end it for everyone; anyone else leaves it and it goes on); a ringing one, or one still ringing for this callee: `CancelCall` for the caller, `RejectCall` for a callee (declines for them; a call nobody answered is rejected once every callee has) |
+//! | `call:ended {callId, endedBy, reason, duration, roomId}` | s→c | every end (hung up, `cancelled`, `rejected`, `missed` after the ring timeout, `timeout` after the maximum duration, `participant_disconnected` after the disconnect grace) to every socket of the participants; `endedBy` is `"system"` for the timers; `duration` in whole seconds from the first answer. Also, to one participant's sockets alone, when that participant is out of a call that goes on for the others (below) |
 //!
 //! Beyond the seed (it has no signaling events; a frontend on it needs some
 //! to connect peers), colon-named like its own:
@@ -16,6 +16,7 @@
 //! |---|---|---|
 //! | `call:offer {callId, to?, offer}`, `call:answer {callId, to?, answer}`, `call:ice-candidate {callId, to?, candidate}` | c→s | `Signal` to `to` (every other participant when absent), refused unless sender and target are in the call |
 //! | `call:offer {callId, from, offer}`, `call:answer {callId, from, answer}`, `call:ice-candidate {callId, from, candidate}` | s→c | to the target's answering socket (every socket before it answered), the SDP or candidate exactly as sent |
+//! | `call:left {callId, userId, reason, roomId, timestamp}` | s→c | `participant_left`: one participant is out of a room call that goes on; to every socket of everyone still in it or still rung |
 //!
 //! Choices where the seed is vague:
 //! - The seed broadcasts to `room:<roomId>` (the sockets that joined the
@@ -33,13 +34,23 @@
 //!   in; `Call not found` (`NOT_FOUND`); for a call in the wrong state
 //!   (`CONFLICT`) `Call is <state>` or the reason (`The call was already
 //!   answered` for a second tab answering).
-//! - A participant leaving a room call that goes on, and one callee
-//!   declining while others still ring, have no event (call-service
-//!   publishes none); the record keeps when they left.
+//! - One participant out of a room call that goes on for the others —
+//!   who left it (`call:ended` while in it, not the caller, three or more
+//!   in it), declined it (`call:ended` while it still rang for them, before
+//!   or after others answered) or dropped past the disconnect grace — is
+//!   told in the seed's own words, and only them: `call:ended {callId,
+//!   endedBy, reason, duration, roomId}` on every socket of theirs, with
+//!   `reason` `left`, `declined` or `participant_disconnected`, `endedBy`
+//!   them (`"system"` for the grace) and `duration` their own whole seconds
+//!   in the call. A frontend on the seed closes the call on `call:ended`,
+//!   so the others must not get it while the call goes on: they get
+//!   `call:left` (beyond the seed, named like its `member:left`) to drop
+//!   that participant's tile, and a frontend that ignores it keeps its
+//!   call. The record keeps when each one left.
 
 use confab_proto::v1::{
-    Call, CallActionRequest, CallEvent, CallMedia, InitiateCallRequest, SignalKind, SignalRequest,
-    call_event::Kind,
+    Call, CallActionRequest, CallEvent, CallMedia, InitiateCallRequest, ParticipantLeft,
+    SignalKind, SignalRequest, call_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
@@ -48,7 +59,7 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
 use super::refused_with;
 use crate::auth::Identity;
-use crate::contract::{Emit, call_rooms};
+use crate::contract::{Emit, call_rooms, user_room};
 use crate::services::Services;
 use crate::wire::{WireId, iso, numeric_id};
 
@@ -282,6 +293,7 @@ async fn signal(
                 payload_json: payload.to_string(),
                 to_user_id: p.to.map(|t| t.0).unwrap_or_default(),
                 session_id: s.id.to_string(),
+                renegotiation: false,
             })
             .await
             .map_err(status)?;
@@ -371,9 +383,55 @@ pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
             payload[field(kind)] = serde_json::from_str(&sig.payload_json).unwrap_or(Value::Null);
             vec![Emit::to(everyone, event, payload)]
         }
+        Some(Kind::ParticipantLeft(l)) => participant_left(l, by),
         // The seed has no call controls.
         Some(Kind::ControlsChanged(_)) | None => Vec::new(),
     }
+}
+
+/// One participant out of a room call that goes on (module doc): the
+/// call ended for them (`call:ended` on their own sockets, so their other
+/// tabs stop ringing or close the call), and `call:left` for everyone still
+/// in it or still rung.
+fn participant_left(l: &ParticipantLeft, by: Value) -> Vec<Emit> {
+    let Some(c) = &l.call else {
+        return Vec::new();
+    };
+    let who = c.participants.iter().find(|p| p.user_id == l.user_id);
+    let left_at = who.map_or(0, |p| p.left_at_ms);
+    let in_call_ms = who
+        .filter(|p| p.joined_at_ms > 0 && p.left_at_ms > 0)
+        .map_or(0, |p| (p.left_at_ms - p.joined_at_ms).max(0));
+    let others: Vec<String> = c
+        .participants
+        .iter()
+        .filter(|p| p.user_id != l.user_id && p.left_at_ms == 0)
+        .map(|p| user_room(&p.user_id))
+        .collect();
+    vec![
+        Emit::to(
+            vec![user_room(&l.user_id)],
+            "call:ended",
+            json!({
+                "callId": numeric_id(&c.id),
+                "endedBy": by,
+                "reason": l.reason,
+                "duration": (in_call_ms + 500) / 1000,
+                "roomId": numeric_id(&c.conversation_id),
+            }),
+        ),
+        Emit::to(
+            others,
+            "call:left",
+            json!({
+                "callId": numeric_id(&c.id),
+                "userId": numeric_id(&l.user_id),
+                "reason": l.reason,
+                "roomId": numeric_id(&c.conversation_id),
+                "timestamp": iso(left_at),
+            }),
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -422,6 +480,49 @@ mod tests {
         assert_eq!(
             out[0].data,
             json!({"callId": 5, "endedBy": 100001, "reason": "user_ended", "duration": 2, "roomId": 3})
+        );
+    }
+
+    #[test]
+    fn one_leaving_a_room_call_ends_it_for_them_and_tells_the_rest() {
+        use confab_proto::v1::Participant;
+        let part = |id: &str, joined: i64, left: i64| Participant {
+            user_id: id.into(),
+            joined_at_ms: joined,
+            left_at_ms: left,
+            ..Default::default()
+        };
+        let c = Call {
+            id: "5".into(),
+            conversation_id: "3".into(),
+            group_call: true,
+            participants: vec![
+                part("100001", 1_700_000_000_000, 0),
+                part("100002", 1_700_000_001_000, 1_700_000_004_000),
+                part("100003", 0, 0),
+                part("100004", 0, 1_700_000_000_500),
+            ],
+            ..Default::default()
+        };
+        let l = ParticipantLeft {
+            call: Some(c),
+            user_id: "100002".into(),
+            reason: "left".into(),
+        };
+        let out = participant_left(&l, json!(100002));
+        assert_eq!(out[0].event, "call:ended");
+        assert_eq!(out[0].rooms, vec!["user:100002"]);
+        assert_eq!(
+            out[0].data,
+            json!({"callId": 5, "endedBy": 100002, "reason": "left", "duration": 3, "roomId": 3})
+        );
+        assert_eq!(out[1].event, "call:left");
+        // Still in it or still rung; not whoever declined before.
+        assert_eq!(out[1].rooms, vec!["user:100001", "user:100003"]);
+        assert_eq!(
+            out[1].data,
+            json!({"callId": 5, "userId": 100002, "reason": "left", "roomId": 3,
+                   "timestamp": "2023-11-14T22:13:24.000Z"})
         );
     }
 

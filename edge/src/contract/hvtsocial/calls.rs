@@ -2,9 +2,9 @@
 //!
 //! | seed event | direction | confab |
 //! |---|---|---|
-//! | `call_user {to, offer, isVideo, callerName, callerAvatar, chatId}` | c→s | `InitiateCall` to `to` (`chatId`, when sent, must be a chat both are in; else their direct chat is found), `offer` stored and relayed with the ring; `callerName`/`callerAvatar` come from the token, not the payload |
-//! | `incoming_call {from, offer, isVideo, callerName, callerAvatar, chatId, callId}` | s→c | `call_initiated`, to every socket of the callee; `offer` is `null` when the caller (on another contract) sent none with the ring |
-//! | `answer_call {to, answer}` | c→s | `AnswerCall` of the ringing call from `to`, from this socket (its signaling then goes to this socket alone), with `answer` |
+//! | `call_user {to, offer, isVideo, callerName, callerAvatar, chatId}` | c→s | `InitiateCall` to `to` (`chatId`, when sent, must be a chat both are in; else their direct chat is found), `offer` stored and relayed with the ring; `callerName`/`callerAvatar` come from the token, not the payload. Within an ongoing call with `to`, from the socket in it: a renegotiation offer (`Signal`, below) |
+//! | `incoming_call {from, offer, isVideo, callerName, callerAvatar, chatId, callId}` | s→c | `call_initiated`, to every socket of the callee; `offer` is `null` when the caller (on another contract) sent none with the ring. A renegotiation offer is `incoming_call {from, offer, callId}` to the socket in the call |
+//! | `answer_call {to, answer}` | c→s | `AnswerCall` of the ringing call from `to`, from this socket (its signaling then goes to this socket alone), with `answer`. Within an ongoing call with `to`, from the socket in it: the answer to a renegotiation offer (`Signal`) |
 //! | `call_answered {from, answer, callId}` | s→c | to the caller, when the answer carries SDP; the callee's *other* sockets get `call_ended {reason: 'answered_elsewhere'}` instead, so they stop ringing |
 //! | `ice_candidate {to, candidate}` | c→s | `Signal` (ICE) to `to` in the live call between the two, refused unless both are in it |
 //! | `ice_candidate {from, candidate, callId}` | s→c | to `to`'s answering socket (every socket before it answered), the candidate exactly as sent |
@@ -16,6 +16,19 @@
 //!   call-service finds the one live call between the two. Every payload may
 //!   also carry `callId` (a confab addition, sent with every server event),
 //!   which then decides.
+//! - Renegotiation: the seed's only events carrying SDP are `call_user`
+//!   and `answer_call`, so a frontend that renegotiates mid-call (turning
+//!   video on, an ICE restart) sends its new offer as `call_user` and the
+//!   answer as `answer_call`. When sender and `to` are both in an ongoing
+//!   call and the sender's socket is the one in it, call-service relays
+//!   these as signaling in that call (`Signal` with `renegotiation`): the
+//!   peer's socket in the call gets `incoming_call {from, offer, callId}`
+//!   (the `callId` of the call in progress, no caller name: not a new
+//!   ring) and then `call_answered {from, answer, callId}`; the ack is
+//!   `{success, data: {callId}}`. No new call starts and the call's state
+//!   does not change. Anything else (no ongoing call between the two,
+//!   another tab of a participant) is a call start or answer as before,
+//!   refused as before (`USER_BUSY`, `CONFLICT`).
 //! - SDP and ICE from a peer on another contract: an offer sent after the
 //!   ring (a `v3` caller sends its `webrtc_offer` on its own) arrives as
 //!   `incoming_call {from, offer, callId}` — the seed's one event carrying
@@ -34,6 +47,10 @@
 //!   malformed payload. The connection stays up.
 //! - Call controls (mute, video, screen share) have no event in the seed and
 //!   are not rendered here.
+//! - A room call started on `dreamstudio` also rings hvtsocial members;
+//!   when one of them is out of it while it goes on (left, declined,
+//!   dropped), their own sockets get `call_ended` / `end_call` with that
+//!   `reason`; the seed has no event for the others.
 
 use confab_proto::v1::{
     Call, CallActionRequest, CallEvent, CallMedia, InitiateCallRequest, SignalKind, SignalRequest,
@@ -124,6 +141,23 @@ async fn call_user(
 ) {
     let result = async {
         let p = p.map_err(bad_payload)?;
+        let offer = present(p.offer);
+        // An offer to someone already in an ongoing call with this user
+        // renegotiates that call (module doc).
+        if let Some(offer) = &offer
+            && let Some(id) = renegotiate(
+                &svc,
+                &me,
+                &s,
+                &p.to,
+                String::new(),
+                SignalKind::Offer,
+                offer,
+            )
+            .await
+        {
+            return Ok(json!({ "callId": numeric_id(&id) }));
+        }
         let req = InitiateCallRequest {
             actor: Some(me.actor()),
             callee_ids: vec![p.to.0],
@@ -133,7 +167,7 @@ async fn call_user(
             } else {
                 CallMedia::Audio
             } as i32,
-            sdp_offer: present(p.offer).map(|o| o.to_string()).unwrap_or_default(),
+            sdp_offer: offer.map(|o| o.to_string()).unwrap_or_default(),
             session_id: s.id.to_string(),
             ..Default::default()
         };
@@ -169,6 +203,23 @@ async fn answer_call(
 ) {
     let result = async {
         let p = p.map_err(bad_payload)?;
+        let sdp = present(p.answer);
+        // The answer to a renegotiation offer within an ongoing call
+        // (module doc).
+        if let Some(sdp) = &sdp
+            && let Some(id) = renegotiate(
+                &svc,
+                &me,
+                &s,
+                &p.to,
+                call_id(p.call_id.clone()),
+                SignalKind::Answer,
+                sdp,
+            )
+            .await
+        {
+            return Ok(json!({ "callId": numeric_id(&id) }));
+        }
         let c = svc
             .call
             .clone()
@@ -176,7 +227,7 @@ async fn answer_call(
                 actor: Some(me.actor()),
                 call_id: call_id(p.call_id),
                 peer_user_id: p.to.0,
-                sdp: present(p.answer).map(|a| a.to_string()).unwrap_or_default(),
+                sdp: sdp.map(|a| a.to_string()).unwrap_or_default(),
                 session_id: s.id.to_string(),
                 ..Default::default()
             })
@@ -187,6 +238,35 @@ async fn answer_call(
     }
     .await;
     answer(&s, ack, "answer_call", result);
+}
+
+/// Relays `sdp` as a renegotiation `kind` within the ongoing call between
+/// this socket's user and `to`; the call's id when call-service took it,
+/// `None` when there is no such call (the request is then a call start or
+/// answer, and reports its own refusal).
+async fn renegotiate(
+    svc: &Services,
+    me: &Identity,
+    s: &SocketRef,
+    to: &WireId,
+    call_id: String,
+    kind: SignalKind,
+    sdp: &Value,
+) -> Option<String> {
+    svc.call
+        .clone()
+        .signal(SignalRequest {
+            actor: Some(me.actor()),
+            call_id,
+            kind: kind as i32,
+            payload_json: sdp.to_string(),
+            to_user_id: to.0.clone(),
+            session_id: s.id.to_string(),
+            renegotiation: true,
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner().call_id)
 }
 
 #[derive(Deserialize)]
@@ -219,6 +299,7 @@ async fn ice_candidate(
                 payload_json: candidate.to_string(),
                 to_user_id: p.to.0,
                 session_id: s.id.to_string(),
+                renegotiation: false,
             })
             .await
             .map_err(status)?;
@@ -383,6 +464,27 @@ pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
             });
             payload[field] = parsed(&sig.payload_json);
             vec![Emit::to(rooms, event, payload)]
+        }
+        // Out of a room call (started on dreamstudio) that goes on: the
+        // call ended for this user's sockets; the seed has no event for the
+        // others.
+        Some(Kind::ParticipantLeft(l)) => {
+            let Some(c) = &l.call else {
+                return Vec::new();
+            };
+            let mine = vec![user_room(&l.user_id)];
+            vec![
+                Emit::to(
+                    mine.clone(),
+                    "call_ended",
+                    json!({ "from": numeric_id(by), "callId": numeric_id(&c.id), "reason": l.reason }),
+                ),
+                Emit::to(
+                    mine,
+                    "end_call",
+                    json!({ "from": numeric_id(by), "callId": numeric_id(&c.id) }),
+                ),
+            ]
         }
         // The seed has no call controls.
         Some(Kind::ControlsChanged(_)) | None => Vec::new(),

@@ -35,6 +35,12 @@
 //!   `PERMISSION_DENIED` and nothing is forwarded; a call in the wrong
 //!   state is `CONFLICT`; an unknown call is `NOT_FOUND`.
 //! - `callType` is `voice` or `video` both ways (`audio` is read as voice).
+//! - A room call started on `dreamstudio` also rings v3 members; when one
+//!   of them is out of it while it goes on (left, declined, dropped past
+//!   the grace), their own sockets get `call_ended {callId, endedBy,
+//!   reason, duration, timestamp}` with that `reason` (`left`, `declined`,
+//!   `participant_disconnected`) and their own time in it; the seed has no
+//!   event for the others.
 
 use confab_proto::ServiceError;
 use confab_proto::v1::{
@@ -336,6 +342,7 @@ async fn signal(
                 payload_json: payload.to_string(),
                 to_user_id: p.target_id.map(|t| t.0).unwrap_or_default(),
                 session_id: s.id.to_string(),
+                renegotiation: false,
             })
             .await
             .map_err(status)
@@ -497,6 +504,30 @@ pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
         )],
         Some(Kind::Signal(sig)) => vec![signal_received(everyone, sig)],
         Some(Kind::ControlsChanged(ch)) => controls(everyone, ch),
+        // Out of a room call (started on dreamstudio) that goes on: the
+        // call ended for this user's sockets; the seed has no event for the
+        // others.
+        Some(Kind::ParticipantLeft(l)) => {
+            let Some(c) = &l.call else {
+                return Vec::new();
+            };
+            let who = c.participants.iter().find(|p| p.user_id == l.user_id);
+            let at = who.map_or(0, |p| p.left_at_ms);
+            let in_call_ms = who
+                .filter(|p| p.joined_at_ms > 0)
+                .map_or(0, |p| (p.left_at_ms - p.joined_at_ms).max(0));
+            vec![Emit::to(
+                vec![user_room(&l.user_id)],
+                "call_ended",
+                json!({
+                    "callId": c.id,
+                    "endedBy": by,
+                    "reason": l.reason,
+                    "duration": (in_call_ms + 500) / 1000,
+                    "timestamp": iso(at),
+                }),
+            )]
+        }
         None => Vec::new(),
     }
 }
