@@ -667,6 +667,9 @@ describe('real client: HVTSocial', () => {
   test('image and voice as Chatbox sends them (media_url, duration, created_at)', async () => {
     const { a, b, chatId } = await chatbox2();
     let seen = next(b.c, 'receive_message');
+    // The sender gets its own message too: wait for it, so it is not taken
+    // for the reply below.
+    const echo = next(a.c, 'receive_message');
     a.c.emit('send_message', {
       chatId: Number(chatId),
       senderId: a.id,
@@ -677,6 +680,7 @@ describe('real client: HVTSocial', () => {
     });
     let m = await seen;
     assert.deepEqual([m.message_type, m.media_url, m.content], ['image', 'https://cdn.example.com/p.jpg', '']);
+    await echo;
     seen = next(a.c, 'receive_message');
     b.c.emit('send_message', {
       chatId: Number(chatId),
@@ -693,8 +697,10 @@ describe('real client: HVTSocial', () => {
   test('a reply names the message replied to', async () => {
     const { a, b, chatId } = await chatbox2();
     let seen = next(b.c, 'receive_message');
+    const echo = next(a.c, 'receive_message'); // the sender's own copy
     a.c.emit('send_message', { chatId: Number(chatId), senderId: a.id, content: 'first', message_type: 'text' });
     const first = await seen;
+    await echo;
     seen = next(a.c, 'receive_message');
     const response = await b.c.emitWithAck('send_message', {
       chatId: Number(chatId),
