@@ -10,7 +10,7 @@ use std::sync::Arc;
 use confab_proto::bus::EventBus;
 use confab_proto::v1::{self, Audience, ChatEvent, ConversationKind, chat_event::Kind};
 use confab_proto::{ErrorCode, ServiceError, ids};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, SqlErr, TransactionTrait,
@@ -407,25 +407,23 @@ impl Chat {
 
     pub async fn list_peers(&self, req: v1::ListPeersRequest) -> Result<v1::ListPeersResponse> {
         check_user_id(&req.user_id)?;
-        let mine: Vec<i64> = member::Entity::find()
-            .filter(member::Column::UserId.eq(req.user_id.clone()))
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(|m| m.conversation_id)
-            .collect();
+        // One statement: it runs at every socket's handshake.
+        let mine = Query::select()
+            .column(member::Column::ConversationId)
+            .from(member::Entity)
+            .and_where(member::Column::UserId.eq(req.user_id.clone()))
+            .to_owned();
         let mut user_ids: Vec<String> = member::Entity::find()
-            .filter(member::Column::ConversationId.is_in(mine))
+            .select_only()
+            .column(member::Column::UserId)
+            .distinct()
+            .filter(member::Column::ConversationId.in_subquery(mine))
             .filter(member::Column::UserId.ne(req.user_id))
+            .into_tuple()
             .all(&self.db)
             .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(|m| m.user_id)
-            .collect();
+            .map_err(db_err)?;
         user_ids.sort();
-        user_ids.dedup();
         Ok(v1::ListPeersResponse { user_ids })
     }
 
