@@ -124,6 +124,7 @@ impl Presence {
             contract: req.contract,
             profile: Profile {
                 user_name: actor.name.clone(),
+                login: actor.username.clone(),
                 watcher_ids: req.watcher_ids,
             },
         };
@@ -279,6 +280,7 @@ impl Presence {
         let expires_at_ms = now + self.typing_ttl_ms;
         let typing = Typing {
             user_name: actor.name.clone(),
+            login: actor.username.clone(),
             started_at_ms: now,
             member_ids: req.member_ids,
         };
@@ -390,6 +392,7 @@ impl Presence {
                 kind: Some(Kind::StatusChanged(v1::StatusChange {
                     user_id: user_id.to_string(),
                     user_name: profile.user_name.clone(),
+                    login_name: profile.login.clone(),
                     online,
                     last_seen_ms,
                     socket_id: socket_id.to_string(),
@@ -412,6 +415,7 @@ impl Presence {
                 kind: Some(Kind::TypingChanged(v1::TypingChange {
                     user_id: key.user_id.clone(),
                     user_name: typing.user_name.clone(),
+                    login_name: typing.login.clone(),
                     conversation_id: key.conversation_id.clone(),
                     typing: on,
                     started_at_ms: typing.started_at_ms,

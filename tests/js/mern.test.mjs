@@ -583,7 +583,7 @@ describe('presence and typing', () => {
     const aloof = expectSilence(stranger, ['user_online', 'user_offline']);
 
     const [sa1, online] = await act(() => mern(alice.tok), [sb, 'user_online']);
-    assert.deepEqual(online, { userId: alice.id, username: 'Alice' });
+    assert.deepEqual(online, { userId: alice.id, username: 'alice' });
 
     // A second tab: still the same online user, no event either way.
     const quiet = expectSilence(sb, 'user_online');
@@ -597,7 +597,7 @@ describe('presence and typing', () => {
     const [, offline] = await act(async () => sa1.disconnect(), [sb, 'user_offline']);
     assert.deepEqual(Object.keys(offline).sort(), ['lastSeen', 'userId', 'username']);
     assert.equal(offline.userId, alice.id);
-    assert.equal(offline.username, 'Alice');
+    assert.equal(offline.username, 'alice');
     assert.match(offline.lastSeen, ISO);
     const lastSeen = Date.parse(offline.lastSeen);
     assert.ok(lastSeen >= before - 1000 && lastSeen <= Date.now() + 1000, offline.lastSeen);
@@ -635,16 +635,16 @@ describe('presence and typing', () => {
     const quiet = expectSilence([sa, sa2], 'typing_status');
     const [ack, start] = await act(() => sa.timeout(5000).emitWithAck('typing', { conversationId: id, isTyping: true }), [sb, 'typing_status']);
     assert.deepEqual(ack, { success: true });
-    assert.deepEqual(start, { userId: alice.id, username: 'Alice', conversationId: id, isTyping: true });
+    assert.deepEqual(start, { userId: alice.id, username: 'alice', conversationId: id, isTyping: true });
 
     // As the seed's frontend sends it: no ack.
     const [, stop] = await act(async () => sa.emit('typing', { conversationId: id, isTyping: false }), [sb, 'typing_status']);
-    assert.deepEqual(stop, { userId: alice.id, username: 'Alice', conversationId: id, isTyping: false });
+    assert.deepEqual(stop, { userId: alice.id, username: 'alice', conversationId: id, isTyping: false });
     await quiet;
 
     // And the other way round.
     const [, back] = await act(async () => sb.emit('typing', { conversationId: Number(id), isTyping: true }), [sa, 'typing_status']);
-    assert.deepEqual(back, { userId: bob.id, username: 'Bob', conversationId: id, isTyping: true });
+    assert.deepEqual(back, { userId: bob.id, username: 'bob', conversationId: id, isTyping: true });
   });
 
   test('a typing state with no stop ends by itself: typing_status isTyping false', async () => {
@@ -652,7 +652,7 @@ describe('presence and typing', () => {
     const [, start] = await act(async () => sa.emit('typing', { conversationId: id, isTyping: true }), [sb, 'typing_status']);
     assert.equal(start.isTyping, true);
     const expired = await next(sb, 'typing_status', TYPING_TTL_MS + 3000);
-    assert.deepEqual(expired, { userId: alice.id, username: 'Alice', conversationId: id, isTyping: false });
+    assert.deepEqual(expired, { userId: alice.id, username: 'alice', conversationId: id, isTyping: false });
   });
 
   test("a non-member's typing is refused with NOT_A_MEMBER and not relayed", async () => {
@@ -713,7 +713,7 @@ describe('presence and typing', () => {
     await sleep(QUIET_MS);
     assert.equal(heard.seen.length, 2 * relayed, JSON.stringify(heard.seen.slice(2 * relayed)));
     // Stops were never counted: 30 starts and 30 stops all got through.
-    assert.deepEqual(heard.seen.at(-1), { userId: alice.id, username: 'Alice', conversationId: id, isTyping: false });
+    assert.deepEqual(heard.seen.at(-1), { userId: alice.id, username: 'alice', conversationId: id, isTyping: false });
     await noErrors;
     heard.stop();
   });

@@ -293,6 +293,7 @@ async fn online_on_first_session_only(backend: Backend) {
     assert_eq!(audience.conversation_id, "");
     assert_eq!(status.user_id, alice);
     assert_eq!(status.user_name, format!("{alice} name"));
+    assert_eq!(status.login_name, format!("{alice}-login"));
     assert!(status.online);
     assert_eq!(status.socket_id, "s1");
     assert!(status.at_ms > 0);
@@ -354,6 +355,7 @@ async fn last_session_ending_goes_offline_with_last_seen(backend: Backend) {
     assert!(audience.except_user_ids.is_empty());
     assert_eq!(status.user_id, alice);
     assert_eq!(status.user_name, format!("{alice} name"));
+    assert_eq!(status.login_name, format!("{alice}-login"));
     assert!(!status.online);
     assert_eq!(status.last_seen_ms, last.last_seen_ms);
     assert_eq!(status.socket_id, "s2");
@@ -435,6 +437,7 @@ async fn silent_edge_expires_its_users(backend: Backend) {
 
     let (audience, status) = events.next_status().await;
     assert_eq!(status.user_id, alice, "only Alice loses her last session");
+    assert_eq!(status.login_name, format!("{alice}-login"));
     assert!(!status.online);
     assert_eq!(audience.user_ids, vec![carol.clone()]);
     assert_eq!(status.socket_id, "a1");
@@ -500,6 +503,7 @@ async fn typing_start_reaches_members_but_not_the_typist(backend: Backend) {
     assert_eq!(audience.except_user_ids, vec![alice.clone()]);
     assert_eq!(typing.user_id, alice);
     assert_eq!(typing.user_name, format!("{alice} name"));
+    assert_eq!(typing.login_name, format!("{alice}-login"));
     assert_eq!(typing.conversation_id, "42");
     assert!(typing.typing);
     assert!(!typing.expired);
@@ -550,6 +554,7 @@ async fn typing_stop_sends_typing_false(backend: Backend) {
     assert_eq!(audience.user_ids, vec![alice.clone(), bob.clone()]);
     assert_eq!(audience.except_user_ids, vec![alice.clone()]);
     assert_eq!(typing.user_id, alice);
+    assert_eq!(typing.login_name, format!("{alice}-login"));
     assert!(!typing.typing);
     assert!(!typing.expired);
 
@@ -575,6 +580,7 @@ async fn typing_without_stop_expires_by_itself(backend: Backend) {
     assert!(!expired.typing);
     assert!(expired.expired);
     assert_eq!(expired.user_id, alice);
+    assert_eq!(expired.login_name, format!("{alice}-login"));
     assert_eq!(expired.started_at_ms, started.started_at_ms);
     assert_eq!(audience.except_user_ids, vec![alice.clone()]);
     assert_eq!(audience.user_ids, vec![alice.clone(), bob.clone()]);
@@ -792,7 +798,7 @@ fn actor(id: &str) -> Option<Actor> {
         id: id.to_string(),
         name: format!("{id} name"),
         avatar: String::new(),
-        username: String::new(),
+        username: format!("{id}-login"),
     })
 }
 

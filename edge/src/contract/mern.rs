@@ -95,10 +95,10 @@
 //!   true}`). A typing state that gets no stop ends by itself after
 //!   presence-service's typing TTL and is rendered `isTyping: false`, so an
 //!   indicator never sticks when a tab closes mid-word.
-//! - `username` in presence events is the token's display name (the `name`
-//!   claim, else `username`, else the user id): the canonical presence
-//!   events carry that one name only, so it may differ from
-//!   `sender.username` of messages, which prefers the `username` claim.
+//! - `username` in presence and typing events is the login name (the
+//!   token's `username` claim, else its display name `name`, else the user
+//!   id), the same name as `sender.username` of messages: the canonical
+//!   presence events carry both names (`login_name`, `user_name`).
 //! - **An 11th socket of one user** (presence-service's per-user limit) is
 //!   refused like an authentication failure, on `error` then a disconnect,
 //!   with `code: TOO_MANY_CONNECTIONS` — but its `message` says "Connection
@@ -551,7 +551,7 @@ fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
     match &ev.kind {
         Some(presence_event::Kind::StatusChanged(c)) => {
             let rooms: Vec<String> = audience.user_ids.iter().map(|u| user_room(u)).collect();
-            let username = first_non_empty(&[&c.user_name, &c.user_id]);
+            let username = first_non_empty(&[&c.login_name, &c.user_name, &c.user_id]);
             let e = if c.online {
                 Emit::to(
                     rooms,
@@ -577,7 +577,7 @@ fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
                 "typing_status",
                 json!({
                     "userId": t.user_id,
-                    "username": first_non_empty(&[&t.user_name, &t.user_id]),
+                    "username": first_non_empty(&[&t.login_name, &t.user_name, &t.user_id]),
                     "conversationId": t.conversation_id,
                     "isTyping": t.typing && !t.expired,
                 }),
@@ -661,6 +661,12 @@ mod tests {
         let off = presence_event(&status(false));
         assert_eq!(off[0].event, "user_offline");
         assert_eq!(off[0].data["lastSeen"], "2023-11-14T22:13:20.123Z");
+        // The login name, when the token has one, is the seed's `username`.
+        let mut login = status(true);
+        if let Some(presence_event::Kind::StatusChanged(c)) = &mut login.kind {
+            c.login_name = "alice".into();
+        }
+        assert_eq!(presence_event(&login)[0].data["username"], "alice");
 
         let typing = |typing, expired| PresenceEvent {
             seq: 0,

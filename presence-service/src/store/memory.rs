@@ -187,6 +187,7 @@ impl Store for MemoryStore {
             Some((deadline, kept)) => {
                 *deadline = deadline_ms;
                 kept.user_name = typing.user_name.clone();
+                kept.login = typing.login.clone();
                 kept.member_ids = typing.member_ids.clone();
                 Ok(TypingStart {
                     started: false,

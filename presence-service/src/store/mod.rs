@@ -37,7 +37,11 @@ pub struct NewSession {
 /// carry and who hears their online/offline transitions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
+    /// The display name.
     pub user_name: String,
+    /// The login name (the token's `username`), when it has one.
+    #[serde(default)]
+    pub login: String,
     pub watcher_ids: Vec<String>,
 }
 
@@ -85,7 +89,10 @@ pub struct TypingKey {
 /// What is kept about a typing state, for its stop or expiry event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Typing {
+    /// The display name.
     pub user_name: String,
+    /// The login name, when the token has one.
+    pub login: String,
     pub started_at_ms: i64,
     pub member_ids: Vec<String>,
 }

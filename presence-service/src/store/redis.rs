@@ -107,16 +107,18 @@ impl RedisStore {
     }
 }
 
-fn profile(name: String, watchers: &str) -> StoreResult<Profile> {
+fn profile(name: String, login: String, watchers: &str) -> StoreResult<Profile> {
     Ok(Profile {
         user_name: name,
+        login,
         watcher_ids: serde_json::from_str(watchers).map_err(err)?,
     })
 }
 
-fn typing_state(name: String, started: &str, members: &str) -> StoreResult<Typing> {
+fn typing_state(name: String, login: String, started: &str, members: &str) -> StoreResult<Typing> {
     Ok(Typing {
         user_name: name,
+        login,
         started_at_ms: started.parse().map_err(err)?,
         member_ids: serde_json::from_str(members).map_err(err)?,
     })
@@ -124,7 +126,7 @@ fn typing_state(name: String, started: &str, members: &str) -> StoreResult<Typin
 
 /// KEYS: sessions:<user>, edge:<edge>, edges, profile:<user>.
 /// ARGV: session field, edge field, contract, limit, edge id, deadline,
-/// name, watchers. Returns {accepted, came_online, session_count}.
+/// name, watchers, login name. Returns {accepted, came_online, session_count}.
 const REGISTER: &str = r#"
 local known = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
 local before = redis.call('HLEN', KEYS[1])
@@ -134,7 +136,7 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], 'GT', ARGV[6], ARGV[5])
-redis.call('HSET', KEYS[4], 'name', ARGV[7], 'watchers', ARGV[8])
+redis.call('HSET', KEYS[4], 'name', ARGV[7], 'watchers', ARGV[8], 'login', ARGV[9])
 local came_online = 0
 if before == 0 then came_online = 1 end
 return {1, came_online, redis.call('HLEN', KEYS[1])}
@@ -142,22 +144,22 @@ return {1, came_online, redis.call('HLEN', KEYS[1])}
 
 /// KEYS: sessions:<user>, edge:<edge>, profile:<user>.
 /// ARGV: session field, edge field.
-/// Returns {removed, went_offline, session_count, name, watchers}.
+/// Returns {removed, went_offline, session_count, name, watchers, login}.
 const UNREGISTER: &str = r#"
 redis.call('HDEL', KEYS[2], ARGV[2])
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
 local left = redis.call('HLEN', KEYS[1])
 if removed == 1 and left == 0 then
-  local p = redis.call('HMGET', KEYS[3], 'name', 'watchers')
+  local p = redis.call('HMGET', KEYS[3], 'name', 'watchers', 'login')
   redis.call('DEL', KEYS[3])
-  return {1, 1, 0, p[1] or '', p[2] or '[]'}
+  return {1, 1, 0, p[1] or '', p[2] or '[]', p[3] or ''}
 end
-return {removed, 0, left, '', '[]'}
+return {removed, 0, left, '', '[]', ''}
 "#;
 
 /// KEYS: edges. ARGV: now, key prefix.
 /// Removes every due edge with its sessions. Returns one
-/// {user, session field, name, watchers, edge deadline} per user left with
+/// {user, session field, name, watchers, edge deadline, login} per user left with
 /// no session.
 const EXPIRE_EDGES: &str = r#"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES')
@@ -174,20 +176,21 @@ for i = 1, #due, 2 do
     local user_key = ARGV[2] .. 'sessions:' .. user
     if redis.call('HDEL', user_key, field) == 1 and redis.call('HLEN', user_key) == 0 then
       local profile_key = ARGV[2] .. 'profile:' .. user
-      local p = redis.call('HMGET', profile_key, 'name', 'watchers')
+      local p = redis.call('HMGET', profile_key, 'name', 'watchers', 'login')
       redis.call('DEL', profile_key)
-      table.insert(out, {user, field, p[1] or '', p[2] or '[]', deadline})
+      table.insert(out, {user, field, p[1] or '', p[2] or '[]', deadline, p[3] or ''})
     end
   end
 end
 return out
 "#;
 
-/// KEYS: typing, typing:<member>. ARGV: member, deadline, name, members, now.
+/// KEYS: typing, typing:<member>. ARGV: member, deadline, name, members, now,
+/// login name.
 /// Returns {started, started_at}.
 const START_TYPING: &str = r#"
 local started = redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[2], 'name', ARGV[3], 'members', ARGV[4])
+redis.call('HSET', KEYS[2], 'name', ARGV[3], 'members', ARGV[4], 'login', ARGV[6])
 if started == 1 then
   redis.call('HSET', KEYS[2], 'started', ARGV[5])
 else
@@ -197,27 +200,27 @@ return {started, redis.call('HGET', KEYS[2], 'started')}
 "#;
 
 /// KEYS: typing, typing:<member>. ARGV: member.
-/// Returns {name, started, members}, or nil when not typing.
+/// Returns {name, started, members, login}, or nil when not typing.
 const STOP_TYPING: &str = r#"
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
   return false
 end
-local t = redis.call('HMGET', KEYS[2], 'name', 'started', 'members')
+local t = redis.call('HMGET', KEYS[2], 'name', 'started', 'members', 'login')
 redis.call('DEL', KEYS[2])
-return {t[1] or '', t[2] or '0', t[3] or '[]'}
+return {t[1] or '', t[2] or '0', t[3] or '[]', t[4] or ''}
 "#;
 
 /// KEYS: typing. ARGV: now, key prefix, batch size.
-/// Returns one {member, name, started, members} per expired state.
+/// Returns one {member, name, started, members, login} per expired state.
 const EXPIRE_TYPING: &str = r#"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[1], member)
   local key = ARGV[2] .. 'typing:' .. member
-  local t = redis.call('HMGET', key, 'name', 'started', 'members')
+  local t = redis.call('HMGET', key, 'name', 'started', 'members', 'login')
   redis.call('DEL', key)
-  table.insert(out, {member, t[1] or '', t[2] or '0', t[3] or '[]'})
+  table.insert(out, {member, t[1] or '', t[2] or '0', t[3] or '[]', t[4] or ''})
 end
 return out
 "#;
@@ -245,6 +248,7 @@ impl Store for RedisStore {
             .arg(edge_deadline_ms)
             .arg(&s.profile.user_name)
             .arg(json(&s.profile.watcher_ids))
+            .arg(&s.profile.login)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
@@ -266,7 +270,8 @@ impl Store for RedisStore {
         edge_id: &str,
         socket_id: &str,
     ) -> StoreResult<Removal> {
-        let (removed, went_offline, left, name, watchers): (i64, i64, i64, String, String) = self
+        type Row = (i64, i64, i64, String, String, String);
+        let (removed, went_offline, left, name, watchers, login): Row = self
             .scripts
             .unregister
             .key(self.key("sessions", user_id))
@@ -281,7 +286,7 @@ impl Store for RedisStore {
             removed: removed == 1,
             session_count: count(left),
             went_offline: if went_offline == 1 {
-                Some(profile(name, &watchers)?)
+                Some(profile(name, login, &watchers)?)
             } else {
                 None
             },
@@ -319,7 +324,7 @@ impl Store for RedisStore {
     }
 
     async fn expire_edges(&self, now_ms: i64) -> StoreResult<Vec<Expired>> {
-        let rows: Vec<(String, String, String, String, String)> = self
+        let rows: Vec<(String, String, String, String, String, String)> = self
             .scripts
             .expire_edges
             .key(self.edges())
@@ -329,13 +334,13 @@ impl Store for RedisStore {
             .await
             .map_err(err)?;
         rows.into_iter()
-            .map(|(user_id, field, name, watchers, deadline)| {
+            .map(|(user_id, field, name, watchers, deadline, login)| {
                 let (_edge, socket_id): (String, String) =
                     serde_json::from_str(&field).map_err(err)?;
                 Ok(Expired {
                     user_id,
                     socket_id,
-                    profile: profile(name, &watchers)?,
+                    profile: profile(name, login, &watchers)?,
                     edge_deadline_ms: deadline.parse::<f64>().map_err(err)? as i64,
                 })
             })
@@ -359,6 +364,7 @@ impl Store for RedisStore {
             .arg(&typing.user_name)
             .arg(json(&typing.member_ids))
             .arg(typing.started_at_ms)
+            .arg(&typing.login)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
@@ -370,7 +376,7 @@ impl Store for RedisStore {
 
     async fn stop_typing(&self, key: &TypingKey) -> StoreResult<Option<Typing>> {
         let member = Self::typing_member(key);
-        let row: Option<(String, String, String)> = self
+        let row: Option<(String, String, String, String)> = self
             .scripts
             .stop_typing
             .key(self.typing())
@@ -379,14 +385,14 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
-        row.map(|(name, started, members)| typing_state(name, &started, &members))
+        row.map(|(name, started, members, login)| typing_state(name, login, &started, &members))
             .transpose()
     }
 
     async fn expire_typing(&self, now_ms: i64) -> StoreResult<Vec<(TypingKey, Typing)>> {
         let mut out = Vec::new();
         loop {
-            let rows: Vec<(String, String, String, String)> = self
+            let rows: Vec<(String, String, String, String, String)> = self
                 .scripts
                 .expire_typing
                 .key(self.typing())
@@ -397,7 +403,7 @@ impl Store for RedisStore {
                 .await
                 .map_err(err)?;
             let full = rows.len() == TYPING_BATCH;
-            for (member, name, started, members) in rows {
+            for (member, name, started, members, login) in rows {
                 let (user_id, conversation_id): (String, String) =
                     serde_json::from_str(&member).map_err(err)?;
                 out.push((
@@ -405,7 +411,7 @@ impl Store for RedisStore {
                         user_id,
                         conversation_id,
                     },
-                    typing_state(name, &started, &members)?,
+                    typing_state(name, login, &started, &members)?,
                 ));
             }
             if !full {

@@ -1324,6 +1324,7 @@ mod tests {
             kind: Some(presence_event::Kind::StatusChanged(StatusChange {
                 user_id: "u1".into(),
                 user_name: "Ada".into(),
+                login_name: String::new(),
                 online,
                 last_seen_ms: if online { 0 } else { 1_700_000_000_000 },
                 socket_id: "s".into(),
@@ -1364,6 +1365,7 @@ mod tests {
             kind: Some(presence_event::Kind::TypingChanged(TypingChange {
                 user_id: "u1".into(),
                 user_name: "Ada".into(),
+                login_name: String::new(),
                 conversation_id: "9".into(),
                 typing,
                 started_at_ms: 1_700_000_000_123,
