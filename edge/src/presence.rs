@@ -11,6 +11,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use confab_proto::v1::{
@@ -44,6 +45,46 @@ impl Default for TypingThrottle {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub watchers: Vec<String>,
+    guard: Arc<SessionGuard>,
+}
+
+/// Ends a registered session when its socket is dropped without having been
+/// unregistered: a socket whose connection closed during the handshake,
+/// after the connect middleware registered it, is dropped by socketioxide
+/// without its disconnect handler ever running — without this, its user
+/// would stay online for as long as the edge lives.
+struct SessionGuard {
+    svc: Services,
+    request: UnregisterSessionRequest,
+    done: AtomicBool,
+}
+
+impl std::fmt::Debug for SessionGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionGuard")
+            .field("socket_id", &self.request.socket_id)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if self.done.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut presence = self.svc.presence.clone();
+        let req = self.request.clone();
+        tracing::debug!(socket = %req.socket_id, "socket dropped before it connected: ending its session");
+        runtime.spawn(async move {
+            if let Err(status) = presence.unregister_session(req).await {
+                tracing::warn!(error = %status, "unregister of a dropped socket failed; it expires with the edge's heartbeat");
+            }
+        });
+    }
 }
 
 /// Registers a socket that just authenticated. `Err` only when the user is
@@ -77,7 +118,17 @@ pub async fn register(
     };
     match svc.presence.clone().register_session(req).await {
         Ok(_) => {
-            s.extensions.insert(Session { watchers });
+            let guard = Arc::new(SessionGuard {
+                svc: svc.clone(),
+                request: UnregisterSessionRequest {
+                    user_id: me.user_id.clone(),
+                    edge_id: svc.edge_id.clone(),
+                    socket_id: s.id.to_string(),
+                    watcher_ids: watchers.clone(),
+                },
+                done: AtomicBool::new(false),
+            });
+            s.extensions.insert(Session { watchers, guard });
             Ok(())
         }
         Err(status) => match ServiceError::from_status(&status) {
@@ -95,6 +146,7 @@ pub async fn unregister(svc: &Services, s: &SocketRef, me: &Identity) {
     let Some(session) = s.extensions.get::<Session>() else {
         return;
     };
+    session.guard.done.store(true, Ordering::Release);
     let req = UnregisterSessionRequest {
         user_id: me.user_id.clone(),
         edge_id: svc.edge_id.clone(),
