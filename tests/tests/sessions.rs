@@ -39,7 +39,7 @@ async fn a_socket_gone_during_its_handshake_leaves_no_session() {
         .find(|(_, name)| *name == confab_presence::SERVICE_NAME)
         .expect("presence-service")
         .0;
-    let mut presence = PresenceServiceClient::connect(presence_url)
+    let presence = PresenceServiceClient::connect(presence_url)
         .await
         .expect("presence-service");
 
