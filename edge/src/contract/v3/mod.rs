@@ -196,6 +196,7 @@ pub const CONTRACT: Contract = Contract {
 };
 
 mod calls;
+mod offline;
 
 /// The most an attachment may weigh (the seed's resource limits).
 const MAX_ATTACHMENT_BYTES: u64 = 50 * 1024 * 1024;
@@ -244,8 +245,9 @@ struct HeartbeatStop(std::sync::Arc<tokio::sync::Notify>);
 
 /// `authenticated`, once the client is connected, then `heartbeat`s until
 /// the socket disconnects.
-fn greet(s: &SocketRef, me: &Identity, _: &Services) {
+fn greet(s: &SocketRef, me: &Identity, svc: &Services) {
     let _ = s.emit("authenticated", &authenticated(me));
+    offline::deliver(s, me, svc);
     let stop = std::sync::Arc::new(tokio::sync::Notify::new());
     s.extensions.insert(HeartbeatStop(stop.clone()));
     let s = s.clone();
