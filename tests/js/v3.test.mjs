@@ -736,6 +736,61 @@ describe('offline delivery', () => {
   });
 });
 
+describe('token expiry during a connection', () => {
+  test('requests on an expired socket get auth_required; refresh_tokens on the same socket makes them work; another user\'s token disconnects', async () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], 'Expiry');
+    // `exp` 3 s ago: the handshake accepts it (5 s leeway), the socket's
+    // requests are refused from 2 s later on.
+    const short = { ...alice, token: token(alice.id, { name: 'Alice', expiresIn: -3, extra: { username: alice.username } }) };
+    const { s: sa } = await v3(short);
+    const { s: sb } = await v3(bob);
+    await join(sb, chatid);
+    await sleep(2500);
+    const sid = sa.id;
+    const quiet = expectSilence(sb, ['new_message', 'user_joined_chat']);
+    const required = record(sa, 'auth_required');
+    const refused = await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'too late' });
+    assert.deepEqual(refused, { success: false, error: 'the token has expired', code: 'TOKEN_EXPIRED' });
+    const joinRefused = await ask(sa, 'join_chat', { chatid });
+    assert.deepEqual(joinRefused, { success: false, error: 'the token has expired', code: 'TOKEN_EXPIRED' });
+    await required.count(2);
+    assert.deepEqual(required.seen, [null, null]);
+    await quiet;
+    assert.deepEqual(await history(bob.token, chatid), []);
+    assert.equal(sa.connected, true);
+
+    // A bad token does not refresh: auth_error, the socket stays refused.
+    const bad = await ask(sa, 'refresh_tokens', { token: 'abc.def' });
+    assert.deepEqual(bad, { success: false, error: 'the token is invalid', code: 'INVALID_TOKEN' });
+    assert.equal((await ask(sa, 'join_chat', { chatid })).code, 'TOKEN_EXPIRED');
+
+    // A fresh token for alice: tokens_refreshed, and the same socket works.
+    const fresh = token(alice.id, { name: 'Alice', extra: { username: alice.username } });
+    const refreshed = next(sa, 'tokens_refreshed');
+    const ack = await ask(sa, 'refresh_tokens', { token: fresh });
+    const payload = await refreshed;
+    assert.equal(payload.refreshed, true);
+    assert.match(payload.expiresAt, ISO);
+    assert.ok(Date.parse(payload.expiresAt) > Date.now() + 3000 * 1000);
+    assert.deepEqual(ack, { ...payload, success: true });
+    assert.equal(sa.id, sid);
+    await join(sa, chatid);
+    const got = next(sb, 'new_message');
+    const sent = await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'in time' });
+    assert.equal(sent.success, true);
+    assert.equal((await got).message.content, 'in time');
+
+    // Another user's token: auth_error USER_MISMATCH, then disconnected.
+    const err = next(sa, 'auth_error');
+    const gone = next(sa, 'disconnect');
+    sa.emit('refresh_tokens', { token: bob.token });
+    assert.deepEqual(await err, { error: 'USER_MISMATCH', message: 'the new token is for another user' });
+    assert.equal(await gone, 'io server disconnect');
+  });
+});
+
 describe('cross-contract: a v3 user and a raven user in one conversation', () => {
   test("each one's message reaches the other in their own contract's shape", async () => {
     const alice = user('alice');

@@ -119,7 +119,9 @@ use futures::future::join_all;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use super::Me;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
@@ -144,7 +146,33 @@ pub const CONTRACT: Contract = Contract {
     notify_event: super::no_notifications,
     call_event: super::no_call_events,
     calls: false,
+    token: super::TokenRefresh {
+        event: "refresh_token",
+        refuse: token_refused,
+        refreshed: token_refreshed,
+    },
 };
+
+/// `{success: false, error, code}` in the ack, else `error {message, code}`
+/// whose message says "Authentication" (the seed's frontend then logs in
+/// again).
+fn token_refused(s: &SocketRef, ack: AckSender, wants_ack: bool, e: AuthError) {
+    let message = format!("Authentication error: {}", e.describe());
+    if wants_ack {
+        let _ = ack.send(&json!({ "success": false, "error": message, "code": e.to_string() }));
+    } else {
+        let _ = s.emit(
+            "error",
+            &json!({ "message": message, "code": e.to_string() }),
+        );
+    }
+}
+
+/// A refresh that worked is acked `{success: true, expiresAt}`.
+fn token_refreshed(_: &SocketRef, ack: AckSender, me: &Identity) {
+    let _ =
+        ack.send(&json!({ "success": true, "expiresAt": me.expires_at_ms.map(crate::wire::iso) }));
+}
 
 /// What a deleted message's `content` reads, as the seed's soft delete.
 const DELETED_TEXT: &str = "This message was deleted";
@@ -298,7 +326,7 @@ async fn check_one(svc: &Services, me: &Identity, raw: Value) -> JoinOutcome {
 async fn join_conversations(
     TryData(p): TryData<Vec<Value>>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "join_conversations";
@@ -342,7 +370,7 @@ async fn join_conversations(
 async fn send_message(
     TryData(p): TryData<SendMessage>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "send_message";
@@ -383,7 +411,7 @@ async fn send_message(
 async fn mark_read(
     TryData(p): TryData<MarkRead>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "mark_read";
@@ -414,7 +442,7 @@ async fn mark_read(
 async fn edit_message(
     TryData(p): TryData<EditMessage>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "edit_message";
@@ -436,7 +464,7 @@ async fn edit_message(
 async fn delete_message(
     TryData(p): TryData<MessageRef>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "delete_message";
@@ -457,7 +485,7 @@ async fn delete_message(
 async fn typing(
     TryData(p): TryData<TypingPayload>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "typing";

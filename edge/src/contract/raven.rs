@@ -74,10 +74,12 @@ use confab_proto::v1::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use super::Me;
 
 use super::{Contract, Emit, any_handshake, conversation_room, user_room};
-use crate::auth::Identity;
+use crate::auth::{AuthError, Identity};
 use crate::services::Services;
 use crate::wire::{WireId, iso};
 
@@ -94,7 +96,31 @@ pub const CONTRACT: Contract = Contract {
     notify_event: super::no_notifications,
     call_event: super::no_call_events,
     calls: false,
+    token: super::TokenRefresh {
+        event: "refresh_token",
+        refuse: token_refused,
+        refreshed: token_refreshed,
+    },
 };
+
+/// The seed's `error` with its JWT codes (`TOKEN_EXPIRED`, `INVALID_TOKEN`,
+/// `AUTHENTICATION_REQUIRED`; `USER_MISMATCH` for another user's token).
+fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
+    let message = match e {
+        AuthError::Expired => "Token has expired",
+        AuthError::Required => "No token provided",
+        AuthError::OtherUser => "Token is for another user",
+        _ => "Token is invalid",
+    };
+    let details = format!("{e}: {}; send refresh_token {{token}}", e.describe());
+    answer(s, ack, Err(error_payload(&e.to_string(), message, details)));
+}
+
+/// A refresh that worked is acked `{success: true, data: {expiresAt}}`.
+fn token_refreshed(_: &SocketRef, ack: AckSender, me: &Identity) {
+    let _ =
+        ack.send(&json!({ "success": true, "data": { "expiresAt": me.expires_at_ms.map(iso) } }));
+}
 
 fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("join_conversation", join_conversation);
@@ -152,7 +178,7 @@ async fn join_conversation(
     s: SocketRef,
     TryData(p): TryData<ConversationRef>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let fail = |details| {
@@ -200,7 +226,7 @@ async fn join_conversation(
 async fn leave_conversation(
     s: SocketRef,
     TryData(p): TryData<ConversationRef>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = match p {
@@ -234,7 +260,7 @@ async fn send_message(
     s: SocketRef,
     TryData(p): TryData<SendMessage>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let fail = |details| {

@@ -172,7 +172,9 @@ use confab_proto::v1::{
 use confab_proto::{ServiceError, ids};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use crate::contract::Me;
 
 use super::{AckRequested, Contract, Emit, conversation_room, user_room};
 use crate::auth::{AuthError, Identity};
@@ -193,7 +195,32 @@ pub const CONTRACT: Contract = Contract {
     notify_event: super::no_notifications,
     call_event: calls::call_event,
     calls: true,
+    token: super::TokenRefresh {
+        event: "refresh_tokens",
+        refuse: token_refused,
+        refreshed: tokens_refreshed,
+    },
 };
+
+/// A request on a socket whose token expired: `auth_required` (the seed's,
+/// no payload); a refresh with a bad token or another user's: `auth_error`
+/// as at the handshake. A passed ack gets `{success: false, error, code}`.
+fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
+    if e == AuthError::Expired {
+        let _ = s.emit("auth_required", &());
+    } else {
+        let (event, payload) = auth_error(e);
+        let _ = s.emit(event, &payload);
+    }
+    ack_with(ack, Err(&Refusal::new(&e.to_string(), e.describe())));
+}
+
+/// The seed's `tokens_refreshed {expiresAt, refreshed}` (and the ack, if any).
+fn tokens_refreshed(s: &SocketRef, ack: AckSender, me: &Identity) {
+    let payload = json!({ "expiresAt": me.expires_at_ms.map(iso), "refreshed": true });
+    let _ = s.emit("tokens_refreshed", &payload);
+    ack_with(ack, Ok(payload));
+}
 
 mod calls;
 mod offline;
@@ -266,11 +293,7 @@ fn greet(s: &SocketRef, me: &Identity, svc: &Services) {
 }
 
 /// `get_online_users`: who of the users sharing a chat is online.
-async fn get_online_users(
-    State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
-    ack: AckSender,
-) {
+async fn get_online_users(State(svc): State<Services>, Me(me): Me, ack: AckSender) {
     let result = async {
         let peers = svc
             .chat
@@ -437,7 +460,7 @@ async fn join_chat(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let (chatid, result) = match chat_ref(&p.unwrap_or_default()) {
@@ -534,12 +557,7 @@ fn chat_type(kind: i32) -> &'static str {
     }
 }
 
-async fn leave_chat(
-    s: SocketRef,
-    TryData(p): TryData<Value>,
-    Extension(me): Extension<Identity>,
-    ack: AckSender,
-) {
+async fn leave_chat(s: SocketRef, TryData(p): TryData<Value>, Me(me): Me, ack: AckSender) {
     match chat_ref(&p.unwrap_or_default()) {
         Err(r) => {
             chat_error(&s, "leave_chat", None, &r);
@@ -682,7 +700,7 @@ async fn send_message(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
     AckRequested(wants_ack): AckRequested,
 ) {
@@ -752,7 +770,7 @@ async fn mark_message_read(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let p: MessageRef = match read(p.unwrap_or_default()) {
@@ -793,7 +811,7 @@ async fn react_to_message(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let p: React = match read(p.unwrap_or_default()) {
@@ -852,7 +870,7 @@ async fn typing_start(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     set_typing(
@@ -871,7 +889,7 @@ async fn typing_stop(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     set_typing(
