@@ -17,6 +17,7 @@
 //! | `user_online {userId, username}` | s→c | the user rooms of those who share a conversation with the user, when their first socket connects |
 //! | `user_offline {userId, username, lastSeen}` | s→c | the same users, when the user's last socket disconnects |
 //! | `error {message, code, event?}` | s→c | authentication failures (and the 11th socket of a user), and refused requests sent without an ack |
+//! | `refresh_token {token}` or the token (confab's) | c→s | once the socket's token expired every request gets `{success: false, error, code: 'TOKEN_EXPIRED'}` in its ack, else `error {message: 'Authentication error: …', code}`; a fresh token for the same user makes them work again on the same socket (ack `{success: true, expiresAt}`); another user's is `USER_MISMATCH` and the socket is disconnected |
 //!
 //! A message renders as the seed's document: `{_id, conversationId, sender:
 //! {_id, username, avatar}, content, type, status, fileUrl?, fileName?,

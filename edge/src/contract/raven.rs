@@ -9,6 +9,7 @@
 //! | `error {code, message, details?}` | s→c | every refused request |
 //! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`; `TOO_MANY_CONNECTIONS` for a user's socket over presence-service's per-user limit (the 11th) |
 //! | `connect` / `disconnect` | — | the seed's "register user online" / "unregistered from online users": the socket's presence session starts and ends |
+//! | `refresh_token {token}` or the token (confab's) | c→s | once the socket's token expired every request gets `error {code: 'TOKEN_EXPIRED', …}`; a fresh token for the same user makes them work again on the same socket (ack `{success: true, data: {expiresAt}}`); another user's is `USER_MISMATCH` and the socket is disconnected |
 //!
 //! Beyond the seed: what erion-raven's published client sends and listens
 //! for (its real frontend, `apps/web/src/store/useSocketStore.ts` and

@@ -22,6 +22,7 @@
 //! | `user:offline {userId, timestamp}` | s→c | `status_changed` (the user's last socket closed; `timestamp` is their last seen): the same users |
 //! | `connect_error` `TOO_MANY_CONNECTIONS` | s→c | a user's socket over presence-service's per-user limit |
 //! | `error` (a string) | s→c | every refused request; see below |
+//! | `refresh_token {token}` or the token (confab's) | c→s | once the socket's token expired every request gets `error` (`Authentication error`, `{code: 'TOKEN_EXPIRED', message}`); a fresh token for the same user makes them work again on the same socket (ack `{success: true, data: {expiresAt}}`); another user's is `USER_MISMATCH` and the socket is disconnected |
 //!
 //! Errors are the seed's strings, sent as the first argument of `error`, so
 //! `socket.on("error", (msg) => …)` gets exactly them. A second argument,

@@ -15,6 +15,7 @@
 //! | `user_offline {userId, lastSeen}` | s→c | `PresenceEvent.status_changed` (last socket closed): the same users |
 //! | `error {code, message, event}` | s→c | every refused request (the seed has no error event; this is confab's) |
 //! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED` (token in `auth.token`); `TOO_MANY_CONNECTIONS` for a user's socket over presence-service's per-user limit |
+//! | `refresh_token {token}` or the token (confab's) | c→s | once the socket's token expired every request gets `error {code: 'TOKEN_EXPIRED', message}`; a fresh token for the same user makes them work again on the same socket (ack `{success: true, data: {expiresAt}}`); another user's is `USER_MISMATCH` and the socket is disconnected |
 //!
 //! Beyond the seed: what HVTSocial's published client sends and listens for
 //! (`Frontend/src/socket.js`, `Frontend/src/page/Chatbox.jsx`; its server,

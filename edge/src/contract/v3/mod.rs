@@ -27,6 +27,10 @@
 //! | `user_online {profileid}` / `user_offline {profileid}` (deprecated) | s→c | the same change in the seed's legacy shape, right after `user_status_changed` |
 //! | `chat_error {error, chatid?, data: {event, message}}` | s→c | every failure of `join_chat`/`leave_chat`/`typing_start`/`typing_stop`; every refusal by chat-service |
 //! | `error {error, message, details: {event}}` | s→c | a payload that cannot be read (without an ack for `send_message`) |
+//! | `auth_required` (no payload) | s→c | every request once the socket's token expired (`exp` + 5 s, as at the handshake); a passed ack gets `{success: false, error, code: 'TOKEN_EXPIRED'}`; nothing is stored or sent |
+//! | `refresh_tokens {token}` or the token (confab's: the seed names no client event) | c→s | a fresh token for the same user replaces the socket's identity; a bad one is `auth_error` (the socket stays refused); another user's is `auth_error` `USER_MISMATCH`, then disconnected |
+//! | `tokens_refreshed {expiresAt, refreshed: true}` | s→c | the answer to `refresh_tokens` (also in its ack) |
+//! | `new_message` (offline) / `offline_messages_delivered` / `offline_delivery_error` | s→c | on connect, what reached none of the user's sockets (`offline.rs`) |
 //!
 //! Beyond the seed: what Swaggo's published client,
 //! `Website/Frontend/Components/Helper/PerfectSocketProvider.jsx` (the file
@@ -159,9 +163,6 @@
 //! - `rate_limited` for message sends: `LIMIT_EXCEEDED` with
 //!   `ErrorDetail.retry_after_ms`, as call starts already render it
 //!   (`calls.rs`).
-//! - Offline delivery: `CatchUp` (limit 25) on connect, each message as
-//!   `new_message` with `isOfflineDelivery`, `deliveredAt`,
-//!   `queuedDuration`, then `offline_messages_delivered`.
 
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, Conversation, ConversationInfo,
