@@ -1049,6 +1049,163 @@ impl Chat {
         })
     }
 
+    /// Takes the actor's offline queue: the newest `limit` messages of its
+    /// conversations that reached none of its sockets, oldest first, each
+    /// recorded delivered (so no second take returns it) and its sender
+    /// told (`message_delivered`, offline).
+    ///
+    /// "Reached none of its sockets" is the delivery receipts the edges
+    /// record for every socket a message reached, so the queue costs
+    /// nothing per message: it is read only here. Its look-back starts after
+    /// the newest message ever delivered to the user (every later one is
+    /// undelivered by definition) and, per conversation, at the user's
+    /// joining; what falls before the newest `limit` is dropped, as the
+    /// take moves that start past it. Two takes at once (two tabs, two
+    /// edges) each claim rows with an insert that skips existing ones, so a
+    /// message goes to one of them.
+    pub async fn take_offline_messages(
+        &self,
+        req: v1::TakeOfflineMessagesRequest,
+    ) -> Result<v1::TakeOfflineMessagesResponse> {
+        let actor = actor(&req.actor)?;
+        let limit = match req.limit {
+            0 => 25,
+            n @ 1..=100 => n as u64,
+            _ => return Err(ServiceError::invalid("limit must be 1..=100")),
+        };
+        let newest_delivered: Option<i64> = delivery::Entity::find()
+            .select_only()
+            .column_as(delivery::Column::MessageId.max(), "newest")
+            .filter(delivery::Column::UserId.eq(actor.id.clone()))
+            .into_tuple::<Option<i64>>()
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .flatten();
+        let joined = message::Entity::belongs_to(member::Entity)
+            .from(message::Column::ConversationId)
+            .to(member::Column::ConversationId)
+            .into();
+        let mut rows = message::Entity::find()
+            .join(sea_orm::JoinType::InnerJoin, joined)
+            .filter(member::Column::UserId.eq(actor.id.clone()))
+            .filter(sea_orm::ExprTrait::gte(
+                Expr::col((message::Entity, message::Column::CreatedAt)),
+                Expr::col((member::Entity, member::Column::JoinedAt)),
+            ))
+            .filter(message::Column::Id.gt(newest_delivered.unwrap_or(0)))
+            .filter(message::Column::SenderId.ne(actor.id.clone()))
+            .filter(message::Column::Deleted.eq(false))
+            .filter(message::Column::Recalled.eq(false))
+            .order_by_desc(message::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        if rows.is_empty() {
+            return Ok(v1::TakeOfflineMessagesResponse {
+                messages: Vec::new(),
+                delivered_at_ms: now_ms(),
+            });
+        }
+        rows.reverse();
+        let now = now_ms();
+        let txn = self.db.begin().await.map_err(db_err)?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let inserted = delivery::Entity::insert(delivery::ActiveModel {
+                message_id: Set(row.id),
+                user_id: Set(actor.id.clone()),
+                delivered_at: Set(now),
+                ..Default::default()
+            })
+            .on_conflict_do_nothing_on([delivery::Column::MessageId, delivery::Column::UserId])
+            .exec_without_returning(&txn)
+            .await
+            .map_err(db_err)?;
+            if matches!(inserted, sea_orm::TryInsertResult::Inserted(1)) {
+                claimed.push(row);
+            }
+        }
+        txn.commit().await.map_err(db_err)?;
+        let conv_ids: Vec<i64> = {
+            let mut v: Vec<i64> = claimed.iter().map(|m| m.conversation_id).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let convs: HashMap<i64, conversation::Model> = conversation::Entity::find()
+            .filter(conversation::Column::Id.is_in(conv_ids.clone()))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+        // Read markers after the claim: a read that raced it is seen.
+        let read_up_to: HashMap<i64, i64> = member::Entity::find()
+            .filter(member::Column::UserId.eq(actor.id.clone()))
+            .filter(member::Column::ConversationId.is_in(conv_ids))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|m| (m.conversation_id, m.last_read_message_id))
+            .collect();
+        for msg in &claimed {
+            let Some(conv) = convs.get(&msg.conversation_id) else {
+                continue;
+            };
+            self.publish(
+                conv,
+                vec![msg.sender_id.clone()],
+                Kind::MessageDelivered(v1::DeliveryReceipt {
+                    conversation_id: msg.conversation_id.to_string(),
+                    message_id: msg.id.to_string(),
+                    recipient_ids: vec![actor.id.clone()],
+                    sender_id: msg.sender_id.clone(),
+                    delivered_at_ms: now,
+                    client_message_id: msg.client_message_id.clone().unwrap_or_default(),
+                    offline: true,
+                }),
+            )
+            .await;
+        }
+        let read: Vec<bool> = claimed
+            .iter()
+            .map(|m| {
+                read_up_to
+                    .get(&m.conversation_id)
+                    .is_some_and(|r| *r >= m.id)
+            })
+            .collect();
+        let info: Vec<Option<v1::ConversationInfo>> = claimed
+            .iter()
+            .map(|m| {
+                convs.get(&m.conversation_id).map(|c| v1::ConversationInfo {
+                    id: c.id.to_string(),
+                    kind: kind_of(c) as i32,
+                    name: c.name.clone(),
+                })
+            })
+            .collect();
+        let messages = self
+            .render_many(claimed)
+            .await?
+            .into_iter()
+            .zip(read.into_iter().zip(info))
+            .map(|(message, (read, conversation))| v1::OfflineMessage {
+                message: Some(message),
+                conversation,
+                read,
+            })
+            .collect();
+        Ok(v1::TakeOfflineMessagesResponse {
+            messages,
+            delivered_at_ms: now,
+        })
+    }
+
     // ---- helpers -------------------------------------------------------
 
     async fn find_conversation(&self, id: i64) -> Result<conversation::Model> {

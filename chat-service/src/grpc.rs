@@ -136,6 +136,13 @@ impl ChatService for ChatGrpc {
         reply(self.chat.catch_up(r.into_inner()).await)
     }
 
+    async fn take_offline_messages(
+        &self,
+        r: Request<TakeOfflineMessagesRequest>,
+    ) -> Result<Response<TakeOfflineMessagesResponse>, Status> {
+        reply(self.chat.take_offline_messages(r.into_inner()).await)
+    }
+
     async fn subscribe(
         &self,
         r: Request<SubscribeRequest>,

@@ -28,6 +28,9 @@ pub enum AuthError {
     /// Not a token problem: the user already has the most sockets allowed.
     #[error("TOO_MANY_CONNECTIONS")]
     TooManyConnections,
+    /// A token presented on an open socket names another user.
+    #[error("USER_MISMATCH")]
+    OtherUser,
 }
 
 impl AuthError {
@@ -37,6 +40,7 @@ impl AuthError {
             Self::Invalid => "the token is invalid",
             Self::Expired => "the token has expired",
             Self::TooManyConnections => "this user has too many open connections",
+            Self::OtherUser => "the new token is for another user",
         }
     }
 }
@@ -53,6 +57,13 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Whether the token has expired at `now_ms`, by the rule the handshake
+    /// applies ([`LEEWAY_SECS`] after its `exp`).
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms
+            .is_some_and(|exp| now_ms > exp.saturating_add(LEEWAY_SECS as i64 * 1000))
+    }
+
     /// The name to show: `name`, else `username`, else the id.
     pub fn display_name(&self) -> &str {
         first_non_empty(&[&self.name, &self.username, &self.user_id])
@@ -72,6 +83,10 @@ impl Identity {
         }
     }
 }
+
+/// How long after its `exp` a token is still accepted (clock skew between
+/// the issuer and confab), at the handshake and on an open socket alike.
+pub const LEEWAY_SECS: u64 = 5;
 
 #[derive(Debug, Deserialize, Serialize)]
 struct Claims {
@@ -129,7 +144,7 @@ impl Verifier {
         // `exp` is checked when present; tokens without one are accepted, as
         // many frontends' issuers omit it for long-lived sessions.
         validation.required_spec_claims.clear();
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         Self { key, validation }
     }
 

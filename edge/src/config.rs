@@ -38,7 +38,15 @@ pub struct EdgeArgs {
     /// to a service.
     #[arg(long, env = "CONFAB_MAX_PACKET_BYTES", default_value_t = DEFAULT_MAX_PACKET_BYTES)]
     pub max_packet_bytes: usize,
+    /// How many messages a user's offline queue keeps (the newest win), 1 to
+    /// 100: what reached none of their sockets is delivered on their next
+    /// `v3` connect.
+    #[arg(long, env = "CONFAB_OFFLINE_QUEUE", default_value_t = DEFAULT_OFFLINE_QUEUE)]
+    pub offline_queue: u32,
 }
+
+/// [`EdgeArgs::offline_queue`]'s default: the `v3` seed's 25.
+pub const DEFAULT_OFFLINE_QUEUE: u32 = 25;
 
 /// [`EdgeArgs::max_packet_bytes`]'s default: 32 KiB.
 pub const DEFAULT_MAX_PACKET_BYTES: usize = 32 * 1024;
@@ -81,6 +89,7 @@ pub struct EdgeConfig {
     pub request_timeout: Duration,
     pub heartbeat: Duration,
     pub max_packet_bytes: usize,
+    pub offline_queue: u32,
     /// Names this edge in logs and in its Subscribe streams.
     pub edge_id: String,
 }
@@ -133,6 +142,7 @@ impl EdgeConfig {
             max_packet_bytes: args
                 .max_packet_bytes
                 .max(confab_proto::limits::MAX_TEXT_BYTES + 1024),
+            offline_queue: args.offline_queue.clamp(1, 100),
             edge_id: format!("edge-{}-{:08x}", std::process::id(), rand::random::<u32>()),
         })
     }

@@ -182,6 +182,8 @@ pub struct Services {
     /// This edge's name in presence-service (sessions, heartbeats).
     pub edge_id: String,
     pub typing: TypingThrottle,
+    /// How many messages a user's offline queue keeps (`CONFAB_OFFLINE_QUEUE`).
+    pub offline_queue: u32,
 }
 
 impl Services {
@@ -196,6 +198,7 @@ impl Services {
             verifier: cfg.verifier.clone(),
             edge_id: cfg.edge_id.clone(),
             typing: TypingThrottle::default(),
+            offline_queue: cfg.offline_queue,
         })
     }
 }

@@ -5,7 +5,7 @@
 // by a peer on another contract (mern), and the per-user socket limit.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeAll, connect, control, conversation, expectSilence, next, ready, refused, rest, token, uid } from './confab.mjs';
+import { closeAll, connect, control, conversation, expectSilence, next, ready, refused, rest, sleep, token, uid } from './confab.mjs';
 
 after(closeAll);
 
@@ -516,5 +516,52 @@ describe('real client: erion-raven', () => {
     const got = next(s, 'new_message');
     s.emit('send_message', sendPayload(id, 'still here'));
     assert.equal((await got).text, 'still here');
+  });
+});
+
+describe('token expiry during a connection', () => {
+  test('requests on an expired socket get error TOKEN_EXPIRED; refresh_token on the same socket makes them work; another user\'s token disconnects', async () => {
+    const [a, b] = [uid('alice'), uid('bob')];
+    const tb = token(b, { name: 'Bob' });
+    const id = await conversation(token(a, { name: 'Alice' }), [b]);
+    // `exp` 3 s ago: accepted at the handshake (5 s leeway), refused 2 s later.
+    const sa = await connect('/raven', { auth: { token: token(a, { name: 'Alice', expiresIn: -3 }) } });
+    const sb = await connect('/raven', { auth: { token: tb } });
+    assert.equal((await sb.emitWithAck('join_conversation', { conversation_id: id })).success, true);
+    await sleep(2500);
+    const sid = sa.id;
+    const quiet = expectSilence(sb, ['new_message', 'user_joined']);
+    const error = next(sa, 'error');
+    const ack = await sa.timeout(3000).emitWithAck('send_message', { conversation_id: id, text: 'too late' });
+    const expired = {
+      code: 'TOKEN_EXPIRED',
+      message: 'Token has expired',
+      details: 'TOKEN_EXPIRED: the token has expired; send refresh_token {token}',
+    };
+    assert.deepEqual(ack, { success: false, error: expired });
+    assert.deepEqual(await error, expired);
+    const joinError = next(sa, 'error');
+    sa.emit('join_conversation', { conversation_id: id });
+    assert.equal((await joinError).code, 'TOKEN_EXPIRED');
+    await quiet;
+    const { body } = await rest('GET', `/api/conversations/${id}/messages`, tb);
+    assert.deepEqual(body.messages, []);
+
+    // A fresh token: acked, and the same socket joins and sends.
+    const refreshed = await sa.timeout(3000).emitWithAck('refresh_token', { token: token(a, { name: 'Alice' }) });
+    assert.equal(refreshed.success, true, JSON.stringify(refreshed));
+    assert.match(refreshed.data.expiresAt, ISO);
+    assert.equal(sa.id, sid);
+    assert.equal((await sa.timeout(3000).emitWithAck('join_conversation', { conversation_id: id })).success, true);
+    const got = next(sb, 'new_message');
+    assert.equal((await sa.timeout(3000).emitWithAck('send_message', { conversation_id: id, text: 'in time' })).success, true);
+    assert.equal((await got).text, 'in time');
+
+    // Another user's token: error USER_MISMATCH, then disconnected.
+    const mismatch = next(sa, 'error');
+    const gone = next(sa, 'disconnect');
+    sa.emit('refresh_token', { token: tb });
+    assert.equal((await mismatch).code, 'USER_MISMATCH');
+    assert.equal(await gone, 'io server disconnect');
   });
 });

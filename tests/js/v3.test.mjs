@@ -11,9 +11,11 @@ import {
   URL,
   closeAll,
   connect,
+  connected,
   conversation,
   expectSilence,
   next,
+  open,
   record,
   refused,
   rest,
@@ -50,13 +52,15 @@ function socket(namespace, options) {
  * timestamp}); resolves with the socket and its `authenticated` payload.
  * The listeners are in place before the connection opens, so nothing is missed.
  */
-function v3(u, options = {}, namespace = '/v3') {
+function v3(u, options = {}, namespace = '/v3', prepare = () => {}) {
   const s = socket(namespace, {
     // Lower-case: in Node the client's cookie jar sets `cookie` for websockets.
     extraHeaders: { cookie: `theme=dark; accessToken=${u.token}` },
     auth: { profileid: u.id, timestamp: Date.now() },
     ...options,
   });
+  // Listeners that must be in place before the handshake.
+  prepare(s);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no authenticated within 3000 ms')), 3000);
     s.once('authenticated', (hello) => {
@@ -591,6 +595,199 @@ describe('errors', () => {
     assert.deepEqual([ack.success, ack.code], [false, 'NOT_A_MEMBER']);
     await quiet;
     assert.equal(sb.connected && eve.connected, true);
+  });
+});
+
+describe('offline delivery', () => {
+  /** Posts `texts` as `from` over REST, one after another; returns their ids. */
+  async function post(from, chatid, texts) {
+    const ids = [];
+    for (const text of texts) {
+      const { status, body } = await rest('POST', `/api/conversations/${chatid}/messages`, from.token, { text });
+      assert.equal(status, 201);
+      ids.push(body.id);
+    }
+    return ids;
+  }
+
+  /** Connects `u` on v3, recording new_message and the summary from before the handshake. */
+  async function arrive(u) {
+    let messages;
+    let summaries;
+    const { s } = await v3(u, {}, '/v3', (s) => {
+      messages = record(s, 'new_message');
+      summaries = record(s, 'offline_messages_delivered');
+    });
+    return { s, messages, summaries };
+  }
+
+  test('30 messages to an offline user: the 25 newest on connect, in order, then offline_messages_delivered; none twice', async () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], 'Offline chat');
+    const texts = Array.from({ length: 30 }, (_, i) => `queued ${i + 1}`);
+    const ids = await post(alice, chatid, texts);
+    // The sender, online, hears each offline delivery.
+    const { s: sa } = await v3(alice);
+    const receipts = record(sa, 'message_delivered');
+    const { s, messages, summaries } = await arrive(bob);
+    const [summary] = await summaries.count(1);
+    // The summary comes after the messages it counts.
+    assert.equal(messages.seen.length, 25);
+    assert.deepEqual(
+      messages.seen.map((m) => m.message.content),
+      texts.slice(5),
+    );
+    assert.deepEqual(Object.keys(summary).sort(), ['deliveredAt', 'failed', 'successful', 'total']);
+    assert.deepEqual({ ...summary, deliveredAt: 'x' }, { total: 25, successful: 25, failed: 0, deliveredAt: 'x' });
+    assert.match(summary.deliveredAt, ISO);
+    const first = messages.seen[0];
+    assert.ok(first.queuedDuration >= 0 && Number.isInteger(first.queuedDuration), JSON.stringify(first));
+    assert.deepEqual(first, {
+      message: {
+        messageid: ids[5],
+        chatid,
+        senderid: alice.id,
+        messageType: 'text',
+        content: 'queued 6',
+        attachments: [],
+        mentions: [],
+        timestamp: first.message.timestamp,
+        messageStatus: 'delivered',
+        reactions: [],
+      },
+      chat: { chatid, chatName: 'Offline chat', chatType: 'group' },
+      sender: { profileid: alice.id, username: alice.username, displayname: 'Alice', avatar: '' },
+      isOfflineDelivery: true,
+      deliveredAt: summary.deliveredAt,
+      queuedDuration: first.queuedDuration,
+    });
+    assert.deepEqual(messages.seen.map((m) => m.message.messageid), ids.slice(5));
+    await receipts.count(25);
+    assert.deepEqual(
+      receipts.seen.map((r) => [r.messageid, r.deliveredTo, r.isOfflineDelivery]),
+      ids.slice(5).map((id) => [id, bob.id, true]),
+    );
+    await sleep(QUIET_MS);
+    assert.equal(messages.seen.length, 25);
+    assert.equal(summaries.seen.length, 1);
+    s.disconnect();
+
+    // A second connect: nothing again (listening from before the handshake).
+    const again = await arrive(bob);
+    await sleep(QUIET_MS);
+    assert.deepEqual(again.messages.seen, []);
+    assert.deepEqual(again.summaries.seen, []);
+  });
+
+  test('a message read on another contract meanwhile arrives already marked read', async () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], 'Read elsewhere');
+    const ids = await post(alice, chatid, ['one', 'two', 'three']);
+    // Bob reads up to "two" from the mern app; that socket got none of them.
+    const mern = await connect('/mern', { auth: { token: bob.token } });
+    const ack = await mern.timeout(3000).emitWithAck('mark_read', { conversationId: chatid, messageIds: [ids[1]] });
+    assert.equal(ack.success, true, JSON.stringify(ack));
+    mern.disconnect();
+    const { messages, summaries } = await arrive(bob);
+    await summaries.count(1);
+    assert.deepEqual(
+      messages.seen.map((m) => [m.message.content, m.message.messageStatus]),
+      [['one', 'read'], ['two', 'read'], ['three', 'delivered']],
+    );
+  });
+
+  test('a user who was online when messages arrived gets nothing extra on reconnect', async () => {
+    const { chatid, sa, sb, bob } = await pair();
+    const delivered = record(sa, 'message_delivered');
+    for (const content of ['live 1', 'live 2']) {
+      const got = next(sb, 'new_message');
+      await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content });
+      await got;
+    }
+    // Both recorded delivered (the sender heard so) before bob leaves.
+    await delivered.count(2);
+    sb.disconnect();
+    const back = await arrive(bob);
+    await sleep(QUIET_MS);
+    assert.deepEqual(back.messages.seen, []);
+    assert.deepEqual(back.summaries.seen, []);
+  });
+
+  test('other contracts get none of these events and leave the queue to v3', async () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], 'Elsewhere');
+    await post(alice, chatid, ['while away']);
+    const events = ['new_message', 'receive_message', 'message:new', 'offline_messages_delivered', 'offline_delivery_error'];
+    for (const ns of ['/raven', '/mern', '/hvtsocial', '/dreamstudio']) {
+      const auth = ns === '/dreamstudio' ? { token: bob.token, userId: bob.id } : { token: bob.token };
+      const other = open(ns, { auth });
+      const quiet = expectSilence(other, events);
+      await connected(other);
+      await quiet;
+      other.disconnect();
+    }
+    const { messages, summaries } = await arrive(bob);
+    const [summary] = await summaries.count(1);
+    assert.equal(summary.total, 1);
+    assert.deepEqual(messages.seen.map((m) => m.message.content), ['while away']);
+  });
+});
+
+describe('token expiry during a connection', () => {
+  test('requests on an expired socket get auth_required; refresh_tokens on the same socket makes them work; another user\'s token disconnects', async () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], 'Expiry');
+    // `exp` 3 s ago: the handshake accepts it (5 s leeway), the socket's
+    // requests are refused from 2 s later on.
+    const short = { ...alice, token: token(alice.id, { name: 'Alice', expiresIn: -3, extra: { username: alice.username } }) };
+    const { s: sa } = await v3(short);
+    const { s: sb } = await v3(bob);
+    await join(sb, chatid);
+    await sleep(2500);
+    const sid = sa.id;
+    const quiet = expectSilence(sb, ['new_message', 'user_joined_chat']);
+    const required = record(sa, 'auth_required');
+    const refused = await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'too late' });
+    assert.deepEqual(refused, { success: false, error: 'the token has expired', code: 'TOKEN_EXPIRED' });
+    const joinRefused = await ask(sa, 'join_chat', { chatid });
+    assert.deepEqual(joinRefused, { success: false, error: 'the token has expired', code: 'TOKEN_EXPIRED' });
+    await required.count(2);
+    assert.deepEqual(required.seen, [null, null]);
+    await quiet;
+    assert.deepEqual(await history(bob.token, chatid), []);
+    assert.equal(sa.connected, true);
+
+    // A bad token does not refresh: auth_error, the socket stays refused.
+    const bad = await ask(sa, 'refresh_tokens', { token: 'abc.def' });
+    assert.deepEqual(bad, { success: false, error: 'the token is invalid', code: 'INVALID_TOKEN' });
+    assert.equal((await ask(sa, 'join_chat', { chatid })).code, 'TOKEN_EXPIRED');
+
+    // A fresh token for alice: tokens_refreshed, and the same socket works.
+    const fresh = token(alice.id, { name: 'Alice', extra: { username: alice.username } });
+    const refreshed = next(sa, 'tokens_refreshed');
+    const ack = await ask(sa, 'refresh_tokens', { token: fresh });
+    const payload = await refreshed;
+    assert.equal(payload.refreshed, true);
+    assert.match(payload.expiresAt, ISO);
+    assert.ok(Date.parse(payload.expiresAt) > Date.now() + 3000 * 1000);
+    assert.deepEqual(ack, { ...payload, success: true });
+    assert.equal(sa.id, sid);
+    await join(sa, chatid);
+    const got = next(sb, 'new_message');
+    const sent = await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'in time' });
+    assert.equal(sent.success, true);
+    assert.equal((await got).message.content, 'in time');
+
+    // Another user's token: auth_error USER_MISMATCH, then disconnected.
+    const err = next(sa, 'auth_error');
+    const gone = next(sa, 'disconnect');
+    sa.emit('refresh_tokens', { token: bob.token });
+    assert.deepEqual(await err, { error: 'USER_MISMATCH', message: 'the new token is for another user' });
+    assert.equal(await gone, 'io server disconnect');
   });
 });
 

@@ -198,6 +198,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         request_timeout_ms: 3000,
         heartbeat_ms: 200,
         max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
+        offline_queue: confab_edge::config::DEFAULT_OFFLINE_QUEUE,
     };
     let urls = ServiceUrls {
         chat_url: format!("http://{}", chat.addr),

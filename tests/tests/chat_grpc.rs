@@ -21,7 +21,7 @@ use confab_proto::v1::{
     GetMessageRequest, ListConversationsRequest, ListPeersRequest, MarkDeliveredRequest,
     MarkReadRequest, MarkReadResponse, ReactToMessageRequest, RecallMessageRequest,
     RecordDeliveriesRequest, RemoveMemberRequest, SendMessageRequest, SendMessageResponse,
-    SubscribeRequest, chat_event::Kind,
+    SubscribeRequest, TakeOfflineMessagesRequest, TakeOfflineMessagesResponse, chat_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use confab_tests::db;
@@ -64,6 +64,7 @@ scenarios!(
     catch_up,
     subscribe_streams_events,
     membership_changes_take_effect_at_once,
+    offline_queue,
 );
 
 async fn on_sqlite<F, Fut>(scenario: F)
@@ -976,6 +977,132 @@ async fn membership_changes_take_effect_at_once(mut client: Client) {
     );
 }
 
+/// The offline queue: what reached none of a user's sockets (no delivery
+/// recorded), the newest `limit` of it, oldest first, with read state;
+/// taking it records it delivered (a second take, or a concurrent one,
+/// gets none of it again) and tells each sender.
+async fn offline_queue(mut client: Client) {
+    let (alice, bob, carol, dave) = (user("alice"), user("bob"), user("carol"), user("dave"));
+    let group = create_group(&mut client, &alice, &[&bob, &carol]).await;
+    let direct = create_direct(&mut client, &alice, &bob).await;
+    // Bob got the first message live: his queue starts after it.
+    let seen = send_text(&mut client, &alice, &group.id, "seen live").await;
+    client
+        .record_deliveries(RecordDeliveriesRequest {
+            deliveries: vec![Delivery {
+                message_id: seen.id.clone(),
+                recipient_ids: vec![bob.clone()],
+                offline: false,
+            }],
+        })
+        .await
+        .expect("record a live delivery");
+    // 30 more, in two conversations, while bob has no socket.
+    let mut sent = Vec::new();
+    for i in 1..=30 {
+        let conv = if i % 5 == 0 { &direct.id } else { &group.id };
+        sent.push(send_text(&mut client, &alice, conv, &format!("m{i}")).await);
+    }
+    // Bob's own message (from another device) is never in his queue.
+    send_text(&mut client, &bob, &group.id, "bob's own").await;
+    // Bob reads the group up to m19 elsewhere (REST, another contract).
+    mark_read(&mut client, &bob, &group.id, &sent[18].id).await;
+
+    let mut events = subscribe(&mut client).await;
+    let got = take_offline(&mut client, &bob, 25).await;
+    let want: Vec<(String, bool)> = (6..=30)
+        .map(|i| (format!("m{i}"), i <= 19 && i % 5 != 0))
+        .collect();
+    assert_eq!(got, want, "the 25 newest, oldest first, read where read");
+    // The sender hears each delivery, marked offline.
+    let first = next_event_where(&mut events, |k| matches!(k, Kind::MessageDelivered(_))).await;
+    let Some(Kind::MessageDelivered(d)) = &first.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (d.message_id.as_str(), d.recipient_ids.clone(), d.offline),
+        (sent[5].id.as_str(), vec![bob.clone()], true)
+    );
+    assert_eq!(audience(&first), vec![alice.clone()]);
+    // Taken once: nothing again, and m1..m5 were dropped (the newest won).
+    assert_eq!(take_offline(&mut client, &bob, 25).await, vec![]);
+    // A message that reached bob live is not queued.
+    let live = send_text(&mut client, &alice, &group.id, "live").await;
+    client
+        .record_deliveries(RecordDeliveriesRequest {
+            deliveries: vec![Delivery {
+                message_id: live.id.clone(),
+                recipient_ids: vec![bob.clone()],
+                offline: false,
+            }],
+        })
+        .await
+        .expect("record a live delivery");
+    assert_eq!(take_offline(&mut client, &bob, 25).await, vec![]);
+    // The sender's own messages are never in the sender's queue: alice's
+    // holds bob's message alone.
+    assert_eq!(
+        take_offline(&mut client, &alice, 25).await,
+        vec![("bob's own".to_string(), false)]
+    );
+
+    // Two takes at once (two tabs) share carol's queue: no message twice.
+    let mut other = client.clone();
+    let (a, b) = tokio::join!(
+        take_offline(&mut client, &carol, 10),
+        take_offline(&mut other, &carol, 10)
+    );
+    let mut both: Vec<String> = a.into_iter().chain(b).map(|(t, _)| t).collect();
+    both.sort();
+    let mut newest: Vec<String> = [
+        "m21",
+        "m22",
+        "m23",
+        "m24",
+        "m26",
+        "m27",
+        "m28",
+        "m29",
+        "bob's own",
+        "live",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    newest.sort();
+    assert_eq!(both, newest, "carol's 10 newest, each exactly once");
+
+    // A member added later gets nothing from before joining.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    client
+        .add_members(AddMembersRequest {
+            actor: actor(&alice),
+            conversation_id: group.id.clone(),
+            user_ids: vec![dave.clone()],
+        })
+        .await
+        .expect("add dave");
+    send_text(&mut client, &alice, &group.id, "welcome").await;
+    assert_eq!(
+        take_offline(&mut client, &dave, 25).await,
+        vec![("welcome".to_string(), false)]
+    );
+
+    for limit in [101, 1000] {
+        assert_eq!(
+            code(try_take_offline(&mut client, &bob, limit).await),
+            ErrorCode::InvalidArgument
+        );
+    }
+    let anonymous = client
+        .take_offline_messages(TakeOfflineMessagesRequest {
+            actor: None,
+            limit: 25,
+        })
+        .await;
+    assert_eq!(code(anonymous), ErrorCode::InvalidArgument);
+}
+
 // ---- helpers -------------------------------------------------------------
 
 /// A user id unique to this run.
@@ -1188,6 +1315,31 @@ async fn catch_up_for(
         .expect("catch up")
         .into_inner()
         .messages
+}
+
+async fn try_take_offline(
+    client: &mut Client,
+    user: &str,
+    limit: u32,
+) -> Result<Response<TakeOfflineMessagesResponse>, Status> {
+    client
+        .take_offline_messages(TakeOfflineMessagesRequest {
+            actor: actor(user),
+            limit,
+        })
+        .await
+}
+
+/// Takes `user`'s offline queue: the messages' texts and read flags.
+async fn take_offline(client: &mut Client, user: &str, limit: u32) -> Vec<(String, bool)> {
+    try_take_offline(client, user, limit)
+        .await
+        .expect("take offline messages")
+        .into_inner()
+        .messages
+        .into_iter()
+        .map(|q| (q.message.expect("message").text, q.read))
+        .collect()
 }
 
 /// Opens a `Subscribe` stream. The server subscribes before it answers, so

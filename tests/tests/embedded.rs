@@ -46,6 +46,7 @@ async fn start(db: Db) -> (System, tempfile::TempDir) {
         request_timeout_ms: 3000,
         heartbeat_ms: 200,
         max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
+        offline_queue: confab_edge::config::DEFAULT_OFFLINE_QUEUE,
     };
     let emb = EmbeddedArgs {
         data_dir: dir.path().join("data"),

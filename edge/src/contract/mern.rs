@@ -17,6 +17,7 @@
 //! | `user_online {userId, username}` | s→c | the user rooms of those who share a conversation with the user, when their first socket connects |
 //! | `user_offline {userId, username, lastSeen}` | s→c | the same users, when the user's last socket disconnects |
 //! | `error {message, code, event?}` | s→c | authentication failures (and the 11th socket of a user), and refused requests sent without an ack |
+//! | `refresh_token {token}` or the token (confab's) | c→s | once the socket's token expired every request gets `{success: false, error, code: 'TOKEN_EXPIRED'}` in its ack, else `error {message: 'Authentication error: …', code}`; a fresh token for the same user makes them work again on the same socket (ack `{success: true, expiresAt}`); another user's is `USER_MISMATCH` and the socket is disconnected |
 //!
 //! A message renders as the seed's document: `{_id, conversationId, sender:
 //! {_id, username, avatar}, content, type, status, fileUrl?, fileName?,
@@ -119,7 +120,9 @@ use futures::future::join_all;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use super::Me;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
@@ -144,7 +147,33 @@ pub const CONTRACT: Contract = Contract {
     notify_event: super::no_notifications,
     call_event: super::no_call_events,
     calls: false,
+    token: super::TokenRefresh {
+        event: "refresh_token",
+        refuse: token_refused,
+        refreshed: token_refreshed,
+    },
 };
+
+/// `{success: false, error, code}` in the ack, else `error {message, code}`
+/// whose message says "Authentication" (the seed's frontend then logs in
+/// again).
+fn token_refused(s: &SocketRef, ack: AckSender, wants_ack: bool, e: AuthError) {
+    let message = format!("Authentication error: {}", e.describe());
+    if wants_ack {
+        let _ = ack.send(&json!({ "success": false, "error": message, "code": e.to_string() }));
+    } else {
+        let _ = s.emit(
+            "error",
+            &json!({ "message": message, "code": e.to_string() }),
+        );
+    }
+}
+
+/// A refresh that worked is acked `{success: true, expiresAt}`.
+fn token_refreshed(_: &SocketRef, ack: AckSender, me: &Identity) {
+    let _ =
+        ack.send(&json!({ "success": true, "expiresAt": me.expires_at_ms.map(crate::wire::iso) }));
+}
 
 /// What a deleted message's `content` reads, as the seed's soft delete.
 const DELETED_TEXT: &str = "This message was deleted";
@@ -298,7 +327,7 @@ async fn check_one(svc: &Services, me: &Identity, raw: Value) -> JoinOutcome {
 async fn join_conversations(
     TryData(p): TryData<Vec<Value>>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "join_conversations";
@@ -342,7 +371,7 @@ async fn join_conversations(
 async fn send_message(
     TryData(p): TryData<SendMessage>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "send_message";
@@ -383,7 +412,7 @@ async fn send_message(
 async fn mark_read(
     TryData(p): TryData<MarkRead>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "mark_read";
@@ -414,7 +443,7 @@ async fn mark_read(
 async fn edit_message(
     TryData(p): TryData<EditMessage>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "edit_message";
@@ -436,7 +465,7 @@ async fn edit_message(
 async fn delete_message(
     TryData(p): TryData<MessageRef>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "delete_message";
@@ -457,7 +486,7 @@ async fn delete_message(
 async fn typing(
     TryData(p): TryData<TypingPayload>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "typing";

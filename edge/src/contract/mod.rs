@@ -19,8 +19,8 @@ use confab_proto::v1::{
 use futures::future::BoxFuture;
 use serde_json::Value;
 use socketioxide::SocketIo;
-use socketioxide::extract::{SocketRef, State, TryData};
-use socketioxide::handler::ConnectHandler;
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::handler::{ConnectHandler, FromMessageParts};
 
 use crate::auth::{AuthError, Identity};
 use crate::services::Services;
@@ -75,6 +75,112 @@ pub struct Contract {
     /// Renders a notify-service event (notifications, unread counts, domain
     /// events); [`no_notifications`] for contracts whose seed has none.
     pub notify_event: fn(&NotifyEvent) -> Vec<Emit>,
+    /// How the contract refuses requests once the socket's token expired,
+    /// and how a client presents a fresh one on the same socket.
+    pub token: TokenRefresh,
+}
+
+/// Token expiry during a connection. A socket whose token expired stays
+/// connected, but every request is refused ([`Me`], which every handler
+/// extracts, answers with [`TokenRefresh::refuse`] and never runs the
+/// handler) until the client sends [`TokenRefresh::event`] with a fresh
+/// token for the same user; one for another user is refused and the socket
+/// disconnected.
+pub struct TokenRefresh {
+    /// The client event carrying a fresh token: `{token}` or the token alone.
+    pub event: &'static str,
+    /// Answers a request refused for its token in the contract's shape:
+    /// [`AuthError::Expired`] for a request on an expired socket; a bad
+    /// refresh token's own error; [`AuthError::OtherUser`]. `wants_ack`:
+    /// the client passed an ack, which `ack` answers.
+    pub refuse: fn(&SocketRef, AckSender, bool, AuthError),
+    /// Answers a refresh that worked (the socket's identity is the new one).
+    pub refreshed: fn(&SocketRef, AckSender, &Identity),
+}
+
+/// Which contract a socket speaks (in its extensions), for [`Me`].
+#[derive(Clone, Copy)]
+struct Spoken(&'static Contract);
+
+/// The socket's user, for a handler: the [`Identity`] in its extensions,
+/// while its token has not expired. On an expired socket the extraction
+/// fails after answering in the contract's shape, so the handler never
+/// runs and nothing is stored or sent: the one place no handler can skip.
+pub struct Me(pub Identity);
+
+/// Why [`Me`] refused to extract (logged by socketioxide).
+#[derive(Debug, thiserror::Error)]
+pub enum NotMe {
+    #[error("the socket has no identity")]
+    NoIdentity,
+    #[error("the socket's token has expired: request refused")]
+    Expired,
+}
+
+impl FromMessageParts<socketioxide::adapter::LocalAdapter> for Me {
+    type Error = NotMe;
+    fn from_message_parts(
+        s: &std::sync::Arc<socketioxide::socket::Socket<socketioxide::adapter::LocalAdapter>>,
+        v: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, NotMe> {
+        let id = s.extensions.get::<Identity>().ok_or(NotMe::NoIdentity)?;
+        if !id.expired(chrono::Utc::now().timestamp_millis()) {
+            return Ok(Me(id));
+        }
+        metrics::counter!("confab_expired_token_refusals_total").increment(1);
+        if let Some(Spoken(contract)) = s.extensions.get::<Spoken>() {
+            let socket = match SocketRef::from_message_parts(s, v, ack_id) {
+                Ok(socket) => socket,
+                Err(e) => match e {},
+            };
+            let ack = match AckSender::from_message_parts(s, v, ack_id) {
+                Ok(ack) => ack,
+                Err(e) => match e {},
+            };
+            (contract.token.refuse)(&socket, ack, ack_id.is_some(), AuthError::Expired);
+        }
+        Err(NotMe::Expired)
+    }
+}
+
+/// The refresh event ([`TokenRefresh::event`]): a fresh token for the same
+/// user replaces the socket's identity; another user's is refused and the
+/// socket disconnected; a bad one is refused (the socket stays as it was).
+async fn refresh_token(
+    s: SocketRef,
+    TryData(p): TryData<Value>,
+    State(svc): State<Services>,
+    ack: AckSender,
+    AckRequested(wants_ack): AckRequested,
+) {
+    let (Some(Spoken(contract)), Some(current)) =
+        (s.extensions.get::<Spoken>(), s.extensions.get::<Identity>())
+    else {
+        return;
+    };
+    let token = match p {
+        Ok(Value::String(t)) => Some(t),
+        Ok(Value::Object(o)) => o.get("token").and_then(Value::as_str).map(str::to_string),
+        _ => None,
+    }
+    .map(|t| t.trim().trim_start_matches("Bearer ").to_string())
+    .filter(|t| !t.is_empty());
+    let verified = token
+        .ok_or(AuthError::Required)
+        .and_then(|t| svc.verifier.verify(&t));
+    match verified {
+        Err(e) => (contract.token.refuse)(&s, ack, wants_ack, e),
+        Ok(fresh) if fresh.user_id != current.user_id => {
+            tracing::info!(user = %current.user_id, sid = %s.id, "a token for another user was presented: disconnecting");
+            (contract.token.refuse)(&s, ack, wants_ack, AuthError::OtherUser);
+            let _ = s.disconnect();
+        }
+        Ok(fresh) => {
+            s.extensions.insert(fresh.clone());
+            (contract.token.refreshed)(&s, ack, &fresh);
+        }
+    }
 }
 
 /// For [`Contract::notify_event`]: the seed has no notification events.
@@ -235,6 +341,8 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
                                State(svc): State<Services>| async move {
             crate::socket_auth::authenticate(contract, &s, auth.ok(), &svc).await?;
             if let Some(id) = s.extensions.get::<Identity>() {
+                s.extensions.insert(Spoken(contract));
+                s.on(contract.token.event, refresh_token);
                 s.join([
                     user_room(&id.user_id),
                     socket_room(&s.id.to_string()),

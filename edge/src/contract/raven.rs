@@ -9,6 +9,7 @@
 //! | `error {code, message, details?}` | s→c | every refused request |
 //! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`; `TOO_MANY_CONNECTIONS` for a user's socket over presence-service's per-user limit (the 11th) |
 //! | `connect` / `disconnect` | — | the seed's "register user online" / "unregistered from online users": the socket's presence session starts and ends |
+//! | `refresh_token {token}` or the token (confab's) | c→s | once the socket's token expired every request gets `error {code: 'TOKEN_EXPIRED', …}`; a fresh token for the same user makes them work again on the same socket (ack `{success: true, data: {expiresAt}}`); another user's is `USER_MISMATCH` and the socket is disconnected |
 //!
 //! Beyond the seed: what erion-raven's published client sends and listens
 //! for (its real frontend, `apps/web/src/store/useSocketStore.ts` and
@@ -74,10 +75,12 @@ use confab_proto::v1::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use super::Me;
 
 use super::{Contract, Emit, any_handshake, conversation_room, user_room};
-use crate::auth::Identity;
+use crate::auth::{AuthError, Identity};
 use crate::services::Services;
 use crate::wire::{WireId, iso};
 
@@ -94,7 +97,31 @@ pub const CONTRACT: Contract = Contract {
     notify_event: super::no_notifications,
     call_event: super::no_call_events,
     calls: false,
+    token: super::TokenRefresh {
+        event: "refresh_token",
+        refuse: token_refused,
+        refreshed: token_refreshed,
+    },
 };
+
+/// The seed's `error` with its JWT codes (`TOKEN_EXPIRED`, `INVALID_TOKEN`,
+/// `AUTHENTICATION_REQUIRED`; `USER_MISMATCH` for another user's token).
+fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
+    let message = match e {
+        AuthError::Expired => "Token has expired",
+        AuthError::Required => "No token provided",
+        AuthError::OtherUser => "Token is for another user",
+        _ => "Token is invalid",
+    };
+    let details = format!("{e}: {}; send refresh_token {{token}}", e.describe());
+    answer(s, ack, Err(error_payload(&e.to_string(), message, details)));
+}
+
+/// A refresh that worked is acked `{success: true, data: {expiresAt}}`.
+fn token_refreshed(_: &SocketRef, ack: AckSender, me: &Identity) {
+    let _ =
+        ack.send(&json!({ "success": true, "data": { "expiresAt": me.expires_at_ms.map(iso) } }));
+}
 
 fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("join_conversation", join_conversation);
@@ -152,7 +179,7 @@ async fn join_conversation(
     s: SocketRef,
     TryData(p): TryData<ConversationRef>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let fail = |details| {
@@ -200,7 +227,7 @@ async fn join_conversation(
 async fn leave_conversation(
     s: SocketRef,
     TryData(p): TryData<ConversationRef>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = match p {
@@ -234,7 +261,7 @@ async fn send_message(
     s: SocketRef,
     TryData(p): TryData<SendMessage>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let fail = |details| {

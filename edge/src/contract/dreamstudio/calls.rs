@@ -55,10 +55,11 @@ use confab_proto::v1::{
 use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use crate::contract::Me;
 
 use super::refused_with;
-use crate::auth::Identity;
 use crate::contract::{Emit, call_rooms, user_room};
 use crate::services::Services;
 use crate::wire::{WireId, iso, numeric_id};
@@ -147,7 +148,7 @@ async fn initiate(
     s: SocketRef,
     TryData(p): TryData<Initiate>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {
@@ -193,7 +194,7 @@ async fn answered(
     s: SocketRef,
     TryData(p): TryData<CallRef>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {
@@ -220,7 +221,7 @@ async fn ended(
     s: SocketRef,
     TryData(p): TryData<CallRef>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {
@@ -270,7 +271,7 @@ async fn signal(
     s: SocketRef,
     TryData(p): TryData<SignalIn>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
     kind: SignalKind,
 ) {

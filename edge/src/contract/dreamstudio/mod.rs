@@ -22,6 +22,7 @@
 //! | `user:offline {userId, timestamp}` | s→c | `status_changed` (the user's last socket closed; `timestamp` is their last seen): the same users |
 //! | `connect_error` `TOO_MANY_CONNECTIONS` | s→c | a user's socket over presence-service's per-user limit |
 //! | `error` (a string) | s→c | every refused request; see below |
+//! | `refresh_token {token}` or the token (confab's) | c→s | once the socket's token expired every request gets `error` (`Authentication error`, `{code: 'TOKEN_EXPIRED', message}`); a fresh token for the same user makes them work again on the same socket (ack `{success: true, data: {expiresAt}}`); another user's is `USER_MISMATCH` and the socket is disconnected |
 //!
 //! Errors are the seed's strings, sent as the first argument of `error`, so
 //! `socket.on("error", (msg) => …)` gets exactly them. A second argument,
@@ -108,10 +109,12 @@ use confab_proto::v1::{
 use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use crate::contract::Me;
 
 use super::{Contract, Emit, conversation_room, user_room};
-use crate::auth::Identity;
+use crate::auth::{AuthError, Identity};
 use crate::presence::{self, Typing};
 use crate::services::Services;
 use crate::wire::{WireId, iso, numeric_id};
@@ -129,7 +132,26 @@ pub const CONTRACT: Contract = Contract {
     notify_event: super::no_notifications,
     call_event: calls::call_event,
     calls: true,
+    token: super::TokenRefresh {
+        event: "refresh_token",
+        refuse: token_refused,
+        refreshed: token_refreshed,
+    },
 };
+
+/// `error` with the seed's `Authentication error` and `{code, message}`;
+/// a passed ack gets `{success: false, error, code}`.
+fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
+    let detail = json!({ "code": e.to_string(), "message": e.describe() });
+    let _ = s.emit("error", &("Authentication error", detail));
+    let _ = ack
+        .send(&json!({ "success": false, "error": "Authentication error", "code": e.to_string() }));
+}
+
+/// A refresh that worked is acked `{success: true, data: {expiresAt}}`.
+fn token_refreshed(_: &SocketRef, ack: AckSender, me: &Identity) {
+    let _ = ack.send(&json!({ "success": true, "data": { "expiresAt": me.expires_at_ms.map(crate::wire::iso) } }));
+}
 
 /// `auth.userId`, when present, must name the token's subject.
 fn handshake(auth: Option<&Value>, me: &Identity) -> Result<(), String> {
@@ -295,7 +317,7 @@ async fn join_room(
     s: SocketRef,
     TryData(p): TryData<RoomRef>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let room_id = match p {
@@ -334,12 +356,7 @@ async fn join_room(
     answer(&s, ack, Ok(json!({ "roomId": numeric_id(&id) })));
 }
 
-async fn leave_room(
-    s: SocketRef,
-    TryData(p): TryData<RoomRef>,
-    Extension(me): Extension<Identity>,
-    ack: AckSender,
-) {
+async fn leave_room(s: SocketRef, TryData(p): TryData<RoomRef>, Me(me): Me, ack: AckSender) {
     let id = match p {
         Ok(p) => canonical(&p.room_id.0),
         Err(e) => return answer(&s, ack, Err(bad_payload(e))),
@@ -358,7 +375,7 @@ async fn send_message(
     s: SocketRef,
     TryData(p): TryData<SendMessage>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let p = match p {
@@ -398,7 +415,7 @@ async fn edit_message(
     s: SocketRef,
     TryData(p): TryData<EditMessage>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let p = match p {
@@ -421,7 +438,7 @@ async fn delete_message(
     s: SocketRef,
     TryData(p): TryData<MessageRef>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let p = match p {
@@ -443,7 +460,7 @@ async fn start_typing(
     s: SocketRef,
     p: TryData<TypingPayload>,
     svc: State<Services>,
-    me: Extension<Identity>,
+    me: Me,
     ack: AckSender,
 ) {
     typing(s, p, svc, me, ack, true).await;
@@ -453,7 +470,7 @@ async fn stop_typing(
     s: SocketRef,
     p: TryData<TypingPayload>,
     svc: State<Services>,
-    me: Extension<Identity>,
+    me: Me,
     ack: AckSender,
 ) {
     typing(s, p, svc, me, ack, false).await;
@@ -466,7 +483,7 @@ async fn typing(
     s: SocketRef,
     TryData(p): TryData<TypingPayload>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
     typing: bool,
 ) {

@@ -59,7 +59,9 @@ use confab_proto::v1::{
 use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use crate::contract::Me;
 
 use crate::auth::Identity;
 use crate::contract::{Emit, call_rooms, socket_room, user_room};
@@ -136,7 +138,7 @@ async fn call_user(
     s: SocketRef,
     TryData(p): TryData<CallUser>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {
@@ -198,7 +200,7 @@ async fn answer_call(
     s: SocketRef,
     TryData(p): TryData<AnswerCall>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {
@@ -283,7 +285,7 @@ async fn ice_candidate(
     s: SocketRef,
     TryData(p): TryData<IceCandidate>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {
@@ -321,7 +323,7 @@ async fn end_call(
     s: SocketRef,
     TryData(p): TryData<EndCall>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {

@@ -15,6 +15,7 @@
 //! | `user_offline {userId, lastSeen}` | s→c | `PresenceEvent.status_changed` (last socket closed): the same users |
 //! | `error {code, message, event}` | s→c | every refused request (the seed has no error event; this is confab's) |
 //! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED` (token in `auth.token`); `TOO_MANY_CONNECTIONS` for a user's socket over presence-service's per-user limit |
+//! | `refresh_token {token}` or the token (confab's) | c→s | once the socket's token expired every request gets `error {code: 'TOKEN_EXPIRED', message}`; a fresh token for the same user makes them work again on the same socket (ack `{success: true, data: {expiresAt}}`); another user's is `USER_MISMATCH` and the socket is disconnected |
 //!
 //! Beyond the seed: what HVTSocial's published client sends and listens for
 //! (`Frontend/src/socket.js`, `Frontend/src/page/Chatbox.jsx`; its server,
@@ -121,7 +122,9 @@ use confab_proto::v1::{
 use confab_proto::{ErrorCode, ServiceError, ids};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use crate::contract::Me;
 
 use super::{Contract, Emit, any_handshake, conversation_room, user_room};
 use crate::auth::AuthError;
@@ -143,7 +146,24 @@ pub const CONTRACT: Contract = Contract {
     notify_event: notifications::notify_event,
     call_event: calls::call_event,
     calls: true,
+    token: super::TokenRefresh {
+        event: "refresh_token",
+        refuse: token_refused,
+        refreshed: token_refreshed,
+    },
 };
+
+/// `error {code, message}`, and `{success: false, error}` in a passed ack.
+fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
+    let error = json!({ "code": e.to_string(), "message": e.describe() });
+    let _ = s.emit("error", &error);
+    let _ = ack.send(&json!({ "success": false, "error": error }));
+}
+
+/// A refresh that worked is acked `{success: true, data: {expiresAt}}`.
+fn token_refreshed(_: &SocketRef, ack: AckSender, me: &Identity) {
+    let _ = ack.send(&json!({ "success": true, "data": { "expiresAt": me.expires_at_ms.map(crate::wire::iso) } }));
+}
 
 /// What the `connect_error` of a socket without a token says: the stable
 /// code, then the one line HVTSocial's frontend must add (module doc).
@@ -164,19 +184,15 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("send_message", send_message);
     s.on(
         "messages_read",
-        |s: SocketRef,
-         p: TryData<MessagesRead>,
-         svc: State<Services>,
-         me: Extension<Identity>,
-         ack: AckSender| { messages_read(s, p, svc, me, ack, "messages_read") },
+        |s: SocketRef, p: TryData<MessagesRead>, svc: State<Services>, me: Me, ack: AckSender| {
+            messages_read(s, p, svc, me, ack, "messages_read")
+        },
     );
     s.on(
         "mark_messages_read",
-        |s: SocketRef,
-         p: TryData<MessagesRead>,
-         svc: State<Services>,
-         me: Extension<Identity>,
-         ack: AckSender| { messages_read(s, p, svc, me, ack, "mark_messages_read") },
+        |s: SocketRef, p: TryData<MessagesRead>, svc: State<Services>, me: Me, ack: AckSender| {
+            messages_read(s, p, svc, me, ack, "mark_messages_read")
+        },
     );
     s.on("recall_message", recall_message);
     s.on("typing", typing);
@@ -325,7 +341,7 @@ fn check_self(claimed: &WireId, me: &Identity) -> Result<(), ServiceError> {
 async fn register_user(
     s: SocketRef,
     TryData(p): TryData<RegisterUser>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     // Nothing to do on success: the socket joined its user room on connect.
@@ -340,7 +356,7 @@ async fn send_message(
     s: SocketRef,
     TryData(p): TryData<SendMessage>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = match p {
@@ -452,7 +468,7 @@ async fn messages_read(
     s: SocketRef,
     TryData(p): TryData<MessagesRead>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
     event: &'static str,
 ) {
@@ -483,7 +499,7 @@ async fn join_chat(
     s: SocketRef,
     TryData(p): TryData<ChatRef>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {
@@ -531,7 +547,7 @@ async fn recall_message(
     s: SocketRef,
     TryData(p): TryData<RecallMessage>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {
@@ -571,7 +587,7 @@ async fn typing(
     s: SocketRef,
     TryData(p): TryData<TypingPayload>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {

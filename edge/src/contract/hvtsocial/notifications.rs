@@ -32,7 +32,9 @@ use confab_proto::v1::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use crate::contract::Me;
 
 use super::{answer, check_self};
 use crate::auth::Identity;
@@ -153,7 +155,7 @@ async fn notification_read(
     s: SocketRef,
     TryData(p): TryData<NotificationRead>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {
@@ -187,7 +189,7 @@ async fn story_viewed(
     s: SocketRef,
     TryData(p): TryData<StoryViewed>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let result = async {

@@ -49,10 +49,11 @@ use confab_proto::v1::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use crate::contract::Me;
 
 use super::{AckRequested, Emit, Refusal, error_event, read};
-use crate::auth::Identity;
 use crate::contract::{call_rooms, socket_room, user_room};
 use crate::services::Services;
 use crate::wire::{WireId, iso};
@@ -162,7 +163,7 @@ async fn initiate_call(
     s: SocketRef,
     TryData(p): Payload,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
     AckRequested(wants): AckRequested,
 ) {
@@ -220,7 +221,7 @@ async fn answer_call(
     s: SocketRef,
     TryData(p): Payload,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
     AckRequested(wants): AckRequested,
 ) {
@@ -259,7 +260,7 @@ async fn act(
     s: SocketRef,
     TryData(p): Payload,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
     AckRequested(wants): AckRequested,
     what: Act,
@@ -314,7 +315,7 @@ async fn signal(
     s: SocketRef,
     TryData(p): Payload,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
     AckRequested(wants): AckRequested,
     kind: SignalKind,
@@ -360,7 +361,7 @@ async fn toggle(
     s: SocketRef,
     TryData(p): Payload,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
     AckRequested(wants): AckRequested,
     socketioxide::extract::Event(event): socketioxide::extract::Event,

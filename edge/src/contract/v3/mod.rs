@@ -27,6 +27,10 @@
 //! | `user_online {profileid}` / `user_offline {profileid}` (deprecated) | s→c | the same change in the seed's legacy shape, right after `user_status_changed` |
 //! | `chat_error {error, chatid?, data: {event, message}}` | s→c | every failure of `join_chat`/`leave_chat`/`typing_start`/`typing_stop`; every refusal by chat-service |
 //! | `error {error, message, details: {event}}` | s→c | a payload that cannot be read (without an ack for `send_message`) |
+//! | `auth_required` (no payload) | s→c | every request once the socket's token expired (`exp` + 5 s, as at the handshake); a passed ack gets `{success: false, error, code: 'TOKEN_EXPIRED'}`; nothing is stored or sent |
+//! | `refresh_tokens {token}` or the token (confab's: the seed names no client event) | c→s | a fresh token for the same user replaces the socket's identity; a bad one is `auth_error` (the socket stays refused); another user's is `auth_error` `USER_MISMATCH`, then disconnected |
+//! | `tokens_refreshed {expiresAt, refreshed: true}` | s→c | the answer to `refresh_tokens` (also in its ack) |
+//! | `new_message` (offline) / `offline_messages_delivered` / `offline_delivery_error` | s→c | on connect, what reached none of the user's sockets (`offline.rs`) |
 //!
 //! Beyond the seed: what Swaggo's published client,
 //! `Website/Frontend/Components/Helper/PerfectSocketProvider.jsx` (the file
@@ -159,9 +163,6 @@
 //! - `rate_limited` for message sends: `LIMIT_EXCEEDED` with
 //!   `ErrorDetail.retry_after_ms`, as call starts already render it
 //!   (`calls.rs`).
-//! - Offline delivery: `CatchUp` (limit 25) on connect, each message as
-//!   `new_message` with `isOfflineDelivery`, `deliveredAt`,
-//!   `queuedDuration`, then `offline_messages_delivered`.
 
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, Conversation, ConversationInfo,
@@ -172,7 +173,9 @@ use confab_proto::v1::{
 use confab_proto::{ServiceError, ids};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use crate::contract::Me;
 
 use super::{AckRequested, Contract, Emit, conversation_room, user_room};
 use crate::auth::{AuthError, Identity};
@@ -193,9 +196,35 @@ pub const CONTRACT: Contract = Contract {
     notify_event: super::no_notifications,
     call_event: calls::call_event,
     calls: true,
+    token: super::TokenRefresh {
+        event: "refresh_tokens",
+        refuse: token_refused,
+        refreshed: tokens_refreshed,
+    },
 };
 
+/// A request on a socket whose token expired: `auth_required` (the seed's,
+/// no payload); a refresh with a bad token or another user's: `auth_error`
+/// as at the handshake. A passed ack gets `{success: false, error, code}`.
+fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
+    if e == AuthError::Expired {
+        let _ = s.emit("auth_required", &());
+    } else {
+        let (event, payload) = auth_error(e);
+        let _ = s.emit(event, &payload);
+    }
+    ack_with(ack, Err(&Refusal::new(&e.to_string(), e.describe())));
+}
+
+/// The seed's `tokens_refreshed {expiresAt, refreshed}` (and the ack, if any).
+fn tokens_refreshed(s: &SocketRef, ack: AckSender, me: &Identity) {
+    let payload = json!({ "expiresAt": me.expires_at_ms.map(iso), "refreshed": true });
+    let _ = s.emit("tokens_refreshed", &payload);
+    ack_with(ack, Ok(payload));
+}
+
 mod calls;
+mod offline;
 
 /// The most an attachment may weigh (the seed's resource limits).
 const MAX_ATTACHMENT_BYTES: u64 = 50 * 1024 * 1024;
@@ -244,8 +273,9 @@ struct HeartbeatStop(std::sync::Arc<tokio::sync::Notify>);
 
 /// `authenticated`, once the client is connected, then `heartbeat`s until
 /// the socket disconnects.
-fn greet(s: &SocketRef, me: &Identity, _: &Services) {
+fn greet(s: &SocketRef, me: &Identity, svc: &Services) {
     let _ = s.emit("authenticated", &authenticated(me));
+    offline::deliver(s, me, svc);
     let stop = std::sync::Arc::new(tokio::sync::Notify::new());
     s.extensions.insert(HeartbeatStop(stop.clone()));
     let s = s.clone();
@@ -264,11 +294,7 @@ fn greet(s: &SocketRef, me: &Identity, _: &Services) {
 }
 
 /// `get_online_users`: who of the users sharing a chat is online.
-async fn get_online_users(
-    State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
-    ack: AckSender,
-) {
+async fn get_online_users(State(svc): State<Services>, Me(me): Me, ack: AckSender) {
     let result = async {
         let peers = svc
             .chat
@@ -435,7 +461,7 @@ async fn join_chat(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let (chatid, result) = match chat_ref(&p.unwrap_or_default()) {
@@ -532,12 +558,7 @@ fn chat_type(kind: i32) -> &'static str {
     }
 }
 
-async fn leave_chat(
-    s: SocketRef,
-    TryData(p): TryData<Value>,
-    Extension(me): Extension<Identity>,
-    ack: AckSender,
-) {
+async fn leave_chat(s: SocketRef, TryData(p): TryData<Value>, Me(me): Me, ack: AckSender) {
     match chat_ref(&p.unwrap_or_default()) {
         Err(r) => {
             chat_error(&s, "leave_chat", None, &r);
@@ -680,7 +701,7 @@ async fn send_message(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
     AckRequested(wants_ack): AckRequested,
 ) {
@@ -750,7 +771,7 @@ async fn mark_message_read(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let p: MessageRef = match read(p.unwrap_or_default()) {
@@ -791,7 +812,7 @@ async fn react_to_message(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     let p: React = match read(p.unwrap_or_default()) {
@@ -850,7 +871,7 @@ async fn typing_start(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     set_typing(
@@ -869,7 +890,7 @@ async fn typing_stop(
     s: SocketRef,
     TryData(p): TryData<Value>,
     State(svc): State<Services>,
-    Extension(me): Extension<Identity>,
+    Me(me): Me,
     ack: AckSender,
 ) {
     set_typing(

@@ -1,0 +1,93 @@
+//! `v3` offline delivery: what a user missed while no socket of theirs was
+//! reached, delivered on their next connect.
+//!
+//! | seed event | direction | confab |
+//! |---|---|---|
+//! | `new_message {message, chat, sender, isOfflineDelivery, deliveredAt, queuedDuration}` | s→c | each message of `ChatService.TakeOfflineMessages` (the newest `CONFAB_OFFLINE_QUEUE`, default 25), oldest first, to the connecting socket right after `authenticated` |
+//! | `offline_messages_delivered {total, successful, failed, deliveredAt}` | s→c | after them, when there was at least one |
+//! | `offline_delivery_error {error, details}` | s→c | the take failed (`error` = the stable code, e.g. `UNAVAILABLE`; `details` = the reason) |
+//!
+//! Choices where the seed is vague:
+//! - The queue is chat-service's: a message is queued for a member when
+//!   no socket of theirs got it (the edges record every socket a message
+//!   reaches as a delivery receipt), so nothing is written per message or
+//!   per recipient to keep it. A user online on any contract and edge who
+//!   received a message never finds it queued; one who was online but not
+//!   in the chat's room (a `v3` socket that had not joined it) does.
+//! - The take records the messages delivered before they are sent, so no
+//!   second connect (another tab, another edge) gets them again; each
+//!   sender hears `message_delivered` with `isOfflineDelivery: true`.
+//! - Only the newest win: anything older than what a take delivers is
+//!   dropped from the queue, as is anything older than a message the user
+//!   already received live.
+//! - A message the user read meanwhile (over REST, or on another contract
+//!   that did not receive it) still comes, with `messageStatus: 'read'`;
+//!   the others have `messageStatus: 'delivered'`. Deleted and recalled
+//!   messages are left out.
+//! - An empty queue sends nothing (no `offline_messages_delivered` with
+//!   `total: 0`). `failed` counts messages that could not be written to the
+//!   socket (it closed meanwhile); they count as delivered in chat-service.
+//! - Only `v3` asks for the queue: the other contracts' seeds have no
+//!   offline delivery, and their users' messages stay in the queue until
+//!   a `v3` socket of theirs connects or a later message reaches them.
+
+use confab_proto::ServiceError;
+use confab_proto::v1::TakeOfflineMessagesRequest;
+use serde_json::json;
+use socketioxide::extract::SocketRef;
+
+use crate::auth::Identity;
+use crate::services::Services;
+use crate::wire::iso;
+
+/// Takes the user's offline queue and sends it to this socket (spawned
+/// from `greet`, after `authenticated`).
+pub fn deliver(s: &SocketRef, me: &Identity, svc: &Services) {
+    let (s, svc) = (s.clone(), svc.clone());
+    let req = TakeOfflineMessagesRequest {
+        actor: Some(me.actor()),
+        limit: svc.offline_queue,
+    };
+    tokio::spawn(async move {
+        let taken = match svc.chat.clone().take_offline_messages(req).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                let e = ServiceError::from_status(&status);
+                let _ = s.emit(
+                    "offline_delivery_error",
+                    &json!({ "error": e.code.as_str(), "details": e.message }),
+                );
+                return;
+            }
+        };
+        if taken.messages.is_empty() {
+            return;
+        }
+        let delivered_at = iso(taken.delivered_at_ms);
+        let (mut successful, mut failed) = (0u32, 0u32);
+        for queued in &taken.messages {
+            let Some(m) = &queued.message else {
+                continue;
+            };
+            let mut payload = super::new_message(m, queued.conversation.as_ref());
+            payload["message"]["messageStatus"] =
+                json!(if queued.read { "read" } else { "delivered" });
+            payload["isOfflineDelivery"] = json!(true);
+            payload["deliveredAt"] = json!(delivered_at);
+            payload["queuedDuration"] = json!((taken.delivered_at_ms - m.created_at_ms).max(0));
+            match s.emit("new_message", &payload) {
+                Ok(()) => successful += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        let _ = s.emit(
+            "offline_messages_delivered",
+            &json!({
+                "total": successful + failed,
+                "successful": successful,
+                "failed": failed,
+                "deliveredAt": delivered_at,
+            }),
+        );
+    });
+}
