@@ -27,6 +27,11 @@
 //! - An empty queue sends nothing (no `offline_messages_delivered` with
 //!   `total: 0`). `failed` counts messages that could not be written to the
 //!   socket (it closed meanwhile); they count as delivered in chat-service.
+//! - Receipts are recorded in batches a few milliseconds after the
+//!   delivery (`deliveries.rs`), so a user whose socket drops and comes
+//!   back within that moment may get a message both live and from the
+//!   queue (the same `id` twice): a frontend that keys messages by id
+//!   shows it once.
 //! - Only `v3` asks for the queue: the other contracts' seeds have no
 //!   offline delivery, and their users' messages stay in the queue until
 //!   a `v3` socket of theirs connects or a later message reaches them.
