@@ -30,7 +30,12 @@ pub struct EdgeArgs {
     pub request_timeout_ms: u64,
     /// How often this edge heartbeats its sessions to presence-service (keep
     /// it well under presence-service's session TTL).
-    #[arg(long, env = "CONFAB_HEARTBEAT_MS", default_value_t = 5000)]
+    #[arg(long, env = "CONFAB_PRESENCE_HEARTBEAT_MS", default_value_t = 5000)]
+    pub presence_heartbeat_ms: u64,
+    /// How often the server heartbeats the sockets of contracts that have
+    /// heartbeats (`v3`: `ping` and `heartbeat`); a socket that leaves three
+    /// in a row unanswered is disconnected.
+    #[arg(long, env = "CONFAB_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS)]
     pub heartbeat_ms: u64,
     /// The largest Socket.IO packet (WebSocket message or polling request)
     /// and REST body the edge reads, in bytes: a 10 KB message with room for
@@ -39,6 +44,9 @@ pub struct EdgeArgs {
     #[arg(long, env = "CONFAB_MAX_PACKET_BYTES", default_value_t = DEFAULT_MAX_PACKET_BYTES)]
     pub max_packet_bytes: usize,
 }
+
+/// [`EdgeArgs::heartbeat_ms`]'s default: the seed's 25 s.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
 
 /// [`EdgeArgs::max_packet_bytes`]'s default: 32 KiB.
 pub const DEFAULT_MAX_PACKET_BYTES: usize = 32 * 1024;
@@ -79,6 +87,9 @@ pub struct EdgeConfig {
     pub verifier: Verifier,
     pub services: ServiceTargets,
     pub request_timeout: Duration,
+    /// How often the edge heartbeats its sessions to presence-service.
+    pub presence_heartbeat: Duration,
+    /// How often sockets of heartbeat contracts get `ping` / `heartbeat`.
     pub heartbeat: Duration,
     pub max_packet_bytes: usize,
     /// Names this edge in logs and in its Subscribe streams.
@@ -128,6 +139,7 @@ impl EdgeConfig {
             verifier,
             services: services.into(),
             request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+            presence_heartbeat: Duration::from_millis(args.presence_heartbeat_ms.max(10)),
             heartbeat: Duration::from_millis(args.heartbeat_ms.max(10)),
             // At least a full 10 KB message must fit.
             max_packet_bytes: args

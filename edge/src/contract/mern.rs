@@ -144,6 +144,7 @@ pub const CONTRACT: Contract = Contract {
     notify_event: super::no_notifications,
     call_event: super::no_call_events,
     calls: false,
+    heartbeat: false,
 };
 
 /// What a deleted message's `content` reads, as the seed's soft delete.

@@ -94,6 +94,7 @@ pub const CONTRACT: Contract = Contract {
     notify_event: super::no_notifications,
     call_event: super::no_call_events,
     calls: false,
+    heartbeat: false,
 };
 
 fn on_connect(s: &SocketRef, _: &Identity) {

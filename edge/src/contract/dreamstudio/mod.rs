@@ -129,6 +129,7 @@ pub const CONTRACT: Contract = Contract {
     notify_event: super::no_notifications,
     call_event: calls::call_event,
     calls: true,
+    heartbeat: false,
 };
 
 /// `auth.userId`, when present, must name the token's subject.
@@ -239,6 +240,7 @@ fn refused_with(e: ServiceError, not_author: &str) -> Refusal {
         ErrorCode::InvalidArgument => format!("Invalid request: {}", e.message),
         ErrorCode::Unavailable => "Service unavailable".to_string(),
         ErrorCode::PermissionDenied => "Not authorized".to_string(),
+        ErrorCode::LimitExceeded => "Too many messages, try again later".to_string(),
         _ => e.message.clone(),
     };
     Refusal {

@@ -143,6 +143,7 @@ pub const CONTRACT: Contract = Contract {
     notify_event: notifications::notify_event,
     call_event: calls::call_event,
     calls: true,
+    heartbeat: false,
 };
 
 /// What the `connect_error` of a socket without a token says: the stable

@@ -193,6 +193,7 @@ pub const CONTRACT: Contract = Contract {
     notify_event: super::no_notifications,
     call_event: calls::call_event,
     calls: true,
+    heartbeat: true,
 };
 
 mod calls;
@@ -231,36 +232,15 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("typing_stop", typing_stop);
     s.on("get_online_users", get_online_users);
     calls::on_connect(s);
-    // The answer to the server's `heartbeat`: nothing to do.
-    s.on("heartbeat_response", || async {});
+    // `pong` / `heartbeat_response`: the answers to the server's beats.
+    crate::heartbeat::attach(s);
 }
 
-/// How often the server sends `heartbeat` (the app gives up after 40 s).
-pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(25);
-
-/// Ends a socket's heartbeats when it disconnects (kept in its extensions).
-#[derive(Clone)]
-struct HeartbeatStop(std::sync::Arc<tokio::sync::Notify>);
-
-/// `authenticated`, once the client is connected, then `heartbeat`s until
-/// the socket disconnects.
+/// `authenticated`, once the client is connected, then the first beat
+/// (the edge's heartbeat task sends the next ones, [`crate::heartbeat`]).
 fn greet(s: &SocketRef, me: &Identity, _: &Services) {
     let _ = s.emit("authenticated", &authenticated(me));
-    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    s.extensions.insert(HeartbeatStop(stop.clone()));
-    let s = s.clone();
-    tokio::spawn(async move {
-        while s.connected() {
-            let beat = json!({ "timestamp": iso(chrono::Utc::now().timestamp_millis()) });
-            if s.emit("heartbeat", &beat).is_err() {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
-                _ = stop.notified() => break,
-            }
-        }
-    });
+    crate::heartbeat::first_beat(s);
 }
 
 /// `get_online_users`: who of the users sharing a chat is online.
@@ -556,14 +536,10 @@ async fn leave_chat(
     }
 }
 
-/// A closing socket stops its heartbeats and leaves its chat rooms: the
-/// others hear `user_left` for each room the user has no other socket in.
-/// (The contract layer then ends its presence session.)
+/// A closing socket leaves its chat rooms: the others hear `user_left` for
+/// each room the user has no other socket in. (The contract layer then ends
+/// its presence session.)
 async fn on_disconnect(s: SocketRef) {
-    if let Some(HeartbeatStop(stop)) = s.extensions.get::<HeartbeatStop>() {
-        // A permit: the heartbeat task stops even if it is not waiting yet.
-        stop.notify_one();
-    }
     let Some(me) = s.extensions.get::<Identity>() else {
         return;
     };
@@ -691,13 +667,16 @@ async fn send_message(
     // duplicate is not, and only this socket hears of it again.
     let sent = match read::<SendMessage>(payload).and_then(|m| m.into_request(&me)) {
         Err(r) => Err((r, false)),
-        Ok(req) => svc
-            .chat
-            .clone()
-            .send_message(req)
-            .await
-            .map(|r| r.into_inner().message.unwrap_or_default())
-            .map_err(|st| (Refusal::from_status(&st), true)),
+        Ok(req) => match svc.chat.clone().send_message(req).await {
+            Ok(r) => Ok(r.into_inner().message.unwrap_or_default()),
+            Err(st) => {
+                let e = ServiceError::from_status(&st);
+                if e.code == confab_proto::ErrorCode::LimitExceeded {
+                    return rate_limited(&s, ack, wants_ack, echo_id, e);
+                }
+                Err((Refusal::new(e.code.as_str(), e.message), true))
+            }
+        },
     };
     let m = match sent {
         Ok(m) => m,
@@ -731,6 +710,35 @@ async fn send_message(
             "deliveredTo": [],
         }),
     );
+}
+
+/// Over the message rate limit: the seed's `rate_limited {error, message,
+/// retryAfter}` (seconds) and, with an ack, `{success: false,
+/// clientMessageId, error, code: 'RATE_LIMITED', retryAfter}`.
+fn rate_limited(
+    s: &SocketRef,
+    ack: AckSender,
+    wants_ack: bool,
+    client_message_id: Option<String>,
+    e: ServiceError,
+) {
+    let retry_after = (e.retry_after_ms + 999) / 1000;
+    let _ = s.emit(
+        "rate_limited",
+        &json!({ "error": "rate_limited", "message": e.message, "retryAfter": retry_after }),
+    );
+    if wants_ack {
+        let mut reply = json!({
+            "success": false,
+            "error": e.message,
+            "code": "RATE_LIMITED",
+            "retryAfter": retry_after,
+        });
+        if let Some(id) = client_message_id {
+            reply["clientMessageId"] = json!(id);
+        }
+        let _ = ack.send(&reply);
+    }
 }
 
 #[derive(Deserialize)]
