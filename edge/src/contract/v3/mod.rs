@@ -27,6 +27,9 @@
 //! | `user_online {profileid}` / `user_offline {profileid}` (deprecated) | s→c | the same change in the seed's legacy shape, right after `user_status_changed` |
 //! | `chat_error {error, chatid?, data: {event, message}}` | s→c | every failure of `join_chat`/`leave_chat`/`typing_start`/`typing_stop`; every refusal by chat-service |
 //! | `error {error, message, details: {event}}` | s→c | a payload that cannot be read (without an ack for `send_message`) |
+//! | `ping` (ms since epoch) / `heartbeat {timestamp}` | s→c | right after `authenticated`, then every `CONFAB_HEARTBEAT_MS` (25 s) from the edge's heartbeat task ([`crate::heartbeat`]) |
+//! | `pong` (the ping's number) / `heartbeat_response {timestamp, clientTime}` | c→s | either answers the latest beat; its round trip goes into `confab_heartbeat_rtt_seconds`; a socket that leaves three beats in a row unanswered is disconnected (its user goes offline if it was the last socket) |
+//! | `rate_limited {error: 'rate_limited', message, retryAfter}` | s→c | a `send_message` over chat-service's message rate limit (`LIMIT_EXCEEDED`, 10 a second per user over all sockets and contracts; `retryAfter` in seconds, rounded up); the ack, when passed, is `{success: false, clientMessageId, error, code: 'RATE_LIMITED', retryAfter}`; nothing is stored or sent |
 //!
 //! Beyond the seed: what Swaggo's published client,
 //! `Website/Frontend/Components/Helper/PerfectSocketProvider.jsx` (the file
@@ -43,8 +46,7 @@
 //! | event | direction | confab |
 //! |---|---|---|
 //! | `get_online_users {}` + ack | c→s | on connect, the app asks who is online: `GetPresence` of the users who share a chat with it (`ListPeers`), acked `{success: true, users: [{profileid, isOnline, lastSeen}]}` (online ones only); `{success: false, error, code}` when a service is down |
-//! | `heartbeat {timestamp}` | s→c | the seed's server heartbeat: right after `authenticated` and then every 25 s while the socket is open (the app counts a connection dead after 40 s without one) |
-//! | `heartbeat_response {timestamp, clientTime, roundTripTime}` | c→s | accepted, nothing to answer |
+//! | `heartbeat_response {timestamp, clientTime, roundTripTime}` | c→s | the app's answer to `heartbeat` (above): keeps the socket |
 //! | `reaction_added` / `reaction_removed` | s→c | the app's names for a reaction change: `reaction_added` beside the seed's `message_reaction_added` (same payload), `reaction_removed` (same shape) when one is taken back |
 //! | `user_online` / `user_offline {profileid}` | s→c | as the seed has them (the app also logs a `username` it does not need) |
 //! | `error {error, code, message, details}` | s→c | the app reads `error.code`: it carries the stable code as `error` does |
@@ -155,10 +157,6 @@
 //!   `GetPresence`.
 //! - Calls, WebRTC signaling, call controls and the legacy call aliases
 //!   are in `calls.rs` (its module doc has their table and choices).
-//! - `ping` (the seed's other health check; the app does not listen for it).
-//! - `rate_limited` for message sends: `LIMIT_EXCEEDED` with
-//!   `ErrorDetail.retry_after_ms`, as call starts already render it
-//!   (`calls.rs`).
 //! - Offline delivery: `CatchUp` (limit 25) on connect, each message as
 //!   `new_message` with `isOfflineDelivery`, `deliveredAt`,
 //!   `queuedDuration`, then `offline_messages_delivered`.
