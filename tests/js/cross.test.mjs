@@ -2,6 +2,8 @@
 // five contracts joins the same group, each one's message reaches the four
 // others in their own contract's shape, and changes (edit, delete, recall)
 // made in one contract show up in the others that have an event for them.
+// The message rate limit (10 a second per user) refuses the 11th message of
+// two tabs in each contract's own shape, and of a user switching contracts.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { QUIET_MS, closeAll, connect, conversation, next, record, rest, sleep, token } from './confab.mjs';
