@@ -18,6 +18,7 @@ use sea_orm::{
 
 use crate::entity::{conversation, delivery, member, message, reaction};
 use crate::members::{MemberCache, Members};
+use crate::rate::RateLimit;
 
 pub use confab_proto::limits::{MAX_TEXT_BYTES, check_text};
 /// The most attachments one message may carry.
@@ -36,6 +37,8 @@ pub struct Chat {
     bus: Arc<dyn EventBus<ChatEvent>>,
     /// Member lists in memory, on SQLite only (see [`crate::members`]).
     members: Option<Arc<MemberCache>>,
+    /// Messages per user and second ([`crate::rate`]).
+    rate: Arc<RateLimit>,
 }
 
 fn now_ms() -> i64 {
@@ -71,7 +74,19 @@ impl Chat {
     pub fn new(db: DatabaseConnection, bus: Arc<dyn EventBus<ChatEvent>>) -> Self {
         let members = (db.get_database_backend() == sea_orm::DbBackend::Sqlite)
             .then(|| Arc::new(MemberCache::default()));
-        Self { db, bus, members }
+        Self {
+            db,
+            bus,
+            members,
+            rate: Arc::new(RateLimit::local(crate::rate::DEFAULT_LIMIT)),
+        }
+    }
+
+    /// The same, with another message rate limit (its number, or its windows
+    /// in Redis).
+    pub fn with_rate_limit(mut self, rate: RateLimit) -> Self {
+        self.rate = Arc::new(rate);
+        self
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -505,6 +520,17 @@ impl Chat {
                     "reply_to_id is a message of another conversation",
                 ));
             }
+        }
+        // Last before the insert: only a send that would be stored counts.
+        if let Err(limited) = self.rate.admit(&actor.id).await {
+            return Err(ServiceError::limit(
+                format!(
+                    "at most {} messages a second; try again in {} ms",
+                    self.rate.limit(),
+                    limited.retry_after_ms
+                ),
+                limited.retry_after_ms,
+            ));
         }
         let inserted = message::ActiveModel {
             conversation_id: Set(conv_id),

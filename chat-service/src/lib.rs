@@ -16,6 +16,7 @@ pub mod entity;
 pub mod grpc;
 pub mod members;
 pub mod migration;
+pub mod rate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,7 @@ use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
 
 pub use chat::Chat;
+pub use rate::RateLimit;
 
 /// The gRPC name health checks ask about.
 pub const SERVICE_NAME: &str = "confab.v1.ChatService";
@@ -64,7 +66,15 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
 /// chat-service over an already-migrated database, ready to serve: its
 /// gRPC service and the signal that ends its streams at shutdown.
 pub fn build(db: DatabaseConnection) -> (ChatServiceServer<grpc::ChatGrpc>, Closer) {
-    let chat = Chat::new(db, Arc::new(LocalBus::new(EVENT_LOG)));
+    build_with(db, RateLimit::local(rate::DEFAULT_LIMIT))
+}
+
+/// [`build`] with a message rate limit of its own.
+pub fn build_with(
+    db: DatabaseConnection,
+    rate: RateLimit,
+) -> (ChatServiceServer<grpc::ChatGrpc>, Closer) {
+    let chat = Chat::new(db, Arc::new(LocalBus::new(EVENT_LOG))).with_rate_limit(rate);
     let (closer, closing) = closing();
     (
         ChatServiceServer::new(grpc::ChatGrpc::new(chat, closing)),
@@ -77,6 +87,28 @@ pub async fn serve(
     listener: TcpListener,
     db: DatabaseConnection,
 ) -> std::io::Result<ServiceHandle> {
-    let (svc, closer) = build(db);
+    serve_with(listener, db, RateLimit::local(rate::DEFAULT_LIMIT)).await
+}
+
+/// [`serve`] with a message rate limit of its own.
+pub async fn serve_with(
+    listener: TcpListener,
+    db: DatabaseConnection,
+    rate: RateLimit,
+) -> std::io::Result<ServiceHandle> {
+    let (svc, closer) = build_with(db, rate);
     GrpcServer::new().add(svc, closer).spawn(listener).await
 }
+
+/// The message rate limit `limit` a second per user: in Redis at
+/// `redis_url` (keys under `{confab:chat}:rate:`) when given, so replicas
+/// share it, else in this process.
+pub async fn rate_limit(limit: u32, redis_url: Option<&str>) -> anyhow::Result<RateLimit> {
+    match redis_url {
+        Some(url) => RateLimit::redis(limit, url, REDIS_PREFIX).await,
+        None => Ok(RateLimit::local(limit)),
+    }
+}
+
+/// The prefix of chat-service's Redis keys.
+pub const REDIS_PREFIX: &str = "confab:chat";

@@ -20,6 +20,15 @@ struct Args {
         default_value = "sqlite://./data/chat.db?mode=rwc"
     )]
     database_url: String,
+    /// The most messages one user may send in any one second, counted over
+    /// all their sockets and contracts.
+    #[arg(long, env = "CONFAB_MESSAGE_RATE_LIMIT", default_value_t = confab_chat::rate::DEFAULT_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    message_rate_limit: u32,
+    /// Redis where replicas share the message rate windows; in this
+    /// process when unset.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
 }
 
 #[tokio::main]
@@ -37,7 +46,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let db = confab_chat::connect(&args.database_url).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    let handle = confab_chat::serve(listener, db).await?;
+    let rate = confab_chat::rate_limit(args.message_rate_limit, args.redis_url.as_deref()).await?;
+    let handle = confab_chat::serve_with(listener, db, rate).await?;
     confab_proto::server::shutdown_signal().await;
     handle.shutdown().await;
     Ok(())

@@ -14,7 +14,7 @@ use confab_proto::v1::call_service_client::CallServiceClient;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::notify_service_client::NotifyServiceClient;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -66,7 +66,16 @@ impl EdgeHandle {
 fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(crate::heartbeat::RTT_METRIC.into()),
+                    crate::heartbeat::RTT_BUCKETS,
+                )
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
         .clone()
 }
 
@@ -157,6 +166,11 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
     ];
     followers.push(crate::presence::spawn_heartbeat(
         services.clone(),
+        cfg.presence_heartbeat,
+    ));
+    followers.push(crate::heartbeat::spawn(
+        io.clone(),
+        mounts.clone(),
         cfg.heartbeat,
     ));
 

@@ -30,7 +30,12 @@ pub struct EdgeArgs {
     pub request_timeout_ms: u64,
     /// How often this edge heartbeats its sessions to presence-service (keep
     /// it well under presence-service's session TTL).
-    #[arg(long, env = "CONFAB_HEARTBEAT_MS", default_value_t = 5000)]
+    #[arg(long, env = "CONFAB_PRESENCE_HEARTBEAT_MS", default_value_t = 5000)]
+    pub presence_heartbeat_ms: u64,
+    /// How often the server heartbeats the sockets of contracts that have
+    /// heartbeats (`v3`: `ping` and `heartbeat`); a socket that leaves three
+    /// in a row unanswered is disconnected.
+    #[arg(long, env = "CONFAB_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS)]
     pub heartbeat_ms: u64,
     /// The largest Socket.IO packet (WebSocket message or polling request)
     /// and REST body the edge reads, in bytes: a 10 KB message with room for
@@ -47,6 +52,8 @@ pub struct EdgeArgs {
 
 /// [`EdgeArgs::offline_queue`]'s default: the `v3` seed's 25.
 pub const DEFAULT_OFFLINE_QUEUE: u32 = 25;
+/// [`EdgeArgs::heartbeat_ms`]'s default: the seed's 25 s.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
 
 /// [`EdgeArgs::max_packet_bytes`]'s default: 32 KiB.
 pub const DEFAULT_MAX_PACKET_BYTES: usize = 32 * 1024;
@@ -87,6 +94,9 @@ pub struct EdgeConfig {
     pub verifier: Verifier,
     pub services: ServiceTargets,
     pub request_timeout: Duration,
+    /// How often the edge heartbeats its sessions to presence-service.
+    pub presence_heartbeat: Duration,
+    /// How often sockets of heartbeat contracts get `ping` / `heartbeat`.
     pub heartbeat: Duration,
     pub max_packet_bytes: usize,
     pub offline_queue: u32,
@@ -137,6 +147,7 @@ impl EdgeConfig {
             verifier,
             services: services.into(),
             request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+            presence_heartbeat: Duration::from_millis(args.presence_heartbeat_ms.max(10)),
             heartbeat: Duration::from_millis(args.heartbeat_ms.max(10)),
             // At least a full 10 KB message must fit.
             max_packet_bytes: args

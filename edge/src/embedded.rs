@@ -5,7 +5,7 @@
 //! services. chat-service and call-service are on SQLite in the data
 //! directory (or on `DATABASE_URL`; call-service reads the `CONFAB_CALL_*`
 //! timers), presence-service's last-seen times in `presence.db` there (its
-//! sessions in `REDIS_URL` when set), notify-service in `notify.db` there
+//! sessions, and chat-service's message rate windows, in `REDIS_URL` when set), notify-service in `notify.db` there
 //! (or on `DATABASE_URL`, beside chat-service's tables). call-service asks
 //! chat-service, and notify-service follows chat-service and
 //! presence-service, in-process.
@@ -45,6 +45,11 @@ pub struct EmbeddedArgs {
     /// directly, not through this address.
     #[arg(long, env = "CONFAB_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     pub grpc_listen: String,
+    /// The most messages one user may send in any one second (in Redis
+    /// when `REDIS_URL` is set).
+    #[arg(long, env = "CONFAB_MESSAGE_RATE_LIMIT", default_value_t = confab_chat::rate::DEFAULT_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_rate_limit: u32,
     /// call-service's timers (`CONFAB_CALL_*`).
     #[command(flatten)]
     pub call_timers: confab_call::CallTimers,
@@ -117,7 +122,8 @@ pub async fn start(
         ),
     };
     let db = confab_chat::connect(&db_url).await?;
-    let (chat, chat_closer) = confab_chat::build(db);
+    let rate = confab_chat::rate_limit(emb.message_rate_limit, emb.redis_url.as_deref()).await?;
+    let (chat, chat_closer) = confab_chat::build_with(db, rate);
     let presence_config = confab_presence::PresenceConfig {
         database_url: format!(
             "sqlite://{}?mode=rwc",

@@ -19,6 +19,7 @@ pub mod contract;
 pub mod deliveries;
 pub mod embedded;
 pub mod fanout;
+pub mod heartbeat;
 pub mod presence;
 pub mod rest;
 pub mod services;

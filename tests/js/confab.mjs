@@ -33,7 +33,35 @@ const opened = new Set();
 export function open(namespace = '/raven', options = {}) {
   const socket = io(URL + namespace, { reconnection: false, forceNew: true, timeout: 5000, ...options });
   opened.add(socket);
+  answerHeartbeats(socket);
   return socket;
+}
+
+/** How often the test app's v3 server sends `ping` / `heartbeat` (ms). */
+export const HEARTBEAT_MS = Number(process.env.CONFAB_HEARTBEAT_MS ?? 25000);
+
+/**
+ * Answers the v3 server's `ping` with `pong` and `heartbeat` with
+ * `heartbeat_response`, as a live frontend does: the server drops a socket
+ * that leaves three in a row unanswered. (Other contracts never send them.)
+ * `stopAnsweringHeartbeats(socket)` makes the socket go quiet.
+ */
+export function answerHeartbeats(socket) {
+  socket.on('ping', pong);
+  socket.on('heartbeat', heartbeatResponse);
+}
+
+export function stopAnsweringHeartbeats(socket) {
+  socket.off('ping', pong);
+  socket.off('heartbeat', heartbeatResponse);
+}
+
+function pong(timestamp) {
+  this.emit('pong', timestamp);
+}
+
+function heartbeatResponse(beat) {
+  this.emit('heartbeat_response', { timestamp: beat?.timestamp, clientTime: new Date() });
 }
 
 /** Resolves once `socket` is connected, rejects with its connect_error. */

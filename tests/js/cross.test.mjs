@@ -2,6 +2,8 @@
 // five contracts joins the same group, each one's message reaches the four
 // others in their own contract's shape, and changes (edit, delete, recall)
 // made in one contract show up in the others that have an event for them.
+// The message rate limit (10 a second per user) refuses the 11th message of
+// two tabs in each contract's own shape, and of a user switching contracts.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { QUIET_MS, closeAll, connect, conversation, next, record, rest, sleep, token } from './confab.mjs';
@@ -26,6 +28,7 @@ function nextWhere(socket, event, pred, ms = 5000) {
 }
 
 /** A numeric user id (hvtsocial and dreamstudio render ids as numbers). */
+let v3Sends = 0;
 const numericId = () => String(100000 + Math.floor(Math.random() * 1e9));
 
 /**
@@ -57,7 +60,7 @@ const contracts = {
       s.emit('join_chat', { chatid: id });
       return joined;
     },
-    send: (s, id, text) => s.emit('send_message', { chatid: id, clientMessageId: `x-${Date.now()}`, messageType: 'text', content: text }),
+    send: (s, id, text) => s.emit('send_message', { chatid: id, clientMessageId: `x-${Date.now()}-${++v3Sends}`, messageType: 'text', content: text }),
     incoming: 'new_message',
     echo: true,
     read: (m) => ({ text: m.message.content, sender: m.message.senderid, id: m.message.messageid, conversation: m.message.chatid }),
@@ -288,5 +291,160 @@ describe('a call across contracts', () => {
     const endedH = next(sh, 'call_ended');
     assert.equal((await sv.emitWithAck('end_call', { callId })).success, true);
     assert.deepEqual(await endedH, { from: Number(vSub), callId: Number(callId), reason: 'user_ended' });
+  });
+});
+
+// The message rate limit: 10 messages per user in any one second, counted
+// by chat-service over every socket and contract of the user.
+describe('message rate limit', () => {
+  const LIMIT = 10;
+  const WINDOW_MS = 1000;
+
+  /**
+   * How each contract shows a send over the limit: `refusal(s)` listens
+   * (before the sends) on one tab and resolves with the refusal, checked
+   * in the contract's own shape.
+   */
+  const refusals = {
+    raven: (s) =>
+      next(s, 'error', 5000).then((e) => {
+        assert.deepEqual(Object.keys(e).sort(), ['code', 'details', 'message']);
+        assert.equal(e.code, 'SEND_MESSAGE_FAILED');
+        assert.match(e.details, /^LIMIT_EXCEEDED: at most 10 messages a second/);
+      }),
+    mern: null, // in the ack: see `ackRefusal`
+    v3: (s) =>
+      next(s, 'rate_limited', 5000).then((e) => {
+        assert.deepEqual(Object.keys(e).sort(), ['error', 'message', 'retryAfter']);
+        assert.equal(e.error, 'rate_limited');
+        assert.match(e.message, /at most 10 messages a second/);
+        assert.equal(e.retryAfter, 1);
+      }),
+    hvtsocial: (s) =>
+      next(s, 'error', 5000).then((e) => {
+        assert.equal(e.code, 'LIMIT_EXCEEDED');
+        assert.equal(e.event, 'send_message');
+        assert.match(e.message, /at most 10 messages a second/);
+      }),
+    dreamstudio: (s) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no error within 5000 ms')), 5000);
+        s.once('error', (text, detail) => {
+          clearTimeout(timer);
+          try {
+            assert.equal(text, 'Too many messages, try again later');
+            assert.equal(detail.code, 'LIMIT_EXCEEDED');
+            resolve();
+          } catch (err) {
+            reject(err);
+          }
+        });
+      }),
+  };
+
+  /** Sends with an ack where the contract answers refusals in it. */
+  const ackRefusal = {
+    mern: (reply) => {
+      if (reply.success) return false;
+      assert.deepEqual(reply, { success: false, code: 'LIMIT_EXCEEDED', error: reply.error });
+      assert.match(reply.error, /at most 10 messages a second/);
+      return true;
+    },
+  };
+
+  /** A sender with two tabs in `name` and a raven listener in one chat. */
+  async function setup(name) {
+    const sender = { id: numericId() };
+    sender.token = token(sender.id, { name: 'Sender' });
+    const listener = { id: numericId() };
+    listener.token = token(listener.id, { name: 'Listener' });
+    const chat = await conversation(listener.token, [sender.id], `rate ${name}`);
+    const tabs = [];
+    for (let i = 0; i < 2; i++) {
+      tabs.push(await contracts[name].open(sender));
+      await contracts[name].join(tabs[i], chat);
+    }
+    const ls = await contracts.raven.open(listener);
+    await contracts.raven.join(ls, chat);
+    return { sender, listener, chat, tabs, ls };
+  }
+
+  async function stored(chat, who) {
+    const { status, body } = await rest('GET', `/api/conversations/${chat}/messages?limit=100`, who.token);
+    assert.equal(status, 200);
+    return body.messages.length;
+  }
+
+  for (const name of Object.keys(contracts)) {
+    test(`${name}: 11 messages in one second from two tabs → 10 stored and delivered, one refused, then sending works again`, async () => {
+      const { listener, chat, tabs, ls } = await setup(name);
+      const c = contracts[name];
+      const heard = record(ls, 'new_message');
+      // A refusal on either tab (listening on both before the sends).
+      const refused = [];
+      if (refusals[name]) {
+        const watch = tabs.map((s) => refusals[name](s).then(() => refused.push(s)));
+        watch.forEach((p) => p.catch(() => {}));
+      }
+      const acks = [];
+      for (let i = 0; i < LIMIT + 1; i++) acks.push(c.send(tabs[i % 2], chat, `burst ${i}`));
+      const replies = await Promise.all(acks);
+      await heard.count(LIMIT, 5000);
+      if (ackRefusal[name]) {
+        assert.equal(replies.filter(ackRefusal[name]).length, 1, JSON.stringify(replies));
+      } else {
+        for (let i = 0; i < 50 && refused.length < 1; i++) await sleep(100);
+        assert.equal(refused.length, 1, 'exactly one refusal');
+      }
+      // Nothing more is delivered, and only ten are stored.
+      await sleep(QUIET_MS);
+      assert.equal(heard.seen.length, LIMIT);
+      assert.equal(await stored(chat, listener), LIMIT);
+      // After the window, the user sends again.
+      await sleep(WINDOW_MS);
+      const again = nextWhere(ls, 'new_message', (m) => m.text === 'after the window');
+      const reply = await c.send(tabs[0], chat, 'after the window');
+      if (ackRefusal[name]) assert.equal(ackRefusal[name](reply), false, JSON.stringify(reply));
+      await again;
+      assert.equal(await stored(chat, listener), LIMIT + 1);
+      heard.stop();
+    });
+  }
+
+  test('switching contracts does not bypass it: 6 from a v3 tab and 6 from a raven tab → 10 stored, 2 refused', async () => {
+    const sender = { id: numericId() };
+    sender.token = token(sender.id, { name: 'Sender' });
+    const listener = { id: numericId() };
+    listener.token = token(listener.id, { name: 'Listener' });
+    const chat = await conversation(listener.token, [sender.id], 'rate across contracts');
+    const v3 = await contracts.v3.open(sender);
+    await contracts.v3.join(v3, chat);
+    const raven = await contracts.raven.open(sender);
+    await contracts.raven.join(raven, chat);
+    const ls = await contracts.raven.open(listener);
+    await contracts.raven.join(ls, chat);
+    const heard = record(ls, 'new_message');
+    const limited = [record(v3, 'rate_limited'), record(raven, 'error')];
+    const acks = [];
+    for (let i = 0; i < 6; i++) {
+      acks.push(
+        v3.emitWithAck('send_message', { chatid: chat, clientMessageId: `rate-${i}`, messageType: 'text', content: `v3 ${i}` }),
+      );
+      raven.emit('send_message', { conversation_id: chat, text: `raven ${i}` });
+    }
+    await heard.count(LIMIT, 5000);
+    const replies = await Promise.all(acks);
+    const v3Refused = replies.filter((r) => !r.success);
+    for (const r of v3Refused) {
+      assert.equal(r.code, 'RATE_LIMITED');
+      assert.equal(r.retryAfter, 1);
+      assert.match(r.clientMessageId, /^rate-\d$/);
+    }
+    await sleep(QUIET_MS);
+    assert.equal(heard.seen.length, LIMIT);
+    assert.equal(limited[0].seen.length, v3Refused.length, 'one rate_limited per refused v3 send');
+    assert.equal(limited[0].seen.length + limited[1].seen.length, 2, 'two refused in all');
+    assert.ok(limited[1].seen.every((e) => e.details.startsWith('LIMIT_EXCEEDED')));
+    assert.equal(await stored(chat, listener), LIMIT);
   });
 });

@@ -7,8 +7,10 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
 import {
+  HEARTBEAT_MS,
   QUIET_MS,
   URL,
+  answerHeartbeats,
   closeAll,
   connect,
   connected,
@@ -20,6 +22,7 @@ import {
   refused,
   rest,
   sleep,
+  stopAnsweringHeartbeats,
   token,
   uid,
 } from './confab.mjs';
@@ -44,6 +47,7 @@ function user(label = 'u', name = label[0].toUpperCase() + label.slice(1)) {
 function socket(namespace, options) {
   const s = io(URL + namespace, { reconnection: false, forceNew: true, timeout: 5000, withCredentials: true, ...options });
   mine.add(s);
+  answerHeartbeats(s);
   return s;
 }
 
@@ -1022,6 +1026,98 @@ describe('presence and typing', () => {
   });
 });
 
+describe('heartbeat', () => {
+  /** Waits for `n` more of `event` on `s`, returning their payloads. */
+  async function beats(s, event, n) {
+    const log = record(s, event);
+    try {
+      return await log.count(n, HEARTBEAT_MS * (n + 3));
+    } finally {
+      log.stop();
+    }
+  }
+
+  /** The sum of the round-trip histogram's counts in /metrics. */
+  async function rttCount() {
+    const text = await (await fetch(`${URL}/metrics`)).text();
+    const lines = text.split('\n').filter((l) => l.startsWith('confab_heartbeat_rtt_seconds_count'));
+    return { text, count: lines.reduce((sum, l) => sum + Number(l.split(' ').pop()), 0) };
+  }
+
+  test('ping (ms since epoch) and heartbeat {timestamp} right away and then every interval', async () => {
+    const alice = user('alice');
+    const s = socket('/v3', { auth: { token: alice.token } });
+    const [pings, heartbeats] = [record(s, 'ping'), record(s, 'heartbeat')];
+    await connected(s);
+    const got = await pings.count(3, HEARTBEAT_MS * 6);
+    const hb = await heartbeats.count(3, HEARTBEAT_MS * 6);
+    for (const p of got) {
+      assert.equal(typeof p, 'number');
+      assert.ok(Math.abs(p - Date.now()) < 5000, String(p));
+    }
+    assert.ok(got[1] > got[0] && got[2] > got[1], JSON.stringify(got));
+    for (const b of hb) {
+      assert.deepEqual(Object.keys(b), ['timestamp']);
+      assert.match(b.timestamp, ISO);
+    }
+  });
+
+  test('a client answering pong, heartbeat_response or both keeps its connection', async () => {
+    const both = socket('/v3', { auth: { token: user('alice').token } });
+    // The seed's app answers heartbeat only; another client only ping.
+    const onlyHeartbeat = socket('/v3', { auth: { token: user('bob').token } });
+    onlyHeartbeat.off('ping');
+    const onlyPing = socket('/v3', { auth: { token: user('carol').token } });
+    onlyPing.off('heartbeat');
+    const sockets = [both, onlyHeartbeat, onlyPing];
+    const dropped = expectSilence(sockets, 'disconnect');
+    await Promise.all(sockets.map(connected));
+    // Twice as many beats as the server lets go unanswered.
+    await beats(both, 'ping', 6);
+    await dropped;
+    for (const s of sockets) assert.equal(s.connected, true);
+  });
+
+  test('a client that stops answering is dropped after three missed heartbeats and goes offline for its peers', async () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    await conversation(alice.token, [bob.id], 'Heartbeats');
+    const { s: sb } = await v3(bob);
+    const online = next(sb, 'user_status_changed');
+    const { s: sa } = await v3(alice);
+    assert.equal((await online).isOnline, true);
+    // Answering, alice stays through more beats than the limit.
+    const early = expectSilence(sa, 'disconnect');
+    await beats(sa, 'heartbeat', 4);
+    await early;
+
+    const offline = next(sb, 'user_status_changed', HEARTBEAT_MS * 10);
+    const legacy = next(sb, 'user_offline', HEARTBEAT_MS * 10);
+    const gone = next(sa, 'disconnect', HEARTBEAT_MS * 10);
+    const unanswered = record(sa, 'heartbeat');
+    stopAnsweringHeartbeats(sa);
+    assert.equal(await gone, 'io server disconnect');
+    // Three beats went unanswered before the server gave up (the one in
+    // flight when answers stopped may have been answered).
+    assert.ok(unanswered.seen.length >= 3, `${unanswered.seen.length} heartbeats before the drop`);
+    const st = await offline;
+    assert.equal(st.profileid, alice.id);
+    assert.equal(st.isOnline, false);
+    assert.deepEqual(await legacy, { profileid: alice.id });
+  });
+
+  test('the round trip is counted in the /metrics histogram', async () => {
+    const before = await rttCount();
+    const s = socket('/v3', { auth: { token: user('alice').token } });
+    await connected(s);
+    await beats(s, 'heartbeat', 3);
+    const after = await rttCount();
+    assert.match(after.text, /# TYPE confab_heartbeat_rtt_seconds histogram/);
+    assert.match(after.text, /confab_heartbeat_rtt_seconds_bucket\{le="0.03"\} \d+/);
+    assert.ok(after.count >= before.count + 3, `${before.count} -> ${after.count}`);
+  });
+});
+
 // Swaggo's published frontend, Website/Frontend/Components/Helper/
 // PerfectSocketProvider.jsx (the file the seed names), replayed as it
 // really connects and listens.
@@ -1045,6 +1141,11 @@ describe('real client: PerfectSocketProvider', () => {
       query: { userId: queryUserId, timestamp: Date.now() },
     });
     mine.add(s);
+    // The provider answers every heartbeat (and never listens for ping).
+    s.on('heartbeat', (beat) => {
+      const now = Date.now();
+      s.emit('heartbeat_response', { timestamp: beat.timestamp, clientTime: new Date(), roundTripTime: now - new Date(beat.timestamp).getTime() });
+    });
     // Everything the provider listens for, recorded from before the handshake.
     const heard = { heartbeat: record(s, 'heartbeat'), authenticated: record(s, 'authenticated') };
     return { s, heard };

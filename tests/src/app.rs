@@ -26,6 +26,11 @@ use tokio::sync::Mutex;
 /// `CONFAB_TYPING_TTL_MS`).
 pub const TYPING_TTL_MS: u64 = 1000;
 
+/// How often v3 sockets get `ping` / `heartbeat` in test apps (suites read
+/// it as `CONFAB_HEARTBEAT_MS`): a socket that stops answering is dropped
+/// after three, about a second.
+pub const HEARTBEAT_MS: u64 = 300;
+
 /// call-service's timers in test apps, short enough that suites see a
 /// call missed, cut at its maximum duration and ended after a disconnect
 /// (suites read them as `CONFAB_CALL_RING_TIMEOUT_MS`,
@@ -196,7 +201,8 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         jwt_public_key_file: None,
         jwt_algorithm: "RS256".into(),
         request_timeout_ms: 3000,
-        heartbeat_ms: 200,
+        presence_heartbeat_ms: 200,
+        heartbeat_ms: HEARTBEAT_MS,
         max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
         offline_queue: confab_edge::config::DEFAULT_OFFLINE_QUEUE,
     };

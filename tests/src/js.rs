@@ -276,6 +276,7 @@ async fn run_node(dir: &Path, suite: &str, target: Target<'_>, patterns: &[Strin
         .env("CONFAB_JWT_SECRET", target.jwt_secret)
         .env("CONFAB_CONTROL_URL", target.control_url.unwrap_or(""))
         .env("CONFAB_TYPING_TTL_MS", target.typing_ttl_ms.to_string())
+        .env("CONFAB_HEARTBEAT_MS", crate::app::HEARTBEAT_MS.to_string())
         .env(
             "CONFAB_CALL_RING_TIMEOUT_MS",
             crate::app::CALL_TIMERS.ring_timeout_ms.to_string(),

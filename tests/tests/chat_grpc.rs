@@ -762,11 +762,20 @@ async fn batched_deliveries(mut client: Client) {
 /// History pages backwards from the newest with a `before` cursor.
 async fn history_pagination(mut client: Client) {
     let (alice, bob, mallory) = (user("alice"), user("bob"), user("mallory"));
-    let conv = create_group(&mut client, &alice, &[&bob]).await;
+    // Six senders take turns, so none of them goes over the message rate
+    // limit (10 a second) while 55 messages go in as fast as they can.
+    let senders: Vec<String> = std::iter::once(alice.clone())
+        .chain(["carol", "dave", "erin", "frank", "grace"].map(user))
+        .collect();
+    let others: Vec<&str> = std::iter::once(bob.as_str())
+        .chain(senders[1..].iter().map(String::as_str))
+        .collect();
+    let conv = create_group(&mut client, &alice, &others).await;
     let mut sent = Vec::new();
     for i in 0..55 {
+        let from = &senders[i % senders.len()];
         sent.push(
-            send_text(&mut client, &alice, &conv.id, &format!("m{i}"))
+            send_text(&mut client, from, &conv.id, &format!("m{i}"))
                 .await
                 .id,
         );
@@ -1374,5 +1383,125 @@ async fn next_event_where(
         if event.kind.as_ref().is_some_and(&wanted) {
             return event;
         }
+    }
+}
+
+// ---- the message rate limit ------------------------------------------------
+
+/// Sends `n` messages of `from` as fast as they go; returns how many were
+/// stored and the refusals' retry-after (ms).
+async fn burst(
+    client: &mut Client,
+    from: &str,
+    conversation_id: &str,
+    n: usize,
+) -> (usize, Vec<i64>) {
+    let mut stored = 0;
+    let mut refused = Vec::new();
+    for i in 0..n {
+        match try_send(client, from, conversation_id, &format!("burst {i}")).await {
+            Ok(_) => stored += 1,
+            Err(status) => {
+                let e = ServiceError::from_status(&status);
+                assert_eq!(e.code, ErrorCode::LimitExceeded, "{e:?}");
+                assert!(
+                    e.message.contains("at most 10 messages a second"),
+                    "{}",
+                    e.message
+                );
+                refused.push(e.retry_after_ms);
+            }
+        }
+    }
+    (stored, refused)
+}
+
+async fn history_len(client: &mut Client, user: &str, conversation_id: &str) -> usize {
+    client
+        .get_history(GetHistoryRequest {
+            actor: actor(user),
+            conversation_id: conversation_id.to_string(),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("history")
+        .into_inner()
+        .messages
+        .len()
+}
+
+/// 11 sends in one second: 10 stored, the 11th refused with a retry-after
+/// within the window, nothing of it stored; another user is not affected;
+/// after the window the user sends again.
+#[tokio::test]
+async fn rate_limit_in_process() {
+    let (url, _dir) = db::sqlite_url().await;
+    let (handle, mut client) = db::spawn_chat(&url).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let conv = create_group(&mut client, &alice, &[&bob]).await;
+    let (stored, refused) = burst(&mut client, &alice, &conv.id, 11).await;
+    assert_eq!((stored, refused.len()), (10, 1));
+    assert!(
+        (1..=1000).contains(&refused[0]),
+        "retry after {} ms",
+        refused[0]
+    );
+    assert_eq!(history_len(&mut client, &bob, &conv.id).await, 10);
+    // Bob has his own window.
+    send_text(&mut client, &bob, &conv.id, "mine").await;
+    tokio::time::sleep(Duration::from_millis(refused[0] as u64 + 50)).await;
+    send_text(&mut client, &alice, &conv.id, "after the window").await;
+    assert_eq!(history_len(&mut client, &bob, &conv.id).await, 12);
+    handle.shutdown().await;
+}
+
+/// Two chat-services sharing Redis share each user's window: 6 sends on one
+/// and 5 on the other make 10 stored and 1 refused.
+#[tokio::test]
+async fn rate_limit_shared_in_redis() {
+    let Some(redis) = confab_tests::skip::required_env("REDIS_URL", "the Redis message rate limit")
+    else {
+        return;
+    };
+    let mut instances = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let (url, dir) = db::sqlite_url().await;
+        dirs.push(dir);
+        let db = confab_chat::connect(&url).await.expect("database");
+        let rate = confab_chat::rate_limit(10, Some(&redis))
+            .await
+            .expect("redis");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let handle = confab_chat::serve_with(listener, db, rate)
+            .await
+            .expect("serve");
+        let client = ChatServiceClient::connect(handle.url())
+            .await
+            .expect("connect");
+        instances.push((handle, client));
+    }
+    let (alice, bob) = (user("alice"), user("bob"));
+    let mut convs = Vec::new();
+    for (_, client) in &mut instances {
+        convs.push(create_group(client, &alice, &[&bob]).await.id);
+    }
+    let (a, b) = instances.split_at_mut(1);
+    let (stored_a, refused_a) = burst(&mut a[0].1, &alice, &convs[0], 6).await;
+    let (stored_b, refused_b) = burst(&mut b[0].1, &alice, &convs[1], 5).await;
+    assert_eq!((stored_a, refused_a.len()), (6, 0));
+    assert_eq!((stored_b, refused_b.len()), (4, 1));
+    assert!(
+        (1..=1000).contains(&refused_b[0]),
+        "retry after {} ms",
+        refused_b[0]
+    );
+    tokio::time::sleep(Duration::from_millis(refused_b[0] as u64 + 50)).await;
+    send_text(&mut a[0].1, &alice, &convs[0], "after the window").await;
+    for (handle, _) in instances {
+        handle.shutdown().await;
     }
 }

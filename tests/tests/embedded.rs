@@ -44,7 +44,8 @@ async fn start(db: Db) -> (System, tempfile::TempDir) {
         jwt_public_key_file: None,
         jwt_algorithm: "RS256".into(),
         request_timeout_ms: 3000,
-        heartbeat_ms: 200,
+        presence_heartbeat_ms: 200,
+        heartbeat_ms: confab_edge::config::DEFAULT_HEARTBEAT_MS,
         max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
         offline_queue: confab_edge::config::DEFAULT_OFFLINE_QUEUE,
     };
@@ -52,6 +53,7 @@ async fn start(db: Db) -> (System, tempfile::TempDir) {
         data_dir: dir.path().join("data"),
         database_url,
         redis_url: None,
+        message_rate_limit: confab_chat::rate::DEFAULT_LIMIT,
         grpc_listen: "127.0.0.1:0".into(),
         call_timers: Default::default(),
     };

@@ -235,7 +235,7 @@ async fn a_crashed_edges_users_go_offline_after_the_session_ttl() {
         vec![
             ("CONFAB_LISTEN", listen),
             ("CONFAB_JWT_SECRET", secret.clone()),
-            ("CONFAB_HEARTBEAT_MS", "300".to_string()),
+            ("CONFAB_PRESENCE_HEARTBEAT_MS", "300".to_string()),
             ("CONFAB_CHAT_URL", url(0)),
             ("CONFAB_PRESENCE_URL", url(1)),
             ("CONFAB_CALL_URL", url(2)),

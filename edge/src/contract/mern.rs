@@ -152,6 +152,7 @@ pub const CONTRACT: Contract = Contract {
         refuse: token_refused,
         refreshed: token_refreshed,
     },
+    heartbeat: false,
 };
 
 /// `{success: false, error, code}` in the ack, else `error {message, code}`

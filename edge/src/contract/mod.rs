@@ -72,6 +72,9 @@ pub struct Contract {
     /// is reported to call-service (`ReportSession`), for the disconnect
     /// grace of a participant.
     pub calls: bool,
+    /// Whether the server heartbeats its sockets and drops those that stop
+    /// answering ([`crate::heartbeat`]; the seed's `ping` / `heartbeat`).
+    pub heartbeat: bool,
     /// Renders a notify-service event (notifications, unread counts, domain
     /// events); [`no_notifications`] for contracts whose seed has none.
     pub notify_event: fn(&NotifyEvent) -> Vec<Emit>,

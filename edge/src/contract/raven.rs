@@ -102,6 +102,7 @@ pub const CONTRACT: Contract = Contract {
         refuse: token_refused,
         refreshed: token_refreshed,
     },
+    heartbeat: false,
 };
 
 /// The seed's `error` with its JWT codes (`TOKEN_EXPIRED`, `INVALID_TOKEN`,

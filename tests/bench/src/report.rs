@@ -87,7 +87,10 @@ pub fn write(r: &Results, plan: &Plan, out: &Path) -> anyhow::Result<()> {
     writeln!(
         w,
         "The servers: **confab** is the embedded `confab` binary (edge and all four \
-         services in one process, chat-service on SQLite or PostgreSQL); **Node \
+         services in one process, chat-service on SQLite or PostgreSQL), run with \
+         `CONFAB_MESSAGE_RATE_LIMIT=1000000` because one user sends every message \
+         of a room and the Node baseline has no limit either (the default, 10 a \
+         second per user, still costs its check per message); **Node \
          socket.io** is `tests/js/bench-server.mjs`, the same `raven` flow in memory \
          (membership check on join and send, `new_message` to the room); **raw \
          tokio-tungstenite** is `confab-bench raw-server`, which only frames and \

@@ -137,6 +137,7 @@ pub const CONTRACT: Contract = Contract {
         refuse: token_refused,
         refreshed: token_refreshed,
     },
+    heartbeat: false,
 };
 
 /// `error` with the seed's `Authentication error` and `{code, message}`;
@@ -261,6 +262,7 @@ fn refused_with(e: ServiceError, not_author: &str) -> Refusal {
         ErrorCode::InvalidArgument => format!("Invalid request: {}", e.message),
         ErrorCode::Unavailable => "Service unavailable".to_string(),
         ErrorCode::PermissionDenied => "Not authorized".to_string(),
+        ErrorCode::LimitExceeded => "Too many messages, try again later".to_string(),
         _ => e.message.clone(),
     };
     Refusal {

@@ -151,6 +151,7 @@ pub const CONTRACT: Contract = Contract {
         refuse: token_refused,
         refreshed: token_refreshed,
     },
+    heartbeat: false,
 };
 
 /// `error {code, message}`, and `{success: false, error}` in a passed ack.

@@ -31,6 +31,9 @@
 //! | `refresh_tokens {token}` or the token (confab's: the seed names no client event) | c→s | a fresh token for the same user replaces the socket's identity; a bad one is `auth_error` (the socket stays refused); another user's is `auth_error` `USER_MISMATCH`, then disconnected |
 //! | `tokens_refreshed {expiresAt, refreshed: true}` | s→c | the answer to `refresh_tokens` (also in its ack) |
 //! | `new_message` (offline) / `offline_messages_delivered` / `offline_delivery_error` | s→c | on connect, what reached none of the user's sockets (`offline.rs`) |
+//! | `ping` (ms since epoch) / `heartbeat {timestamp}` | s→c | right after `authenticated`, then every `CONFAB_HEARTBEAT_MS` (25 s) from the edge's heartbeat task ([`crate::heartbeat`]) |
+//! | `pong` (the ping's number) / `heartbeat_response {timestamp, clientTime}` | c→s | either answers the latest beat; its round trip goes into `confab_heartbeat_rtt_seconds`; a socket that leaves three beats in a row unanswered is disconnected (its user goes offline if it was the last socket) |
+//! | `rate_limited {error: 'rate_limited', message, retryAfter}` | s→c | a `send_message` over chat-service's message rate limit (`LIMIT_EXCEEDED`, 10 a second per user over all sockets and contracts; `retryAfter` in seconds, rounded up); the ack, when passed, is `{success: false, clientMessageId, error, code: 'RATE_LIMITED', retryAfter}`; nothing is stored or sent |
 //!
 //! Beyond the seed: what Swaggo's published client,
 //! `Website/Frontend/Components/Helper/PerfectSocketProvider.jsx` (the file
@@ -47,8 +50,7 @@
 //! | event | direction | confab |
 //! |---|---|---|
 //! | `get_online_users {}` + ack | c→s | on connect, the app asks who is online: `GetPresence` of the users who share a chat with it (`ListPeers`), acked `{success: true, users: [{profileid, isOnline, lastSeen}]}` (online ones only); `{success: false, error, code}` when a service is down |
-//! | `heartbeat {timestamp}` | s→c | the seed's server heartbeat: right after `authenticated` and then every 25 s while the socket is open (the app counts a connection dead after 40 s without one) |
-//! | `heartbeat_response {timestamp, clientTime, roundTripTime}` | c→s | accepted, nothing to answer |
+//! | `heartbeat_response {timestamp, clientTime, roundTripTime}` | c→s | the app's answer to `heartbeat` (above): keeps the socket |
 //! | `reaction_added` / `reaction_removed` | s→c | the app's names for a reaction change: `reaction_added` beside the seed's `message_reaction_added` (same payload), `reaction_removed` (same shape) when one is taken back |
 //! | `user_online` / `user_offline {profileid}` | s→c | as the seed has them (the app also logs a `username` it does not need) |
 //! | `error {error, code, message, details}` | s→c | the app reads `error.code`: it carries the stable code as `error` does |
@@ -159,10 +161,6 @@
 //!   `GetPresence`.
 //! - Calls, WebRTC signaling, call controls and the legacy call aliases
 //!   are in `calls.rs` (its module doc has their table and choices).
-//! - `ping` (the seed's other health check; the app does not listen for it).
-//! - `rate_limited` for message sends: `LIMIT_EXCEEDED` with
-//!   `ErrorDetail.retry_after_ms`, as call starts already render it
-//!   (`calls.rs`).
 
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, Conversation, ConversationInfo,
@@ -201,6 +199,7 @@ pub const CONTRACT: Contract = Contract {
         refuse: token_refused,
         refreshed: tokens_refreshed,
     },
+    heartbeat: true,
 };
 
 /// A request on a socket whose token expired: `auth_required` (the seed's,
@@ -260,37 +259,16 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("typing_stop", typing_stop);
     s.on("get_online_users", get_online_users);
     calls::on_connect(s);
-    // The answer to the server's `heartbeat`: nothing to do.
-    s.on("heartbeat_response", || async {});
+    // `pong` / `heartbeat_response`: the answers to the server's beats.
+    crate::heartbeat::attach(s);
 }
 
-/// How often the server sends `heartbeat` (the app gives up after 40 s).
-pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(25);
-
-/// Ends a socket's heartbeats when it disconnects (kept in its extensions).
-#[derive(Clone)]
-struct HeartbeatStop(std::sync::Arc<tokio::sync::Notify>);
-
-/// `authenticated`, once the client is connected, then `heartbeat`s until
-/// the socket disconnects.
+/// `authenticated`, once the client is connected, then the first beat
+/// (the edge's heartbeat task sends the next ones, [`crate::heartbeat`]).
 fn greet(s: &SocketRef, me: &Identity, svc: &Services) {
     let _ = s.emit("authenticated", &authenticated(me));
     offline::deliver(s, me, svc);
-    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    s.extensions.insert(HeartbeatStop(stop.clone()));
-    let s = s.clone();
-    tokio::spawn(async move {
-        while s.connected() {
-            let beat = json!({ "timestamp": iso(chrono::Utc::now().timestamp_millis()) });
-            if s.emit("heartbeat", &beat).is_err() {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
-                _ = stop.notified() => break,
-            }
-        }
-    });
+    crate::heartbeat::first_beat(s);
 }
 
 /// `get_online_users`: who of the users sharing a chat is online.
@@ -577,14 +555,10 @@ async fn leave_chat(s: SocketRef, TryData(p): TryData<Value>, Me(me): Me, ack: A
     }
 }
 
-/// A closing socket stops its heartbeats and leaves its chat rooms: the
-/// others hear `user_left` for each room the user has no other socket in.
-/// (The contract layer then ends its presence session.)
+/// A closing socket leaves its chat rooms: the others hear `user_left` for
+/// each room the user has no other socket in. (The contract layer then ends
+/// its presence session.)
 async fn on_disconnect(s: SocketRef) {
-    if let Some(HeartbeatStop(stop)) = s.extensions.get::<HeartbeatStop>() {
-        // A permit: the heartbeat task stops even if it is not waiting yet.
-        stop.notify_one();
-    }
     let Some(me) = s.extensions.get::<Identity>() else {
         return;
     };
@@ -712,13 +686,16 @@ async fn send_message(
     // duplicate is not, and only this socket hears of it again.
     let sent = match read::<SendMessage>(payload).and_then(|m| m.into_request(&me)) {
         Err(r) => Err((r, false)),
-        Ok(req) => svc
-            .chat
-            .clone()
-            .send_message(req)
-            .await
-            .map(|r| r.into_inner().message.unwrap_or_default())
-            .map_err(|st| (Refusal::from_status(&st), true)),
+        Ok(req) => match svc.chat.clone().send_message(req).await {
+            Ok(r) => Ok(r.into_inner().message.unwrap_or_default()),
+            Err(st) => {
+                let e = ServiceError::from_status(&st);
+                if e.code == confab_proto::ErrorCode::LimitExceeded {
+                    return rate_limited(&s, ack, wants_ack, echo_id, e);
+                }
+                Err((Refusal::new(e.code.as_str(), e.message), true))
+            }
+        },
     };
     let m = match sent {
         Ok(m) => m,
@@ -752,6 +729,35 @@ async fn send_message(
             "deliveredTo": [],
         }),
     );
+}
+
+/// Over the message rate limit: the seed's `rate_limited {error, message,
+/// retryAfter}` (seconds) and, with an ack, `{success: false,
+/// clientMessageId, error, code: 'RATE_LIMITED', retryAfter}`.
+fn rate_limited(
+    s: &SocketRef,
+    ack: AckSender,
+    wants_ack: bool,
+    client_message_id: Option<String>,
+    e: ServiceError,
+) {
+    let retry_after = (e.retry_after_ms + 999) / 1000;
+    let _ = s.emit(
+        "rate_limited",
+        &json!({ "error": "rate_limited", "message": e.message, "retryAfter": retry_after }),
+    );
+    if wants_ack {
+        let mut reply = json!({
+            "success": false,
+            "error": e.message,
+            "code": "RATE_LIMITED",
+            "retryAfter": retry_after,
+        });
+        if let Some(id) = client_message_id {
+            reply["clientMessageId"] = json!(id);
+        }
+        let _ = ack.send(&reply);
+    }
 }
 
 #[derive(Deserialize)]
