@@ -1218,16 +1218,26 @@ async fn try_send(
         .await
 }
 
+/// Sends as a client that honours the message rate limit: a send refused
+/// with `LIMIT_EXCEEDED` is tried again after its `retry_after_ms`.
 async fn send(
     client: &mut Client,
     from: &str,
     conversation_id: &str,
     text: &str,
 ) -> SendMessageResponse {
-    try_send(client, from, conversation_id, text)
-        .await
-        .expect("send message")
-        .into_inner()
+    for _ in 0..20 {
+        match try_send(client, from, conversation_id, text).await {
+            Ok(r) => return r.into_inner(),
+            Err(status) => {
+                let e = ServiceError::from_status(&status);
+                assert_eq!(e.code, ErrorCode::LimitExceeded, "send message: {status}");
+                let wait = e.retry_after_ms.clamp(10, 1000) as u64;
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+        }
+    }
+    panic!("send message: still over the rate limit after 20 tries")
 }
 
 async fn send_text(
