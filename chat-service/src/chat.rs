@@ -1099,35 +1099,71 @@ impl Chat {
             n @ 1..=100 => n as u64,
             _ => return Err(ServiceError::invalid("limit must be 1..=100")),
         };
-        let newest_delivered: Option<i64> = delivery::Entity::find()
-            .select_only()
-            .column_as(delivery::Column::MessageId.max(), "newest")
-            .filter(delivery::Column::UserId.eq(actor.id.clone()))
-            .into_tuple::<Option<i64>>()
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .flatten();
-        let joined = message::Entity::belongs_to(member::Entity)
-            .from(message::Column::ConversationId)
-            .to(member::Column::ConversationId)
-            .into();
-        let mut rows = message::Entity::find()
-            .join(sea_orm::JoinType::InnerJoin, joined)
-            .filter(member::Column::UserId.eq(actor.id.clone()))
-            .filter(sea_orm::ExprTrait::gte(
-                Expr::col((message::Entity, message::Column::CreatedAt)),
-                Expr::col((member::Entity, member::Column::JoinedAt)),
-            ))
-            .filter(message::Column::Id.gt(newest_delivered.unwrap_or(0)))
-            .filter(message::Column::SenderId.ne(actor.id.clone()))
-            .filter(message::Column::Deleted.eq(false))
-            .filter(message::Column::Recalled.eq(false))
-            .order_by_desc(message::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?;
+        // The queue is the newest `limit` messages of the user's
+        // conversations (since they joined each) that came after the newest
+        // one any socket of theirs received: walk them newest first, a page
+        // at a time, and stop at the first with a delivery receipt for the
+        // user. Each page is two indexed reads (the messages, then which of
+        // them the user has a receipt for, by the receipts' unique
+        // `(message_id, user_id)` index), so the hot path's receipts need no
+        // index by user.
+        const PAGE: u64 = 100;
+        let joined = || {
+            message::Entity::belongs_to(member::Entity)
+                .from(message::Column::ConversationId)
+                .to(member::Column::ConversationId)
+                .into()
+        };
+        let mut rows: Vec<message::Model> = Vec::new();
+        let mut before: Option<i64> = None;
+        'walk: loop {
+            let mut q = message::Entity::find()
+                .join(sea_orm::JoinType::InnerJoin, joined())
+                .filter(member::Column::UserId.eq(actor.id.clone()))
+                .filter(sea_orm::ExprTrait::gte(
+                    Expr::col((message::Entity, message::Column::CreatedAt)),
+                    Expr::col((member::Entity, member::Column::JoinedAt)),
+                ));
+            if let Some(b) = before {
+                q = q.filter(message::Column::Id.lt(b));
+            }
+            let page = q
+                .order_by_desc(message::Column::Id)
+                .limit(PAGE)
+                .all(&self.db)
+                .await
+                .map_err(db_err)?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            before = Some(last.id);
+            let full = page.len() as u64 == PAGE;
+            let received: std::collections::HashSet<i64> = delivery::Entity::find()
+                .select_only()
+                .column(delivery::Column::MessageId)
+                .filter(delivery::Column::MessageId.is_in(page.iter().map(|m| m.id)))
+                .filter(delivery::Column::UserId.eq(actor.id.clone()))
+                .into_tuple::<i64>()
+                .all(&self.db)
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .collect();
+            for m in page {
+                if received.contains(&m.id) {
+                    break 'walk;
+                }
+                if m.sender_id != actor.id && !m.deleted && !m.recalled {
+                    rows.push(m);
+                    if rows.len() as u64 == limit {
+                        break 'walk;
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
         if rows.is_empty() {
             return Ok(v1::TakeOfflineMessagesResponse {
                 messages: Vec::new(),

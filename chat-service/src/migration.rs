@@ -10,7 +10,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial), Box::new(M0002DeliveriesByUser)]
+        vec![Box::new(M0001Initial)]
     }
 }
 
@@ -68,32 +68,6 @@ impl MigrationTrait for M0001Initial {
         )
         .await?;
         Ok(())
-    }
-}
-
-/// The offline queue (`Chat::take_offline_messages`) looks up a user's
-/// newest delivery.
-struct M0002DeliveriesByUser;
-
-impl MigrationName for M0002DeliveriesByUser {
-    fn name(&self) -> &str {
-        "m0002_deliveries_by_user"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for M0002DeliveriesByUser {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_index(
-                Index::create()
-                    .name("ix_deliveries_user_message")
-                    .table(delivery::Entity)
-                    .col(delivery::Column::UserId)
-                    .col(delivery::Column::MessageId)
-                    .to_owned(),
-            )
-            .await
     }
 }
 
