@@ -730,3 +730,52 @@ describe('the default namespace', () => {
     assert.equal(errors[0].code, 'INVALID_TOKEN');
   });
 });
+
+describe('token expiry during a connection', () => {
+  test("requests on an expired socket are refused with TOKEN_EXPIRED; refresh_token on the same socket makes them work; another user's token disconnects", async () => {
+    const alice = user('alice', 'Alice');
+    const bob = user('bob', 'Bob');
+    const id = await conversation(alice.tok, [bob.id]);
+    // `exp` 3 s ago: accepted at the handshake (5 s leeway), refused 2 s later.
+    const expiring = token(alice.id, { name: 'Alice', expiresIn: -3, extra: { username: 'alice' } });
+    const sa = await mern(expiring);
+    const sb = await mern(bob.tok);
+    await joinAll(sa, [id]);
+    await joinAll(sb, [id]);
+    await sleep(2500);
+    const sid = sa.id;
+
+    // With an ack: a failed ack; without one: the `error` event. Nothing is
+    // stored or delivered.
+    const quiet = expectSilence(sb, ['receive_message', 'typing_status']);
+    const ack = await sa.timeout(3000).emitWithAck('send_message', { conversationId: id, content: 'too late', type: 'text' });
+    assert.equal(ack.success, false, JSON.stringify(ack));
+    assert.equal(ack.code, 'TOKEN_EXPIRED');
+    assert.match(ack.error, /^Authentication error/);
+    const error = next(sa, 'error');
+    sa.emit('typing', { conversationId: id, isTyping: true });
+    const e = await error;
+    assert.equal(e.code, 'TOKEN_EXPIRED');
+    assert.match(e.message, /^Authentication error/);
+    await quiet;
+    const { body } = await rest('GET', `/api/conversations/${id}/messages`, bob.tok);
+    assert.deepEqual(body.messages, []);
+
+    // A fresh token: acked with its expiry, and the same socket sends again.
+    const refreshed = await sa.timeout(3000).emitWithAck('refresh_token', { token: alice.tok });
+    assert.equal(refreshed.success, true, JSON.stringify(refreshed));
+    assert.equal(typeof refreshed.expiresAt, 'string');
+    assert.equal(sa.id, sid);
+    const got = next(sb, 'receive_message');
+    const sent = await sa.timeout(3000).emitWithAck('send_message', { conversationId: id, content: 'in time', type: 'text' });
+    assert.equal(sent.success, true, JSON.stringify(sent));
+    assert.equal((await got).message.content, 'in time');
+
+    // Another user's token: refused with USER_MISMATCH, then disconnected.
+    const gone = next(sa, 'disconnect');
+    const mismatch = await sa.timeout(3000).emitWithAck('refresh_token', { token: bob.tok });
+    assert.equal(mismatch.success, false, JSON.stringify(mismatch));
+    assert.equal(mismatch.code, 'USER_MISMATCH');
+    assert.equal(await gone, 'io server disconnect');
+  });
+});
