@@ -118,11 +118,7 @@ impl Chat {
                     conversation_id: conv.id.to_string(),
                     ..Default::default()
                 }),
-                conversation: Some(v1::ConversationInfo {
-                    id: conv.id.to_string(),
-                    kind: kind_of(conv) as i32,
-                    name: conv.name.clone(),
-                }),
+                conversation: Some(conversation_info(conv)),
                 kind: Some(kind),
                 ..Default::default()
             })
@@ -906,20 +902,8 @@ impl Chat {
             .into_iter()
             .map(|m| (m.id, m))
             .collect();
-        let conv_ids: Vec<i64> = {
-            let mut v: Vec<i64> = messages.values().map(|m| m.conversation_id).collect();
-            v.sort();
-            v.dedup();
-            v
-        };
-        let convs: HashMap<i64, conversation::Model> = conversation::Entity::find()
-            .filter(conversation::Column::Id.is_in(conv_ids.clone()))
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(|c| (c.id, c))
-            .collect();
+        let conv_ids = conversation_ids(messages.values());
+        let convs = self.conversations_by_id(&conv_ids).await?;
         let members: std::collections::HashSet<(i64, String)> = member::Entity::find()
             .filter(member::Column::ConversationId.is_in(conv_ids))
             .filter(member::Column::UserId.is_in(users.clone()))
@@ -975,23 +959,10 @@ impl Chat {
                 .map_err(db_err)?;
         }
         for (msg, recipient_ids, offline) in receipts {
-            let Some(conv) = convs.get(&msg.conversation_id) else {
-                continue;
-            };
-            self.publish(
-                conv,
-                vec![msg.sender_id.clone()],
-                Kind::MessageDelivered(v1::DeliveryReceipt {
-                    conversation_id: msg.conversation_id.to_string(),
-                    message_id: msg.id.to_string(),
-                    recipient_ids,
-                    sender_id: msg.sender_id.clone(),
-                    delivered_at_ms: now,
-                    client_message_id: msg.client_message_id.clone().unwrap_or_default(),
-                    offline,
-                }),
-            )
-            .await;
+            if let Some(conv) = convs.get(&msg.conversation_id) {
+                self.publish_delivered(conv, msg, recipient_ids, now, offline)
+                    .await;
+            }
         }
         Ok(v1::RecordDeliveriesResponse { recorded })
     }
@@ -1190,20 +1161,8 @@ impl Chat {
             }
         }
         txn.commit().await.map_err(db_err)?;
-        let conv_ids: Vec<i64> = {
-            let mut v: Vec<i64> = claimed.iter().map(|m| m.conversation_id).collect();
-            v.sort();
-            v.dedup();
-            v
-        };
-        let convs: HashMap<i64, conversation::Model> = conversation::Entity::find()
-            .filter(conversation::Column::Id.is_in(conv_ids.clone()))
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(|c| (c.id, c))
-            .collect();
+        let conv_ids = conversation_ids(claimed.iter());
+        let convs = self.conversations_by_id(&conv_ids).await?;
         // Read markers after the claim: a read that raced it is seen.
         let read_up_to: HashMap<i64, i64> = member::Entity::find()
             .filter(member::Column::UserId.eq(actor.id.clone()))
@@ -1215,23 +1174,10 @@ impl Chat {
             .map(|m| (m.conversation_id, m.last_read_message_id))
             .collect();
         for msg in &claimed {
-            let Some(conv) = convs.get(&msg.conversation_id) else {
-                continue;
-            };
-            self.publish(
-                conv,
-                vec![msg.sender_id.clone()],
-                Kind::MessageDelivered(v1::DeliveryReceipt {
-                    conversation_id: msg.conversation_id.to_string(),
-                    message_id: msg.id.to_string(),
-                    recipient_ids: vec![actor.id.clone()],
-                    sender_id: msg.sender_id.clone(),
-                    delivered_at_ms: now,
-                    client_message_id: msg.client_message_id.clone().unwrap_or_default(),
-                    offline: true,
-                }),
-            )
-            .await;
+            if let Some(conv) = convs.get(&msg.conversation_id) {
+                self.publish_delivered(conv, msg, vec![actor.id.clone()], now, true)
+                    .await;
+            }
         }
         let read: Vec<bool> = claimed
             .iter()
@@ -1243,13 +1189,7 @@ impl Chat {
             .collect();
         let info: Vec<Option<v1::ConversationInfo>> = claimed
             .iter()
-            .map(|m| {
-                convs.get(&m.conversation_id).map(|c| v1::ConversationInfo {
-                    id: c.id.to_string(),
-                    kind: kind_of(c) as i32,
-                    name: c.name.clone(),
-                })
-            })
+            .map(|m| convs.get(&m.conversation_id).map(conversation_info))
             .collect();
         let messages = self
             .render_many(claimed)
@@ -1269,6 +1209,43 @@ impl Chat {
     }
 
     // ---- helpers -------------------------------------------------------
+
+    /// Tells `msg`'s sender that it reached `recipient_ids`.
+    async fn publish_delivered(
+        &self,
+        conv: &conversation::Model,
+        msg: &message::Model,
+        recipient_ids: Vec<String>,
+        delivered_at_ms: i64,
+        offline: bool,
+    ) {
+        self.publish(
+            conv,
+            vec![msg.sender_id.clone()],
+            Kind::MessageDelivered(v1::DeliveryReceipt {
+                conversation_id: msg.conversation_id.to_string(),
+                message_id: msg.id.to_string(),
+                recipient_ids,
+                sender_id: msg.sender_id.clone(),
+                delivered_at_ms,
+                client_message_id: msg.client_message_id.clone().unwrap_or_default(),
+                offline,
+            }),
+        )
+        .await;
+    }
+
+    /// The conversations `ids`, by id.
+    async fn conversations_by_id(&self, ids: &[i64]) -> Result<HashMap<i64, conversation::Model>> {
+        Ok(conversation::Entity::find()
+            .filter(conversation::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect())
+    }
 
     async fn find_conversation(&self, id: i64) -> Result<conversation::Model> {
         conversation::Entity::find_by_id(id)
@@ -1501,6 +1478,23 @@ fn chunked<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {
 }
 
 /// A conversation row and its member rows as the canonical message.
+/// The distinct conversations of `messages`, in order.
+fn conversation_ids<'a>(messages: impl Iterator<Item = &'a message::Model>) -> Vec<i64> {
+    let mut ids: Vec<i64> = messages.map(|m| m.conversation_id).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// What a chat event says of its conversation.
+fn conversation_info(c: &conversation::Model) -> v1::ConversationInfo {
+    v1::ConversationInfo {
+        id: c.id.to_string(),
+        kind: kind_of(c) as i32,
+        name: c.name.clone(),
+    }
+}
+
 fn conversation_proto(c: conversation::Model, members: Vec<member::Model>) -> v1::Conversation {
     v1::Conversation {
         id: c.id.to_string(),

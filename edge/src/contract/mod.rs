@@ -101,6 +101,13 @@ pub struct TokenRefresh {
     pub refreshed: fn(&SocketRef, AckSender, &Identity),
 }
 
+/// For [`TokenRefresh::refreshed`]: the ack `{success: true, data:
+/// {expiresAt}}`, the shape of the contracts whose acks carry `data`.
+pub fn refreshed_with_data(_: &SocketRef, ack: AckSender, me: &Identity) {
+    let expires_at = me.expires_at_ms.map(crate::wire::iso);
+    let _ = ack.send(&serde_json::json!({ "success": true, "data": { "expiresAt": expires_at } }));
+}
+
 /// Which contract a socket speaks (in its extensions), for [`Me`].
 #[derive(Clone, Copy)]
 struct Spoken(&'static Contract);

@@ -100,7 +100,7 @@ pub const CONTRACT: Contract = Contract {
     token: super::TokenRefresh {
         event: "refresh_token",
         refuse: token_refused,
-        refreshed: token_refreshed,
+        refreshed: super::refreshed_with_data,
     },
     heartbeat: false,
 };
@@ -116,12 +116,6 @@ fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
     };
     let details = format!("{e}: {}; send refresh_token {{token}}", e.describe());
     answer(s, ack, Err(error_payload(&e.to_string(), message, details)));
-}
-
-/// A refresh that worked is acked `{success: true, data: {expiresAt}}`.
-fn token_refreshed(_: &SocketRef, ack: AckSender, me: &Identity) {
-    let _ =
-        ack.send(&json!({ "success": true, "data": { "expiresAt": me.expires_at_ms.map(iso) } }));
 }
 
 fn on_connect(s: &SocketRef, _: &Identity) {

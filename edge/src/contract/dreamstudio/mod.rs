@@ -135,7 +135,7 @@ pub const CONTRACT: Contract = Contract {
     token: super::TokenRefresh {
         event: "refresh_token",
         refuse: token_refused,
-        refreshed: token_refreshed,
+        refreshed: super::refreshed_with_data,
     },
     heartbeat: false,
 };
@@ -147,11 +147,6 @@ fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
     let _ = s.emit("error", &("Authentication error", detail));
     let _ = ack
         .send(&json!({ "success": false, "error": "Authentication error", "code": e.to_string() }));
-}
-
-/// A refresh that worked is acked `{success: true, data: {expiresAt}}`.
-fn token_refreshed(_: &SocketRef, ack: AckSender, me: &Identity) {
-    let _ = ack.send(&json!({ "success": true, "data": { "expiresAt": me.expires_at_ms.map(crate::wire::iso) } }));
 }
 
 /// `auth.userId`, when present, must name the token's subject.

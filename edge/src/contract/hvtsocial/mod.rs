@@ -149,7 +149,7 @@ pub const CONTRACT: Contract = Contract {
     token: super::TokenRefresh {
         event: "refresh_token",
         refuse: token_refused,
-        refreshed: token_refreshed,
+        refreshed: super::refreshed_with_data,
     },
     heartbeat: false,
 };
@@ -159,11 +159,6 @@ fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
     let error = json!({ "code": e.to_string(), "message": e.describe() });
     let _ = s.emit("error", &error);
     let _ = ack.send(&json!({ "success": false, "error": error }));
-}
-
-/// A refresh that worked is acked `{success: true, data: {expiresAt}}`.
-fn token_refreshed(_: &SocketRef, ack: AckSender, me: &Identity) {
-    let _ = ack.send(&json!({ "success": true, "data": { "expiresAt": me.expires_at_ms.map(crate::wire::iso) } }));
 }
 
 /// What the `connect_error` of a socket without a token says: the stable
