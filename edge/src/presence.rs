@@ -24,7 +24,7 @@ use socketioxide::extract::SocketRef;
 use tokio::task::JoinHandle;
 
 use crate::auth::{AuthError, Identity};
-use crate::services::Services;
+use crate::services::{PresenceClient, Services};
 
 /// Typing starts a user may send per minute (seed 004's suggestion); more
 /// are dropped silently. Stops always pass, so an indicator never sticks.
@@ -41,12 +41,10 @@ impl Default for TypingThrottle {
     }
 }
 
-/// Kept in a socket's extensions while its session is registered.
+/// Kept in a socket's extensions while its session is registered: what
+/// ends it, built once at registration.
 #[derive(Debug, Clone)]
-pub struct Session {
-    pub watchers: Vec<String>,
-    guard: Arc<SessionGuard>,
-}
+pub struct Session(Arc<SessionGuard>);
 
 /// Ends a registered session when its socket is dropped without having been
 /// unregistered: a socket whose connection closed during the handshake,
@@ -54,7 +52,7 @@ pub struct Session {
 /// without its disconnect handler ever running — without this, its user
 /// would stay online for as long as the edge lives.
 struct SessionGuard {
-    svc: Services,
+    presence: PresenceClient,
     request: UnregisterSessionRequest,
     done: AtomicBool,
 }
@@ -76,7 +74,7 @@ impl Drop for SessionGuard {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let mut presence = self.svc.presence.clone();
+        let mut presence = self.presence.clone();
         let req = self.request.clone();
         tracing::debug!(socket = %req.socket_id, "socket dropped before it connected: ending its session");
         runtime.spawn(async move {
@@ -118,17 +116,16 @@ pub async fn register(
     };
     match svc.presence.clone().register_session(req).await {
         Ok(_) => {
-            let guard = Arc::new(SessionGuard {
-                svc: svc.clone(),
+            s.extensions.insert(Session(Arc::new(SessionGuard {
+                presence: svc.presence.clone(),
                 request: UnregisterSessionRequest {
                     user_id: me.user_id.clone(),
                     edge_id: svc.edge_id.clone(),
                     socket_id: s.id.to_string(),
-                    watcher_ids: watchers.clone(),
+                    watcher_ids: watchers,
                 },
                 done: AtomicBool::new(false),
-            });
-            s.extensions.insert(Session { watchers, guard });
+            })));
             Ok(())
         }
         Err(status) => match ServiceError::from_status(&status) {
@@ -142,17 +139,12 @@ pub async fn register(
 }
 
 /// Unregisters a socket that disconnected (if it had a session).
-pub async fn unregister(svc: &Services, s: &SocketRef, me: &Identity) {
-    let Some(session) = s.extensions.get::<Session>() else {
+pub async fn unregister(svc: &Services, s: &SocketRef) {
+    let Some(Session(guard)) = s.extensions.get::<Session>() else {
         return;
     };
-    session.guard.done.store(true, Ordering::Release);
-    let req = UnregisterSessionRequest {
-        user_id: me.user_id.clone(),
-        edge_id: svc.edge_id.clone(),
-        socket_id: s.id.to_string(),
-        watcher_ids: session.watchers,
-    };
+    guard.done.store(true, Ordering::Release);
+    let req = guard.request.clone();
     if let Err(status) = svc.presence.clone().unregister_session(req).await {
         tracing::warn!(error = %status, "unregister session failed; it expires with the edge's heartbeat");
     }

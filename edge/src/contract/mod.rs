@@ -369,7 +369,7 @@ pub fn mount_all(io: &SocketIo, default_contract: &'static Contract) -> Vec<Moun
                         if contract.calls {
                             report_session(&svc, &id, s.id.to_string(), false);
                         }
-                        crate::presence::unregister(&svc, &s, &id).await;
+                        crate::presence::unregister(&svc, &s).await;
                     }
                 });
                 (contract.on_connect)(&s, &id);
