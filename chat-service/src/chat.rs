@@ -443,12 +443,22 @@ impl Chat {
         req: v1::CheckMembershipRequest,
     ) -> Result<v1::Membership> {
         let id = parse_id(&req.conversation_id, "conversation_id")?;
-        let conv = self.find_conversation(id).await?;
-        let me = self.find_member(id, &req.user_id).await?;
+        // Runs at every room join: the conversation comes from the member
+        // cache where there is one (SQLite), the membership from the member
+        // list the answer carries anyway (one query instead of three).
+        let conv = match self.members {
+            Some(_) => self.conversation_members(id).await?.conversation.clone(),
+            None => self.find_conversation(id).await?,
+        };
         let conversation = self.load_conversation(conv).await?;
+        let role = conversation
+            .members
+            .iter()
+            .find(|m| m.user_id == req.user_id)
+            .map(|m| m.role.clone());
         Ok(v1::Membership {
-            is_member: me.is_some(),
-            role: me.map(|m| m.role).unwrap_or_default(),
+            is_member: role.is_some(),
+            role: role.unwrap_or_default(),
             conversation: Some(conversation),
         })
     }

@@ -9,6 +9,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use confab_proto::v1::call_service_client::CallServiceClient;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
@@ -196,6 +197,16 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
             let _ = stopped.await;
             io_for_close.close().await;
         };
+        // Every Socket.IO packet is a small write (an ack, a `new_message`),
+        // often right after another: with Nagle's algorithm the kernel holds
+        // the second until the client acknowledges the first, which a client
+        // with nothing to send delays by up to 40 ms. The edge sends what it
+        // has at once.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set on a connection");
+            }
+        });
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

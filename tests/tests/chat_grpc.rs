@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::{
-    Actor, AddMembersRequest, Attachment, CatchUpRequest, ChatEvent, ChatMessage, Conversation,
-    ConversationKind, CreateConversationRequest, DeleteMessageRequest, Delivery,
-    EditMessageRequest, GetConversationRequest, GetHistoryRequest, GetHistoryResponse,
-    GetMessageRequest, ListConversationsRequest, ListPeersRequest, MarkDeliveredRequest,
-    MarkReadRequest, MarkReadResponse, ReactToMessageRequest, RecallMessageRequest,
-    RecordDeliveriesRequest, RemoveMemberRequest, SendMessageRequest, SendMessageResponse,
-    SubscribeRequest, TakeOfflineMessagesRequest, TakeOfflineMessagesResponse, chat_event::Kind,
+    Actor, AddMembersRequest, Attachment, CatchUpRequest, ChatEvent, ChatMessage,
+    CheckMembershipRequest, Conversation, ConversationKind, CreateConversationRequest,
+    DeleteMessageRequest, Delivery, EditMessageRequest, GetConversationRequest, GetHistoryRequest,
+    GetHistoryResponse, GetMessageRequest, ListConversationsRequest, ListPeersRequest,
+    MarkDeliveredRequest, MarkReadRequest, MarkReadResponse, Membership, ReactToMessageRequest,
+    RecallMessageRequest, RecordDeliveriesRequest, RemoveMemberRequest, SendMessageRequest,
+    SendMessageResponse, SubscribeRequest, TakeOfflineMessagesRequest, TakeOfflineMessagesResponse,
+    chat_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use confab_tests::db;
@@ -936,6 +937,32 @@ async fn membership_changes_take_effect_at_once(mut client: Client) {
         );
     }
 
+    // CheckMembership (every room join) answers from the same list: the
+    // role, the conversation with its members, and no for a stranger.
+    let owner = membership(&mut client, &conv.id, &alice).await;
+    assert!(owner.is_member);
+    assert_eq!(owner.role, "owner");
+    let listed = owner.conversation.expect("conversation");
+    assert_eq!(listed.id, conv.id);
+    assert_eq!(listed.members.len(), 3);
+    assert_eq!(
+        membership(&mut client, &conv.id, &carol).await.role,
+        "member"
+    );
+    let stranger = membership(&mut client, &conv.id, &dave).await;
+    assert!(!stranger.is_member && stranger.role.is_empty());
+    assert_eq!(
+        code(
+            client
+                .check_membership(CheckMembershipRequest {
+                    conversation_id: "999999999".into(),
+                    user_id: alice.clone(),
+                })
+                .await
+        ),
+        ErrorCode::ConversationNotFound
+    );
+
     // Carol leaves: her next message is refused, and she is no longer told.
     client
         .remove_member(RemoveMemberRequest {
@@ -949,6 +976,7 @@ async fn membership_changes_take_effect_at_once(mut client: Client) {
         code(try_send(&mut client, &carol, &conv.id, "still here?").await),
         ErrorCode::NotAMember
     );
+    assert!(!membership(&mut client, &conv.id, &carol).await.is_member);
     send_text(&mut client, &bob, &conv.id, "she left").await;
     let event = next_event_where(&mut events, is_message).await;
     assert_eq!(
@@ -978,6 +1006,8 @@ async fn membership_changes_take_effect_at_once(mut client: Client) {
         })
         .await
         .expect("alice adds dave");
+    assert!(!membership(&mut client, &conv.id, &bob).await.is_member);
+    assert!(membership(&mut client, &conv.id, &dave).await.is_member);
     send_text(&mut client, &dave, &conv.id, "hi, I am new").await;
     let event = next_event_where(&mut events, is_message).await;
     assert_eq!(
@@ -1134,6 +1164,17 @@ fn code<T: std::fmt::Debug>(result: Result<Response<T>, Status>) -> ErrorCode {
         Ok(response) => panic!("expected an error, got {:?}", response.into_inner()),
         Err(status) => ServiceError::from_status(&status).code,
     }
+}
+
+async fn membership(client: &mut Client, conv: &str, user: &str) -> Membership {
+    client
+        .check_membership(CheckMembershipRequest {
+            conversation_id: conv.to_string(),
+            user_id: user.to_string(),
+        })
+        .await
+        .expect("check membership")
+        .into_inner()
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
