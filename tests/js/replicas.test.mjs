@@ -90,14 +90,16 @@ const contracts = {
       if (ack.success) return false;
       assert.equal(ack.error?.code, 'SEND_MESSAGE_FAILED', JSON.stringify(ack));
       assert.match(ack.error.details, /^LIMIT_EXCEEDED: /);
+      assert.equal(ack.error.retryAfter, 1);
       return true;
     },
     refusals: (s) => record(s, 'error'),
     checkRefusal(e) {
-      assert.deepEqual(Object.keys(e).sort(), ['code', 'details', 'message']);
+      assert.deepEqual(Object.keys(e).sort(), ['code', 'details', 'message', 'retryAfter']);
       assert.equal(e.code, 'SEND_MESSAGE_FAILED');
       assert.equal(e.message, 'Failed to send message');
       assert.match(e.details, /^LIMIT_EXCEEDED: at most 10 messages a second/);
+      assert.equal(e.retryAfter, 1);
     },
   },
 };
