@@ -308,9 +308,10 @@ describe('message rate limit', () => {
   const refusals = {
     raven: (s) =>
       next(s, 'error', 5000).then((e) => {
-        assert.deepEqual(Object.keys(e).sort(), ['code', 'details', 'message']);
+        assert.deepEqual(Object.keys(e).sort(), ['code', 'details', 'message', 'retryAfter']);
         assert.equal(e.code, 'SEND_MESSAGE_FAILED');
         assert.match(e.details, /^LIMIT_EXCEEDED: at most 10 messages a second/);
+        assert.equal(e.retryAfter, 1);
       }),
     mern: null, // in the ack: see `ackRefusal`
     v3: (s) =>
@@ -322,9 +323,11 @@ describe('message rate limit', () => {
       }),
     hvtsocial: (s) =>
       next(s, 'error', 5000).then((e) => {
+        assert.deepEqual(Object.keys(e).sort(), ['code', 'event', 'message', 'retryAfter']);
         assert.equal(e.code, 'LIMIT_EXCEEDED');
         assert.equal(e.event, 'send_message');
         assert.match(e.message, /at most 10 messages a second/);
+        assert.equal(e.retryAfter, 1);
       }),
     dreamstudio: (s) =>
       new Promise((resolve, reject) => {
@@ -333,7 +336,9 @@ describe('message rate limit', () => {
           clearTimeout(timer);
           try {
             assert.equal(text, 'Too many messages, try again later');
+            assert.deepEqual(Object.keys(detail).sort(), ['code', 'message', 'retryAfter']);
             assert.equal(detail.code, 'LIMIT_EXCEEDED');
+            assert.equal(detail.retryAfter, 1);
             resolve();
           } catch (err) {
             reject(err);
@@ -346,7 +351,7 @@ describe('message rate limit', () => {
   const ackRefusal = {
     mern: (reply) => {
       if (reply.success) return false;
-      assert.deepEqual(reply, { success: false, code: 'LIMIT_EXCEEDED', error: reply.error });
+      assert.deepEqual(reply, { success: false, code: 'LIMIT_EXCEEDED', error: reply.error, retryAfter: 1 });
       assert.match(reply.error, /at most 10 messages a second/);
       return true;
     },
@@ -444,7 +449,7 @@ describe('message rate limit', () => {
     assert.equal(heard.seen.length, LIMIT);
     assert.equal(limited[0].seen.length, v3Refused.length, 'one rate_limited per refused v3 send');
     assert.equal(limited[0].seen.length + limited[1].seen.length, 2, 'two refused in all');
-    assert.ok(limited[1].seen.every((e) => e.details.startsWith('LIMIT_EXCEEDED')));
+    assert.ok(limited[1].seen.every((e) => e.details.startsWith('LIMIT_EXCEEDED') && e.retryAfter === 1));
     assert.equal(await stored(chat, listener), LIMIT);
   });
 });

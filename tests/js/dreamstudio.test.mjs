@@ -7,7 +7,8 @@
 // user:stop_typing to the room except the typist, the per-user socket
 // limit), chat-service restarting under a running edge, and room calls
 // (ring, answer, signaling, end, the three timers, busy, the rate limit,
-// one participant declining or leaving a call that goes on).
+// one participant declining or leaving a call that goes on), and token
+// expiry during a connection (refused, then refresh_token on the same socket).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -898,5 +899,73 @@ describe('calls', () => {
     const byUser = Object.fromEntries(r.participants.map((p) => [p.userId, p]));
     assert.ok(!byUser[d].joinedAt && byUser[d].leftAt, JSON.stringify(byUser[d]));
     assert.ok(byUser[c].joinedAt && byUser[c].leftAt < byUser[a].leftAt, JSON.stringify(r.participants));
+  });
+});
+
+describe('token expiry during a connection', () => {
+  test("requests on an expired socket get error 'Authentication error' {code: TOKEN_EXPIRED} (and a failed ack), nothing stored or delivered; refresh_token on the same socket makes them work; another user's token disconnects", async () => {
+    const [a, b] = [numUid(), numUid()];
+    const tb = token(b, { name: 'Bob' });
+    const id = Number(await conversation(token(a, { name: 'Alice' }), [b]));
+    const sb = await user(b, { name: 'Bob' });
+    await join(sb, id);
+    // `exp` 3 s ago: accepted at the handshake (5 s leeway), refused 2 s later.
+    const sa = await connect('/dreamstudio', { auth: { token: token(a, { name: 'Alice', expiresIn: -3 }), userId: Number(a) } });
+    await sleep(2500);
+    const sid = sa.id;
+    const expired = { text: 'Authentication error', detail: { code: 'TOKEN_EXPIRED', message: 'the token has expired' } };
+
+    // With an ack: the ack fails and `error` says why; without one, `error`.
+    // A refused join_room joins nothing: Bob hears no member:joined.
+    const quiet = expectSilence(sb, ['message:new', 'user:typing', 'member:joined']);
+    let error = nextError(sa);
+    const ack = await sa.timeout(3000).emitWithAck('message:send', { roomId: id, content: 'too late' });
+    assert.deepEqual(ack, { success: false, error: 'Authentication error', code: 'TOKEN_EXPIRED' });
+    assert.deepEqual(await error, expired);
+    error = nextError(sa);
+    sa.emit('join_room', { roomId: id });
+    assert.deepEqual(await error, expired);
+    error = nextError(sa);
+    sa.emit('message:send', { roomId: id, content: 'too late, no ack' });
+    assert.deepEqual(await error, expired);
+    error = nextError(sa);
+    sa.emit('user:typing', { roomId: id });
+    assert.deepEqual(await error, expired);
+    await quiet;
+    const { body } = await rest('GET', `/api/conversations/${id}/messages`, tb);
+    assert.deepEqual(body.messages, []);
+
+    // A token that does not verify refreshes nothing: the socket stays refused.
+    error = nextError(sa);
+    const bad = await sa.timeout(3000).emitWithAck('refresh_token', { token: 'abc.def' });
+    assert.deepEqual(bad, { success: false, error: 'Authentication error', code: 'INVALID_TOKEN' });
+    assert.equal((await error).detail.code, 'INVALID_TOKEN');
+    error = nextError(sa);
+    sa.emit('message:send', { roomId: id, content: 'still too late' });
+    assert.deepEqual(await error, expired);
+
+    // A fresh token: acked with its expiry, and the same socket joins and sends.
+    const refreshed = await sa.timeout(3000).emitWithAck('refresh_token', { token: token(a, { name: 'Alice' }) });
+    assert.equal(refreshed.success, true, JSON.stringify(refreshed));
+    assert.match(refreshed.data.expiresAt, ISO);
+    assert.equal(sa.id, sid);
+    assert.equal(sa.connected, true);
+    const joined = next(sb, 'member:joined');
+    await join(sa, id);
+    assert.equal((await joined).userId, Number(a));
+    const got = next(sb, 'message:new');
+    const sent = await sa.timeout(3000).emitWithAck('message:send', { roomId: id, content: 'in time' });
+    assert.equal(sent.success, true, JSON.stringify(sent));
+    const m = await got;
+    assert.equal(m.content, 'in time');
+    assert.equal(m.senderId, Number(a));
+
+    // Another user's token: USER_MISMATCH, then disconnected.
+    const mismatch = nextError(sa);
+    const gone = next(sa, 'disconnect');
+    const refusal = await sa.timeout(3000).emitWithAck('refresh_token', { token: tb });
+    assert.deepEqual(refusal, { success: false, error: 'Authentication error', code: 'USER_MISMATCH' });
+    assert.deepEqual(await mismatch, { text: 'Authentication error', detail: { code: 'USER_MISMATCH', message: 'the new token is for another user' } });
+    assert.equal(await gone, 'io server disconnect');
   });
 });

@@ -7,7 +7,8 @@
 // users who share a chat, typing → user_typing, the per-user socket limit,
 // and calls: ring, answer, ICE, end, the three timers (missed, maximum
 // duration, disconnect grace), busy, the rate limit, mid-call
-// renegotiation, non-participants refused.
+// renegotiation, non-participants refused; and token expiry during a
+// connection (refused, then refresh_token on the same socket).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
@@ -1051,5 +1052,67 @@ describe('calls', () => {
     const ended = next(b.s, 'call_ended');
     a.s.emit('end_call', { to: b.id });
     assert.equal((await ended).callId, callId);
+  });
+});
+
+describe('token expiry during a connection', () => {
+  test("requests on an expired socket get error TOKEN_EXPIRED (and a failed ack), nothing stored or delivered; refresh_token on the same socket makes them work; another user's token disconnects", async () => {
+    const alice = nid();
+    const b = await user('Bob');
+    const chat = Number(await conversation(token(alice, { name: 'Alice' }), [b.sub]));
+    // `exp` 3 s ago: accepted at the handshake (5 s leeway), refused 2 s later.
+    const sa = await connect(NS, { auth: { token: token(alice, { name: 'Alice', expiresIn: -3 }) } });
+    await sleep(2500);
+    const sid = sa.id;
+    const expired = { code: 'TOKEN_EXPIRED', message: 'the token has expired' };
+
+    // With an ack: the ack fails and `error` says why; without one, `error`.
+    const quiet = expectSilence(b.s, ['receive_message', 'user_typing']);
+    let error = next(sa, 'error');
+    const ack = await sa.timeout(3000).emitWithAck('send_message', { chatId: chat, text: 'too late', type: 'text' });
+    assert.deepEqual(ack, { success: false, error: expired });
+    assert.deepEqual(await error, expired);
+    error = next(sa, 'error');
+    sa.emit('send_message', { chatId: chat, text: 'too late, no ack', type: 'text' });
+    assert.deepEqual(await error, expired);
+    error = next(sa, 'error');
+    sa.emit('typing', { chatId: chat, isTyping: true });
+    assert.deepEqual(await error, expired);
+    await quiet;
+    const { body } = await rest('GET', `/api/conversations/${chat}/messages`, b.tok);
+    assert.deepEqual(body.messages, []);
+
+    // A token that does not verify refreshes nothing: the socket stays refused.
+    error = next(sa, 'error');
+    const bad = await sa.timeout(3000).emitWithAck('refresh_token', { token: 'abc.def' });
+    assert.equal(bad.success, false, JSON.stringify(bad));
+    assert.equal(bad.error.code, 'INVALID_TOKEN');
+    assert.equal((await error).code, 'INVALID_TOKEN');
+    error = next(sa, 'error');
+    sa.emit('send_message', { chatId: chat, text: 'still too late', type: 'text' });
+    assert.deepEqual(await error, expired);
+
+    // A fresh token (here the token alone, as the contract also accepts):
+    // acked with its expiry, and the same socket sends again.
+    const refreshed = await sa.timeout(3000).emitWithAck('refresh_token', token(alice, { name: 'Alice' }));
+    assert.equal(refreshed.success, true, JSON.stringify(refreshed));
+    assert.match(refreshed.data.expiresAt, ISO);
+    assert.equal(sa.id, sid);
+    assert.equal(sa.connected, true);
+    const got = next(b.s, 'receive_message');
+    const sent = await sa.timeout(3000).emitWithAck('send_message', { chatId: chat, text: 'in time', type: 'text' });
+    assert.equal(sent.ok, true, JSON.stringify(sent));
+    const m = await got;
+    assert.equal(m.text, 'in time');
+    assert.equal(m.sender_id, Number(alice));
+
+    // Another user's token: USER_MISMATCH, then disconnected.
+    const mismatch = next(sa, 'error');
+    const gone = next(sa, 'disconnect');
+    const refusal = await sa.timeout(3000).emitWithAck('refresh_token', { token: b.tok });
+    assert.equal(refusal.success, false, JSON.stringify(refusal));
+    assert.equal(refusal.error.code, 'USER_MISMATCH');
+    assert.equal((await mismatch).code, 'USER_MISMATCH');
+    assert.equal(await gone, 'io server disconnect');
   });
 });

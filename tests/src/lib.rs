@@ -18,4 +18,5 @@ pub mod db;
 pub mod hold;
 pub mod internal;
 pub mod js;
+pub mod replicas;
 pub mod skip;

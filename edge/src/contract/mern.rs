@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `auth: {token}` | handshake | the JWT; a failure is the `error` event below, then a disconnect |
 //! | `join_conversations ["id", ...]` | c→s | `CheckMembership` per id; the socket joins the rooms of those the user is a member of; each other id gets `error` |
-//! | `send_message {conversationId, content, type?, fileUrl?, fileName?}` + ack | c→s | `SendMessage`; ack `{success: true, message}` or `{success: false, error, code}` |
+//! | `send_message {conversationId, content, type?, fileUrl?, fileName?}` + ack | c→s | `SendMessage`; ack `{success: true, message}` or `{success: false, error, code}`; over chat-service's message rate limit (10 a second per user over all sockets, contracts and edges) `code` is `LIMIT_EXCEEDED` with `retryAfter` (seconds, rounded up, as v3's `rate_limited`) and nothing is stored or sent |
 //! | `receive_message {message, conversationId}` | s→c | the conversation room, except the socket that sent it |
 //! | `mark_read {conversationId, messageIds}` | c→s | `MarkRead` up to the highest of `messageIds` |
 //! | `messages_read {conversationId, messageIds, readBy}` | s→c | the conversation room, the reader's sockets included |
@@ -16,7 +16,7 @@
 //! | `typing_status {userId, username, conversationId, isTyping}` | s→c | the conversation room, except every socket of the typist; an expired typing state is `isTyping: false` |
 //! | `user_online {userId, username}` | s→c | the user rooms of those who share a conversation with the user, when their first socket connects |
 //! | `user_offline {userId, username, lastSeen}` | s→c | the same users, when the user's last socket disconnects |
-//! | `error {message, code, event?}` | s→c | authentication failures (and the 11th socket of a user), and refused requests sent without an ack |
+//! | `error {message, code, event?, retryAfter?}` | s→c | authentication failures (and the 11th socket of a user), and refused requests sent without an ack; `retryAfter` (seconds) only over a rate limit |
 //! | `refresh_token {token}` or the token (confab's) | c→s | once the socket's token expired every request gets `{success: false, error, code: 'TOKEN_EXPIRED'}` in its ack, else `error {message: 'Authentication error: …', code}`; a fresh token for the same user makes them work again on the same socket (ack `{success: true, expiresAt}`); another user's is `USER_MISMATCH` and the socket is disconnected |
 //!
 //! A message renders as the seed's document: `{_id, conversationId, sender:
@@ -281,11 +281,15 @@ impl<A: Adapter> Reply<A> {
     }
 
     /// Acks `{success: false, <field>: reason, code}`, or emits `error`
-    /// `{message, code, event}` when there is no ack.
+    /// `{message, code, event}` when there is no ack; either with
+    /// `retryAfter` (seconds) over a rate limit.
     fn fail(self, event: &str, field: &str, e: ServiceError) {
         if self.wants_ack {
             let mut reply = json!({ "success": false, "code": e.code.as_str() });
             reply[field] = json!(e.message);
+            if let Some(secs) = super::retry_after_secs(&e) {
+                reply["retryAfter"] = json!(secs);
+            }
             let _ = self.ack.send(&reply);
         } else {
             let _ = self.socket.emit("error", &error_event(event, &e));
@@ -294,7 +298,11 @@ impl<A: Adapter> Reply<A> {
 }
 
 fn error_event(event: &str, e: &ServiceError) -> Value {
-    json!({ "message": e.message, "code": e.code.as_str(), "event": event })
+    let mut error = json!({ "message": e.message, "code": e.code.as_str(), "event": event });
+    if let Some(secs) = super::retry_after_secs(e) {
+        error["retryAfter"] = json!(secs);
+    }
+    error
 }
 
 fn invalid(e: impl std::fmt::Display) -> ServiceError {

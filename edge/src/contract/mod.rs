@@ -16,6 +16,7 @@
 use confab_proto::v1::{
     Audience, CallEvent, ChatEvent, NotifyEvent, PresenceEvent, ReportSessionRequest,
 };
+use confab_proto::{ErrorCode, ServiceError};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use socketioxide::SocketIo;
@@ -106,6 +107,14 @@ pub struct TokenRefresh {
 pub fn refreshed_with_data(_: &SocketRef, ack: AckSender, me: &Identity) {
     let expires_at = me.expires_at_ms.map(crate::wire::iso);
     let _ = ack.send(&serde_json::json!({ "success": true, "data": { "expiresAt": expires_at } }));
+}
+
+/// `retryAfter` of a refusal over a rate limit (`LIMIT_EXCEEDED` with a
+/// time to wait): the seconds until the user may try again, rounded up (as
+/// v3's seed has it); `None` for any other refusal.
+pub fn retry_after_secs(e: &ServiceError) -> Option<i64> {
+    (e.code == ErrorCode::LimitExceeded && e.retry_after_ms > 0)
+        .then(|| (e.retry_after_ms + 999) / 1000)
 }
 
 /// Which contract a socket speaks (in its extensions), for [`Me`].

@@ -4,9 +4,9 @@
 //! |---|---|---|
 //! | `join_conversation {conversation_id}` | c→s | `CheckMembership`; members join the conversation room, others get `error` `JOIN_FAILED` |
 //! | `leave_conversation {conversation_id}` | c→s | leaves the room; a missing id gets `error` `LEAVE_FAILED` |
-//! | `send_message {conversation_id, text?, url?, fileName?}` | c→s | `SendMessage`; failures get `error` `SEND_MESSAGE_FAILED` |
+//! | `send_message {conversation_id, text?, url?, fileName?}` | c→s | `SendMessage`; failures get `error` `SEND_MESSAGE_FAILED`; over chat-service's message rate limit (10 a second per user over all sockets, contracts and edges) `details` starts `LIMIT_EXCEEDED:` and the error carries `retryAfter` (seconds, rounded up, as v3's `rate_limited`); nothing is stored or sent |
 //! | `new_message {id, conversationId, senderId, senderName, text?, url?, fileName?, createdAt}` | s→c | every socket in the conversation room, the sender's included |
-//! | `error {code, message, details?}` | s→c | every refused request |
+//! | `error {code, message, details?, retryAfter?}` | s→c | every refused request; `retryAfter` (a confab addition) only over a rate limit |
 //! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED`; `TOO_MANY_CONNECTIONS` for a user's socket over presence-service's per-user limit (the 11th) |
 //! | `connect` / `disconnect` | — | the seed's "register user online" / "unregistered from online users": the socket's presence session starts and ends |
 //! | `refresh_token {token}` or the token (confab's) | c→s | once the socket's token expired every request gets `error {code: 'TOKEN_EXPIRED', …}`; a fresh token for the same user makes them work again on the same socket (ack `{success: true, data: {expiresAt}}`); another user's is `USER_MISMATCH` and the socket is disconnected |
@@ -301,7 +301,18 @@ async fn send_message(
             .as_ref()
             .map(new_message)
             .unwrap_or_default()),
-        Err(status) => fail(service_failure(&status)),
+        Err(status) => {
+            let e = ServiceError::from_status(&status);
+            let mut error = error_payload(
+                "SEND_MESSAGE_FAILED",
+                "Failed to send message",
+                format!("{}: {}", e.code, e.message),
+            );
+            if let Some(secs) = super::retry_after_secs(&e) {
+                error["retryAfter"] = json!(secs);
+            }
+            Err(error)
+        }
     };
     answer(&s, ack, result);
 }

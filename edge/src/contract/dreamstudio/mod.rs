@@ -39,6 +39,7 @@
 //! | `MESSAGE_TOO_LONG` | `Message is too long` |
 //! | `INVALID_ARGUMENT` (a malformed payload or id) | `Invalid request: <reason>` |
 //! | `PERMISSION_DENIED` (typing as someone else) | `Not authorized` |
+//! | `LIMIT_EXCEEDED` (over chat-service's message rate limit: 10 a second per user over all sockets, contracts and edges; nothing is stored or sent) | `Too many messages, try again later`, with `retryAfter` (seconds, rounded up, as v3's `rate_limited`) in the second argument and in a passed ack |
 //! | `UNAVAILABLE` | `Service unavailable` |
 //! | anything else | the service's message |
 //!
@@ -216,11 +217,13 @@ struct MessageRef {
     message_id: WireId,
 }
 
-/// A refused request: the seed's `error` string and confab's stable code.
+/// A refused request: the seed's `error` string and confab's stable code
+/// (and, over a rate limit, the seconds until the user may try again).
 struct Refusal {
     text: String,
     code: String,
     message: String,
+    retry_after: Option<i64>,
 }
 
 fn bad_payload(e: impl std::fmt::Display) -> Refusal {
@@ -228,6 +231,7 @@ fn bad_payload(e: impl std::fmt::Display) -> Refusal {
         text: format!("Invalid request: {e}"),
         code: "INVALID_ARGUMENT".into(),
         message: e.to_string(),
+        retry_after: None,
     }
 }
 
@@ -236,6 +240,7 @@ fn not_a_member(room: &str) -> Refusal {
         text: "Not a member of this room".into(),
         code: "NOT_A_MEMBER".into(),
         message: format!("you are not a member of conversation {room}"),
+        retry_after: None,
     }
 }
 
@@ -263,20 +268,27 @@ fn refused_with(e: ServiceError, not_author: &str) -> Refusal {
     Refusal {
         text,
         code: e.code.as_str().to_string(),
+        retry_after: super::retry_after_secs(&e),
         message: e.message,
     }
 }
 
 /// Answers a request: a refusal is the `error` event (the seed's string,
 /// then `{code, message}`); an ack, when the client passed one, gets
-/// `{success: true, data}` or `{success: false, error, code}`.
+/// `{success: true, data}` or `{success: false, error, code}`. Over a rate
+/// limit both carry `retryAfter` (seconds).
 fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, Refusal>) {
     let reply = match result {
         Ok(data) => json!({ "success": true, "data": data }),
         Err(r) => {
-            let detail = json!({ "code": r.code, "message": r.message });
+            let mut detail = json!({ "code": r.code, "message": r.message });
+            let mut reply = json!({ "success": false, "error": r.text, "code": r.code });
+            if let Some(secs) = r.retry_after {
+                detail["retryAfter"] = json!(secs);
+                reply["retryAfter"] = json!(secs);
+            }
             let _ = s.emit("error", &(r.text.as_str(), detail));
-            json!({ "success": false, "error": r.text, "code": r.code })
+            reply
         }
     };
     let _ = ack.send(&reply);
@@ -493,6 +505,7 @@ async fn typing(
             text: "Not authorized".into(),
             code: ErrorCode::PermissionDenied.as_str().into(),
             message: format!("userId {} is not the authenticated user", claimed.0),
+            retry_after: None,
         };
         return answer(&s, ack, Err(refusal));
     }

@@ -13,7 +13,7 @@
 //! | `user_typing {chatId, userId, isTyping, userName}` | s→c | `PresenceEvent.typing_changed`: every socket of the chat's other members, never the typist's (any tab) |
 //! | `user_online {userId, lastSeen}` | s→c | `PresenceEvent.status_changed` (first socket of a user): every socket of the users who share a chat with them |
 //! | `user_offline {userId, lastSeen}` | s→c | `PresenceEvent.status_changed` (last socket closed): the same users |
-//! | `error {code, message, event}` | s→c | every refused request (the seed has no error event; this is confab's) |
+//! | `error {code, message, event, retryAfter?}` | s→c | every refused request (the seed has no error event; this is confab's); a `send_message` over chat-service's message rate limit (10 a second per user over all sockets, contracts and edges) is `LIMIT_EXCEEDED` with `retryAfter` (seconds, rounded up, as v3's `rate_limited`), and nothing is stored or sent |
 //! | `connect_error` | s→c | `AUTHENTICATION_REQUIRED`, `INVALID_TOKEN`, `TOKEN_EXPIRED` (token in `auth.token`); `TOO_MANY_CONNECTIONS` for a user's socket over presence-service's per-user limit |
 //! | `refresh_token {token}` or the token (confab's) | c→s | once the socket's token expired every request gets `error {code: 'TOKEN_EXPIRED', message}`; a fresh token for the same user makes them work again on the same socket (ack `{success: true, data: {expiresAt}}`); another user's is `USER_MISMATCH` and the socket is disconnected |
 //!
@@ -85,7 +85,8 @@
 //!   `PERMISSION_DENIED`, `UNAVAILABLE`, ...), a message for humans, and the
 //!   client event that failed. The connection stays up.
 //! - The seed's events have no acks; a client that passes one anyway gets
-//!   `{success: true, data}` or `{success: false, error: {code, message}}`.
+//!   `{success: true, data}` or `{success: false, error: {code, message}}`
+//!   (`error` with `retryAfter` over a rate limit, as the event).
 //! - Presence: the seed broadcasts `user_online`/`user_offline` to the whole
 //!   server; confab tells only the users who share a chat with the user
 //!   (presence-service's audience), on every contract. A user is online from
@@ -313,9 +314,13 @@ fn answer(s: &SocketRef, ack: AckSender, event: &str, result: Outcome) {
     let _ = ack.send(&reply);
 }
 
-/// Emits `error {code, message, event}`; returns the ack's `{success: false, error}`.
+/// Emits `error {code, message, event}` (with `retryAfter`, in seconds,
+/// over a rate limit); returns the ack's `{success: false, error}`.
 fn refuse(s: &SocketRef, event: &str, e: ServiceError) -> Value {
     let mut error = json!({ "code": e.code.as_str(), "message": e.message });
+    if let Some(secs) = super::retry_after_secs(&e) {
+        error["retryAfter"] = json!(secs);
+    }
     let reply = json!({ "success": false, "error": error.clone() });
     error["event"] = json!(event);
     let _ = s.emit("error", &error);
