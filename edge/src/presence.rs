@@ -1,13 +1,18 @@
 //! The edge's side of presence: registering each authenticated socket with
 //! presence-service (and refusing the one over the per-user limit),
-//! unregistering it on disconnect, heartbeating this edge's sessions, and
-//! typing — checked for membership and throttled per user before it reaches
-//! presence-service.
+//! unregistering it on disconnect, heartbeating this edge's sessions,
+//! room presence (a socket entering or leaving a conversation's room,
+//! [`enter_room`] / [`leave_room`]), and typing — checked for membership
+//! and throttled per user before it reaches presence-service.
 //!
 //! Who hears a user's online/offline: the users who share a conversation
-//! with them (chat-service's `ListPeers`), never the whole server. When
-//! presence-service is unreachable, sockets still connect (presence is
-//! degraded, messaging is not).
+//! with them (chat-service's `ListPeers`), never the whole server. Who
+//! hears a user enter or leave a conversation: its members, on every edge;
+//! presence-service decides whether it is the user's first or last socket
+//! there (a socket's room presences end with its session, so the edge says
+//! nothing per room at disconnect). When presence-service is unreachable,
+//! sockets still connect and join rooms (presence is degraded, messaging is
+//! not).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use std::time::Duration;
 
 use confab_proto::v1::{
     CheckMembershipRequest, HeartbeatRequest, ListPeersRequest, RegisterSessionRequest,
-    SetTypingRequest, UnregisterSessionRequest,
+    SetRoomPresenceRequest, SetRoomPresenceResponse, SetTypingRequest, UnregisterSessionRequest,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -138,15 +143,116 @@ pub async fn register(
     }
 }
 
-/// Unregisters a socket that disconnected (if it had a session).
+/// Unregisters a socket that disconnected (if it had a session): its
+/// room presences end with it. A socket without a session that entered a
+/// room (presence-service was unreachable when it connected) is
+/// unregistered all the same, for its room presences.
 pub async fn unregister(svc: &Services, s: &SocketRef) {
-    let Some(Session(guard)) = s.extensions.get::<Session>() else {
-        return;
+    let req = match s.extensions.get::<Session>() {
+        Some(Session(guard)) => {
+            guard.done.store(true, Ordering::Release);
+            guard.request.clone()
+        }
+        None => match (
+            s.extensions.get::<InRooms>(),
+            s.extensions.get::<Identity>(),
+        ) {
+            (Some(InRooms), Some(me)) => UnregisterSessionRequest {
+                user_id: me.user_id,
+                edge_id: svc.edge_id.clone(),
+                socket_id: s.id.to_string(),
+                watcher_ids: Vec::new(),
+            },
+            _ => return,
+        },
     };
-    guard.done.store(true, Ordering::Release);
-    let req = guard.request.clone();
     if let Err(status) = svc.presence.clone().unregister_session(req).await {
         tracing::warn!(error = %status, "unregister session failed; it expires with the edge's heartbeat");
+    }
+}
+
+/// In a socket's extensions once it asked presence-service to put it in a
+/// room: its disconnect then unregisters it even without a session.
+#[derive(Debug, Clone, Copy)]
+struct InRooms;
+
+/// Serialises one socket's room changes — its rooms on this edge and its
+/// room presence in presence-service — so that two requests of one socket
+/// (a join and a leave sent back to back) reach presence-service in the
+/// order the socket's rooms changed. Only that socket ever waits on it.
+#[derive(Debug, Clone, Default)]
+pub struct RoomLock(Arc<tokio::sync::Mutex<()>>);
+
+/// Gives a socket its [`RoomLock`]; contracts with room presence call it in
+/// their `on_connect` (before any event of the socket can run).
+pub fn attach_room_lock(s: &SocketRef) {
+    s.extensions.insert(RoomLock::default());
+}
+
+/// Holds the socket's [`RoomLock`] while the caller changes its rooms and
+/// tells presence-service.
+pub async fn lock_rooms(s: &SocketRef) -> tokio::sync::OwnedMutexGuard<()> {
+    let lock = s.extensions.get::<RoomLock>().unwrap_or_else(|| {
+        let lock = RoomLock::default();
+        s.extensions.insert(lock.clone());
+        lock
+    });
+    lock.0.lock_owned().await
+}
+
+/// Tells presence-service that a socket entered a conversation's room (the
+/// caller already joined it on this edge): the conversation's members hear
+/// it when it is the user's first socket there. `None` when
+/// presence-service could not be reached — logged, and the join stands,
+/// unannounced.
+pub async fn enter_room(
+    svc: &Services,
+    s: &SocketRef,
+    me: &Identity,
+    conversation_id: &str,
+    member_ids: Vec<String>,
+    role: &str,
+) -> Option<SetRoomPresenceResponse> {
+    s.extensions.insert(InRooms);
+    let answer = set_room_presence(svc, s, me, conversation_id, true, member_ids, role).await;
+    // A socket that disconnected meanwhile may have been unregistered
+    // before this join reached presence-service: take it out again.
+    if answer.is_some() && !s.connected() {
+        leave_room(svc, s, me, conversation_id).await;
+    }
+    answer
+}
+
+/// Tells presence-service that a socket left a conversation's room: its
+/// members hear it when it was the user's last socket there.
+pub async fn leave_room(svc: &Services, s: &SocketRef, me: &Identity, conversation_id: &str) {
+    set_room_presence(svc, s, me, conversation_id, false, Vec::new(), "").await;
+}
+
+async fn set_room_presence(
+    svc: &Services,
+    s: &SocketRef,
+    me: &Identity,
+    conversation_id: &str,
+    joined: bool,
+    member_ids: Vec<String>,
+    role: &str,
+) -> Option<SetRoomPresenceResponse> {
+    let req = SetRoomPresenceRequest {
+        actor: Some(me.actor()),
+        conversation_id: conversation_id.to_string(),
+        joined,
+        member_ids,
+        socket_id: s.id.to_string(),
+        edge_id: svc.edge_id.clone(),
+        role: role.to_string(),
+    };
+    match svc.presence.clone().set_room_presence(req).await {
+        Ok(r) => Some(r.into_inner()),
+        Err(status) => {
+            tracing::warn!(error = %status, conversation_id, joined, "room presence unavailable; not announced");
+            None
+        }
     }
 }
 

@@ -1,12 +1,20 @@
 //! The presence domain: every rule about sessions, online/offline, last
-//! seen and typing.
+//! seen, room presence and typing.
 //!
 //! [`Presence`] validates canonical requests, applies them to the
 //! [`Store`] (which reports the transition each change caused), records
 //! last-seen times and publishes one [`PresenceEvent`] per transition on the
-//! bus. [`Presence::sweep`] expires edges that stopped heartbeating and
-//! typing states nobody stopped; the sweeper task calls it. The gRPC layer
-//! in `grpc.rs` only forwards here.
+//! bus. [`Presence::sweep`] expires edges that stopped heartbeating (with
+//! their sessions and their sockets' room presences) and typing states
+//! nobody stopped; the sweeper task calls it. The gRPC layer in `grpc.rs`
+//! only forwards here.
+//!
+//! Room presence: which sockets of which user are in which conversation,
+//! whatever edge they are on. Only a user's first socket entering a
+//! conversation and their last one leaving it are events, so a user with
+//! sockets on two edges is announced once; a socket's room presences end
+//! with its session (`UnregisterSession`) or its edge, so a crashed edge
+//! still has its users leave.
 
 use std::sync::Arc;
 
@@ -16,7 +24,10 @@ use confab_proto::{ErrorCode, ServiceError};
 
 use crate::config::PresenceConfig;
 use crate::last_seen::LastSeen;
-use crate::store::{NewSession, Profile, Registration, Store, StoreError, Typing, TypingKey};
+use crate::store::{
+    NewSession, Profile, Registration, RoomLeft, RoomMember, RoomSocket, Store, StoreError, Typing,
+    TypingKey,
+};
 
 /// Longest user, edge, socket or conversation id accepted.
 pub const MAX_ID_LEN: usize = 256;
@@ -75,6 +86,27 @@ fn audience(ids: &[String], what: &str) -> Result<()> {
         )));
     }
     ids.iter().try_for_each(|u| id(u, what).map(|_| ()))
+}
+
+/// A room presence change (a leave, until the caller says otherwise).
+fn room_change(
+    conversation_id: &str,
+    user_id: &str,
+    socket_id: &str,
+    member: &RoomMember,
+    at_ms: i64,
+) -> v1::RoomPresenceChange {
+    v1::RoomPresenceChange {
+        user_id: user_id.to_string(),
+        user_name: member.user_name.clone(),
+        login_name: member.login.clone(),
+        conversation_id: conversation_id.to_string(),
+        joined: false,
+        at_ms,
+        socket_id: socket_id.to_string(),
+        role: String::new(),
+        disconnected: false,
+    }
 }
 
 fn ms(v: u64) -> i64 {
@@ -178,6 +210,12 @@ impl Presence {
             .unregister(&req.user_id, &req.edge_id, &req.socket_id)
             .await
             .map_err(store_err)?;
+        let now = now_ms();
+        // The rooms first: those who share them hear the user leave before
+        // (for the last session) they hear them go offline.
+        for left in &removal.rooms_left {
+            self.room_left(left, now).await;
+        }
         let Some(mut profile) = removal.went_offline else {
             return Ok(v1::UnregisterSessionResponse {
                 went_offline: false,
@@ -188,7 +226,6 @@ impl Presence {
         if !req.watcher_ids.is_empty() {
             profile.watcher_ids = req.watcher_ids;
         }
-        let now = now_ms();
         self.went_offline(&req.user_id, &profile, now, &req.socket_id, now)
             .await;
         Ok(v1::UnregisterSessionResponse {
@@ -295,8 +332,9 @@ impl Presence {
         Ok(v1::SetTypingResponse { expires_at_ms })
     }
 
-    /// A socket entered or left a conversation's room: told to the
-    /// conversation's members (the edge decides whether the joiner's own
+    /// A socket entered or left a conversation's room. Only the user's
+    /// first socket there joining, or their last one leaving, is told to
+    /// the conversation's members (the edges decide whether the user's own
     /// sockets hear it; `socket_id` says which socket it was).
     pub async fn set_room_presence(
         &self,
@@ -304,29 +342,70 @@ impl Presence {
     ) -> Result<v1::SetRoomPresenceResponse> {
         let actor = actor(&req.actor)?;
         id(&req.conversation_id, "conversation_id")?;
+        id(&req.edge_id, "edge_id")?;
+        id(&req.socket_id, "socket_id")?;
         audience(&req.member_ids, "member_ids")?;
-        if req.socket_id.len() > MAX_ID_LEN {
-            return Err(ServiceError::invalid("socket_id is too long"));
+        if req.role.len() > MAX_ID_LEN {
+            return Err(ServiceError::invalid("role is too long"));
         }
-        self.bus
-            .publish(PresenceEvent {
-                audience: Some(Audience {
-                    conversation_id: req.conversation_id.clone(),
-                    user_ids: req.member_ids,
-                    ..Default::default()
-                }),
-                kind: Some(Kind::RoomPresenceChanged(v1::RoomPresenceChange {
-                    user_id: actor.id.clone(),
-                    user_name: actor.name.clone(),
-                    conversation_id: req.conversation_id,
-                    joined: req.joined,
-                    at_ms: now_ms(),
-                    socket_id: req.socket_id,
-                })),
-                ..Default::default()
-            })
-            .await;
-        Ok(v1::SetRoomPresenceResponse {})
+        let socket = RoomSocket {
+            conversation_id: req.conversation_id,
+            user_id: actor.id.clone(),
+            edge_id: req.edge_id,
+            socket_id: req.socket_id,
+        };
+        let now = now_ms();
+        let changed = if req.joined {
+            let member = RoomMember {
+                user_name: actor.name.clone(),
+                login: actor.username.clone(),
+                member_ids: req.member_ids,
+            };
+            let first = self
+                .store
+                .join_room(&socket, &member, now + self.session_ttl_ms)
+                .await
+                .map_err(store_err)?;
+            if first {
+                let change = room_change(
+                    &socket.conversation_id,
+                    &socket.user_id,
+                    &socket.socket_id,
+                    &member,
+                    now,
+                );
+                let change = v1::RoomPresenceChange {
+                    joined: true,
+                    role: req.role,
+                    ..change
+                };
+                self.publish_room(change, &member).await;
+            }
+            first
+        } else {
+            let last = self.store.leave_room(&socket).await.map_err(store_err)?;
+            match last {
+                Some(mut member) => {
+                    if !req.member_ids.is_empty() {
+                        member.member_ids = req.member_ids;
+                    }
+                    let change = room_change(
+                        &socket.conversation_id,
+                        &socket.user_id,
+                        &socket.socket_id,
+                        &member,
+                        now,
+                    );
+                    self.publish_room(change, &member).await;
+                    true
+                }
+                None => false,
+            }
+        };
+        Ok(v1::SetRoomPresenceResponse {
+            changed,
+            at_ms: now,
+        })
     }
 
     // ---- expiry ------------------------------------------------------------
@@ -337,7 +416,12 @@ impl Presence {
     /// once: each expiry is reported to one of them only.
     pub async fn sweep(&self) -> std::result::Result<(), StoreError> {
         let now = now_ms();
-        for gone in self.store.expire_edges(now).await? {
+        let expired = self.store.expire_edges(now).await?;
+        for left in &expired.rooms_left {
+            tracing::info!(user_id = %left.user_id, conversation_id = %left.conversation_id, "room presence expired: edge stopped heartbeating");
+            self.room_left(left, now).await;
+        }
+        for gone in expired.offline {
             let last_seen = (gone.edge_deadline_ms - self.session_ttl_ms).clamp(0, now);
             tracing::info!(user_id = %gone.user_id, "session expired: edge stopped heartbeating");
             self.went_offline(
@@ -398,6 +482,39 @@ impl Presence {
                     socket_id: socket_id.to_string(),
                     at_ms,
                 })),
+                ..Default::default()
+            })
+            .await;
+    }
+
+    /// A user's last socket left a room because it (or its edge) went away.
+    async fn room_left(&self, left: &RoomLeft, at_ms: i64) {
+        let change = room_change(
+            &left.conversation_id,
+            &left.user_id,
+            &left.socket_id,
+            &left.member,
+            at_ms,
+        );
+        self.publish_room(
+            v1::RoomPresenceChange {
+                disconnected: true,
+                ..change
+            },
+            &left.member,
+        )
+        .await;
+    }
+
+    async fn publish_room(&self, change: v1::RoomPresenceChange, member: &RoomMember) {
+        self.bus
+            .publish(PresenceEvent {
+                audience: Some(Audience {
+                    conversation_id: change.conversation_id.clone(),
+                    user_ids: member.member_ids.clone(),
+                    ..Default::default()
+                }),
+                kind: Some(Kind::RoomPresenceChanged(change)),
                 ..Default::default()
             })
             .await;

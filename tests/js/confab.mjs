@@ -1,11 +1,14 @@
 // Helpers shared by the contract suites: tokens, connecting with the official
 // socket.io-client, waiting for events with a deadline, the REST API, and
 // chat-service's test controls. The Rust harness (tests/src/app.rs) starts
-// confab and passes CONFAB_URL, CONFAB_JWT_SECRET and CONFAB_CONTROL_URL.
+// confab and passes CONFAB_URL, CONFAB_JWT_SECRET and CONFAB_CONTROL_URL
+// (and CONFAB_URL2, a second edge, to suites that span edges).
 import { createHmac, randomBytes } from 'node:crypto';
 import { io } from 'socket.io-client';
 
 export const URL = process.env.CONFAB_URL ?? 'http://127.0.0.1:3000';
+/** A second edge on the same services, for suites that span edges (or ''). */
+export const URL2 = process.env.CONFAB_URL2 ?? '';
 const SECRET = process.env.CONFAB_JWT_SECRET ?? '';
 const CONTROL = process.env.CONFAB_CONTROL_URL ?? '';
 
@@ -29,9 +32,10 @@ const opened = new Set();
  * A socket.io-client socket that is connecting but not yet connected, for
  * tests that must listen before the handshake ends (an `error` event sent
  * right after it, say). `connected(socket)` then waits for the handshake.
+ * `options.base` is the edge (default URL; e.g. URL2).
  */
-export function open(namespace = '/raven', options = {}) {
-  const socket = io(URL + namespace, { reconnection: false, forceNew: true, timeout: 5000, ...options });
+export function open(namespace = '/raven', { base = URL, ...options } = {}) {
+  const socket = io(base + namespace, { reconnection: false, forceNew: true, timeout: 5000, ...options });
   opened.add(socket);
   answerHeartbeats(socket);
   return socket;

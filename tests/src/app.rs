@@ -7,6 +7,12 @@
 //! official `socket.io-client` against the running system. The suite reaches
 //! chat-service's controls through a small HTTP server
 //! (`POST {CONFAB_CONTROL_URL}/chat/stop` and `/chat/start`).
+//!
+//! [`TestApp::second_edge`] starts another edge on the same services (as a
+//! load balancer would spread clients over two), [`TestApp::edge_without_presence`]
+//! one whose presence-service cannot be reached; [`run_suite_on_two_edges`]
+//! runs a suite with their URLs as `CONFAB_URL2` and
+//! `CONFAB_URL_NO_PRESENCE`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +53,12 @@ pub struct TestApp {
     pub url: String,
     pub jwt_secret: String,
     pub edge: EdgeHandle,
+    /// Edges started later on the same services ([`TestApp::second_edge`]),
+    /// shut down with the app.
+    more_edges: Mutex<Vec<EdgeHandle>>,
+    /// What the first edge was started with, for more edges.
+    edge_args: EdgeArgs,
+    service_urls: ServiceUrls,
     chat: Arc<ChatSlot>,
     others: Vec<ServiceHandle>,
     control_url: String,
@@ -113,6 +125,28 @@ pub async fn run_suite(db: Db, default_contract: &str, suite: &str) {
     }
     let app = spawn_app_with(db, default_contract).await;
     app.run_js(suite).await;
+    app.shutdown().await;
+}
+
+/// As [`run_suite`], with a second edge on the same services: the suite
+/// reads the first edge's URL as `CONFAB_URL`, the second's as
+/// `CONFAB_URL2`, and a third edge's, which cannot reach presence-service,
+/// as `CONFAB_URL_NO_PRESENCE`.
+pub async fn run_suite_on_two_edges(db: Db, default_contract: &str, suite: &str) {
+    if matches!(db, Db::Postgres) && !crate::db::postgres_url_configured() {
+        return;
+    }
+    let app = spawn_app_with(db, default_contract).await;
+    wait_for_presence(&app.edge.streams).await;
+    let env = [
+        ("CONFAB_URL2", app.second_edge().await),
+        ("CONFAB_URL_NO_PRESENCE", app.edge_without_presence().await),
+    ];
+    let target = crate::js::Target {
+        env: &env,
+        ..app.js_target()
+    };
+    crate::js::run_suite(suite, target, None).await;
     app.shutdown().await;
 }
 
@@ -212,7 +246,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         call_url: call.url(),
         notify_url: notify.url(),
     };
-    let cfg = EdgeConfig::from_args(&args, urls, None).expect("edge config");
+    let cfg = EdgeConfig::from_args(&args, urls.clone(), None).expect("edge config");
     let edge = confab_edge::start(cfg, loopback().await)
         .await
         .expect("edge");
@@ -221,6 +255,9 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         url: edge.url(),
         jwt_secret,
         edge,
+        more_edges: Mutex::new(Vec::new()),
+        edge_args: args,
+        service_urls: urls,
         chat,
         others: vec![presence, call, notify],
         control_url,
@@ -228,6 +265,32 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
     };
     app.wait_ready().await;
     app
+}
+
+/// Waits (up to 10 s) until the edge at `url` says, on `/readyz`, that its
+/// service streams are open.
+async fn wait_ready(url: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the edge at {url} did not become ready within 10 s");
+}
+
+/// Waits (up to 10 s) until an edge follows presence-service's events.
+async fn wait_for_presence(streams: &StreamStatus) {
+    for _ in 0..200 {
+        if streams.is_up("presence") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the edge did not follow presence-service within 10 s");
 }
 
 async fn spawn_control(chat: Arc<ChatSlot>, streams: StreamStatus, notify_url: &str) -> String {
@@ -278,16 +341,44 @@ impl TestApp {
 
     /// Waits (up to 10 s) until `/readyz` says the chat stream is open.
     pub async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{}/readyz", self.url)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the edge did not become ready within 10 s");
+        wait_ready(&self.url).await;
+    }
+
+    /// Starts another edge (its own edge id, port and service streams) on
+    /// the same services, with the same settings and JWT secret; returns its
+    /// URL once it is ready. It is shut down with the app.
+    pub async fn second_edge(&self) -> String {
+        let (url, streams) = self.another_edge(self.service_urls.clone()).await;
+        wait_for_presence(&streams).await;
+        url
+    }
+
+    /// Starts another edge on the same services except presence-service,
+    /// which it cannot reach (a closed port): its sockets connect and join
+    /// rooms without presence. Returns its URL once it follows chat-service.
+    pub async fn edge_without_presence(&self) -> String {
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            l.local_addr().unwrap()
+        };
+        let urls = ServiceUrls {
+            presence_url: format!("http://{closed}"),
+            ..self.service_urls.clone()
+        };
+        self.another_edge(urls).await.0
+    }
+
+    async fn another_edge(&self, urls: ServiceUrls) -> (String, StreamStatus) {
+        let cfg = EdgeConfig::from_args(&self.edge_args, urls, None).expect("edge config");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let edge = confab_edge::start(cfg, listener)
+            .await
+            .expect("another edge");
+        let url = edge.url();
+        let streams = edge.streams.clone();
+        self.more_edges.lock().await.push(edge);
+        wait_ready(&url).await;
+        (url, streams)
     }
 
     /// Every service's gRPC URL with its health-check name.
@@ -325,6 +416,7 @@ impl TestApp {
     pub fn js_target(&self) -> crate::js::Target<'_> {
         crate::js::Target {
             url: &self.url,
+            env: &[],
             jwt_secret: &self.jwt_secret,
             control_url: Some(&self.control_url),
             typing_ttl_ms: TYPING_TTL_MS,
@@ -332,6 +424,9 @@ impl TestApp {
     }
 
     pub async fn shutdown(self) {
+        for edge in self.more_edges.into_inner() {
+            edge.shutdown().await;
+        }
         self.edge.shutdown().await;
         self.chat.stop().await;
         for h in self.others {

@@ -36,6 +36,8 @@ pub fn js_dir() -> PathBuf {
 pub struct Target<'a> {
     /// The edge, e.g. `http://127.0.0.1:41234`.
     pub url: &'a str,
+    /// More environment for the suite, e.g. `CONFAB_URL2` (a second edge).
+    pub env: &'a [(&'static str, String)],
     pub jwt_secret: &'a str,
     /// The harness's control server (stop/start chat-service), if any.
     pub control_url: Option<&'a str>,
@@ -273,6 +275,7 @@ async fn run_node(dir: &Path, suite: &str, target: Target<'_>, patterns: &[Strin
     }
     cmd.arg(suite)
         .env("CONFAB_URL", target.url)
+        .envs(target.env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("CONFAB_JWT_SECRET", target.jwt_secret)
         .env("CONFAB_CONTROL_URL", target.control_url.unwrap_or(""))
         .env("CONFAB_TYPING_TTL_MS", target.typing_ttl_ms.to_string())

@@ -198,6 +198,7 @@ async fn run_cross(db: Db) {
     let url = system.edge.url();
     let target = confab_tests::js::Target {
         url: &url,
+        env: &[],
         jwt_secret: &system.jwt_secret,
         control_url: None,
         typing_ttl_ms: confab_presence::PresenceConfig::default().typing_ttl_ms,

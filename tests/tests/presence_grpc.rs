@@ -1,7 +1,8 @@
 //! presence-service over real gRPC: sessions and online/offline, the
 //! per-user session limit, edges that stop heartbeating, last seen across a
-//! restart, typing (start, refresh, stop, expiry), room presence and
-//! `GetPresence`.
+//! restart, typing (start, refresh, stop, expiry), room presence (first
+//! join and last leave, over two edges, ended with a session or an expired
+//! edge) and `GetPresence`.
 //!
 //! Each scenario is an `async fn(Backend)` run twice: with the in-process
 //! store (always) and with the Redis store (when `REDIS_URL` is set; reported
@@ -21,8 +22,8 @@ use confab_proto::v1::presence_event::Kind;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use confab_proto::v1::{
     Actor, Audience, GetPresenceRequest, HeartbeatRequest, PresenceEvent, RegisterSessionRequest,
-    RegisterSessionResponse, RoomPresenceChange, SetRoomPresenceRequest, SetTypingRequest,
-    StatusChange, SubscribeRequest, TypingChange, UnregisterSessionRequest,
+    RegisterSessionResponse, RoomPresenceChange, SetRoomPresenceRequest, SetRoomPresenceResponse,
+    SetTypingRequest, StatusChange, SubscribeRequest, TypingChange, UnregisterSessionRequest,
     UnregisterSessionResponse, UserPresence,
 };
 use confab_proto::{ErrorCode, ServiceError};
@@ -71,7 +72,10 @@ scenarios!(
     repeated_typing_start_sends_one_event,
     typing_stop_sends_typing_false,
     typing_without_stop_expires_by_itself,
-    room_presence_reaches_the_conversation,
+    room_presence_is_told_on_first_join_and_last_leave,
+    room_presence_spans_edges,
+    unregistering_a_session_leaves_its_rooms,
+    an_expired_edge_leaves_its_rooms,
     get_presence_for_many_users,
     invalid_requests_are_refused,
 );
@@ -216,6 +220,20 @@ mod replicas {
             return;
         };
         run(Backend::new(Some(url), None).await, replicas_share_state).await;
+    }
+
+    /// Two replicas on one Redis prefix share room presence: a user's
+    /// sockets joining through both are announced once, leaving once.
+    #[tokio::test]
+    async fn share_room_presence() {
+        let Some(url) = redis_url("the Redis replicas run") else {
+            return;
+        };
+        run(
+            Backend::new(Some(url), None).await,
+            replicas_share_room_presence,
+        )
+        .await;
     }
 }
 
@@ -595,45 +613,281 @@ async fn typing_without_stop_expires_by_itself(backend: Backend) {
     assert!(again.started_at_ms > started.started_at_ms);
 }
 
-/// Entering or leaving a conversation's room is told to its members.
-async fn room_presence_reaches_the_conversation(backend: Backend) {
+/// A user's first socket entering a conversation is told to its members,
+/// with the joiner's names and role; more sockets, joining again, leaving
+/// with sockets left or leaving what one is not in say nothing; the last
+/// socket out is told, to the members the join named.
+async fn room_presence_is_told_on_first_join_and_last_leave(backend: Backend) {
     let svc = backend.start().await;
     let mut events = svc.events().await;
     let (alice, bob) = (user("alice"), user("bob"));
-    for joined in [true, false] {
-        svc.client()
-            .set_room_presence(SetRoomPresenceRequest {
-                actor: actor(&alice),
-                conversation_id: "11".into(),
-                joined,
-                member_ids: vec![alice.clone(), bob.clone()],
-                socket_id: "s1".into(),
-            })
+    let members = [alice.as_str(), bob.as_str()];
+    let before = now_ms();
+
+    let first = join_room(&svc, &alice, "edge-1", "s1", "11", &members).await;
+    assert!(first.changed);
+    let (audience, change) = events.next_room().await;
+    assert_eq!(audience.conversation_id, "11");
+    assert_eq!(audience.user_ids, vec![alice.clone(), bob.clone()]);
+    assert!(audience.except_user_ids.is_empty());
+    assert_eq!(
+        change,
+        RoomPresenceChange {
+            user_id: alice.clone(),
+            user_name: format!("{alice} name"),
+            login_name: format!("{alice}-login"),
+            conversation_id: "11".into(),
+            joined: true,
+            at_ms: first.at_ms,
+            socket_id: "s1".into(),
+            role: "owner".into(),
+            disconnected: false,
+        }
+    );
+    assert!(first.at_ms >= before);
+
+    // A second tab, the same socket again: nothing to tell.
+    assert!(
+        !join_room(&svc, &alice, "edge-1", "s2", "11", &members)
             .await
-            .expect("set room presence");
-        let event = events.next().await;
-        let audience = event.audience.expect("audience");
-        let Some(Kind::RoomPresenceChanged(RoomPresenceChange {
-            user_id,
-            user_name,
-            conversation_id,
-            joined: j,
-            at_ms,
-            socket_id,
-        })) = event.kind
-        else {
-            panic!("expected room_presence_changed");
-        };
-        assert_eq!(audience.conversation_id, "11");
-        assert_eq!(audience.user_ids, vec![alice.clone(), bob.clone()]);
-        assert_eq!(
-            (user_id.as_str(), conversation_id.as_str(), j),
-            (alice.as_str(), "11", joined)
-        );
-        assert_eq!(user_name, format!("{alice} name"));
-        assert_eq!(socket_id, "s1");
-        assert!(at_ms > 0);
+            .changed
+    );
+    assert!(
+        !join_room(&svc, &alice, "edge-1", "s1", "11", &members)
+            .await
+            .changed
+    );
+    // Leaving with a socket left, or leaving what the socket is not in.
+    assert!(!leave_room(&svc, &alice, "edge-1", "s1", "11").await.changed);
+    assert!(!leave_room(&svc, &alice, "edge-1", "s1", "11").await.changed);
+    assert!(!leave_room(&svc, &alice, "edge-1", "s9", "11").await.changed);
+    assert!(!leave_room(&svc, &bob, "edge-1", "s2", "11").await.changed);
+    events.assert_quiet(Duration::from_millis(300)).await;
+
+    // Another conversation, another user: their own first joins.
+    assert!(
+        join_room(&svc, &alice, "edge-1", "s2", "12", &members)
+            .await
+            .changed
+    );
+    assert_eq!(events.next_room().await.1.conversation_id, "12");
+    assert!(
+        join_room(&svc, &bob, "edge-1", "b1", "11", &members)
+            .await
+            .changed
+    );
+    assert_eq!(events.next_room().await.1.user_id, bob);
+
+    // The last socket out: told to the members the join named.
+    let last = leave_room(&svc, &alice, "edge-1", "s2", "11").await;
+    assert!(last.changed);
+    let (audience, change) = events.next_room().await;
+    assert_eq!(audience.conversation_id, "11");
+    assert_eq!(audience.user_ids, vec![alice.clone(), bob.clone()]);
+    assert_eq!(
+        (change.user_id.as_str(), change.joined, change.disconnected),
+        (alice.as_str(), false, false)
+    );
+    assert_eq!(change.socket_id, "s2");
+    assert_eq!(change.role, "");
+    assert_eq!(change.login_name, format!("{alice}-login"));
+    assert_eq!(change.at_ms, last.at_ms);
+    assert!(!leave_room(&svc, &alice, "edge-1", "s2", "11").await.changed);
+    events.assert_quiet(Duration::from_millis(300)).await;
+
+    // Joining afterwards is a first join again.
+    assert!(
+        join_room(&svc, &alice, "edge-1", "s1", "11", &members)
+            .await
+            .changed
+    );
+    assert!(events.next_room().await.1.joined);
+}
+
+/// Sockets are (edge, socket): the same socket id on two edges is two
+/// sockets, and a user with sockets on both edges is in the room until the
+/// last one leaves.
+async fn room_presence_spans_edges(backend: Backend) {
+    let svc = backend.start().await;
+    let mut events = svc.events().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let members = [alice.as_str(), bob.as_str()];
+
+    assert!(
+        join_room(&svc, &alice, "edge-1", "s1", "21", &members)
+            .await
+            .changed
+    );
+    assert_eq!(events.next_room().await.1.socket_id, "s1");
+    assert!(
+        !join_room(&svc, &alice, "edge-2", "s1", "21", &members)
+            .await
+            .changed
+    );
+    assert!(
+        !join_room(&svc, &alice, "edge-2", "s2", "21", &members)
+            .await
+            .changed
+    );
+    assert!(!leave_room(&svc, &alice, "edge-1", "s1", "21").await.changed);
+    assert!(!leave_room(&svc, &alice, "edge-2", "s2", "21").await.changed);
+    events.assert_quiet(Duration::from_millis(300)).await;
+    assert!(leave_room(&svc, &alice, "edge-2", "s1", "21").await.changed);
+    let (_, left) = events.next_room().await;
+    assert!(!left.joined);
+    assert_eq!(left.user_id, alice);
+}
+
+/// Unregistering a session ends the socket's room presences: each room it
+/// was the user's last socket in is told (`disconnected`), before the
+/// offline of the user's last session; a socket without a session (it
+/// connected while presence-service was away) is cleaned up the same way.
+async fn unregistering_a_session_leaves_its_rooms(backend: Backend) {
+    let svc = backend.start().await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let members = [alice.as_str(), bob.as_str()];
+    register(&svc, &alice, "edge-1", "s1", &[&bob]).await;
+    register(&svc, &alice, "edge-1", "s2", &[&bob]).await;
+    join_room(&svc, &alice, "edge-1", "s1", "31", &members).await;
+    join_room(&svc, &alice, "edge-1", "s1", "32", &members).await;
+    join_room(&svc, &alice, "edge-1", "s2", "32", &members).await;
+    let mut events = svc.events().await;
+
+    // s1 closes: Alice leaves 31 (her only socket there), stays in 32.
+    assert!(!unregister(&svc, &alice, "edge-1", "s1").await.went_offline);
+    let (audience, left) = events.next_room().await;
+    assert_eq!(audience.conversation_id, "31");
+    assert_eq!(audience.user_ids, vec![alice.clone(), bob.clone()]);
+    assert_eq!(
+        (left.user_id.as_str(), left.joined, left.disconnected),
+        (alice.as_str(), false, true)
+    );
+    assert_eq!(left.socket_id, "s1");
+    assert_eq!(left.user_name, format!("{alice} name"));
+    assert_eq!(left.login_name, format!("{alice}-login"));
+    events.assert_quiet(Duration::from_millis(300)).await;
+
+    // s2 closes: she leaves 32, then goes offline.
+    assert!(unregister(&svc, &alice, "edge-1", "s2").await.went_offline);
+    let (audience, left) = events.next_room().await;
+    assert_eq!(audience.conversation_id, "32");
+    assert!(left.disconnected);
+    assert!(!events.next_status().await.1.online);
+    assert!(!leave_room(&svc, &alice, "edge-1", "s2", "32").await.changed);
+
+    // No session, one room: unregistering still leaves it.
+    join_room(&svc, &carol, "edge-1", "c1", "31", &members).await;
+    assert!(events.next_room().await.1.joined);
+    let gone = unregister(&svc, &carol, "edge-1", "c1").await;
+    assert!(!gone.went_offline);
+    let (_, left) = events.next_room().await;
+    assert_eq!(
+        (left.user_id.as_str(), left.disconnected),
+        (carol.as_str(), true)
+    );
+    events.assert_quiet(Duration::from_millis(300)).await;
+    assert!(
+        join_room(&svc, &alice, "edge-1", "s3", "31", &members)
+            .await
+            .changed
+    );
+}
+
+/// An edge that stops heartbeating takes its sockets out of their rooms:
+/// the rooms where that was a user's last socket are told
+/// (`disconnected`), with or without a session; a user who still has a
+/// socket there on a live edge stays.
+async fn an_expired_edge_leaves_its_rooms(backend: Backend) {
+    const TTL: Duration = Duration::from_millis(500);
+    let svc = backend
+        .start_with(|c| c.session_ttl_ms = TTL.as_millis() as u64)
+        .await;
+    let (alice, bob, carol, dave) = (user("alice"), user("bob"), user("carol"), user("dave"));
+    let members = [alice.as_str(), bob.as_str(), carol.as_str(), dave.as_str()];
+    let live = {
+        let client = svc.client();
+        tokio::spawn(async move {
+            let mut client = client;
+            loop {
+                client
+                    .heartbeat(HeartbeatRequest {
+                        edge_id: "edge-live".into(),
+                    })
+                    .await
+                    .expect("heartbeat");
+                tokio::time::sleep(TTL / 5).await;
+            }
+        })
+    };
+    register(&svc, &alice, "edge-silent", "a1", &[&bob]).await;
+    join_room(&svc, &alice, "edge-silent", "a1", "41", &members).await;
+    join_room(&svc, &bob, "edge-live", "b1", "41", &members).await;
+    join_room(&svc, &carol, "edge-silent", "c1", "42", &members).await;
+    join_room(&svc, &carol, "edge-live", "c2", "42", &members).await;
+    // Dave joined without a session: his join alone keeps the edge's deadline.
+    join_room(&svc, &dave, "edge-silent", "d1", "43", &members).await;
+    let mut events = svc.events().await;
+
+    let mut left = Vec::new();
+    let mut offline = Vec::new();
+    while left.len() < 2 || offline.is_empty() {
+        let e = events.next().await;
+        match e.kind {
+            Some(Kind::RoomPresenceChanged(c)) => {
+                assert!(offline.is_empty(), "the rooms are told before the offline");
+                left.push(c);
+            }
+            Some(Kind::StatusChanged(c)) => offline.push(c),
+            other => panic!("unexpected event {other:?}"),
+        }
     }
+    left.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
+    let who: Vec<(&str, &str, bool, bool)> = left
+        .iter()
+        .map(|c| {
+            (
+                c.user_id.as_str(),
+                c.conversation_id.as_str(),
+                c.joined,
+                c.disconnected,
+            )
+        })
+        .collect();
+    assert_eq!(
+        who,
+        vec![
+            (alice.as_str(), "41", false, true),
+            (dave.as_str(), "43", false, true)
+        ]
+    );
+    assert_eq!(left[0].socket_id, "a1");
+    assert_eq!(offline[0].user_id, alice);
+    assert!(!offline[0].online);
+    events.assert_quiet(TTL * 3).await;
+
+    // Bob and Carol are still in their rooms (through the live edge); Alice
+    // and Dave are not.
+    assert!(
+        leave_room(&svc, &bob, "edge-live", "b1", "41")
+            .await
+            .changed
+    );
+    assert!(
+        leave_room(&svc, &carol, "edge-live", "c2", "42")
+            .await
+            .changed
+    );
+    assert!(
+        join_room(&svc, &alice, "edge-live", "a2", "41", &members)
+            .await
+            .changed
+    );
+    assert!(
+        join_room(&svc, &dave, "edge-live", "d2", "43", &members)
+            .await
+            .changed
+    );
+    live.abort();
 }
 
 /// One call answers for many users, in the order asked: online ones with
@@ -743,7 +997,53 @@ async fn invalid_requests_are_refused(backend: Backend) {
         ServiceError::from_status(&e).code,
         ErrorCode::InvalidArgument
     );
+    let mut no_edge = room_req(&alice, "", "s1", "1", true, &[]);
+    let no_socket = room_req(&alice, "edge-1", "", "1", false, &[]);
+    let no_conversation = room_req(&alice, "edge-1", "s1", " ", true, &[]);
+    let mut no_actor = room_req(&alice, "edge-1", "s1", "1", true, &[]);
+    no_actor.actor = None;
+    no_edge.role = "member".into();
+    for req in [no_edge, no_socket, no_conversation, no_actor] {
+        let e = c.set_room_presence(req).await.expect_err("invalid");
+        assert_eq!(
+            ServiceError::from_status(&e).code,
+            ErrorCode::InvalidArgument
+        );
+    }
     assert!(!presence_of(&svc, &alice).await.online);
+}
+
+/// Redis only: two replicas share room presence; one announcement per
+/// transition whichever replica a socket's request reaches.
+async fn replicas_share_room_presence(backend: Backend) {
+    let a = backend.start().await;
+    let b = backend.start().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let members = [alice.as_str(), bob.as_str()];
+    assert!(
+        join_room(&a, &alice, "edge-1", "s1", "51", &members)
+            .await
+            .changed
+    );
+    assert!(
+        !join_room(&b, &alice, "edge-2", "s2", "51", &members)
+            .await
+            .changed
+    );
+    assert!(!leave_room(&a, &alice, "edge-1", "s1", "51").await.changed);
+    assert!(leave_room(&b, &alice, "edge-2", "s2", "51").await.changed);
+    assert!(
+        join_room(&b, &alice, "edge-2", "s2", "51", &members)
+            .await
+            .changed
+    );
+    let gone = unregister(&a, &alice, "edge-2", "s2").await;
+    assert!(!gone.went_offline);
+    assert!(
+        join_room(&a, &alice, "edge-1", "s3", "51", &members)
+            .await
+            .changed
+    );
 }
 
 /// Redis only: replicas on one prefix see each other's sessions; both sweep,
@@ -897,6 +1197,59 @@ async fn set_typing(
         .expires_at_ms
 }
 
+fn room_req(
+    user: &str,
+    edge: &str,
+    socket: &str,
+    conversation: &str,
+    joined: bool,
+    members: &[&str],
+) -> SetRoomPresenceRequest {
+    SetRoomPresenceRequest {
+        actor: actor(user),
+        conversation_id: conversation.into(),
+        joined,
+        member_ids: members.iter().map(|m| m.to_string()).collect(),
+        socket_id: socket.into(),
+        edge_id: edge.into(),
+        role: if joined {
+            "owner".into()
+        } else {
+            String::new()
+        },
+    }
+}
+
+async fn join_room(
+    svc: &Service,
+    user: &str,
+    edge: &str,
+    socket: &str,
+    conversation: &str,
+    members: &[&str],
+) -> SetRoomPresenceResponse {
+    svc.client()
+        .set_room_presence(room_req(user, edge, socket, conversation, true, members))
+        .await
+        .unwrap_or_else(|e| panic!("join {user}/{socket} to {conversation}: {e}"))
+        .into_inner()
+}
+
+/// Leaves without naming members (presence-service keeps the join's).
+async fn leave_room(
+    svc: &Service,
+    user: &str,
+    edge: &str,
+    socket: &str,
+    conversation: &str,
+) -> SetRoomPresenceResponse {
+    svc.client()
+        .set_room_presence(room_req(user, edge, socket, conversation, false, &[]))
+        .await
+        .unwrap_or_else(|e| panic!("leave {user}/{socket} from {conversation}: {e}"))
+        .into_inner()
+}
+
 /// A `Subscribe` stream with deadlines.
 struct Events(Streaming<PresenceEvent>);
 
@@ -922,6 +1275,14 @@ impl Events {
         match e.kind {
             Some(Kind::TypingChanged(t)) => (e.audience.expect("audience"), t),
             other => panic!("expected typing_changed, got {other:?}"),
+        }
+    }
+
+    async fn next_room(&mut self) -> (Audience, RoomPresenceChange) {
+        let e = self.next().await;
+        match e.kind {
+            Some(Kind::RoomPresenceChanged(c)) => (e.audience.expect("audience"), c),
+            other => panic!("expected room_presence_changed, got {other:?}"),
         }
     }
 

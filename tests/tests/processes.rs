@@ -136,6 +136,7 @@ async fn services_as_separate_processes() {
     .await;
     let target = Target {
         url: &edge,
+        env: &[],
         jwt_secret: &secret,
         control_url: Some(&control),
         // presence-service's default (PRESENCE_TYPING_TTL_MS is not set).

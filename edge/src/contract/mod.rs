@@ -60,7 +60,8 @@ pub struct Contract {
     /// (e.g. `authenticated`).
     pub greet: Option<fn(&SocketRef, &Identity, &Services)>,
     /// Runs when a socket of this contract disconnects (before its presence
-    /// session ends), e.g. to tell its rooms that it left.
+    /// session ends). Not for room departures: a socket's room presences end
+    /// with its session in presence-service, which announces them.
     pub on_disconnect: Option<DisconnectHook>,
     /// Renders a canonical chat event as this contract's events.
     pub chat_event: fn(&ChatEvent) -> Vec<Emit>,

@@ -21,9 +21,9 @@
 //! | event | direction | confab |
 //! |---|---|---|
 //! | `joined_conversation {conversation_id, user_id, username}` | s→c | to the joining socket once its join succeeded |
-//! | `user_joined {conversation_id, user_id, username}` | s→c | to the others in the room when a user's first socket joins it (never to the user's own sockets) |
+//! | `user_joined {conversation_id, user_id, username}` | s→c | `PresenceEvent.room_presence_changed` (joined): to the conversation room on every edge when a user's first socket (on any edge) joins it (never to the user's own sockets) |
 //! | `left_conversation {conversation_id, user_id, username}` | s→c | to the leaving socket after every readable `leave_conversation` (also when it was not in the room, as the app's server does): the app waits for it before joining the next conversation |
-//! | `user_left {conversation_id, user_id, username}` | s→c | to the others in the room when a user's last socket leaves it |
+//! | `user_left {conversation_id, user_id, username}` | s→c | `room_presence_changed` (left, not `disconnected`): the same sockets, when a user's last socket (on any edge) leaves it with `leave_conversation` |
 //! | `friend_status_changed {user_id, status: 'online' \| 'offline', timestamp}` | s→c | `PresenceEvent.status_changed`: to every socket of the users who share a conversation with the user (the app's server tells friends and conversation partners); `timestamp` in ms as the app's type says |
 //! | `heartbeat {timestamp}` | c→s | accepted and ignored (presence is kept by the socket itself); never an error, never a disconnect |
 //!
@@ -58,10 +58,17 @@
 //!   `user_offline`, raven's `friend_status_changed`), sent to the users who
 //!   share a conversation with them; a second tab or closing one of two says
 //!   nothing, and a user never hears about themselves.
-//! - `user_joined`/`user_left` are per-edge room state (the sockets of this
-//!   edge's namespace), like v3's `user_joined_chat`/`user_left`. A socket
-//!   that disconnects leaves its rooms without `user_left`, as the app's
-//!   server does.
+//! - `user_joined`/`user_left` are room presence, presence-service's
+//!   (`SetRoomPresence`), like v3's `user_joined_chat`/`user_left`: it
+//!   decides whether a socket is the user's first in the conversation or
+//!   their last one out, over every edge and contract, so a user with
+//!   sockets on two edges is announced once. A socket that disconnects
+//!   leaves its rooms without `user_left`, as the app's server does: its
+//!   room presences end with its session (`disconnected`), which raven does
+//!   not render — but the user's next join is announced again. Room ids are
+//!   the conversation's as chat-service writes them (`007` is room `7`);
+//!   the payloads of the joining or leaving socket echo the id it sent.
+//!   When presence-service is unreachable the join works, unannounced.
 //! - The per-user socket limit is reported like the seed's other handshake
 //!   refusals: `connect_error` with the stable code `TOO_MANY_CONNECTIONS`
 //!   as its message (the seed's list has `CONNECTION_FAILED` for "connection
@@ -70,8 +77,8 @@
 
 use confab_proto::ServiceError;
 use confab_proto::v1::{
-    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, PresenceEvent, SendMessageRequest,
-    chat_event::Kind, presence_event,
+    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, PresenceEvent, RoomPresenceChange,
+    SendMessageRequest, chat_event::Kind, presence_event,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -81,8 +88,9 @@ use super::Me;
 
 use super::{Contract, Emit, any_handshake, conversation_room, user_room};
 use crate::auth::{AuthError, Identity};
+use crate::presence;
 use crate::services::Services;
-use crate::wire::{WireId, iso};
+use crate::wire::{WireId, first_non_empty, iso};
 
 pub const CONTRACT: Contract = Contract {
     name: "raven",
@@ -119,6 +127,7 @@ fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
 }
 
 fn on_connect(s: &SocketRef, _: &Identity) {
+    presence::attach_room_lock(s);
     s.on("join_conversation", join_conversation);
     s.on("leave_conversation", leave_conversation);
     s.on("send_message", send_message);
@@ -195,18 +204,27 @@ async fn join_conversation(
             };
             match svc.chat.clone().check_membership(req).await {
                 Ok(r) if r.get_ref().is_member => {
-                    let room = conversation_room(&id);
-                    let first = !in_room(&s, &room) && !another_socket_of(&s, &room, &me.user_id);
-                    s.join(room.clone());
-                    let payload = room_change(&id, &me);
-                    let _ = s.emit("joined_conversation", &payload);
-                    if first {
-                        let _ = s
-                            .to(room)
-                            .except(user_room(&me.user_id))
-                            .emit("user_joined", &payload)
-                            .await;
-                    }
+                    let membership = r.into_inner();
+                    let conv = membership.conversation.unwrap_or_default();
+                    let conversation_id = if conv.id.is_empty() {
+                        canonical(&id)
+                    } else {
+                        conv.id
+                    };
+                    let members = conv.members.into_iter().map(|m| m.user_id).collect();
+                    let rooms = presence::lock_rooms(&s).await;
+                    s.join(conversation_room(&conversation_id));
+                    let _ = s.emit("joined_conversation", &room_change(&id, &me));
+                    presence::enter_room(
+                        &svc,
+                        &s,
+                        &me,
+                        &conversation_id,
+                        members,
+                        &membership.role,
+                    )
+                    .await;
+                    drop(rooms);
                     Ok(json!({ "conversationId": id }))
                 }
                 Ok(_) => fail(format!(
@@ -222,6 +240,7 @@ async fn join_conversation(
 async fn leave_conversation(
     s: SocketRef,
     TryData(p): TryData<ConversationRef>,
+    State(svc): State<Services>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -229,18 +248,16 @@ async fn leave_conversation(
         Ok(ConversationRef {
             conversation_id: WireId(id),
         }) => {
-            let room = conversation_room(&id);
+            let conversation_id = canonical(&id);
+            let room = conversation_room(&conversation_id);
+            let rooms = presence::lock_rooms(&s).await;
             let was_in = in_room(&s, &room);
-            s.leave(room.clone());
-            let payload = room_change(&id, &me);
-            let _ = s.emit("left_conversation", &payload);
-            if was_in && !another_socket_of(&s, &room, &me.user_id) {
-                let _ = s
-                    .to(room)
-                    .except(user_room(&me.user_id))
-                    .emit("user_left", &payload)
-                    .await;
+            s.leave(room);
+            let _ = s.emit("left_conversation", &room_change(&id, &me));
+            if was_in {
+                presence::leave_room(&svc, &s, &me, &conversation_id).await;
             }
+            drop(rooms);
             Ok(json!({ "conversationId": id }))
         }
         Err(e) => Err(error_payload(
@@ -331,14 +348,10 @@ fn in_room(s: &SocketRef, room: &str) -> bool {
     s.rooms().iter().any(|r| r == room)
 }
 
-/// Whether another socket of `user` on this edge is in `room`.
-fn another_socket_of(s: &SocketRef, room: &str, user: &str) -> bool {
-    s.within(room.to_string()).sockets().iter().any(|o| {
-        o.id != s.id
-            && o.extensions
-                .get::<Identity>()
-                .is_some_and(|id| id.user_id == user)
-    })
+/// A conversation id as chat-service writes it ("007" is "7"), so room
+/// names match the ones events are emitted to.
+fn canonical(id: &str) -> String {
+    confab_proto::ids::parse(id).map_or_else(|| id.to_string(), |n| n.to_string())
 }
 
 /// The seed's `new_message` payload.
@@ -377,10 +390,13 @@ fn chat_event(ev: &ChatEvent) -> Vec<Emit> {
 }
 
 /// `friend_status_changed`, to every socket of the users who share a
-/// conversation with the one who changed (never to that user).
+/// conversation with the one who changed (never to that user); room
+/// presence as `user_joined` / `user_left`.
 fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
-    let Some(presence_event::Kind::StatusChanged(c)) = &ev.kind else {
-        return Vec::new();
+    let c = match &ev.kind {
+        Some(presence_event::Kind::StatusChanged(c)) => c,
+        Some(presence_event::Kind::RoomPresenceChanged(c)) => return room_presence_changed(c),
+        _ => return Vec::new(),
     };
     let rooms: Vec<String> = ev
         .audience
@@ -410,10 +426,67 @@ fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
     }]
 }
 
+/// `user_joined` (the user's first socket joined the conversation) or
+/// `user_left` (their last one left it), to the conversation room except
+/// the user's own sockets. A last socket that disconnected is not told:
+/// the app's server says nothing when a socket closes.
+fn room_presence_changed(c: &RoomPresenceChange) -> Vec<Emit> {
+    if !c.joined && c.disconnected {
+        return Vec::new();
+    }
+    vec![Emit {
+        rooms: vec![conversation_room(&c.conversation_id)],
+        except: vec![user_room(&c.user_id)],
+        event: if c.joined { "user_joined" } else { "user_left" },
+        data: json!({
+            "conversation_id": c.conversation_id,
+            "user_id": c.user_id,
+            "username": first_non_empty(&[&c.login_name, &c.user_name, &c.user_id]),
+        }),
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use confab_proto::v1::{Audience, StatusChange};
+
+    #[test]
+    fn room_presence_is_user_joined_and_user_left_but_not_a_disconnect() {
+        let ev = |joined: bool, disconnected: bool| PresenceEvent {
+            seq: 0,
+            audience: Some(Audience {
+                conversation_id: "7".into(),
+                user_ids: vec!["u1".into(), "w1".into()],
+                ..Default::default()
+            }),
+            kind: Some(presence_event::Kind::RoomPresenceChanged(
+                RoomPresenceChange {
+                    user_id: "u1".into(),
+                    user_name: "Ada".into(),
+                    login_name: String::new(),
+                    conversation_id: "7".into(),
+                    joined,
+                    disconnected,
+                    ..Default::default()
+                },
+            )),
+        };
+        let joined = presence_event(&ev(true, false));
+        assert_eq!(joined.len(), 1);
+        assert_eq!(joined[0].event, "user_joined");
+        assert_eq!(joined[0].rooms, vec![conversation_room("7")]);
+        assert_eq!(joined[0].except, vec![user_room("u1")]);
+        // No login name: the display name, as `me.login_name()` would.
+        assert_eq!(
+            joined[0].data,
+            json!({"conversation_id": "7", "user_id": "u1", "username": "Ada"})
+        );
+        let left = presence_event(&ev(false, false));
+        assert_eq!(left[0].event, "user_left");
+        assert_eq!(left[0].data, joined[0].data);
+        assert!(presence_event(&ev(false, true)).is_empty());
+    }
 
     #[test]
     fn status_changes_are_friend_status_changed_for_the_peers() {

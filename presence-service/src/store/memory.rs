@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use super::{
-    Expired, NewSession, Profile, Registration, Removal, Store, StoreResult, Typing, TypingKey,
-    TypingStart,
+    EdgesExpired, Expired, NewSession, Profile, Registration, Removal, RoomLeft, RoomMember,
+    RoomSocket, Store, StoreResult, Typing, TypingKey, TypingStart,
 };
 
 #[derive(Default)]
@@ -21,6 +21,17 @@ struct State {
     users: HashMap<String, User>,
     edges: HashMap<String, Edge>,
     typing: HashMap<TypingKey, (i64, Typing)>,
+    /// (conversation id, user id) → that user's sockets in the room (an
+    /// entry with none is removed).
+    rooms: HashMap<(String, String), Room>,
+    /// (user id, edge id, socket id) → the conversations the socket is in.
+    socket_rooms: HashMap<(String, String, String), HashSet<String>>,
+}
+
+struct Room {
+    /// (edge id, socket id).
+    sockets: HashSet<(String, String)>,
+    member: RoomMember,
 }
 
 struct User {
@@ -34,6 +45,8 @@ struct Edge {
     deadline_ms: i64,
     /// (user id, socket id) of the sessions on this edge.
     sessions: HashSet<(String, String)>,
+    /// (user id, socket id) of this edge's sockets in some room.
+    room_sockets: HashSet<(String, String)>,
 }
 
 impl MemoryStore {
@@ -50,6 +63,46 @@ impl MemoryStore {
 
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl State {
+    /// Takes one socket out of every room it is in; returns the rooms it
+    /// was its user's last socket in.
+    fn leave_rooms(&mut self, user_id: &str, edge_id: &str, socket_id: &str) -> Vec<RoomLeft> {
+        let key = (
+            user_id.to_string(),
+            edge_id.to_string(),
+            socket_id.to_string(),
+        );
+        let Some(conversations) = self.socket_rooms.remove(&key) else {
+            return Vec::new();
+        };
+        let (user_id, edge_id, socket_id) = key;
+        if let Some(edge) = self.edges.get_mut(&edge_id) {
+            edge.room_sockets
+                .remove(&(user_id.clone(), socket_id.clone()));
+        }
+        let socket = (edge_id, socket_id);
+        let mut left = Vec::new();
+        for conversation_id in conversations {
+            let room_key = (conversation_id, user_id.clone());
+            let Some(room) = self.rooms.get_mut(&room_key) else {
+                continue;
+            };
+            if room.sockets.remove(&socket)
+                && room.sockets.is_empty()
+                && let Some(room) = self.rooms.remove(&room_key)
+            {
+                left.push(RoomLeft {
+                    conversation_id: room_key.0,
+                    user_id: user_id.clone(),
+                    socket_id: socket.1.clone(),
+                    member: room.member,
+                });
+            }
+        }
+        left
+    }
 }
 
 #[async_trait::async_trait]
@@ -96,6 +149,7 @@ impl Store for MemoryStore {
         socket_id: &str,
     ) -> StoreResult<Removal> {
         let mut st = self.state();
+        let rooms_left = st.leave_rooms(user_id, edge_id, socket_id);
         if let Some(edge) = st.edges.get_mut(edge_id) {
             edge.sessions
                 .remove(&(user_id.to_string(), socket_id.to_string()));
@@ -105,6 +159,7 @@ impl Store for MemoryStore {
                 removed: false,
                 session_count: 0,
                 went_offline: None,
+                rooms_left,
             });
         };
         let removed = user
@@ -121,6 +176,7 @@ impl Store for MemoryStore {
             removed,
             session_count: count(left),
             went_offline,
+            rooms_left,
         })
     }
 
@@ -139,7 +195,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn expire_edges(&self, now_ms: i64) -> StoreResult<Vec<Expired>> {
+    async fn expire_edges(&self, now_ms: i64) -> StoreResult<EdgesExpired> {
         let mut st = self.state();
         let due: Vec<String> = st
             .edges
@@ -147,8 +203,16 @@ impl Store for MemoryStore {
             .filter(|(_, e)| e.deadline_ms <= now_ms)
             .map(|(id, _)| id.clone())
             .collect();
-        let mut out = Vec::new();
+        let mut out = EdgesExpired::default();
         for edge_id in due {
+            let Some(edge) = st.edges.get(&edge_id) else {
+                continue;
+            };
+            let room_sockets: Vec<(String, String)> = edge.room_sockets.iter().cloned().collect();
+            for (user_id, socket_id) in room_sockets {
+                let left = st.leave_rooms(&user_id, &edge_id, &socket_id);
+                out.rooms_left.extend(left);
+            }
             let Some(edge) = st.edges.remove(&edge_id) else {
                 continue;
             };
@@ -164,7 +228,7 @@ impl Store for MemoryStore {
                     && user.sessions.is_empty()
                     && let Some(user) = st.users.remove(&user_id)
                 {
-                    out.push(Expired {
+                    out.offline.push(Expired {
                         user_id,
                         socket_id,
                         profile: user.profile,
@@ -174,6 +238,69 @@ impl Store for MemoryStore {
             }
         }
         Ok(out)
+    }
+
+    async fn join_room(
+        &self,
+        socket: &RoomSocket,
+        member: &RoomMember,
+        edge_deadline_ms: i64,
+    ) -> StoreResult<bool> {
+        let mut st = self.state();
+        let room = st
+            .rooms
+            .entry((socket.conversation_id.clone(), socket.user_id.clone()))
+            .or_insert_with(|| Room {
+                sockets: HashSet::new(),
+                member: RoomMember::default(),
+            });
+        let first = room.sockets.is_empty();
+        room.sockets
+            .insert((socket.edge_id.clone(), socket.socket_id.clone()));
+        room.member = member.clone();
+        st.socket_rooms
+            .entry((
+                socket.user_id.clone(),
+                socket.edge_id.clone(),
+                socket.socket_id.clone(),
+            ))
+            .or_default()
+            .insert(socket.conversation_id.clone());
+        let edge = st.edges.entry(socket.edge_id.clone()).or_default();
+        edge.deadline_ms = edge.deadline_ms.max(edge_deadline_ms);
+        edge.room_sockets
+            .insert((socket.user_id.clone(), socket.socket_id.clone()));
+        Ok(first)
+    }
+
+    async fn leave_room(&self, socket: &RoomSocket) -> StoreResult<Option<RoomMember>> {
+        let mut st = self.state();
+        let socket_key = (
+            socket.user_id.clone(),
+            socket.edge_id.clone(),
+            socket.socket_id.clone(),
+        );
+        if let Some(rooms) = st.socket_rooms.get_mut(&socket_key) {
+            rooms.remove(&socket.conversation_id);
+            if rooms.is_empty() {
+                st.socket_rooms.remove(&socket_key);
+                if let Some(edge) = st.edges.get_mut(&socket.edge_id) {
+                    edge.room_sockets
+                        .remove(&(socket.user_id.clone(), socket.socket_id.clone()));
+                }
+            }
+        }
+        let room_key = (socket.conversation_id.clone(), socket.user_id.clone());
+        let Some(room) = st.rooms.get_mut(&room_key) else {
+            return Ok(None);
+        };
+        let removed = room
+            .sockets
+            .remove(&(socket.edge_id.clone(), socket.socket_id.clone()));
+        if removed && room.sockets.is_empty() {
+            return Ok(st.rooms.remove(&room_key).map(|r| r.member));
+        }
+        Ok(None)
     }
 
     async fn start_typing(

@@ -11,13 +11,18 @@
 //! | `edges` | sorted set | member edge id, score its heartbeat deadline (ms) |
 //! | `typing` | sorted set | member `["<user>","<conversation>"]`, score its expiry (ms) |
 //! | `typing:<member>` | hash | `name`, `started`, `members` (JSON array) of that typing state |
+//! | `room:<room>` | set | the sockets `["<edge>","<socket>"]` of one user in one conversation, `<room>` = `["<conversation>","<user>"]`; its size says first / last |
+//! | `roominfo:<room>` | hash | `name`, `login`, `members` (JSON array) of the user's latest join there; deleted with the last socket |
+//! | `sockrooms:<socket>` | set | the rooms `["<conversation>","<user>"]` one socket `["<edge>","<socket>"]` is in |
+//! | `edgerooms:<edge>` | set | the sockets `["<edge>","<socket>"]` of that edge in some room |
 //!
 //! Each operation that can cause a transition is one Lua script, so it runs
 //! atomically on the server: registering checks the limit and adds in one
-//! step; the script that removes the last session, an expired edge (`ZREM`
-//! from `edges`) or a typing state (`ZREM` from `typing`) is the only one
-//! that reports it, so of several replicas sweeping at once exactly one
-//! publishes each event. The JSON strings are made in Rust and only decoded
+//! step; the script that removes the last session, a user's last socket
+//! from a room (a leave, an unregister or an edge's expiry), an expired
+//! edge (`ZREM` from `edges`) or a typing state (`ZREM` from `typing`) is
+//! the only one that reports it, so of several replicas sweeping at once
+//! exactly one publishes each event. The JSON strings are made in Rust and only decoded
 //! in Lua, so keys and fields always match byte for byte.
 //!
 //! Deadlines are computed from each replica's clock: replicas need
@@ -29,8 +34,8 @@ use ::redis::Script;
 use ::redis::aio::ConnectionManager;
 
 use super::{
-    Expired, NewSession, Profile, Registration, Removal, Store, StoreError, StoreResult, Typing,
-    TypingKey, TypingStart,
+    EdgesExpired, Expired, NewSession, Profile, Registration, Removal, RoomLeft, RoomMember,
+    RoomSocket, Store, StoreError, StoreResult, Typing, TypingKey, TypingStart,
 };
 
 /// How many due typing states one sweep script removes at most.
@@ -50,6 +55,8 @@ struct Scripts {
     start_typing: Script,
     stop_typing: Script,
     expire_typing: Script,
+    join_room: Script,
+    leave_room: Script,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -81,11 +88,13 @@ impl RedisStore {
             prefix: format!("{{{prefix}}}:"),
             scripts: Scripts {
                 register: Script::new(REGISTER),
-                unregister: Script::new(UNREGISTER),
-                expire_edges: Script::new(EXPIRE_EDGES),
+                unregister: Script::new(&format!("{LEAVE_ROOMS}{UNREGISTER}")),
+                expire_edges: Script::new(&format!("{LEAVE_ROOMS}{EXPIRE_EDGES}")),
                 start_typing: Script::new(START_TYPING),
                 stop_typing: Script::new(STOP_TYPING),
                 expire_typing: Script::new(EXPIRE_TYPING),
+                join_room: Script::new(JOIN_ROOM),
+                leave_room: Script::new(LEAVE_ROOM),
             },
         })
     }
@@ -105,6 +114,33 @@ impl RedisStore {
     fn typing_member(key: &TypingKey) -> String {
         json(&(&key.user_id, &key.conversation_id))
     }
+
+    /// `["<conversation>","<user>"]`: names a user's presence in a room.
+    fn room_member(socket: &RoomSocket) -> String {
+        json(&(&socket.conversation_id, &socket.user_id))
+    }
+}
+
+fn room_member(name: String, login: String, members: &str) -> StoreResult<RoomMember> {
+    Ok(RoomMember {
+        user_name: name,
+        login,
+        member_ids: serde_json::from_str(members).map_err(err)?,
+    })
+}
+
+/// One row of [`LEAVE_ROOMS`]: {room, socket field, name, login, members}.
+type RoomRow = (String, String, String, String, String);
+
+fn room_left((room, socket, name, login, members): RoomRow) -> StoreResult<RoomLeft> {
+    let (conversation_id, user_id): (String, String) = serde_json::from_str(&room).map_err(err)?;
+    let (_edge, socket_id): (String, String) = serde_json::from_str(&socket).map_err(err)?;
+    Ok(RoomLeft {
+        conversation_id,
+        user_id,
+        socket_id,
+        member: room_member(name, login, &members)?,
+    })
 }
 
 fn profile(name: String, login: String, watchers: &str) -> StoreResult<Profile> {
@@ -142,31 +178,61 @@ if before == 0 then came_online = 1 end
 return {1, came_online, redis.call('HLEN', KEYS[1])}
 "#;
 
+/// A Lua function the scripts that end sockets start with: takes one
+/// socket (`["<edge>","<socket>"]`) out of every room it is in and appends
+/// to `out` one {room, socket, name, login, members} per room it was its
+/// user's last socket in.
+const LEAVE_ROOMS: &str = r#"
+local function leave_rooms(prefix, edge, socket, out)
+  local socket_key = prefix .. 'sockrooms:' .. socket
+  local rooms = redis.call('SMEMBERS', socket_key)
+  redis.call('DEL', socket_key)
+  redis.call('SREM', prefix .. 'edgerooms:' .. edge, socket)
+  for _, room in ipairs(rooms) do
+    local room_key = prefix .. 'room:' .. room
+    if redis.call('SREM', room_key, socket) == 1 and redis.call('SCARD', room_key) == 0 then
+      local info_key = prefix .. 'roominfo:' .. room
+      local p = redis.call('HMGET', info_key, 'name', 'login', 'members')
+      redis.call('DEL', info_key)
+      table.insert(out, {room, socket, p[1] or '', p[2] or '', p[3] or '[]'})
+    end
+  end
+end
+"#;
+
 /// KEYS: sessions:<user>, edge:<edge>, profile:<user>.
-/// ARGV: session field, edge field.
-/// Returns {removed, went_offline, session_count, name, watchers, login}.
+/// ARGV: session field (= the socket), edge field, key prefix, edge id.
+/// Returns {removed, went_offline, session_count, name, watchers, login,
+/// rooms left} (see [`LEAVE_ROOMS`]).
 const UNREGISTER: &str = r#"
+local rooms = {}
+leave_rooms(ARGV[3], ARGV[4], ARGV[1], rooms)
 redis.call('HDEL', KEYS[2], ARGV[2])
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
 local left = redis.call('HLEN', KEYS[1])
 if removed == 1 and left == 0 then
   local p = redis.call('HMGET', KEYS[3], 'name', 'watchers', 'login')
   redis.call('DEL', KEYS[3])
-  return {1, 1, 0, p[1] or '', p[2] or '[]', p[3] or ''}
+  return {1, 1, 0, p[1] or '', p[2] or '[]', p[3] or '', rooms}
 end
-return {removed, 0, left, '', '[]', ''}
+return {removed, 0, left, '', '[]', '', rooms}
 "#;
 
 /// KEYS: edges. ARGV: now, key prefix.
-/// Removes every due edge with its sessions. Returns one
-/// {user, session field, name, watchers, edge deadline, login} per user left with
-/// no session.
+/// Removes every due edge with its sessions and its sockets' rooms. Returns
+/// {offline, rooms left}: one {user, session field, name, watchers, edge
+/// deadline, login} per user left with no session, and the rooms as
+/// [`LEAVE_ROOMS`] reports them.
 const EXPIRE_EDGES: &str = r#"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES')
 local out = {}
+local rooms = {}
 for i = 1, #due, 2 do
   local edge, deadline = due[i], due[i + 1]
   redis.call('ZREM', KEYS[1], edge)
+  for _, socket in ipairs(redis.call('SMEMBERS', ARGV[2] .. 'edgerooms:' .. edge)) do
+    leave_rooms(ARGV[2], edge, socket, rooms)
+  end
   local edge_key = ARGV[2] .. 'edge:' .. edge
   local sessions = redis.call('HGETALL', edge_key)
   redis.call('DEL', edge_key)
@@ -182,7 +248,39 @@ for i = 1, #due, 2 do
     end
   end
 end
-return out
+return {out, rooms}
+"#;
+
+/// KEYS: room:<room>, roominfo:<room>, sockrooms:<socket>, edgerooms:<edge>,
+/// edges. ARGV: socket, room, name, login, members, edge id, deadline.
+/// Returns 1 when this is the user's first socket in the room, else 0.
+const JOIN_ROOM: &str = r#"
+local added = redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], 'name', ARGV[3], 'login', ARGV[4], 'members', ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('ZADD', KEYS[5], 'GT', ARGV[7], ARGV[6])
+if added == 1 and redis.call('SCARD', KEYS[1]) == 1 then
+  return 1
+end
+return 0
+"#;
+
+/// KEYS: room:<room>, roominfo:<room>, sockrooms:<socket>, edgerooms:<edge>.
+/// ARGV: socket, room.
+/// Returns {name, login, members} when this was the user's last socket in
+/// the room, else nil.
+const LEAVE_ROOM: &str = r#"
+redis.call('SREM', KEYS[3], ARGV[2])
+if redis.call('SCARD', KEYS[3]) == 0 then
+  redis.call('SREM', KEYS[4], ARGV[1])
+end
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 0 then
+  local p = redis.call('HMGET', KEYS[2], 'name', 'login', 'members')
+  redis.call('DEL', KEYS[2])
+  return {p[1] or '', p[2] or '', p[3] or '[]'}
+end
+return false
 "#;
 
 /// KEYS: typing, typing:<member>. ARGV: member, deadline, name, members, now,
@@ -270,8 +368,8 @@ impl Store for RedisStore {
         edge_id: &str,
         socket_id: &str,
     ) -> StoreResult<Removal> {
-        type Row = (i64, i64, i64, String, String, String);
-        let (removed, went_offline, left, name, watchers, login): Row = self
+        type Row = (i64, i64, i64, String, String, String, Vec<RoomRow>);
+        let (removed, went_offline, left, name, watchers, login, rooms): Row = self
             .scripts
             .unregister
             .key(self.key("sessions", user_id))
@@ -279,6 +377,8 @@ impl Store for RedisStore {
             .key(self.key("profile", user_id))
             .arg(json(&(edge_id, socket_id)))
             .arg(json(&(user_id, socket_id)))
+            .arg(&self.prefix)
+            .arg(edge_id)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
@@ -290,6 +390,10 @@ impl Store for RedisStore {
             } else {
                 None
             },
+            rooms_left: rooms
+                .into_iter()
+                .map(room_left)
+                .collect::<StoreResult<_>>()?,
         })
     }
 
@@ -323,8 +427,9 @@ impl Store for RedisStore {
         Ok(counts.into_iter().map(count).collect())
     }
 
-    async fn expire_edges(&self, now_ms: i64) -> StoreResult<Vec<Expired>> {
-        let rows: Vec<(String, String, String, String, String, String)> = self
+    async fn expire_edges(&self, now_ms: i64) -> StoreResult<EdgesExpired> {
+        type Row = (String, String, String, String, String, String);
+        let (rows, rooms): (Vec<Row>, Vec<RoomRow>) = self
             .scripts
             .expire_edges
             .key(self.edges())
@@ -333,7 +438,8 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
-        rows.into_iter()
+        let offline = rows
+            .into_iter()
             .map(|(user_id, field, name, watchers, deadline, login)| {
                 let (_edge, socket_id): (String, String) =
                     serde_json::from_str(&field).map_err(err)?;
@@ -344,7 +450,62 @@ impl Store for RedisStore {
                     edge_deadline_ms: deadline.parse::<f64>().map_err(err)? as i64,
                 })
             })
-            .collect()
+            .collect::<StoreResult<_>>()?;
+        Ok(EdgesExpired {
+            offline,
+            rooms_left: rooms
+                .into_iter()
+                .map(room_left)
+                .collect::<StoreResult<_>>()?,
+        })
+    }
+
+    async fn join_room(
+        &self,
+        socket: &RoomSocket,
+        member: &RoomMember,
+        edge_deadline_ms: i64,
+    ) -> StoreResult<bool> {
+        let room = Self::room_member(socket);
+        let field = json(&(&socket.edge_id, &socket.socket_id));
+        let first: i64 = self
+            .scripts
+            .join_room
+            .key(self.key("room", &room))
+            .key(self.key("roominfo", &room))
+            .key(self.key("sockrooms", &field))
+            .key(self.key("edgerooms", &socket.edge_id))
+            .key(self.edges())
+            .arg(&field)
+            .arg(&room)
+            .arg(&member.user_name)
+            .arg(&member.login)
+            .arg(json(&member.member_ids))
+            .arg(&socket.edge_id)
+            .arg(edge_deadline_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        Ok(first == 1)
+    }
+
+    async fn leave_room(&self, socket: &RoomSocket) -> StoreResult<Option<RoomMember>> {
+        let room = Self::room_member(socket);
+        let field = json(&(&socket.edge_id, &socket.socket_id));
+        let row: Option<(String, String, String)> = self
+            .scripts
+            .leave_room
+            .key(self.key("room", &room))
+            .key(self.key("roominfo", &room))
+            .key(self.key("sockrooms", &field))
+            .key(self.key("edgerooms", &socket.edge_id))
+            .arg(&field)
+            .arg(&room)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        row.map(|(name, login, members)| room_member(name, login, &members))
+            .transpose()
     }
 
     async fn start_typing(

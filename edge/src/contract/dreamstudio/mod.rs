@@ -4,10 +4,10 @@
 //! | seed event | direction | confab |
 //! |---|---|---|
 //! | handshake `auth: {token, userId}` | c→s | the token is verified as everywhere; `userId`, when sent, must be the token's subject, else `connect_error` `Authentication error: userId does not match the token` |
-//! | `join_room {roomId}` | c→s | `CheckMembership`; a member's socket leaves its other conversation rooms (each gets `member:left`), joins the room and `member:joined` goes to the room |
-//! | `leave_room {roomId}` | c→s | leaves the room; `member:left` goes to the sockets still in it |
-//! | `member:joined {userId, roomId, timestamp}` | s→c | the room, the joiner included |
-//! | `member:left {userId, roomId, timestamp}` | s→c | the room, the leaver excluded |
+//! | `join_room {roomId}` | c→s | `CheckMembership`; a member's socket leaves its other conversation rooms (`SetRoomPresence` left for each), joins the room (`SetRoomPresence` joined) and gets `member:joined` itself |
+//! | `leave_room {roomId}` | c→s | leaves the room (`SetRoomPresence` left) |
+//! | `member:joined {userId, roomId, timestamp}` | s→c | `PresenceEvent.room_presence_changed` (joined): the room on every edge except the user's sockets, when the user's first socket (on any edge) joins; and the joining socket itself on every join |
+//! | `member:left {userId, roomId, timestamp}` | s→c | `room_presence_changed` (left, not `disconnected`): the room on every edge except the user's sockets, when the user's last socket leaves it (`leave_room`, or `join_room` of another room) |
 //! | `message:send {roomId, content, type = "TEXT", fileUrl?}` | c→s | `SendMessage` (`content`→`text`, `type`→`kind`, `fileUrl`→one attachment) |
 //! | `message:new {id, roomId, senderId, content, type, fileUrl, createdAt, sender: {id, name}}` | s→c | `ChatEvent.message_created`, to the room, the sender included (also for messages posted over REST or from another contract) |
 //! | `message:edit {messageId, content, roomId?}` | c→s | `EditMessage` (`message:edited` is accepted as an alias, as the seed's heading has the client emit it) |
@@ -55,14 +55,24 @@
 //! - `join_room` checks membership first (the seed's server does not); a
 //!   refused join changes nothing, so the socket stays in its current room.
 //!   Switching rooms leaves only the socket's *conversation* rooms (never its
-//!   user room), and tells each old room `member:left` so member lists there
-//!   stay right. Rejoining the current room just announces `member:joined`.
+//!   user room), and tells each old room `member:left` (when it was the
+//!   user's last socket there) so member lists there stay right.
+//! - Room presence is presence-service's (`SetRoomPresence`), over every
+//!   edge and contract: the room hears `member:joined` when the user's
+//!   first socket joins and `member:left` when their last one leaves, so a
+//!   user with sockets on two edges (or two tabs) is announced once, and
+//!   the user's own sockets hear neither. The seed's server emits
+//!   `member:joined` to the room, the joiner included: the joining socket
+//!   gets its own `member:joined` on every join (rejoining included; same
+//!   timestamp as the room's), so a frontend that waits for it still does.
 //! - `leave_room` announces `member:left` only when the socket was in that
 //!   room, so nobody can announce leaving a room they never joined.
-//! - Room presence is per edge: `member:joined`/`member:left` reach the
-//!   sockets in the room on this edge. Cross-edge room presence arrives with
-//!   presence-service (`SetRoomPresence` → `room_presence_changed`), which
-//!   will then render these two events instead.
+//! - A socket that disconnects leaves its rooms without `member:left`, as
+//!   the seed's server does (its `disconnect` only broadcasts
+//!   `user:offline`): its room presences end with its session
+//!   (`disconnected`), which dreamstudio does not render — but the user's
+//!   next join is announced again. When presence-service is unreachable,
+//!   joining works and is announced to the joiner only.
 //! - Sending, editing and deleting need membership (chat-service checks it),
 //!   not having joined the room; receiving the room's events needs the join.
 //!   The `roomId` of `message:edit`/`message:delete` is optional and not
@@ -96,16 +106,14 @@
 //!   event, whatever room they are in.
 //!
 //! The room calls (`call:initiated`, `call:answered`, `call:ended`, and
-//! signaling events beyond the seed) are in [`calls`]. Not here yet
-//! (another issue): cross-edge `member:joined`/`member:left` from
-//! `room_presence_changed` (see above).
+//! signaling events beyond the seed) are in [`calls`].
 
 mod calls;
 
 use confab_proto::v1::presence_event::Kind as PresenceKind;
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, DeleteMessageRequest,
-    EditMessageRequest, PresenceEvent, SendMessageRequest, chat_event::Kind,
+    EditMessageRequest, PresenceEvent, RoomPresenceChange, SendMessageRequest, chat_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
@@ -167,6 +175,7 @@ fn handshake(auth: Option<&Value>, me: &Identity) -> Result<(), String> {
 }
 
 fn on_connect(s: &SocketRef, _: &Identity) {
+    presence::attach_room_lock(s);
     s.on("join_room", join_room);
     s.on("leave_room", leave_room);
     s.on("message:send", send_message);
@@ -294,16 +303,12 @@ fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, Refusal>) {
     let _ = ack.send(&reply);
 }
 
-fn now() -> String {
-    iso(chrono::Utc::now().timestamp_millis())
-}
-
 /// The payload of `member:joined` and `member:left`.
-fn member_payload(me: &Identity, room_id: &str) -> Value {
+fn member_payload(user_id: &str, room_id: &str, at_ms: i64) -> Value {
     json!({
-        "userId": numeric_id(&me.user_id),
+        "userId": numeric_id(user_id),
         "roomId": numeric_id(room_id),
-        "timestamp": now(),
+        "timestamp": iso(at_ms),
     })
 }
 
@@ -337,14 +342,19 @@ async fn join_room(
         conversation_id: room_id.clone(),
         user_id: me.user_id.clone(),
     };
-    let id = match svc.chat.clone().check_membership(req).await {
-        Ok(r) if r.get_ref().is_member => r
-            .into_inner()
-            .conversation
-            .map_or_else(|| canonical(&room_id), |c| c.id),
+    let membership = match svc.chat.clone().check_membership(req).await {
+        Ok(r) if r.get_ref().is_member => r.into_inner(),
         Ok(_) => return answer(&s, ack, Err(not_a_member(&room_id))),
         Err(status) => return answer(&s, ack, Err(refused(&status, "Not authorized"))),
     };
+    let conv = membership.conversation.unwrap_or_default();
+    let id = if conv.id.is_empty() {
+        canonical(&room_id)
+    } else {
+        conv.id
+    };
+    let members = conv.members.into_iter().map(|m| m.user_id).collect();
+    let rooms = presence::lock_rooms(&s).await;
     // Leave the other conversation rooms, then join this one (no await in
     // between, so the socket is never in two rooms).
     let previous: Vec<String> = joined_rooms(&s).into_iter().filter(|r| *r != id).collect();
@@ -353,30 +363,34 @@ async fn join_room(
     }
     s.join(conversation_room(&id));
     for old in &previous {
-        let _ = s
-            .to(conversation_room(old))
-            .emit("member:left", &member_payload(&me, old))
-            .await;
+        presence::leave_room(&svc, &s, &me, old).await;
     }
-    let _ = s
-        .within(conversation_room(&id))
-        .emit("member:joined", &member_payload(&me, &id))
-        .await;
+    let entered = presence::enter_room(&svc, &s, &me, &id, members, &membership.role).await;
+    drop(rooms);
+    // The room hears presence-service's event (a first join); the joining
+    // socket hears its own join every time, stamped alike.
+    let at = entered.map_or_else(|| chrono::Utc::now().timestamp_millis(), |e| e.at_ms);
+    let _ = s.emit("member:joined", &member_payload(&me.user_id, &id, at));
     answer(&s, ack, Ok(json!({ "roomId": numeric_id(&id) })));
 }
 
-async fn leave_room(s: SocketRef, TryData(p): TryData<RoomRef>, Me(me): Me, ack: AckSender) {
+async fn leave_room(
+    s: SocketRef,
+    TryData(p): TryData<RoomRef>,
+    State(svc): State<Services>,
+    Me(me): Me,
+    ack: AckSender,
+) {
     let id = match p {
         Ok(p) => canonical(&p.room_id.0),
         Err(e) => return answer(&s, ack, Err(bad_payload(e))),
     };
+    let rooms = presence::lock_rooms(&s).await;
     if joined_rooms(&s).contains(&id) {
         s.leave(conversation_room(&id));
-        let _ = s
-            .to(conversation_room(&id))
-            .emit("member:left", &member_payload(&me, &id))
-            .await;
+        presence::leave_room(&svc, &s, &me, &id).await;
     }
+    drop(rooms);
     answer(&s, ack, Ok(json!({ "roomId": numeric_id(&id) })));
 }
 
@@ -667,15 +681,68 @@ fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
                 data,
             }]
         }
-        // Room presence is rendered by join_room/leave_room on this edge.
-        _ => Vec::new(),
+        Some(PresenceKind::RoomPresenceChanged(c)) => room_presence_changed(c),
+        None => Vec::new(),
     }
+}
+
+/// `member:joined` (the user's first socket joined the room) or
+/// `member:left` (their last one left it), to the room except the user's
+/// own sockets. A last socket that disconnected is not told: the seed's
+/// server says nothing to the room when a socket closes.
+fn room_presence_changed(c: &RoomPresenceChange) -> Vec<Emit> {
+    if !c.joined && c.disconnected {
+        return Vec::new();
+    }
+    vec![Emit {
+        rooms: vec![conversation_room(&c.conversation_id)],
+        except: vec![user_room(&c.user_id)],
+        event: if c.joined {
+            "member:joined"
+        } else {
+            "member:left"
+        },
+        data: member_payload(&c.user_id, &c.conversation_id, c.at_ms),
+    }]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use confab_proto::v1::{Audience, StatusChange, TypingChange};
+
+    #[test]
+    fn room_presence_is_member_joined_and_member_left_but_not_a_disconnect() {
+        let ev = |joined: bool, disconnected: bool| PresenceEvent {
+            seq: 0,
+            audience: Some(Audience {
+                conversation_id: "7".into(),
+                user_ids: vec!["5".into(), "6".into()],
+                ..Default::default()
+            }),
+            kind: Some(PresenceKind::RoomPresenceChanged(RoomPresenceChange {
+                user_id: "5".into(),
+                conversation_id: "7".into(),
+                joined,
+                at_ms: 1_700_000_000_123,
+                disconnected,
+                ..Default::default()
+            })),
+        };
+        let joined = presence_event(&ev(true, false));
+        assert_eq!(joined.len(), 1);
+        assert_eq!(joined[0].event, "member:joined");
+        assert_eq!(joined[0].rooms, vec![conversation_room("7")]);
+        assert_eq!(joined[0].except, vec![user_room("5")]);
+        assert_eq!(
+            joined[0].data,
+            json!({"userId": 5, "roomId": 7, "timestamp": "2023-11-14T22:13:20.123Z"})
+        );
+        let left = presence_event(&ev(false, false));
+        assert_eq!(left[0].event, "member:left");
+        assert_eq!(left[0].data, joined[0].data);
+        assert!(presence_event(&ev(false, true)).is_empty());
+    }
 
     fn me(id: &str) -> Identity {
         Identity {

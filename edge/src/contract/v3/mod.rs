@@ -9,8 +9,8 @@
 //! | `join_chat {chatid}` or `chatid` | c→s | `CheckMembership`; a member's socket joins the chat room |
 //! | `chat_joined {chatid, role, permissions, chatInfo}` | s→c | the `Membership` answer |
 //! | `leave_chat {chatid}` or `chatid` | c→s | leaves the room, silently |
-//! | `user_joined_chat {profileid, username, role, isOnline, joinedAt}` | s→c | to the others in the room (this edge) when a user's first socket joins |
-//! | `user_left {profileid, username}` | s→c | to the others in the room (this edge) when a user's last socket leaves or disconnects |
+//! | `user_joined_chat {profileid, username, role, isOnline, joinedAt}` | s→c | `PresenceEvent.room_presence_changed` (joined): to the chat room on every edge, except the user's own sockets, when the user's first socket (on any edge) joins |
+//! | `user_left {profileid, username}` | s→c | `room_presence_changed` (left): the same sockets, when the user's last socket leaves the chat, disconnects or its edge stops heartbeating |
 //! | `send_message {chatid, clientMessageId, messageType, content, attachments?, replyTo?, mentions?}` + ack | c→s | `SendMessage`; ack `{success, clientMessageId, serverMessageId, timestamp}` or `{success: false, clientMessageId, error, code}` |
 //! | `new_message {message, chat, sender}` | s→c | `ChatEvent.message_created`, to the chat room, the sender's sockets included |
 //! | `message_sent {clientMessageId, serverMessageId, chatid, timestamp, status, deliveredTo}` | s→c | to the sending socket after the ack |
@@ -152,11 +152,19 @@
 //! - When presence-service is unreachable, sockets still connect (no
 //!   presence) and typing answers `chat_error` `UNAVAILABLE`.
 //!
+//! - Room presence is presence-service's (`SetRoomPresence`): `join_chat`
+//!   and `leave_chat` tell it, and it decides whether the socket is the
+//!   user's first in the chat / their last one out, over every edge and
+//!   contract; a closing socket's rooms end with its session. So a user
+//!   with tabs on two edges is announced once, and leaves when the last
+//!   tab does. `user_joined_chat.role` is the joiner's role from
+//!   `CheckMembership`; `username` is the login name, as in
+//!   `authenticated`; `joinedAt` is when presence-service took the join.
+//!   Members who joined the chat from another contract (raven, dreamstudio)
+//!   are announced here too, and v3 users there. When presence-service is
+//!   unreachable the join still works, unannounced.
+//!
 //! Where the rest of the seed slots in (other issues):
-//! - `user_joined_chat`/`user_left` are per-edge room state today (the
-//!   sockets of this edge's `/v3` namespace); room presence across edges
-//!   arrives with presence-service's `SetRoomPresence` →
-//!   `PresenceEvent.room_presence_changed`, rendered in [`presence_event`].
 //! - `message_sent.deliveredTo` could name the online recipients with
 //!   `GetPresence`.
 //! - Calls, WebRTC signaling, call controls and the legacy call aliases
@@ -166,7 +174,8 @@ use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, Conversation, ConversationInfo,
     ConversationKind, DeliveryReceipt, GetMessageRequest, GetPresenceRequest, ListPeersRequest,
     MarkReadRequest, PresenceEvent, ReactToMessageRequest, ReactionChange, ReadReceipt,
-    SendMessageRequest, StatusChange, TypingChange, chat_event::Kind, presence_event,
+    RoomPresenceChange, SendMessageRequest, StatusChange, TypingChange, chat_event::Kind,
+    presence_event,
 };
 use confab_proto::{ServiceError, ids};
 use serde::{Deserialize, Deserializer};
@@ -188,7 +197,7 @@ pub const CONTRACT: Contract = Contract {
     refusal: super::plain_refusal,
     on_connect,
     greet: Some(greet),
-    on_disconnect: Some(|s| Box::pin(on_disconnect(s))),
+    on_disconnect: None,
     chat_event,
     presence_event,
     notify_event: super::no_notifications,
@@ -250,6 +259,7 @@ fn auth_error(e: AuthError) -> (&'static str, Value) {
 }
 
 fn on_connect(s: &SocketRef, _: &Identity) {
+    presence::attach_room_lock(s);
     s.on("join_chat", join_chat);
     s.on("leave_chat", leave_chat);
     s.on("send_message", send_message);
@@ -421,16 +431,6 @@ fn canonical(id: &str) -> String {
     ids::parse(id).map_or_else(|| id.to_string(), |n| n.to_string())
 }
 
-/// Whether another socket of `user` on this edge is in `room`.
-fn another_socket_of(s: &SocketRef, room: &str, user: &str) -> bool {
-    s.within(room.to_string()).sockets().iter().any(|o| {
-        o.id != s.id
-            && o.extensions
-                .get::<Identity>()
-                .is_some_and(|id| id.user_id == user)
-    })
-}
-
 fn in_room(s: &SocketRef, room: &str) -> bool {
     s.rooms().iter().any(|r| r == room)
 }
@@ -461,7 +461,8 @@ async fn join_chat(
     }
 }
 
-/// Checks membership, joins the room, tells the others; returns `chat_joined`.
+/// Checks membership, joins the room, tells presence-service (which tells
+/// the others on a first join); returns `chat_joined`.
 async fn join(s: &SocketRef, svc: &Services, me: &Identity, id: &str) -> Result<Value, Refusal> {
     let req = CheckMembershipRequest {
         conversation_id: id.to_string(),
@@ -486,23 +487,10 @@ async fn join(s: &SocketRef, svc: &Services, me: &Identity, id: &str) -> Result<
     } else {
         &membership.role
     };
-    let room = conversation_room(&conv.id);
-    let announce = !in_room(s, &room) && !another_socket_of(s, &room, &me.user_id);
-    s.join(room.clone());
-    if announce {
-        let joined = json!({
-            "profileid": me.user_id,
-            "username": me.login_name(),
-            "role": role,
-            "isOnline": true,
-            "joinedAt": iso(chrono::Utc::now().timestamp_millis()),
-        });
-        let _ = s
-            .to(room)
-            .except(user_room(&me.user_id))
-            .emit("user_joined_chat", &joined)
-            .await;
-    }
+    let members = conv.members.iter().map(|m| m.user_id.clone()).collect();
+    let _rooms = presence::lock_rooms(s).await;
+    s.join(conversation_room(&conv.id));
+    presence::enter_room(svc, s, me, &conv.id, members, role).await;
     Ok(chat_joined(&conv, role))
 }
 
@@ -536,47 +524,32 @@ fn chat_type(kind: i32) -> &'static str {
     }
 }
 
-async fn leave_chat(s: SocketRef, TryData(p): TryData<Value>, Me(me): Me, ack: AckSender) {
+/// Leaves the room and tells presence-service (which tells the others when
+/// it was the user's last socket there). A closing socket needs nothing of
+/// this: its room presences end with its presence session.
+async fn leave_chat(
+    s: SocketRef,
+    TryData(p): TryData<Value>,
+    State(svc): State<Services>,
+    Me(me): Me,
+    ack: AckSender,
+) {
     match chat_ref(&p.unwrap_or_default()) {
         Err(r) => {
             chat_error(&s, "leave_chat", None, &r);
             ack_with(ack, Err(&r));
         }
         Ok(id) => {
-            let room = conversation_room(&canonical(&id));
+            let conversation_id = canonical(&id);
+            let room = conversation_room(&conversation_id);
+            let _rooms = presence::lock_rooms(&s).await;
             if in_room(&s, &room) {
-                s.leave(room.clone());
-                if !another_socket_of(&s, &room, &me.user_id) {
-                    announce_left(&s, room, &me).await;
-                }
+                s.leave(room);
+                presence::leave_room(&svc, &s, &me, &conversation_id).await;
             }
             ack_with(ack, Ok(json!({ "chatid": id })));
         }
     }
-}
-
-/// A closing socket leaves its chat rooms: the others hear `user_left` for
-/// each room the user has no other socket in. (The contract layer then ends
-/// its presence session.)
-async fn on_disconnect(s: SocketRef) {
-    let Some(me) = s.extensions.get::<Identity>() else {
-        return;
-    };
-    let prefix = conversation_room("");
-    for room in s.rooms() {
-        if room.starts_with(&prefix) && !another_socket_of(&s, &room, &me.user_id) {
-            announce_left(&s, room.to_string(), &me).await;
-        }
-    }
-}
-
-async fn announce_left(s: &SocketRef, room: String, me: &Identity) {
-    let left = json!({ "profileid": me.user_id, "username": me.login_name() });
-    let _ = s
-        .to(room)
-        .except(user_room(&me.user_id))
-        .emit("user_left", &left)
-        .await;
 }
 
 // ---- messages -----------------------------------------------------------------
@@ -1119,8 +1092,37 @@ fn presence_event(ev: &PresenceEvent) -> Vec<Emit> {
             status_changed(c, watchers)
         }
         Some(presence_event::Kind::TypingChanged(t)) => vec![typing_changed(t)],
-        // `user_joined_chat`/`user_left` stay per-edge room state for now.
-        _ => Vec::new(),
+        Some(presence_event::Kind::RoomPresenceChanged(c)) => vec![room_presence_changed(c)],
+        None => Vec::new(),
+    }
+}
+
+/// `user_joined_chat` (the user's first socket joined the chat) or
+/// `user_left` (their last one left or closed), to the chat room except
+/// the user's own sockets.
+fn room_presence_changed(c: &RoomPresenceChange) -> Emit {
+    let username = first_non_empty(&[&c.login_name, &c.user_name, &c.user_id]);
+    let (event, data) = if c.joined {
+        let role = if c.role.is_empty() { "member" } else { &c.role };
+        let data = json!({
+            "profileid": c.user_id,
+            "username": username,
+            "role": role,
+            "isOnline": true,
+            "joinedAt": iso(c.at_ms),
+        });
+        ("user_joined_chat", data)
+    } else {
+        (
+            "user_left",
+            json!({ "profileid": c.user_id, "username": username }),
+        )
+    };
+    Emit {
+        rooms: vec![conversation_room(&c.conversation_id)],
+        except: vec![user_room(&c.user_id)],
+        event,
+        data,
     }
 }
 
@@ -1377,6 +1379,51 @@ mod tests {
         let mut lonely = ev(true);
         lonely.audience = None;
         assert!(presence_event(&lonely).is_empty());
+    }
+
+    #[test]
+    fn room_presence_is_user_joined_chat_and_user_left_for_the_others_in_the_chat() {
+        let ev = |joined: bool, disconnected: bool| PresenceEvent {
+            seq: 0,
+            audience: Some(Audience {
+                conversation_id: "9".into(),
+                user_ids: vec!["u1".into(), "u2".into()],
+                ..Default::default()
+            }),
+            kind: Some(presence_event::Kind::RoomPresenceChanged(
+                RoomPresenceChange {
+                    user_id: "u1".into(),
+                    user_name: "Ada Lovelace".into(),
+                    login_name: "ada".into(),
+                    conversation_id: "9".into(),
+                    joined,
+                    at_ms: 1_700_000_000_123,
+                    socket_id: "s".into(),
+                    role: if joined {
+                        "owner".into()
+                    } else {
+                        String::new()
+                    },
+                    disconnected,
+                },
+            )),
+        };
+        let joined = presence_event(&ev(true, false));
+        assert_eq!(joined.len(), 1);
+        assert_eq!(joined[0].event, "user_joined_chat");
+        assert_eq!(joined[0].rooms, vec![conversation_room("9")]);
+        assert_eq!(joined[0].except, vec![user_room("u1")]);
+        assert_eq!(
+            joined[0].data,
+            json!({"profileid": "u1", "username": "ada", "role": "owner", "isOnline": true, "joinedAt": "2023-11-14T22:13:20.123Z"})
+        );
+        // A leave, or the last socket closing: both are user_left.
+        for disconnected in [false, true] {
+            let left = presence_event(&ev(false, disconnected));
+            assert_eq!(left[0].event, "user_left");
+            assert_eq!(left[0].data, json!({"profileid": "u1", "username": "ada"}));
+            assert_eq!(left[0].except, vec![user_room("u1")]);
+        }
     }
 
     #[test]
