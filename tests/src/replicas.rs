@@ -182,6 +182,7 @@ impl Replicas {
         let url = self.edges[0].url();
         let target = crate::js::Target {
             url: &url,
+            env: &[],
             jwt_secret: &self.jwt_secret,
             control_url: Some(&self.control_url),
             typing_ttl_ms: TYPING_TTL_MS,
