@@ -32,13 +32,14 @@ impl FanoutResult {
 }
 
 /// The sender's rates (messages per second) for a room of `size`: offered
-/// deliveries of 1k, 2k, 5k, 10k, 20k, 40k, 80k per second.
+/// deliveries of 1k, 2k, 5k, 10k, 20k, 40k, 80k and 160k per second (the
+/// last so that 3× a server at 40k, or ½ of one at 80k, can be shown).
 pub fn rates(size: usize, quick: bool) -> Vec<f64> {
     let deliveries: &[f64] = if quick {
         &[2_000.0, 10_000.0, 40_000.0]
     } else {
         &[
-            1_000.0, 2_000.0, 5_000.0, 10_000.0, 20_000.0, 40_000.0, 80_000.0,
+            1_000.0, 2_000.0, 5_000.0, 10_000.0, 20_000.0, 40_000.0, 80_000.0, 160_000.0,
         ]
     };
     deliveries.iter().map(|d| d / size as f64).collect()
