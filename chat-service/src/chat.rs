@@ -19,6 +19,7 @@ use sea_orm::{
 use crate::entity::{conversation, delivery, member, message, reaction};
 use crate::members::{MemberCache, Members};
 use crate::rate::RateLimit;
+use crate::writer::{Announce, MessageWriter};
 
 pub use confab_proto::limits::{MAX_TEXT_BYTES, check_text};
 /// The most attachments one message may carry.
@@ -39,6 +40,8 @@ pub struct Chat {
     members: Option<Arc<MemberCache>>,
     /// Messages per user and second ([`crate::rate`]).
     rate: Arc<RateLimit>,
+    /// New messages' inserts, written together ([`crate::writer`]).
+    writer: MessageWriter,
 }
 
 fn now_ms() -> i64 {
@@ -75,6 +78,7 @@ impl Chat {
         let members = (db.get_database_backend() == sea_orm::DbBackend::Sqlite)
             .then(|| Arc::new(MemberCache::default()));
         Self {
+            writer: MessageWriter::new(db.clone(), bus.clone()),
             db,
             bus,
             members,
@@ -110,19 +114,7 @@ impl Chat {
         origin: String,
         kind: Kind,
     ) {
-        self.bus
-            .publish(ChatEvent {
-                origin,
-                audience: Some(Audience {
-                    user_ids: members,
-                    conversation_id: conv.id.to_string(),
-                    ..Default::default()
-                }),
-                conversation: Some(conversation_info(conv)),
-                kind: Some(kind),
-                ..Default::default()
-            })
-            .await;
+        self.bus.publish(event(conv, members, origin, kind)).await;
     }
 
     // ---- conversations -------------------------------------------------
@@ -538,7 +530,7 @@ impl Chat {
                 limited.retry_after_ms,
             ));
         }
-        let inserted = message::ActiveModel {
+        let row = message::ActiveModel {
             conversation_id: Set(conv_id),
             sender_id: Set(actor.id.clone()),
             sender_name: Set(actor.name.clone()),
@@ -561,9 +553,19 @@ impl Chat {
             deleted: Set(false),
             recalled: Set(false),
             ..Default::default()
-        }
-        .insert(&self.db)
-        .await;
+        };
+        // A message that replies to none is announced by the writer, in the
+        // order of the ids it was given; a reply once rendered, below.
+        let announce: Option<Announce> = reply_to_id.is_none().then(|| {
+            let conv = conv.clone();
+            let members = cached.user_ids.clone();
+            let origin = req.origin.clone();
+            Box::new(move |row: &message::Model| {
+                let msg = base_message(row.clone(), Vec::new());
+                event(&conv, members, origin, Kind::MessageCreated(msg))
+            }) as Announce
+        });
+        let inserted = self.writer.insert(row, announce).await;
         let row = match inserted {
             Ok(row) => row,
             // A concurrent retry with the same client message id won the race.
@@ -584,17 +586,18 @@ impl Chat {
         };
         // A new message has no reactions yet; only a reply needs a lookup.
         let msg = if row.reply_to_id.is_some() {
-            self.render(row).await?
+            let msg = self.render(row).await?;
+            self.publish_from(
+                conv,
+                cached.user_ids.clone(),
+                req.origin,
+                Kind::MessageCreated(msg.clone()),
+            )
+            .await;
+            msg
         } else {
             base_message(row, Vec::new())
         };
-        self.publish_from(
-            conv,
-            cached.user_ids.clone(),
-            req.origin,
-            Kind::MessageCreated(msg.clone()),
-        )
-        .await;
         Ok(v1::SendMessageResponse {
             message: Some(msg),
             duplicate: false,
@@ -1565,6 +1568,26 @@ impl From<&v1::Attachment> for Att {
             mime_type: a.mime_type.clone(),
             size_bytes: a.size_bytes,
         }
+    }
+}
+
+/// The event of a change to conversation `conv`, for its `members`.
+fn event(
+    conv: &conversation::Model,
+    members: Vec<String>,
+    origin: String,
+    kind: Kind,
+) -> ChatEvent {
+    ChatEvent {
+        origin,
+        audience: Some(Audience {
+            user_ids: members,
+            conversation_id: conv.id.to_string(),
+            ..Default::default()
+        }),
+        conversation: Some(conversation_info(conv)),
+        kind: Some(kind),
+        ..Default::default()
     }
 }
 

@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod members;
 pub mod migration;
 pub mod rate;
+pub mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;

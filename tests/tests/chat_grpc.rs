@@ -66,6 +66,7 @@ scenarios!(
     subscribe_streams_events,
     membership_changes_take_effect_at_once,
     offline_queue,
+    sends_at_the_same_moment,
 );
 
 async fn on_sqlite<F, Fut>(scenario: F)
@@ -1014,6 +1015,82 @@ async fn membership_changes_take_effect_at_once(mut client: Client) {
         sorted(audience(&event)),
         sorted(vec![alice.clone(), dave.clone()])
     );
+}
+
+/// Messages sent at the same moment, which chat-service writes together:
+/// each sender gets its own message back, every one is stored once, and
+/// their events come in the order of their ids. Two sends of one client
+/// message id at the same moment store it once.
+async fn sends_at_the_same_moment(mut client: Client) {
+    // Eight senders, five messages each: under the per-user rate limit.
+    let users: Vec<String> = (0..8).map(|i| user(&format!("u{i}"))).collect();
+    let others: Vec<&str> = users[1..].iter().map(String::as_str).collect();
+    let conv = create_group(&mut client, &users[0], &others).await;
+    let mut events = subscribe(&mut client).await;
+    let mut sends = tokio::task::JoinSet::new();
+    for u in &users {
+        for n in 0..5 {
+            let (mut client, u, conv) = (client.clone(), u.clone(), conv.id.clone());
+            sends.spawn(async move {
+                let text = format!("{u} #{n}");
+                let msg = send_text(&mut client, &u, &conv, &text).await;
+                (text, msg)
+            });
+        }
+    }
+    let mut sent: Vec<(i64, String)> = Vec::new();
+    while let Some(done) = sends.join_next().await {
+        let (text, msg) = done.expect("send task");
+        assert_eq!(msg.text, text, "a sender got another's message back");
+        sent.push((msg.id.parse().expect("numeric id"), text));
+    }
+    sent.sort();
+    sent.dedup_by_key(|(id, _)| *id);
+    assert_eq!(sent.len(), 40, "every message has an id of its own");
+
+    let mut announced: Vec<(i64, String)> = Vec::new();
+    while announced.len() < 40 {
+        let event = next_event_where(&mut events, |k| matches!(k, Kind::MessageCreated(_))).await;
+        if let Some(Kind::MessageCreated(m)) = event.kind {
+            announced.push((m.id.parse().expect("numeric id"), m.text));
+        }
+    }
+    assert!(
+        announced.windows(2).all(|w| w[0].0 < w[1].0),
+        "events out of id order: {announced:?}"
+    );
+    assert_eq!(announced, sent);
+    let history = client
+        .get_history(GetHistoryRequest {
+            actor: actor(&users[0]),
+            conversation_id: conv.id.clone(),
+            before: String::new(),
+            limit: 100,
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    assert_eq!(history.messages.len(), 40);
+
+    let same_id = |mut client: Client, u: String, conv: String| async move {
+        client
+            .send_message(SendMessageRequest {
+                actor: actor(&u),
+                conversation_id: conv,
+                text: "once".into(),
+                client_message_id: "same-moment".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("send")
+            .into_inner()
+    };
+    let (a, b) = tokio::join!(
+        same_id(client.clone(), users[1].clone(), conv.id.clone()),
+        same_id(client.clone(), users[1].clone(), conv.id.clone())
+    );
+    let (a, b) = (a.message.expect("message"), b.message.expect("message"));
+    assert_eq!(a.id, b.id, "one client message id, one message");
 }
 
 /// The offline queue: what reached none of a user's sockets (no delivery

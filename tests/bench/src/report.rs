@@ -165,11 +165,26 @@ fn targets(w: &mut String, r: &Results, plan: &Plan) -> anyhow::Result<()> {
                 .filter(|b| b.kind == kind)
                 .map(|b| b.step.lost)
                 .sum::<u64>();
+        let refused: u64 = r
+            .fanout
+            .iter()
+            .filter(|f| f.kind == kind)
+            .flat_map(|f| &f.steps)
+            .map(|s| s.errors)
+            .sum();
         writeln!(
             w,
-            "| {}: no delivery lost, at any rate | {} lost | {} |",
+            "| {}: no delivery lost, at any rate | {} lost{} | {} |",
             kind.label(),
             count(lost as f64),
+            if refused > 0 {
+                format!(
+                    " ({} messages refused to their sender)",
+                    count(refused as f64)
+                )
+            } else {
+                String::new()
+            },
             met(lost == 0)
         )?;
     }
@@ -402,14 +417,15 @@ fn fanout(w: &mut String, r: &Results, dir: &Path, link: &str) -> anyhow::Result
     writeln!(
         w,
         "One conversation, every member connected and joined, one member sending at \
-         rising rates (each step 1k, 2k, 5k … 80k deliveries a second offered); latency \
+         rising rates (each step 1k, 2k, 5k … 160k deliveries a second offered); latency \
          is send → `new_message` at every member, the sender included, on the \
          generator's clock. A step that passes p99 {P99_BUDGET_MS} ms or loses a \
          delivery (not arrived within the grace period) ends the ramp. *Best* is the \
          most deliveries a second a server achieved with p99 under {P99_BUDGET_MS} ms \
          and nothing lost; `≥` marks a server still within budget at the top of the \
          ramp, whose limit this machine did not reach (and a ratio against it is an \
-         upper bound).\n"
+         upper bound). *Refused* counts messages the sender was told failed (an \
+         `error` event instead of the message); their deliveries count as lost.\n"
     )?;
     let mut sizes: Vec<usize> = r.fanout.iter().map(|f| f.size).collect();
     sizes.dedup();
@@ -434,13 +450,13 @@ fn fanout(w: &mut String, r: &Results, dir: &Path, link: &str) -> anyhow::Result
         }
         writeln!(
             w,
-            "\n| server | msg/s | offered deliveries/s | delivered/s | p50 | p99 | p99.9 | max | lost |\n|---|---|---|---|---|---|---|---|---|"
+            "\n| server | msg/s | offered deliveries/s | delivered/s | p50 | p99 | p99.9 | max | lost | refused |\n|---|---|---|---|---|---|---|---|---|---|"
         )?;
         for f in r.fanout.iter().filter(|f| f.size == size) {
             for s in &f.steps {
                 writeln!(
                     w,
-                    "| {} | {:.1} | {} | {} | {} ms | {} ms | {} ms | {} ms | {} |",
+                    "| {} | {:.1} | {} | {} | {} ms | {} ms | {} ms | {} ms | {} | {} |",
                     f.kind.label(),
                     s.rate_per_room,
                     count(s.offered_per_s),
@@ -449,13 +465,14 @@ fn fanout(w: &mut String, r: &Results, dir: &Path, link: &str) -> anyhow::Result
                     ms(s.latency.p99),
                     ms(s.latency.p999),
                     ms(s.latency.max),
-                    count(s.lost as f64)
+                    count(s.lost as f64),
+                    count(s.errors as f64)
                 )?;
             }
             if let Some(e) = &f.error {
                 writeln!(
                     w,
-                    "| {} | error: {} | | | | | | | |",
+                    "| {} | error: {} | | | | | | | | |",
                     f.kind.label(),
                     e.replace('|', "/")
                 )?;
