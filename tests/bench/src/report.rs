@@ -203,10 +203,14 @@ fn targets(w: &mut String, r: &Results, plan: &Plan) -> anyhow::Result<()> {
             best_text(r, Kind::Confab, size),
             best_text(r, Kind::Node, size),
             ratio(c, node),
-            if best_text(r, Kind::Node, size).starts_with('≥') && c >= node {
+            if node > 0.0 && c >= 3.0 * node {
+                met(true)
+            } else if best_text(r, Kind::Node, size).starts_with('≥') && c >= node {
                 "not proven: Node's limit is above the ramp too"
+            } else if best_text(r, Kind::Confab, size).starts_with('≥') {
+                "not proven: confab's limit is above the ramp"
             } else {
-                met(node > 0.0 && c >= 3.0 * node)
+                met(false)
             }
         )?;
         writeln!(
