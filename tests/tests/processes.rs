@@ -3,7 +3,9 @@
 //! binaries a platform team deploys), configured only by flags and
 //! environment. A `raven` conversation runs through them with the official
 //! socket.io-client; then chat-service is killed outright and started again,
-//! and messages flow through the same edge afterwards.
+//! and messages flow through the same edge afterwards. Room presence runs
+//! across edge processes (tests/js/edges.test.mjs), and a crashed edge's
+//! users go offline.
 //!
 //! The binaries are the workspace's own: the test command builds them first
 //! (`cargo build --workspace --bins`).
@@ -195,6 +197,91 @@ async fn spawn_control(chat: ChatProcess) -> String {
 /// hearing its heartbeats, and after the session TTL its users go offline —
 /// with an offline event for their peers — instead of staying online for
 /// ever. A user connected through a second, living edge stays online.
+/// Polls `/readyz` until the edge follows presence-service's stream too.
+async fn follows_presence(url: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
+            && let Ok(body) = r.json::<serde_json::Value>().await
+            && body["streams"]["presence"] == true
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not follow presence-service within 15 s");
+}
+
+/// The edges suite (room presence: v3, dreamstudio and raven members on
+/// one edge hear users on another join and leave) against three
+/// confab-edge processes on the same service processes; the third cannot
+/// reach presence-service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_presence_across_edge_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+    let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+    let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    let secret = format!("processes-{}", rand::random::<u64>());
+
+    let _chat = spawn(
+        "chat-service",
+        &[
+            ("CHAT_LISTEN", addr(0)),
+            ("DATABASE_URL", sqlite("chat.db")),
+        ],
+    );
+    let _presence = spawn(
+        "presence-service",
+        &[
+            ("PRESENCE_LISTEN", addr(1)),
+            ("PRESENCE_DATABASE_URL", sqlite("presence.db")),
+        ],
+    );
+    let _call = spawn("call-service", &[("CALL_LISTEN", addr(2))]);
+    let _notify = spawn(
+        "notify-service",
+        &[
+            ("NOTIFY_LISTEN", addr(3)),
+            ("NOTIFY_DATABASE_URL", sqlite("notify.db")),
+        ],
+    );
+    // Port 7 is never listened on: the third edge has no presence-service.
+    let edge_env = |listen: String, presence: String| {
+        vec![
+            ("CONFAB_LISTEN", listen),
+            ("CONFAB_JWT_SECRET", secret.clone()),
+            ("CONFAB_DEFAULT_CONTRACT", "v3".to_string()),
+            ("CONFAB_CHAT_URL", url(0)),
+            ("CONFAB_PRESENCE_URL", presence),
+            ("CONFAB_CALL_URL", url(2)),
+            ("CONFAB_NOTIFY_URL", url(3)),
+        ]
+    };
+    let _edges: Vec<Child> = [(4, url(1)), (5, url(1)), (6, url(7))]
+        .into_iter()
+        .map(|(i, presence)| spawn("confab-edge", &edge_env(addr(i), presence)))
+        .collect();
+    for i in [4, 5, 6] {
+        readyz_becomes(&url(i), true).await;
+    }
+    follows_presence(&url(4)).await;
+    follows_presence(&url(5)).await;
+
+    let env = [("CONFAB_URL2", url(5)), ("CONFAB_URL_NO_PRESENCE", url(6))];
+    let edge = url(4);
+    let target = Target {
+        url: &edge,
+        env: &env,
+        jwt_secret: &secret,
+        control_url: None,
+        // presence-service's default (PRESENCE_TYPING_TTL_MS is not set).
+        typing_ttl_ms: 5000,
+    };
+    run_suite("edges.test.mjs", target, None).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_edges_users_go_offline_after_the_session_ttl() {
     use confab_proto::v1::presence_service_client::PresenceServiceClient;
