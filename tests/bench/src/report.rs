@@ -235,6 +235,20 @@ fn targets(w: &mut String, r: &Results, plan: &Plan) -> anyhow::Result<()> {
             met(b.step.latency.p99 < 5.0 && b.step.lost == 0)
         )?;
     }
+    for b in &r.budget {
+        if let Some(h) = &b.heartbeat {
+            writeln!(
+                w,
+                "| {}: heartbeat round trip p95 < 30 ms (seed 003) at {} msg/s | {} of round trips within 30 ms (one way p95 {} ms) | {} |",
+                b.kind.label(),
+                count(plan.budget_rate),
+                within(h),
+                ms(h.one_way.p95),
+                met(h.round_trips > 0
+                    && h.round_trips_within_30ms as f64 >= 0.95 * h.round_trips as f64)
+            )?;
+        }
+    }
     let idle = |k: Kind| r.idle.iter().find(|i| i.kind == k);
     if let (Some(c), Some(n)) = (idle(Kind::Confab), idle(Kind::Node)) {
         writeln!(
@@ -547,11 +561,57 @@ fn budget(w: &mut String, r: &Results) -> anyhow::Result<()> {
     writeln!(
         w,
         "\nCall signaling (< 50 ms) has its own section below (confab only: calls are \
-         not part of the flow every server here shares). Heartbeat (< 30 ms) is not \
-         measured yet: the seed's `heartbeat` round trip is a server-driven timer of \
-         the `v3` contract that session health will measure.\n"
+         not part of the flow every server here shares).\n"
     )?;
+    let beats: Vec<_> = r
+        .budget
+        .iter()
+        .filter_map(|b| b.heartbeat.as_ref().map(|h| (b.kind, h)))
+        .collect();
+    if !beats.is_empty() {
+        writeln!(
+            w,
+            "Heartbeat (< 30 ms; confab only: the `v3` contract's server-driven \
+             `ping` / `heartbeat`, which the others do not have): during the step, \
+             {} `v3` sockets beat every {} ms (`CONFAB_HEARTBEAT_MS`, 25 s by default) \
+             and answer each `ping` with `pong`. *One way* is the `ping`'s timestamp \
+             to its arrival (millisecond resolution); *round trips* are the server's \
+             own (`confab_heartbeat_rtt_seconds`), beat to answer.\n",
+            beats[0].1.sockets,
+            crate::scenario::budget::HEARTBEAT_MS
+        )?;
+        writeln!(
+            w,
+            "| server | pings | one way p50 | p95 | p99 | max | round trips | within 30 ms |\n|---|---|---|---|---|---|---|---|"
+        )?;
+        for (kind, h) in beats {
+            writeln!(
+                w,
+                "| {} | {} | {} ms | {} ms | {} ms | {} ms | {} | {} |",
+                kind.label(),
+                count(h.beats as f64),
+                ms(h.one_way.p50),
+                ms(h.one_way.p95),
+                ms(h.one_way.p99),
+                ms(h.one_way.max),
+                count(h.round_trips as f64),
+                within(h)
+            )?;
+        }
+        writeln!(w)?;
+    }
     Ok(())
+}
+
+/// The share of heartbeat round trips within 30 ms, as a percentage.
+fn within(h: &crate::scenario::budget::HeartbeatResult) -> String {
+    if h.round_trips == 0 {
+        return "—".into();
+    }
+    format!(
+        "{:.1} %",
+        100.0 * h.round_trips_within_30ms as f64 / h.round_trips as f64
+    )
 }
 
 fn signaling(w: &mut String, r: &Results) -> anyhow::Result<()> {

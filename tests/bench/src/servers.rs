@@ -163,6 +163,11 @@ impl Server {
                     // second: the per-user message limit (10 a second) is
                     // raised, as Node's baseline has none (the report says so).
                     .env("CONFAB_MESSAGE_RATE_LIMIT", "1000000")
+                    // Beats often enough that the budget step sees several.
+                    .env(
+                        "CONFAB_HEARTBEAT_MS",
+                        crate::scenario::budget::HEARTBEAT_MS.to_string(),
+                    )
                     .env("RUST_LOG", "warn")
                     .env_remove("DATABASE_URL")
                     .env_remove("REDIS_URL");
