@@ -6,7 +6,9 @@
 //! database URL says so), runs its migrations on start, and streams one
 //! canonical `ChatEvent` per change from `Subscribe`. On SQLite it keeps
 //! conversations' member lists in memory for the hot path (`members`): one
-//! chat-service owns a SQLite file, so it sees every change to them.
+//! chat-service owns a SQLite file, so it sees every change to them. New
+//! messages are written together, many in one statement, and announced in
+//! the order of their ids (`writer`).
 //!
 //! It must not know Socket.IO, any frontend contract, or the other services:
 //! who is online, typing or in a call is not its business.
