@@ -124,6 +124,7 @@ impl Session {
     pub fn spawn(self, mut on_event: OnEvent) -> Handle {
         let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
         let Session { ws, ns } = self;
+        let pong = sio::event(&ns, None, "pong", &serde_json::json!({}));
         let task = tokio::spawn(async move {
             let (mut sink, mut stream) = ws.split();
             let mut acks: HashMap<u64, oneshot::Sender<String>> = HashMap::new();
@@ -137,7 +138,16 @@ impl Session {
                         };
                         match sio::parse(&text) {
                             Packet::Ping if sink.send(Message::text(sio::PONG)).await.is_err() => break,
-                            Packet::Event { data, .. } => on_event(data),
+                            Packet::Event { data, .. } => {
+                                // A `v3` server beats with `ping`; a client
+                                // that never answers is dropped after three.
+                                if data.starts_with("[\"ping\",")
+                                    && sink.send(Message::text(pong.clone())).await.is_err()
+                                {
+                                    break;
+                                }
+                                on_event(data)
+                            }
                             Packet::Ack { id, data, .. } => {
                                 if let Some(reply) = acks.remove(&id) {
                                     let _ = reply.send(data.to_string());

@@ -13,8 +13,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
-
 use crate::load::{Recorder, Room, StepResult, connect_many, run_step};
 use crate::servers::{Kind, Server};
 use crate::stats::{Percentiles, percentiles};
@@ -81,8 +79,8 @@ async fn round_trips(server: &Server) -> (u64, u64) {
     )
 }
 
-/// The heartbeat sockets: connected, answering every `ping`, recording its
-/// one-way time while `recording` is set.
+/// The heartbeat sockets: connected (the client answers every `ping` with
+/// `pong`), recording each ping's one-way time while `recording` is set.
 struct Beating {
     _handles: Vec<Arc<crate::client::Handle>>,
     samples: Arc<Mutex<Vec<u64>>>,
@@ -93,18 +91,14 @@ async fn start_beating(server: &Server) -> anyhow::Result<Beating> {
     let users: Vec<String> = (0..HEARTBEAT_SOCKETS).map(|i| format!("hb-{i}")).collect();
     let samples = Arc::new(Mutex::new(Vec::new()));
     let recording = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Answers go out through the handles, which exist only once connected:
-    // pings are queued to a task that gets them.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
-    let crowd = connect_many(server, "/v3", &users, 100, 5_000, |i| {
-        let (tx, samples, recording) = (tx.clone(), samples.clone(), recording.clone());
+    let crowd = connect_many(server, "/v3", &users, 100, 5_000, |_| {
+        let (samples, recording) = (samples.clone(), recording.clone());
         Box::new(move |data: &str| {
-            if let Some(sent) = ping_ms(data) {
-                if recording.load(std::sync::atomic::Ordering::Relaxed) {
-                    let ms = (now_ms() - sent).max(0) as u64;
-                    samples.lock().expect("samples").push(ms * 1000);
-                }
-                let _ = tx.send(i);
+            if let Some(sent) = ping_ms(data)
+                && recording.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                let ms = (now_ms() - sent).max(0) as u64;
+                samples.lock().expect("samples").push(ms * 1000);
             }
         })
     })
@@ -116,14 +110,6 @@ async fn start_beating(server: &Server) -> anyhow::Result<Beating> {
         crowd.first_error.unwrap_or_default()
     );
     let handles = crowd.handles;
-    let answering = handles.clone();
-    tokio::spawn(async move {
-        while let Some(i) = rx.recv().await {
-            if let Some(h) = answering.get(i) {
-                h.emit("pong", &json!({}));
-            }
-        }
-    });
     Ok(Beating {
         _handles: handles,
         samples,
