@@ -40,8 +40,10 @@ pub struct Chat {
     members: Option<Arc<MemberCache>>,
     /// Messages per user and second ([`crate::rate`]).
     rate: Arc<RateLimit>,
-    /// New messages' inserts, written together ([`crate::writer`]).
-    writer: MessageWriter,
+    /// New messages' inserts, written together ([`crate::writer`]), on
+    /// SQLite only: its one connection takes one statement at a time, where
+    /// PostgreSQL's pool runs inserts side by side.
+    writer: Option<MessageWriter>,
 }
 
 fn now_ms() -> i64 {
@@ -75,10 +77,10 @@ fn check_user_id(u: &str) -> Result<()> {
 
 impl Chat {
     pub fn new(db: DatabaseConnection, bus: Arc<dyn EventBus<ChatEvent>>) -> Self {
-        let members = (db.get_database_backend() == sea_orm::DbBackend::Sqlite)
-            .then(|| Arc::new(MemberCache::default()));
+        let sqlite = db.get_database_backend() == sea_orm::DbBackend::Sqlite;
+        let members = sqlite.then(|| Arc::new(MemberCache::default()));
         Self {
-            writer: MessageWriter::new(db.clone(), bus.clone()),
+            writer: sqlite.then(|| MessageWriter::new(db.clone(), bus.clone())),
             db,
             bus,
             members,
@@ -554,18 +556,25 @@ impl Chat {
             recalled: Set(false),
             ..Default::default()
         };
-        // A message that replies to none is announced by the writer, in the
-        // order of the ids it was given; a reply once rendered, below.
-        let announce: Option<Announce> = reply_to_id.is_none().then(|| {
-            let conv = conv.clone();
-            let members = cached.user_ids.clone();
-            let origin = req.origin.clone();
-            Box::new(move |row: &message::Model| {
-                let msg = base_message(row.clone(), Vec::new());
-                event(&conv, members, origin, Kind::MessageCreated(msg))
-            }) as Announce
-        });
-        let inserted = self.writer.insert(row, announce).await;
+        // Through the writer, a message that replies to none is announced by
+        // it, in the order of the ids it was given; any other once rendered,
+        // below.
+        let (inserted, announced) = match &self.writer {
+            Some(writer) => {
+                let announce: Option<Announce> = reply_to_id.is_none().then(|| {
+                    let conv = conv.clone();
+                    let members = cached.user_ids.clone();
+                    let origin = req.origin.clone();
+                    Box::new(move |row: &message::Model| {
+                        let msg = base_message(row.clone(), Vec::new());
+                        event(&conv, members, origin, Kind::MessageCreated(msg))
+                    }) as Announce
+                });
+                let announced = announce.is_some();
+                (writer.insert(row, announce).await, announced)
+            }
+            None => (row.insert(&self.db).await, false),
+        };
         let row = match inserted {
             Ok(row) => row,
             // A concurrent retry with the same client message id won the race.
@@ -586,7 +595,11 @@ impl Chat {
         };
         // A new message has no reactions yet; only a reply needs a lookup.
         let msg = if row.reply_to_id.is_some() {
-            let msg = self.render(row).await?;
+            self.render(row).await?
+        } else {
+            base_message(row, Vec::new())
+        };
+        if !announced {
             self.publish_from(
                 conv,
                 cached.user_ids.clone(),
@@ -594,10 +607,7 @@ impl Chat {
                 Kind::MessageCreated(msg.clone()),
             )
             .await;
-            msg
-        } else {
-            base_message(row, Vec::new())
-        };
+        }
         Ok(v1::SendMessageResponse {
             message: Some(msg),
             duplicate: false,

@@ -6,8 +6,8 @@
 //! database URL says so), runs its migrations on start, and streams one
 //! canonical `ChatEvent` per change from `Subscribe`. On SQLite it keeps
 //! conversations' member lists in memory for the hot path (`members`): one
-//! chat-service owns a SQLite file, so it sees every change to them. New
-//! messages are written together, many in one statement, and announced in
+//! chat-service owns a SQLite file, so it sees every change to them; and
+//! it writes new messages together, many in one statement, announced in
 //! the order of their ids (`writer`).
 //!
 //! It must not know Socket.IO, any frontend contract, or the other services:

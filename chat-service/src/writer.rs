@@ -1,8 +1,10 @@
-//! New messages written together (group commit).
+//! New messages written together (group commit), on SQLite.
 //!
 //! Every `SendMessage` ends in one insert. On SQLite each statement is a
 //! hand-off to sqlx's worker thread and back, on the one connection that
-//! every other statement waits for; on PostgreSQL a round trip. When
+//! every other statement waits for. (PostgreSQL's pool runs inserts side
+//! by side instead; one writer there would queue them behind one round
+//! trip at a time, so chat-service uses it on SQLite only.) When
 //! messages arrive together (a burst into a busy room, many rooms at once)
 //! they queued one insert at a time, and the last of a burst waited for all
 //! the others.
