@@ -14,6 +14,12 @@ pub fn parse(s: &str) -> Option<i64> {
     s.parse::<i64>().ok().filter(|v| (1..=MAX_ID).contains(v))
 }
 
+/// An id as the services write it ("007" is "7"); anything that is not a
+/// numeric id is returned as it is.
+pub fn canonical(s: &str) -> String {
+    parse(s).map_or_else(|| s.to_string(), |n| n.to_string())
+}
+
 /// A string that should have been an id and is not.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid id: {0:?}")]

@@ -228,18 +228,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         .expect("notify-service");
 
     let jwt_secret = format!("test-secret-{}", rand::random::<u64>());
-    let args = EdgeArgs {
-        listen: "127.0.0.1:0".into(),
-        default_contract: default_contract.into(),
-        jwt_secret: Some(jwt_secret.clone()),
-        jwt_public_key_file: None,
-        jwt_algorithm: "RS256".into(),
-        request_timeout_ms: 3000,
-        presence_heartbeat_ms: 200,
-        heartbeat_ms: HEARTBEAT_MS,
-        max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
-        offline_queue: confab_edge::config::DEFAULT_OFFLINE_QUEUE,
-    };
+    let args = edge_args(default_contract, &jwt_secret);
     let urls = ServiceUrls {
         chat_url: format!("http://{}", chat.addr),
         presence_url: presence.url(),
@@ -267,9 +256,26 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
     app
 }
 
+/// A test edge's settings: `default_contract` on `/`, tokens signed with
+/// `jwt_secret`, the test timers.
+pub(crate) fn edge_args(default_contract: &str, jwt_secret: &str) -> EdgeArgs {
+    EdgeArgs {
+        listen: "127.0.0.1:0".into(),
+        default_contract: default_contract.into(),
+        jwt_secret: Some(jwt_secret.to_string()),
+        jwt_public_key_file: None,
+        jwt_algorithm: "RS256".into(),
+        request_timeout_ms: 3000,
+        presence_heartbeat_ms: 200,
+        heartbeat_ms: HEARTBEAT_MS,
+        max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
+        offline_queue: confab_edge::config::DEFAULT_OFFLINE_QUEUE,
+    }
+}
+
 /// Waits (up to 10 s) until the edge at `url` says, on `/readyz`, that its
 /// service streams are open.
-async fn wait_ready(url: &str) {
+pub(crate) async fn wait_ready(url: &str) {
     let client = reqwest::Client::new();
     for _ in 0..200 {
         if let Ok(r) = client.get(format!("{url}/readyz")).send().await

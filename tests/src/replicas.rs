@@ -24,11 +24,11 @@
 use axum::Router;
 use axum::routing::get;
 use confab_edge::EdgeHandle;
-use confab_edge::config::{EdgeArgs, EdgeConfig, ServiceUrls};
+use confab_edge::config::{EdgeConfig, ServiceUrls};
 use confab_proto::server::ServiceHandle;
 use tokio::net::TcpListener;
 
-use crate::app::{CALL_TIMERS, HEARTBEAT_MS, TYPING_TTL_MS};
+use crate::app::{CALL_TIMERS, TYPING_TTL_MS, wait_ready};
 
 /// Where the chat-service replicas count each user's messages.
 pub enum RateWindows<'a> {
@@ -116,18 +116,7 @@ pub async fn spawn_replicas(db_url: String, rate: RateWindows<'_>) -> Replicas {
     let jwt_secret = format!("test-secret-{}", rand::random::<u64>());
     let mut edges = Vec::new();
     for chat in &chats {
-        let args = EdgeArgs {
-            listen: "127.0.0.1:0".into(),
-            default_contract: "raven".into(),
-            jwt_secret: Some(jwt_secret.clone()),
-            jwt_public_key_file: None,
-            jwt_algorithm: "RS256".into(),
-            request_timeout_ms: 3000,
-            presence_heartbeat_ms: 200,
-            heartbeat_ms: HEARTBEAT_MS,
-            max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
-            offline_queue: confab_edge::config::DEFAULT_OFFLINE_QUEUE,
-        };
+        let args = crate::app::edge_args("raven", &jwt_secret);
         let urls = ServiceUrls {
             chat_url: chat.url(),
             presence_url: presence.url(),
@@ -159,20 +148,6 @@ pub async fn spawn_replicas(db_url: String, rate: RateWindows<'_>) -> Replicas {
         wait_ready(&edge.url()).await;
     }
     replicas
-}
-
-/// Waits (up to 10 s) until the edge's `/readyz` says its chat stream is open.
-async fn wait_ready(url: &str) {
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the edge at {url} did not become ready within 10 s");
 }
 
 impl Replicas {

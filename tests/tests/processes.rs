@@ -197,6 +197,41 @@ async fn spawn_control(chat: ChatProcess) -> String {
 /// hearing its heartbeats, and after the session TTL its users go offline —
 /// with an offline event for their peers — instead of staying online for
 /// ever. A user connected through a second, living edge stays online.
+/// chat-, presence-, call- and notify-service as processes, on SQLite files
+/// in `dir`, listening on `ports[0..4]` in that order; `presence_env` adds
+/// to presence-service's environment.
+fn spawn_services(
+    dir: &std::path::Path,
+    ports: &[u16],
+    presence_env: &[(&'static str, String)],
+) -> Vec<Child> {
+    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+    let mut presence = vec![
+        ("PRESENCE_LISTEN", addr(1)),
+        ("PRESENCE_DATABASE_URL", sqlite("presence.db")),
+    ];
+    presence.extend_from_slice(presence_env);
+    vec![
+        spawn(
+            "chat-service",
+            &[
+                ("CHAT_LISTEN", addr(0)),
+                ("DATABASE_URL", sqlite("chat.db")),
+            ],
+        ),
+        spawn("presence-service", &presence),
+        spawn("call-service", &[("CALL_LISTEN", addr(2))]),
+        spawn(
+            "notify-service",
+            &[
+                ("NOTIFY_LISTEN", addr(3)),
+                ("NOTIFY_DATABASE_URL", sqlite("notify.db")),
+            ],
+        ),
+    ]
+}
+
 /// Polls `/readyz` until the edge follows presence-service's stream too.
 async fn follows_presence(url: &str) {
     let client = reqwest::Client::new();
@@ -219,34 +254,12 @@ async fn follows_presence(url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_presence_across_edge_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
     let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
     let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
     let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
     let secret = format!("processes-{}", rand::random::<u64>());
 
-    let _chat = spawn(
-        "chat-service",
-        &[
-            ("CHAT_LISTEN", addr(0)),
-            ("DATABASE_URL", sqlite("chat.db")),
-        ],
-    );
-    let _presence = spawn(
-        "presence-service",
-        &[
-            ("PRESENCE_LISTEN", addr(1)),
-            ("PRESENCE_DATABASE_URL", sqlite("presence.db")),
-        ],
-    );
-    let _call = spawn("call-service", &[("CALL_LISTEN", addr(2))]);
-    let _notify = spawn(
-        "notify-service",
-        &[
-            ("NOTIFY_LISTEN", addr(3)),
-            ("NOTIFY_DATABASE_URL", sqlite("notify.db")),
-        ],
-    );
+    let _services = spawn_services(dir.path(), &ports, &[]);
     // Port 7 is never listened on: the third edge has no presence-service.
     let edge_env = |listen: String, presence: String| {
         vec![
@@ -290,34 +303,15 @@ async fn a_crashed_edges_users_go_offline_after_the_session_ttl() {
 
     const TTL_MS: u64 = 1500;
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
     let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
     let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
     let secret = format!("processes-{}", rand::random::<u64>());
 
-    let _chat = spawn(
-        "chat-service",
-        &[
-            ("CHAT_LISTEN", addr(0)),
-            ("DATABASE_URL", sqlite("chat.db")),
-        ],
-    );
-    let _presence = spawn(
-        "presence-service",
-        &[
-            ("PRESENCE_LISTEN", addr(1)),
-            ("PRESENCE_DATABASE_URL", sqlite("presence.db")),
-            ("PRESENCE_SESSION_TTL_MS", TTL_MS.to_string()),
-        ],
-    );
-    let _call = spawn("call-service", &[("CALL_LISTEN", addr(2))]);
-    let _notify = spawn(
-        "notify-service",
-        &[
-            ("NOTIFY_LISTEN", addr(3)),
-            ("NOTIFY_DATABASE_URL", sqlite("notify.db")),
-        ],
+    let _services = spawn_services(
+        dir.path(),
+        &ports,
+        &[("PRESENCE_SESSION_TTL_MS", TTL_MS.to_string())],
     );
     let edge_env = |listen: String| {
         vec![

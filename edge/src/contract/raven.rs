@@ -207,7 +207,7 @@ async fn join_conversation(
                     let membership = r.into_inner();
                     let conv = membership.conversation.unwrap_or_default();
                     let conversation_id = if conv.id.is_empty() {
-                        canonical(&id)
+                        confab_proto::ids::canonical(&id)
                     } else {
                         conv.id
                     };
@@ -248,7 +248,7 @@ async fn leave_conversation(
         Ok(ConversationRef {
             conversation_id: WireId(id),
         }) => {
-            let conversation_id = canonical(&id);
+            let conversation_id = confab_proto::ids::canonical(&id);
             let room = conversation_room(&conversation_id);
             let rooms = presence::lock_rooms(&s).await;
             let was_in = in_room(&s, &room);
@@ -346,12 +346,6 @@ fn room_change(conversation_id: &str, me: &Identity) -> Value {
 
 fn in_room(s: &SocketRef, room: &str) -> bool {
     s.rooms().iter().any(|r| r == room)
-}
-
-/// A conversation id as chat-service writes it ("007" is "7"), so room
-/// names match the ones events are emitted to.
-fn canonical(id: &str) -> String {
-    confab_proto::ids::parse(id).map_or_else(|| id.to_string(), |n| n.to_string())
 }
 
 /// The seed's `new_message` payload.

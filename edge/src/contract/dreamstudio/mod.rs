@@ -312,12 +312,6 @@ fn member_payload(user_id: &str, room_id: &str, at_ms: i64) -> Value {
     })
 }
 
-/// A conversation's id as confab writes it ("007" → "7"), so room names
-/// match the ones events are emitted to.
-fn canonical(id: &str) -> String {
-    confab_proto::ids::parse(id).map_or_else(|| id.to_string(), |n| n.to_string())
-}
-
 /// The conversation ids of the conversation rooms a socket is in.
 fn joined_rooms(s: &SocketRef) -> Vec<String> {
     let prefix = conversation_room("");
@@ -349,7 +343,7 @@ async fn join_room(
     };
     let conv = membership.conversation.unwrap_or_default();
     let id = if conv.id.is_empty() {
-        canonical(&room_id)
+        confab_proto::ids::canonical(&room_id)
     } else {
         conv.id
     };
@@ -382,7 +376,7 @@ async fn leave_room(
     ack: AckSender,
 ) {
     let id = match p {
-        Ok(p) => canonical(&p.room_id.0),
+        Ok(p) => confab_proto::ids::canonical(&p.room_id.0),
         Err(e) => return answer(&s, ack, Err(bad_payload(e))),
     };
     let rooms = presence::lock_rooms(&s).await;
@@ -523,7 +517,7 @@ async fn typing(
         };
         return answer(&s, ack, Err(refusal));
     }
-    let room = canonical(&p.room_id.0);
+    let room = confab_proto::ids::canonical(&p.room_id.0);
     let result = match presence::set_typing(&svc, &me, &room, typing).await {
         Ok(outcome) => Ok(json!({
             "roomId": numeric_id(&room),

@@ -537,7 +537,7 @@ async fn leave_chat(s: SocketRef, TryData(p): TryData<ChatRef>, ack: AckSender) 
         .map_err(|_| ServiceError::invalid("invalid payload: a chat id, or {chatId}"))
         .map(|p| {
             let id = p.chat_id();
-            let canonical = ids::parse(&id).map_or_else(|| id.clone(), |n| n.to_string());
+            let canonical = ids::canonical(&id);
             s.leave(conversation_room(&canonical));
             json!({ "chatId": numeric_id(&canonical) })
         });

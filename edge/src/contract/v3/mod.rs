@@ -426,11 +426,6 @@ fn chat_ref(payload: &Value) -> Result<String, Refusal> {
         .map_err(|_| Refusal::invalid("chatid is required: a chat id, or {chatid}"))
 }
 
-/// A chat id as chat-service writes it ("007" is chat "7"), so rooms match.
-fn canonical(id: &str) -> String {
-    ids::parse(id).map_or_else(|| id.to_string(), |n| n.to_string())
-}
-
 fn in_room(s: &SocketRef, room: &str) -> bool {
     s.rooms().iter().any(|r| r == room)
 }
@@ -540,7 +535,7 @@ async fn leave_chat(
             ack_with(ack, Err(&r));
         }
         Ok(id) => {
-            let conversation_id = canonical(&id);
+            let conversation_id = ids::canonical(&id);
             let room = conversation_room(&conversation_id);
             let _rooms = presence::lock_rooms(&s).await;
             if in_room(&s, &room) {
@@ -827,7 +822,7 @@ async fn react(svc: &Services, me: &Identity, p: &React) -> Result<ChatMessage, 
         .await
         .map_err(|st| Refusal::from_status(&st))?
         .into_inner();
-    if found.conversation_id != canonical(&p.chatid.0) {
+    if found.conversation_id != ids::canonical(&p.chatid.0) {
         return Err(Refusal::new(
             "MESSAGE_NOT_FOUND",
             format!("message {} is not in chat {}", p.messageid.0, p.chatid.0),
@@ -904,7 +899,7 @@ async fn set_typing(
             return ack_with(ack, Err(&r));
         }
     };
-    match presence::set_typing(svc, me, &canonical(&id), on).await {
+    match presence::set_typing(svc, me, &ids::canonical(&id), on).await {
         Ok(_) => ack_with(ack, Ok(json!({ "chatid": id }))),
         Err(e) => {
             let r = Refusal::new(e.code.as_str(), e.message);
