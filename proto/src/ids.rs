@@ -39,6 +39,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn canonical_drops_leading_zeros_of_ids_only() {
+        assert_eq!(canonical("007"), "7");
+        assert_eq!(canonical("abc"), "abc");
+    }
+
+    #[test]
     fn accepts_positive_integers_below_2_pow_53() {
         assert_eq!(parse("1"), Some(1));
         assert_eq!(parse("9007199254740991"), Some(MAX_ID));
