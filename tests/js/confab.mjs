@@ -114,6 +114,26 @@ export function next(socket, event, ms = 3000) {
 }
 
 /**
+ * The next `event` on `socket` whose payload passes `pred` (others are
+ * skipped), or a failure after `ms`.
+ */
+export function nextWhere(socket, event, pred, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off(event, on);
+      reject(new Error(`no matching '${event}' within ${ms} ms`));
+    }, ms);
+    const on = (payload) => {
+      if (!pred(payload)) return;
+      clearTimeout(timer);
+      socket.off(event, on);
+      resolve(payload);
+    };
+    socket.on(event, on);
+  });
+}
+
+/**
  * How long an absence check keeps listening after its action, in ms.
  *
  * A forbidden event, if the server sent it, would arrive as fast as a

@@ -6,26 +6,20 @@
 // two tabs in each contract's own shape, and of a user switching contracts.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { QUIET_MS, closeAll, connect, conversation, next, record, rest, sleep, token } from './confab.mjs';
+import {
+  QUIET_MS,
+  closeAll,
+  connect,
+  conversation,
+  next,
+  nextWhere,
+  record,
+  rest,
+  sleep,
+  token,
+} from './confab.mjs';
 
 after(closeAll);
-
-/** The next `event` on `socket` that satisfies `pred` (others are skipped). */
-function nextWhere(socket, event, pred, ms = 5000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.off(event, on);
-      reject(new Error(`no matching '${event}' within ${ms} ms`));
-    }, ms);
-    const on = (payload) => {
-      if (!pred(payload)) return;
-      clearTimeout(timer);
-      socket.off(event, on);
-      resolve(payload);
-    };
-    socket.on(event, on);
-  });
-}
 
 /** A numeric user id (hvtsocial and dreamstudio render ids as numbers). */
 let v3Sends = 0;

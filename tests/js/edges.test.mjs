@@ -25,6 +25,7 @@ import {
   conversation,
   expectSilence,
   next,
+  nextWhere,
   record,
   sleep,
   token,
@@ -50,23 +51,6 @@ function user(label, { numeric = false } = {}) {
   const username = `${label}_${id.slice(-4)}`;
   const name = label[0].toUpperCase() + label.slice(1);
   return { id, name, username, token: token(id, { name, extra: { username } }) };
-}
-
-/** The next `event` on `socket` whose payload passes `pred`. */
-function nextWhere(socket, event, pred, ms = 3000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.off(event, on);
-      reject(new Error(`no matching '${event}' within ${ms} ms`));
-    }, ms);
-    const on = (payload) => {
-      if (!pred(payload)) return;
-      clearTimeout(timer);
-      socket.off(event, on);
-      resolve(payload);
-    };
-    socket.on(event, on);
-  });
 }
 
 /** A socket of `u` on `edge` speaking `namespace`, connected. */
