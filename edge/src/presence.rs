@@ -29,6 +29,7 @@ use socketioxide::extract::SocketRef;
 use tokio::task::JoinHandle;
 
 use crate::auth::{AuthError, Identity};
+use crate::contract::conversation_room;
 use crate::services::{PresenceClient, Services};
 
 /// Typing starts a user may send per minute (seed 004's suggestion); more
@@ -198,6 +199,40 @@ pub async fn lock_rooms(s: &SocketRef) -> tokio::sync::OwnedMutexGuard<()> {
         lock
     });
     lock.0.lock_owned().await
+}
+
+/// Puts a socket in a conversation's room on this edge and tells
+/// presence-service ([`enter_room`]), under the socket's [`RoomLock`].
+pub async fn join_conversation(
+    svc: &Services,
+    s: &SocketRef,
+    me: &Identity,
+    conversation_id: &str,
+    member_ids: Vec<String>,
+    role: &str,
+) -> Option<SetRoomPresenceResponse> {
+    let _rooms = lock_rooms(s).await;
+    s.join(conversation_room(conversation_id));
+    enter_room(svc, s, me, conversation_id, member_ids, role).await
+}
+
+/// Takes a socket out of a conversation's room on this edge and, if it was
+/// in it, tells presence-service ([`leave_room`]), under the socket's
+/// [`RoomLock`]. Returns whether it was in the room.
+pub async fn leave_conversation(
+    svc: &Services,
+    s: &SocketRef,
+    me: &Identity,
+    conversation_id: &str,
+) -> bool {
+    let _rooms = lock_rooms(s).await;
+    let room = conversation_room(conversation_id);
+    let was_in = s.rooms().iter().any(|r| *r == room);
+    if was_in {
+        s.leave(room);
+        leave_room(svc, s, me, conversation_id).await;
+    }
+    was_in
 }
 
 /// Tells presence-service that a socket entered a conversation's room (the

@@ -114,8 +114,12 @@ pub fn refreshed_with_data(_: &SocketRef, ack: AckSender, me: &Identity) {
 /// time to wait): the seconds until the user may try again, rounded up (as
 /// v3's seed has it); `None` for any other refusal.
 pub fn retry_after_secs(e: &ServiceError) -> Option<i64> {
-    (e.code == ErrorCode::LimitExceeded && e.retry_after_ms > 0)
-        .then(|| (e.retry_after_ms + 999) / 1000)
+    (e.code == ErrorCode::LimitExceeded && e.retry_after_ms > 0).then(|| retry_secs(e))
+}
+
+/// A refusal's wait in whole seconds, rounded up (the seeds' `retryAfter`).
+pub fn retry_secs(e: &ServiceError) -> i64 {
+    (e.retry_after_ms + 999) / 1000
 }
 
 /// Which contract a socket speaks (in its extensions), for [`Me`].

@@ -212,10 +212,7 @@ async fn join_conversation(
                         conv.id
                     };
                     let members = conv.members.into_iter().map(|m| m.user_id).collect();
-                    let rooms = presence::lock_rooms(&s).await;
-                    s.join(conversation_room(&conversation_id));
-                    let _ = s.emit("joined_conversation", &room_change(&id, &me));
-                    presence::enter_room(
+                    presence::join_conversation(
                         &svc,
                         &s,
                         &me,
@@ -224,7 +221,7 @@ async fn join_conversation(
                         &membership.role,
                     )
                     .await;
-                    drop(rooms);
+                    let _ = s.emit("joined_conversation", &room_change(&id, &me));
                     Ok(json!({ "conversationId": id }))
                 }
                 Ok(_) => fail(format!(
@@ -249,15 +246,8 @@ async fn leave_conversation(
             conversation_id: WireId(id),
         }) => {
             let conversation_id = confab_proto::ids::canonical(&id);
-            let room = conversation_room(&conversation_id);
-            let rooms = presence::lock_rooms(&s).await;
-            let was_in = in_room(&s, &room);
-            s.leave(room);
+            presence::leave_conversation(&svc, &s, &me, &conversation_id).await;
             let _ = s.emit("left_conversation", &room_change(&id, &me));
-            if was_in {
-                presence::leave_room(&svc, &s, &me, &conversation_id).await;
-            }
-            drop(rooms);
             Ok(json!({ "conversationId": id }))
         }
         Err(e) => Err(error_payload(
@@ -342,10 +332,6 @@ fn room_change(conversation_id: &str, me: &Identity) -> Value {
         "user_id": me.user_id,
         "username": me.login_name(),
     })
-}
-
-fn in_room(s: &SocketRef, room: &str) -> bool {
-    s.rooms().iter().any(|r| r == room)
 }
 
 /// The seed's `new_message` payload.

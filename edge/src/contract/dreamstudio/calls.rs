@@ -114,7 +114,7 @@ fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, ServiceError>) {
     let mut detail = json!({ "code": code, "message": e.message });
     let mut reply = json!({ "success": false, "error": text, "code": code });
     if e.code == ErrorCode::LimitExceeded {
-        let secs = (e.retry_after_ms + 999) / 1000;
+        let secs = super::super::retry_secs(&e);
         detail["retryAfter"] = json!(secs);
         reply["retryAfter"] = json!(secs);
     }

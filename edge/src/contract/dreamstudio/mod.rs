@@ -379,12 +379,7 @@ async fn leave_room(
         Ok(p) => confab_proto::ids::canonical(&p.room_id.0),
         Err(e) => return answer(&s, ack, Err(bad_payload(e))),
     };
-    let rooms = presence::lock_rooms(&s).await;
-    if joined_rooms(&s).contains(&id) {
-        s.leave(conversation_room(&id));
-        presence::leave_room(&svc, &s, &me, &id).await;
-    }
-    drop(rooms);
+    presence::leave_conversation(&svc, &s, &me, &id).await;
     answer(&s, ack, Ok(json!({ "roomId": numeric_id(&id) })));
 }
 

@@ -102,7 +102,7 @@ fn answer(s: &SocketRef, ack: AckSender, event: &str, result: Outcome) {
         Err(e) => {
             let mut error = json!({ "code": code(&e), "message": e.message });
             if e.code == ErrorCode::LimitExceeded {
-                error["retryAfter"] = json!((e.retry_after_ms + 999) / 1000);
+                error["retryAfter"] = json!(super::super::retry_secs(&e));
             }
             let reply = json!({ "success": false, "error": error.clone() });
             error["event"] = json!(event);

@@ -101,7 +101,7 @@ type Payload = TryData<Value>;
 /// A refusal in v3's terms (see the module doc), with an ack or as events.
 fn refuse(s: &SocketRef, event: &str, ack: AckSender, wants_ack: bool, e: ServiceError) {
     use confab_proto::ErrorCode;
-    let retry_after = (e.retry_after_ms + 999) / 1000;
+    let retry_after = super::super::retry_secs(&e);
     let code = match e.code {
         ErrorCode::LimitExceeded => "RATE_LIMITED",
         ErrorCode::Conflict if e.message.starts_with("busy") => "USER_BUSY",

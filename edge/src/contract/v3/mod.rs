@@ -426,10 +426,6 @@ fn chat_ref(payload: &Value) -> Result<String, Refusal> {
         .map_err(|_| Refusal::invalid("chatid is required: a chat id, or {chatid}"))
 }
 
-fn in_room(s: &SocketRef, room: &str) -> bool {
-    s.rooms().iter().any(|r| r == room)
-}
-
 async fn join_chat(
     s: SocketRef,
     TryData(p): TryData<Value>,
@@ -483,9 +479,7 @@ async fn join(s: &SocketRef, svc: &Services, me: &Identity, id: &str) -> Result<
         &membership.role
     };
     let members = conv.members.iter().map(|m| m.user_id.clone()).collect();
-    let _rooms = presence::lock_rooms(s).await;
-    s.join(conversation_room(&conv.id));
-    presence::enter_room(svc, s, me, &conv.id, members, role).await;
+    presence::join_conversation(svc, s, me, &conv.id, members, role).await;
     Ok(chat_joined(&conv, role))
 }
 
@@ -535,13 +529,7 @@ async fn leave_chat(
             ack_with(ack, Err(&r));
         }
         Ok(id) => {
-            let conversation_id = ids::canonical(&id);
-            let room = conversation_room(&conversation_id);
-            let _rooms = presence::lock_rooms(&s).await;
-            if in_room(&s, &room) {
-                s.leave(room);
-                presence::leave_room(&svc, &s, &me, &conversation_id).await;
-            }
+            presence::leave_conversation(&svc, &s, &me, &ids::canonical(&id)).await;
             ack_with(ack, Ok(json!({ "chatid": id })));
         }
     }
@@ -709,7 +697,7 @@ fn rate_limited(
     client_message_id: Option<String>,
     e: ServiceError,
 ) {
-    let retry_after = (e.retry_after_ms + 999) / 1000;
+    let retry_after = super::retry_secs(&e);
     let _ = s.emit(
         "rate_limited",
         &json!({ "error": "rate_limited", "message": e.message, "retryAfter": retry_after }),
