@@ -23,11 +23,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 
+use crate::clients::Service;
 use crate::config::EdgeConfig;
-use crate::contract;
 use crate::deliveries::Deliveries;
 use crate::fanout::{self, StreamStatus};
-use crate::services::{Service, Services};
+use crate::state::EdgeState;
+use crate::{contracts, socket};
 
 /// How many packets may wait for one socket (see `max_buffer_size`).
 pub const SOCKET_QUEUE: usize = 8192;
@@ -113,7 +114,7 @@ async fn metrics() -> impl IntoResponse {
 pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<EdgeHandle> {
     prometheus();
     let addr = listener.local_addr()?;
-    let services = Services::new(&cfg)?;
+    let services = EdgeState::new(&cfg)?;
     let (layer, io) = SocketIo::builder()
         .with_state(services.clone())
         // Packets queued per socket before an emit to it fails. A burst into
@@ -127,9 +128,8 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
         .ws_max_message_size(cfg.max_packet_bytes)
         .ws_max_frame_size(cfg.max_packet_bytes)
         .build_layer();
-    let default = contract::by_name(&cfg.default_contract)
-        .ok_or_else(|| anyhow::anyhow!("unknown contract {}", cfg.default_contract))?;
-    let mounts = Arc::new(contract::mount_all(&io, default));
+    let default = contracts::named(&cfg.default_contract)?;
+    let mounts = Arc::new(socket::mount_all(&io, &contracts::ALL, default));
 
     let streams = StreamStatus::default();
     let (deliveries, delivery_task) = Deliveries::spawn(services.chat.clone());
@@ -165,7 +165,7 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
             streams.clone(),
         ),
     ];
-    followers.push(crate::presence::spawn_heartbeat(
+    followers.push(crate::session::liveness::spawn(
         services.clone(),
         cfg.presence_heartbeat,
     ));

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::Verifier;
-use crate::services::ServiceTargets;
+use crate::clients::ServiceTargets;
+pub use crate::clients::ServiceUrls;
 
 /// Settings every edge has, embedded or not.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,35 +59,6 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
 /// [`EdgeArgs::max_packet_bytes`]'s default: 32 KiB.
 pub const DEFAULT_MAX_PACKET_BYTES: usize = 32 * 1024;
 
-/// Where the services are.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServiceUrls {
-    #[arg(
-        long,
-        env = "CONFAB_CHAT_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub chat_url: String,
-    #[arg(
-        long,
-        env = "CONFAB_PRESENCE_URL",
-        default_value = "http://127.0.0.1:50052"
-    )]
-    pub presence_url: String,
-    #[arg(
-        long,
-        env = "CONFAB_CALL_URL",
-        default_value = "http://127.0.0.1:50053"
-    )]
-    pub call_url: String,
-    #[arg(
-        long,
-        env = "CONFAB_NOTIFY_URL",
-        default_value = "http://127.0.0.1:50054"
-    )]
-    pub notify_url: String,
-}
-
 /// Everything an edge needs to start.
 #[derive(Clone)]
 pub struct EdgeConfig {
@@ -131,17 +103,6 @@ impl EdgeConfig {
             (None, Some(secret)) if !secret.is_empty() => Verifier::hs256(secret.as_bytes()),
             _ => anyhow::bail!("no JWT key: set CONFAB_JWT_SECRET or CONFAB_JWT_PUBLIC_KEY_FILE"),
         };
-        if crate::contract::by_name(&args.default_contract).is_none() {
-            anyhow::bail!(
-                "unknown default contract {:?}; known: {}",
-                args.default_contract,
-                crate::contract::ALL
-                    .iter()
-                    .map(|c| c.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
         Ok(Self {
             default_contract: args.default_contract.clone(),
             verifier,

@@ -19,7 +19,7 @@ use confab_proto::v1::{ChatMessage, Delivery, RecordDeliveriesRequest};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::services::ChatClient;
+use crate::clients::ChatClient;
 
 /// Messages waiting for their receipts to be sent.
 const QUEUE: usize = 4096;

@@ -21,8 +21,8 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 
 use crate::app::{self, EdgeHandle};
+use crate::clients::{Service, ServiceTargets};
 use crate::config::{EdgeArgs, EdgeConfig};
-use crate::services::{Service, ServiceTargets};
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use std::time::Duration;

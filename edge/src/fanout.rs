@@ -28,9 +28,9 @@ use tokio::task::JoinHandle;
 use tonic::{Status, Streaming};
 
 use crate::auth::Identity;
+use crate::clients::{CallClient, ChatClient, NotifyClient, PresenceClient, Transport};
 use crate::contract::{Contract, Emit, Mount};
 use crate::deliveries::Deliveries;
-use crate::services::{CallClient, ChatClient, NotifyClient, PresenceClient, Transport};
 
 /// Which service streams are currently open, and how many times each has
 /// been (re)opened.
@@ -267,6 +267,17 @@ pub async fn emit(io: &SocketIo, path: &str, e: Emit, collect: bool) -> Vec<Stri
 /// Picks a contract's renderer for one kind of event.
 type PickRenderer<E> = fn(&Contract) -> fn(&E) -> Vec<Emit>;
 
+/// A contract's call renderer; nothing for a contract without calls.
+fn call_renderer(c: &Contract) -> fn(&CallEvent) -> Vec<Emit> {
+    c.calls.as_ref().map_or(|_| Vec::new(), |k| k.event)
+}
+
+/// A contract's notification renderer; nothing for a contract without
+/// notifications.
+fn notify_renderer(c: &Contract) -> fn(&NotifyEvent) -> Vec<Emit> {
+    c.notifications.as_ref().map_or(|_| Vec::new(), |k| k.event)
+}
+
 /// Renders one event with every mount's contract (`render` picks the
 /// contract's renderer for this kind of event) and emits the results;
 /// with `collect`, returns the users whose sockets it reached.
@@ -325,7 +336,7 @@ pub fn follow_call(
         let io = io.clone();
         let mounts = mounts.clone();
         Box::pin(async move {
-            fan_out(&io, &mounts, &event, |c| c.call_event, false).await;
+            fan_out(&io, &mounts, &event, call_renderer, false).await;
         })
     })
 }
@@ -342,7 +353,7 @@ pub fn follow_notify(
         let io = io.clone();
         let mounts = mounts.clone();
         Box::pin(async move {
-            fan_out(&io, &mounts, &event, |c| c.notify_event, false).await;
+            fan_out(&io, &mounts, &event, notify_renderer, false).await;
         })
     })
 }

@@ -1,6 +1,10 @@
-//! Application heartbeats for contracts whose seed has them (`v3`): the
-//! server emits `ping` (ms since epoch) and `heartbeat {timestamp}` every
-//! `CONFAB_HEARTBEAT_MS`; a `pong` or `heartbeat_response` answers them.
+//! Application heartbeats for contracts whose seed has them (the
+//! [`Heartbeat`] capability, e.g. `v3`'s `ping` and `heartbeat`): the server
+//! emits the contract's beat every `CONFAB_HEARTBEAT_MS`; any of the
+//! contract's answer events answers it.
+//!
+//! Not to be confused with [`crate::session::liveness`], this edge's own
+//! liveness in presence-service.
 //!
 //! Engine.IO's own ping/pong keeps the transport alive, but socket.io-client
 //! answers it by itself; these events prove the application on the other
@@ -22,13 +26,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
-use serde_json::json;
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use tokio::task::JoinHandle;
 
-use crate::contract::Mount;
-use crate::wire::iso;
+use crate::contract::{Heartbeat, Mount};
 
 /// Heartbeats left unanswered in a row before the socket is disconnected.
 pub const MISSED_LIMIT: u32 = 3;
@@ -76,10 +78,10 @@ fn now_ms() -> i64 {
 
 /// Gives a socket its heartbeat state and the handlers of the answers. Runs
 /// in the connect middleware (before the client is connected).
-pub fn attach(s: &SocketRef) {
+pub fn attach(s: &SocketRef, heartbeat: &Heartbeat) {
     s.extensions.insert(Arc::new(Beats::default()));
-    for answer in ["pong", "heartbeat_response"] {
-        s.on(answer, |s: SocketRef| async move {
+    for answer in heartbeat.answers {
+        s.on(*answer, |s: SocketRef| async move {
             if let Some(beats) = s.extensions.get::<Arc<Beats>>()
                 && let Some(rtt) = beats.answered(now_ms())
             {
@@ -91,22 +93,22 @@ pub fn attach(s: &SocketRef) {
 
 /// The first beat, right after the client is told it is connected (the
 /// seed's app counts a connection dead after 40 s without one).
-pub fn first_beat(s: &SocketRef) {
+pub fn first_beat(s: &SocketRef, heartbeat: &Heartbeat) {
     let now = now_ms();
     if let Some(beats) = s.extensions.get::<Arc<Beats>>() {
         beats.sent(now);
     }
-    let _ = s.emit("ping", &now);
-    let _ = s.emit("heartbeat", &json!({ "timestamp": iso(now) }));
+    for (event, payload) in (heartbeat.beat)(now) {
+        let _ = s.emit(event, &payload);
+    }
 }
 
 /// Beats every `every` on the mounts whose contract has heartbeats, until
 /// aborted.
 pub fn spawn(io: SocketIo, mounts: Arc<Vec<Mount>>, every: Duration) -> JoinHandle<()> {
-    let paths: Vec<&'static str> = mounts
+    let beating: Vec<(&'static str, &'static Heartbeat)> = mounts
         .iter()
-        .filter(|m| m.contract.heartbeat)
-        .map(|m| m.path)
+        .filter_map(|m| m.contract.heartbeat.as_ref().map(|h| (m.path, h)))
         .collect();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -115,8 +117,8 @@ pub fn spawn(io: SocketIo, mounts: Arc<Vec<Mount>>, every: Duration) -> JoinHand
         tick.tick().await;
         loop {
             tick.tick().await;
-            for path in &paths {
-                beat(&io, path).await;
+            for (path, heartbeat) in &beating {
+                beat(&io, path, heartbeat).await;
             }
         }
     })
@@ -124,7 +126,7 @@ pub fn spawn(io: SocketIo, mounts: Arc<Vec<Mount>>, every: Duration) -> JoinHand
 
 /// One tick in one namespace: drops the sockets that missed too many, then
 /// beats the rest.
-async fn beat(io: &SocketIo, path: &str) {
+async fn beat(io: &SocketIo, path: &str, heartbeat: &Heartbeat) {
     let Some(ns) = io.of(path) else {
         return;
     };
@@ -143,12 +145,10 @@ async fn beat(io: &SocketIo, path: &str) {
     if dropped > 0 {
         metrics::counter!("confab_heartbeat_disconnects_total").increment(dropped);
     }
-    if let Err(e) = ns.clone().emit("ping", &now).await {
-        tracing::debug!(path, error = %e, "ping not sent to every socket");
-    }
-    let heartbeat = json!({ "timestamp": iso(now) });
-    if let Err(e) = ns.emit("heartbeat", &heartbeat).await {
-        tracing::debug!(path, error = %e, "heartbeat not sent to every socket");
+    for (event, payload) in (heartbeat.beat)(now) {
+        if let Err(e) = ns.clone().emit(event, &payload).await {
+            tracing::debug!(path, event, error = %e, "beat not sent to every socket");
+        }
     }
 }
 

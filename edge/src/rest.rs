@@ -27,10 +27,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{AuthError, Identity, find_token};
-use crate::services::Services;
+use crate::state::EdgeState;
 use crate::wire::{WireId, iso};
 
-pub fn router() -> Router<Services> {
+pub fn router() -> Router<EdgeState> {
     Router::new()
         .route(
             "/api/conversations",
@@ -108,12 +108,12 @@ fn invalid(msg: impl Into<String>) -> ApiError {
 /// The caller, from a bearer token (or the `accessToken` cookie).
 pub struct Caller(pub Identity);
 
-impl FromRequestParts<Services> for Caller {
+impl FromRequestParts<EdgeState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        svc: &Services,
+        svc: &EdgeState,
     ) -> Result<Self, Self::Rejection> {
         let token = find_token(None, parts).ok_or(ApiError::Auth(AuthError::Required))?;
         svc.verifier
@@ -126,12 +126,12 @@ impl FromRequestParts<Services> for Caller {
 /// A JSON body whose rejection is our error shape, not axum's plain text.
 pub struct Body<T>(pub T);
 
-impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<Services> for Body<T> {
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<EdgeState> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(
         req: axum::extract::Request,
-        svc: &Services,
+        svc: &EdgeState,
     ) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, svc).await {
             Ok(Json(v)) => Ok(Body(v)),
@@ -184,7 +184,7 @@ struct CreateConversation {
 }
 
 async fn create_conversation(
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Caller(me): Caller,
     Body(body): Body<CreateConversation>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -214,7 +214,7 @@ async fn create_conversation(
 }
 
 async fn list_conversations(
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Caller(me): Caller,
 ) -> Result<Json<Value>, ApiError> {
     let list = svc
@@ -239,7 +239,7 @@ struct HistoryQuery {
 }
 
 async fn history(
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Caller(me): Caller,
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
@@ -273,7 +273,7 @@ struct PostMessage {
 }
 
 async fn post_message(
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Caller(me): Caller,
     Path(id): Path<String>,
     Body(body): Body<PostMessage>,
@@ -332,7 +332,7 @@ struct NotificationsQuery {
 }
 
 async fn list_notifications(
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Caller(me): Caller,
     Query(q): Query<NotificationsQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -375,7 +375,7 @@ struct MarkRead {
 }
 
 async fn mark_notifications_read(
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Caller(me): Caller,
     Body(body): Body<MarkRead>,
 ) -> Result<Json<Value>, ApiError> {
@@ -401,7 +401,7 @@ async fn mark_notifications_read(
 }
 
 async fn unread_count(
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Caller(me): Caller,
 ) -> Result<Json<Value>, ApiError> {
     let count = svc
@@ -423,7 +423,7 @@ async fn unread_count(
 mod calls {
     use super::*;
 
-    pub fn router() -> Router<Services> {
+    pub fn router() -> Router<EdgeState> {
         Router::new().route("/api/calls", get(list_calls))
     }
 
@@ -434,7 +434,7 @@ mod calls {
     }
 
     async fn list_calls(
-        State(svc): State<Services>,
+        State(svc): State<EdgeState>,
         Caller(me): Caller,
         Query(q): Query<CallsQuery>,
     ) -> Result<Json<Value>, ApiError> {

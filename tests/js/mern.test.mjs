@@ -151,6 +151,19 @@ describe('join_conversations', () => {
     await quiet;
   });
 
+  test('an id written differently ("007" for 7) joins the same room: its socket hears the messages', async () => {
+    const alice = user('alice', 'Alice');
+    const bob = user('bob', 'Bob');
+    const id = await conversation(alice.tok, [bob.id]);
+    const sa = await mern(alice.tok);
+    const sb = await mern(bob.tok);
+    await joinAll(sa, [id]);
+    const ack = await joinAll(sb, [`00${id}`]);
+    assert.deepEqual(ack.joined, [`00${id}`]);
+    const [, got] = await act(() => send(sa, id, 'padded'), [sb, 'receive_message']);
+    assert.equal(got.message.content, 'padded');
+  });
+
   test('as the seed sends it (no ack): refused ids get error, the others are joined', async () => {
     const alice = user('alice', 'Alice');
     const bob = user('bob', 'Bob');

@@ -57,11 +57,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use crate::contract::Me;
+use crate::contract::me::Me;
 
 use super::refused_with;
-use crate::contract::{Emit, call_rooms, user_room};
-use crate::services::Services;
+use crate::contract::Emit;
+use crate::rooms::{call_rooms, user_room};
+use crate::state::EdgeState;
 use crate::wire::{WireId, iso, numeric_id};
 
 pub(super) fn on_connect(s: &SocketRef) {
@@ -114,7 +115,7 @@ fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, ServiceError>) {
     let mut detail = json!({ "code": code, "message": e.message });
     let mut reply = json!({ "success": false, "error": text, "code": code });
     if e.code == ErrorCode::LimitExceeded {
-        let secs = super::super::retry_secs(&e);
+        let secs = crate::contract::retry_secs(&e);
         detail["retryAfter"] = json!(secs);
         reply["retryAfter"] = json!(secs);
     }
@@ -147,7 +148,7 @@ struct Initiate {
 async fn initiate(
     s: SocketRef,
     TryData(p): TryData<Initiate>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -193,7 +194,7 @@ struct CallRef {
 async fn answered(
     s: SocketRef,
     TryData(p): TryData<CallRef>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -220,7 +221,7 @@ async fn answered(
 async fn ended(
     s: SocketRef,
     TryData(p): TryData<CallRef>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -270,7 +271,7 @@ struct SignalIn {
 async fn signal(
     s: SocketRef,
     TryData(p): TryData<SignalIn>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
     kind: SignalKind,

@@ -112,41 +112,49 @@ mod calls;
 
 use confab_proto::v1::presence_event::Kind as PresenceKind;
 use confab_proto::v1::{
-    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, DeleteMessageRequest,
-    EditMessageRequest, PresenceEvent, RoomPresenceChange, SendMessageRequest, chat_event::Kind,
+    Attachment, ChatEvent, ChatMessage, DeleteMessageRequest, EditMessageRequest, PresenceEvent,
+    RoomPresenceChange, SendMessageRequest, chat_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use crate::contract::Me;
-
-use super::{Contract, Emit, conversation_room, user_room};
 use crate::auth::{AuthError, Identity};
-use crate::presence::{self, Typing};
-use crate::services::Services;
+use crate::contract::me::Me;
+use crate::contract::reply::{Answers, Args, Asked, Refused, Reply};
+use crate::contract::{Calls, Contract, Emit, TokenRefresh, plain_refusal, refreshed_with_data};
+use crate::rooms::{conversation_room, user_room};
+use crate::session::rooms;
+use crate::session::typing::{self, Typing};
+use crate::state::EdgeState;
 use crate::wire::{WireId, iso, numeric_id};
 
 pub const CONTRACT: Contract = Contract {
     name: "dreamstudio",
     handshake,
     auth_error: None,
-    refusal: super::plain_refusal,
-    on_connect,
-    greet: None,
-    on_disconnect: None,
-    chat_event,
-    presence_event,
-    notify_event: super::no_notifications,
-    call_event: calls::call_event,
-    calls: true,
-    token: super::TokenRefresh {
+    refusal: plain_refusal,
+    token: TokenRefresh {
         event: "refresh_token",
         refuse: token_refused,
-        refreshed: super::refreshed_with_data,
+        refreshed: refreshed_with_data,
     },
-    heartbeat: false,
+    answers: Answers {
+        ok: |_, data| json!({ "success": true, "data": data }),
+        refused,
+    },
+    on_connect,
+    greet: None,
+    chat_event,
+    presence_event,
+    calls: Some(Calls {
+        on_connect: calls::on_connect,
+        event: calls::call_event,
+    }),
+    notifications: None,
+    heartbeat: None,
+    offline: None,
 };
 
 /// `error` with the seed's `Authentication error` and `{code, message}`;
@@ -174,8 +182,7 @@ fn handshake(auth: Option<&Value>, me: &Identity) -> Result<(), String> {
     }
 }
 
-fn on_connect(s: &SocketRef, _: &Identity) {
-    presence::attach_room_lock(s);
+fn on_connect(s: &SocketRef) {
     s.on("join_room", join_room);
     s.on("leave_room", leave_room);
     s.on("message:send", send_message);
@@ -184,7 +191,6 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("message:delete", delete_message);
     s.on("user:typing", start_typing);
     s.on("user:stop_typing", stop_typing);
-    calls::on_connect(s);
 }
 
 #[derive(Deserialize)]
@@ -235,28 +241,8 @@ struct Refusal {
     retry_after: Option<i64>,
 }
 
-fn bad_payload(e: impl std::fmt::Display) -> Refusal {
-    Refusal {
-        text: format!("Invalid request: {e}"),
-        code: "INVALID_ARGUMENT".into(),
-        message: e.to_string(),
-        retry_after: None,
-    }
-}
-
-fn not_a_member(room: &str) -> Refusal {
-    Refusal {
-        text: "Not a member of this room".into(),
-        code: "NOT_A_MEMBER".into(),
-        message: format!("you are not a member of conversation {room}"),
-        retry_after: None,
-    }
-}
-
-/// Maps a service failure to the seed's string; `not_author` is the seed's
-/// wording for the request at hand.
-fn refused(status: &tonic::Status, not_author: &str) -> Refusal {
-    refused_with(ServiceError::from_status(status), not_author)
+fn bad_payload(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::invalid(e.to_string())
 }
 
 /// [`refused`] for an error already read from its status.
@@ -277,30 +263,31 @@ fn refused_with(e: ServiceError, not_author: &str) -> Refusal {
     Refusal {
         text,
         code: e.code.as_str().to_string(),
-        retry_after: super::retry_after_secs(&e),
+        retry_after: crate::contract::retry_after_secs(&e),
         message: e.message,
     }
 }
 
-/// Answers a request: a refusal is the `error` event (the seed's string,
-/// then `{code, message}`); an ack, when the client passed one, gets
-/// `{success: true, data}` or `{success: false, error, code}`. Over a rate
-/// limit both carry `retryAfter` (seconds).
-fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, Refusal>) {
-    let reply = match result {
-        Ok(data) => json!({ "success": true, "data": data }),
-        Err(r) => {
-            let mut detail = json!({ "code": r.code, "message": r.message });
-            let mut reply = json!({ "success": false, "error": r.text, "code": r.code });
-            if let Some(secs) = r.retry_after {
-                detail["retryAfter"] = json!(secs);
-                reply["retryAfter"] = json!(secs);
-            }
-            let _ = s.emit("error", &(r.text.as_str(), detail));
-            reply
-        }
+/// A refusal: the `error` event (the seed's string, then `{code,
+/// message}`); a passed ack gets `{success: false, error, code}`. Over a
+/// rate limit both carry `retryAfter` (seconds).
+fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
+    let not_author = match asked.event {
+        "message:edit" => "Not authorized to edit this message",
+        "message:delete" => "Not authorized to delete this message",
+        _ => "Not authorized",
     };
-    let _ = ack.send(&reply);
+    let r = refused_with(e.clone(), not_author);
+    let mut detail = json!({ "code": r.code, "message": r.message });
+    let mut ack = json!({ "success": false, "error": r.text, "code": r.code });
+    if let Some(secs) = r.retry_after {
+        detail["retryAfter"] = json!(secs);
+        ack["retryAfter"] = json!(secs);
+    }
+    Refused {
+        emit: vec![("error", Args::Two(json!(r.text), detail))],
+        ack: Some(ack),
+    }
 }
 
 /// The payload of `member:joined` and `member:left`.
@@ -312,87 +299,61 @@ fn member_payload(user_id: &str, room_id: &str, at_ms: i64) -> Value {
     })
 }
 
-/// The conversation ids of the conversation rooms a socket is in.
-fn joined_rooms(s: &SocketRef) -> Vec<String> {
-    let prefix = conversation_room("");
-    s.rooms()
-        .iter()
-        .filter_map(|r| r.strip_prefix(prefix.as_str()).map(str::to_string))
-        .collect()
-}
-
 async fn join_room(
     s: SocketRef,
     TryData(p): TryData<RoomRef>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
+    const EVENT: &str = "join_room";
     let room_id = match p {
         Ok(p) => p.room_id.0,
-        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+        Err(e) => return reply.fail(EVENT, bad_payload(e)),
     };
-    let req = CheckMembershipRequest {
-        conversation_id: room_id.clone(),
-        user_id: me.user_id.clone(),
+    // One room at a time: joining leaves the others.
+    let joined = match rooms::switch(&edge, &s, &me, &room_id).await {
+        Ok((joined, _left)) => joined,
+        Err(e) => return reply.fail(EVENT, e),
     };
-    let membership = match svc.chat.clone().check_membership(req).await {
-        Ok(r) if r.get_ref().is_member => r.into_inner(),
-        Ok(_) => return answer(&s, ack, Err(not_a_member(&room_id))),
-        Err(status) => return answer(&s, ack, Err(refused(&status, "Not authorized"))),
-    };
-    let conv = membership.conversation.unwrap_or_default();
-    let id = if conv.id.is_empty() {
-        confab_proto::ids::canonical(&room_id)
-    } else {
-        conv.id
-    };
-    let members = conv.members.into_iter().map(|m| m.user_id).collect();
-    let rooms = presence::lock_rooms(&s).await;
-    // Leave the other conversation rooms, then join this one (no await in
-    // between, so the socket is never in two rooms).
-    let previous: Vec<String> = joined_rooms(&s).into_iter().filter(|r| *r != id).collect();
-    for old in &previous {
-        s.leave(conversation_room(old));
-    }
-    s.join(conversation_room(&id));
-    for old in &previous {
-        presence::leave_room(&svc, &s, &me, old).await;
-    }
-    let entered = presence::enter_room(&svc, &s, &me, &id, members, &membership.role).await;
-    drop(rooms);
+    let id = joined.member.id();
     // The room hears presence-service's event (a first join); the joining
     // socket hears its own join every time, stamped alike.
-    let at = entered.map_or_else(|| chrono::Utc::now().timestamp_millis(), |e| e.at_ms);
-    let _ = s.emit("member:joined", &member_payload(&me.user_id, &id, at));
-    answer(&s, ack, Ok(json!({ "roomId": numeric_id(&id) })));
+    let at = joined
+        .presence
+        .as_ref()
+        .map_or_else(|| chrono::Utc::now().timestamp_millis(), |e| e.at_ms);
+    let _ = s.emit("member:joined", &member_payload(&me.user_id, id, at));
+    reply.ok(EVENT, json!({ "roomId": numeric_id(id) }));
 }
 
 async fn leave_room(
     s: SocketRef,
     TryData(p): TryData<RoomRef>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let id = match p {
-        Ok(p) => confab_proto::ids::canonical(&p.room_id.0),
-        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+    const EVENT: &str = "leave_room";
+    let room_id = match p {
+        Ok(p) => p.room_id.0,
+        Err(e) => return reply.fail(EVENT, bad_payload(e)),
     };
-    presence::leave_conversation(&svc, &s, &me, &id).await;
-    answer(&s, ack, Ok(json!({ "roomId": numeric_id(&id) })));
+    rooms::leave(&edge, &s, &me, &room_id).await;
+    let id = confab_proto::ids::canonical(&room_id);
+    reply.ok(EVENT, json!({ "roomId": numeric_id(&id) }));
 }
 
 async fn send_message(
-    s: SocketRef,
     TryData(p): TryData<SendMessage>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
+    const EVENT: &str = "message:send";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+        Err(e) => return reply.fail(EVENT, bad_payload(e)),
     };
     let file_url = p.file_url.filter(|u| !u.trim().is_empty());
     let req = SendMessageRequest {
@@ -411,117 +372,108 @@ async fn send_message(
     };
     // Success is seen as `message:new`, which chat-service's event brings to
     // the room, the sender included.
-    let result = match svc.chat.clone().send_message(req).await {
+    let result = match edge.chat.clone().send_message(req).await {
         Ok(r) => Ok(r
             .into_inner()
             .message
             .as_ref()
             .map(new_message)
             .unwrap_or_default()),
-        Err(status) => Err(refused(&status, "Not authorized")),
+        Err(status) => Err(ServiceError::from_status(&status)),
     };
-    answer(&s, ack, result);
+    reply.send(EVENT, result);
 }
 
 async fn edit_message(
-    s: SocketRef,
     TryData(p): TryData<EditMessage>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
+    const EVENT: &str = "message:edit";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+        Err(e) => return reply.fail(EVENT, bad_payload(e)),
     };
     let req = EditMessageRequest {
         actor: Some(me.actor()),
         message_id: p.message_id.0,
         text: p.content,
     };
-    let result = match svc.chat.clone().edit_message(req).await {
+    let result = match edge.chat.clone().edit_message(req).await {
         Ok(r) => Ok(message_edited(r.get_ref())),
-        Err(status) => Err(refused(&status, "Not authorized to edit this message")),
+        Err(status) => Err(ServiceError::from_status(&status)),
     };
-    answer(&s, ack, result);
+    reply.send(EVENT, result);
 }
 
 async fn delete_message(
-    s: SocketRef,
     TryData(p): TryData<MessageRef>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
+    const EVENT: &str = "message:delete";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+        Err(e) => return reply.fail(EVENT, bad_payload(e)),
     };
     let req = DeleteMessageRequest {
         actor: Some(me.actor()),
         message_id: p.message_id.0,
     };
-    let result = match svc.chat.clone().delete_message(req).await {
+    let result = match edge.chat.clone().delete_message(req).await {
         Ok(r) => Ok(message_deleted(r.get_ref())),
-        Err(status) => Err(refused(&status, "Not authorized to delete this message")),
+        Err(status) => Err(ServiceError::from_status(&status)),
     };
-    answer(&s, ack, result);
+    reply.send(EVENT, result);
 }
 
-async fn start_typing(
-    s: SocketRef,
-    p: TryData<TypingPayload>,
-    svc: State<Services>,
-    me: Me,
-    ack: AckSender,
-) {
-    typing(s, p, svc, me, ack, true).await;
+async fn start_typing(p: TryData<TypingPayload>, edge: State<EdgeState>, me: Me, reply: Reply) {
+    typing(p, edge, me, reply, true).await;
 }
 
-async fn stop_typing(
-    s: SocketRef,
-    p: TryData<TypingPayload>,
-    svc: State<Services>,
-    me: Me,
-    ack: AckSender,
-) {
-    typing(s, p, svc, me, ack, false).await;
+async fn stop_typing(p: TryData<TypingPayload>, edge: State<EdgeState>, me: Me, reply: Reply) {
+    typing(p, edge, me, reply, false).await;
 }
 
 /// `user:typing` / `user:stop_typing`: the room's other members see it as
 /// the same event (rendered from presence-service's `typing_changed`); a
 /// throttled start is dropped without an error.
 async fn typing(
-    s: SocketRef,
     TryData(p): TryData<TypingPayload>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
     typing: bool,
 ) {
+    let event = if typing {
+        "user:typing"
+    } else {
+        "user:stop_typing"
+    };
     let p = match p {
         Ok(p) => p,
-        Err(e) => return answer(&s, ack, Err(bad_payload(e))),
+        Err(e) => return reply.fail(event, bad_payload(e)),
     };
     if let Some(claimed) = p.user_id.filter(|c| c.0 != me.user_id) {
-        let refusal = Refusal {
-            text: "Not authorized".into(),
-            code: ErrorCode::PermissionDenied.as_str().into(),
-            message: format!("userId {} is not the authenticated user", claimed.0),
-            retry_after: None,
-        };
-        return answer(&s, ack, Err(refusal));
+        let e = ServiceError::new(
+            ErrorCode::PermissionDenied,
+            format!("userId {} is not the authenticated user", claimed.0),
+        );
+        return reply.fail(event, e);
     }
     let room = confab_proto::ids::canonical(&p.room_id.0);
-    let result = match presence::set_typing(&svc, &me, &room, typing).await {
-        Ok(outcome) => Ok(json!({
-            "roomId": numeric_id(&room),
-            "typing": typing,
-            "relayed": outcome == Typing::Relayed,
-        })),
-        Err(e) => Err(refused_with(e, "Not authorized")),
-    };
-    answer(&s, ack, result);
+    let result = typing::set_typing(&edge, &me, &room, typing)
+        .await
+        .map(|outcome| {
+            json!({
+                "roomId": numeric_id(&room),
+                "typing": typing,
+                "relayed": outcome == Typing::Relayed,
+            })
+        });
+    reply.send(event, result);
 }
 
 /// The seed's `message:new` payload.

@@ -107,52 +107,51 @@
 //!   user out of the tabs that are working.
 
 use std::collections::HashSet;
-use std::convert::Infallible;
-use std::sync::Arc;
 
 use confab_proto::v1::{
-    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, DeleteMessageRequest,
-    EditMessageRequest, MarkReadRequest, PresenceEvent, SendMessageRequest, chat_event::Kind,
-    presence_event,
+    Attachment, ChatEvent, ChatMessage, DeleteMessageRequest, EditMessageRequest, MarkReadRequest,
+    PresenceEvent, SendMessageRequest, chat_event::Kind, presence_event,
 };
-use confab_proto::{ErrorCode, ServiceError, ids};
+use confab_proto::{ServiceError, ids};
 use futures::future::join_all;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use super::Me;
-use socketioxide::handler::FromMessageParts;
-use socketioxide::socket::Socket;
-
-use super::{
-    AckRequested, Contract, Emit, any_handshake, conversation_room, socket_room, user_room,
-};
 use crate::auth::{AuthError, Identity};
-use crate::presence::{self, Typing};
-use crate::services::Services;
+use crate::contract::me::Me;
+use crate::contract::reply::{Answers, Args, Asked, Refused, Reply};
+use crate::contract::{
+    Contract, Emit, TokenRefresh, any_handshake, plain_refusal, retry_after_secs,
+};
+use crate::rooms::{conversation_room, socket_room, user_room};
+use crate::session::rooms;
+use crate::session::typing::{self, Typing};
+use crate::state::EdgeState;
 use crate::wire::{WireId, first_non_empty, iso};
 
 pub const CONTRACT: Contract = Contract {
     name: "mern",
     handshake: any_handshake,
     auth_error: Some(auth_error),
-    refusal: super::plain_refusal,
-    on_connect,
-    greet: None,
-    on_disconnect: None,
-    chat_event,
-    presence_event,
-    notify_event: super::no_notifications,
-    call_event: super::no_call_events,
-    calls: false,
-    token: super::TokenRefresh {
+    refusal: plain_refusal,
+    token: TokenRefresh {
         event: "refresh_token",
         refuse: token_refused,
         refreshed: token_refreshed,
     },
-    heartbeat: false,
+    answers: Answers {
+        ok: |_, data| data,
+        refused,
+    },
+    on_connect,
+    greet: None,
+    chat_event,
+    presence_event,
+    calls: None,
+    notifications: None,
+    heartbeat: None,
+    offline: None,
 };
 
 /// `{success: false, error, code}` in the ack, else `error {message, code}`
@@ -195,7 +194,7 @@ fn auth_error(e: AuthError) -> (&'static str, Value) {
     )
 }
 
-fn on_connect(s: &SocketRef, _: &Identity) {
+fn on_connect(s: &SocketRef) {
     s.on("join_conversations", join_conversations);
     s.on("send_message", send_message);
     s.on("mark_read", mark_read);
@@ -251,58 +250,36 @@ struct MessageRef {
 
 // ---- answering -----------------------------------------------------------
 
-/// How a request is answered: through the client's ack callback when it
-/// passed one, else a refusal is the `error` event.
-struct Reply<A: Adapter = socketioxide::adapter::LocalAdapter> {
-    socket: SocketRef<A>,
-    ack: AckSender<A>,
-    wants_ack: bool,
-}
-
-impl<A: Adapter> FromMessageParts<A> for Reply<A> {
-    type Error = Infallible;
-    fn from_message_parts(
-        s: &Arc<Socket<A>>,
-        v: &mut socketioxide::handler::Value,
-        ack_id: &Option<i64>,
-    ) -> Result<Self, Infallible> {
-        Ok(Self {
-            socket: SocketRef::from_message_parts(s, v, ack_id)?,
-            ack: AckSender::from_message_parts(s, v, ack_id)?,
-            wants_ack: AckRequested::from_message_parts(s, v, ack_id)?.0,
-        })
-    }
-}
-
-impl<A: Adapter> Reply<A> {
-    /// Acks `data` (nothing to do without an ack).
-    fn ok(self, data: Value) {
-        let _ = self.ack.send(&data);
-    }
-
-    /// Acks `{success: false, <field>: reason, code}`, or emits `error`
-    /// `{message, code, event}` when there is no ack; either with
-    /// `retryAfter` (seconds) over a rate limit.
-    fn fail(self, event: &str, field: &str, e: ServiceError) {
-        if self.wants_ack {
-            let mut reply = json!({ "success": false, "code": e.code.as_str() });
-            reply[field] = json!(e.message);
-            if let Some(secs) = super::retry_after_secs(&e) {
-                reply["retryAfter"] = json!(secs);
-            }
-            let _ = self.ack.send(&reply);
-        } else {
-            let _ = self.socket.emit("error", &error_event(event, &e));
+/// The seed's ack, `{success: false, <error | message>: reason, code}`
+/// (`message` for edits and deletes, as the seed's frontend reads them),
+/// when the client passed one; else `error {message, code, event}`. Either
+/// carries `retryAfter` (seconds) over a rate limit.
+fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
+    if asked.wants_ack {
+        let field = match asked.event {
+            "edit_message" | "delete_message" => "message",
+            _ => "error",
+        };
+        let mut ack = json!({ "success": false, "code": e.code.as_str() });
+        ack[field] = json!(e.message);
+        if let Some(secs) = retry_after_secs(e) {
+            ack["retryAfter"] = json!(secs);
+        }
+        Refused {
+            emit: Vec::new(),
+            ack: Some(ack),
+        }
+    } else {
+        let mut error =
+            json!({ "message": e.message, "code": e.code.as_str(), "event": asked.event });
+        if let Some(secs) = retry_after_secs(e) {
+            error["retryAfter"] = json!(secs);
+        }
+        Refused {
+            emit: vec![("error", Args::One(error))],
+            ack: None,
         }
     }
-}
-
-fn error_event(event: &str, e: &ServiceError) -> Value {
-    let mut error = json!({ "message": e.message, "code": e.code.as_str(), "event": event });
-    if let Some(secs) = super::retry_after_secs(e) {
-        error["retryAfter"] = json!(secs);
-    }
-    error
 }
 
 fn invalid(e: impl std::fmt::Display) -> ServiceError {
@@ -311,31 +288,20 @@ fn invalid(e: impl std::fmt::Display) -> ServiceError {
 
 // ---- handlers ------------------------------------------------------------
 
-/// One id of a `join_conversations` list: joined, or refused and why.
-type JoinOutcome = Result<String, (Value, ServiceError)>;
+/// One id of a `join_conversations` list: a member's, or refused and why.
+type Checked = Result<(Value, rooms::Member), (Value, ServiceError)>;
 
-async fn check_one(svc: &Services, me: &Identity, raw: Value) -> JoinOutcome {
+async fn check_one(edge: &EdgeState, me: &Identity, raw: Value) -> Checked {
     let WireId(id) = WireId::deserialize(&raw).map_err(|e| (raw.clone(), invalid(e)))?;
-    let req = CheckMembershipRequest {
-        conversation_id: id.clone(),
-        user_id: me.user_id.clone(),
-    };
-    match svc.chat.clone().check_membership(req).await {
-        Ok(r) if r.get_ref().is_member => Ok(id),
-        Ok(_) => Err((
-            json!(id),
-            ServiceError::new(
-                ErrorCode::NotAMember,
-                format!("you are not a member of conversation {id}"),
-            ),
-        )),
-        Err(status) => Err((json!(id), ServiceError::from_status(&status))),
+    match rooms::check(edge, me, &id).await {
+        Ok(member) => Ok((json!(id), member)),
+        Err(e) => Err((json!(id), e)),
     }
 }
 
 async fn join_conversations(
     TryData(p): TryData<Vec<Value>>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
     reply: Reply,
 ) {
@@ -344,49 +310,57 @@ async fn join_conversations(
         Ok(ids) if ids.len() <= MAX_JOIN => ids,
         Ok(_) => {
             let e = ServiceError::invalid(format!("at most {MAX_JOIN} conversation ids at once"));
-            return reply.fail(EVENT, "error", e);
+            return reply.fail(EVENT, e);
         }
-        Err(e) => return reply.fail(EVENT, "error", invalid(e)),
+        Err(e) => return reply.fail(EVENT, invalid(e)),
     };
     let mut seen = HashSet::new();
     ids.retain(|raw| seen.insert(raw.to_string()));
-    let outcomes = join_all(ids.into_iter().map(|raw| check_one(&svc, &me, raw))).await;
-    let (mut joined, mut failed) = (Vec::new(), Vec::new());
-    for outcome in outcomes {
-        match outcome {
-            Ok(id) => {
-                reply.socket.join(conversation_room(&id));
+    let checked = join_all(ids.into_iter().map(|raw| check_one(&edge, &me, raw))).await;
+    let (mut joined, mut members, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for c in checked {
+        match c {
+            Ok((id, member)) => {
                 joined.push(id);
+                members.push(member);
             }
             Err(refused) => failed.push(refused),
         }
     }
     // Joins happen before any answer, so an answer means the rooms are joined.
-    if reply.wants_ack {
+    rooms::join_all_checked(&edge, reply.socket(), &me, members).await;
+    if reply.wants_ack() {
         let failed: Vec<Value> = failed
             .iter()
             .map(|(id, e)| json!({ "conversationId": id, "code": e.code.as_str(), "error": e.message }))
             .collect();
-        reply.ok(json!({ "success": failed.is_empty(), "joined": joined, "failed": failed }));
+        reply.ok(
+            EVENT,
+            json!({ "success": failed.is_empty(), "joined": joined, "failed": failed }),
+        );
     } else {
         for (id, e) in failed {
-            let mut payload = error_event(EVENT, &e);
-            payload["conversationId"] = id;
-            let _ = reply.socket.emit("error", &payload);
+            let mut refused = reply.refusal(EVENT, &e);
+            for (_, args) in &mut refused.emit {
+                if let Args::One(payload) = args {
+                    payload["conversationId"] = id.clone();
+                }
+            }
+            reply.refuse_again(refused);
         }
     }
 }
 
 async fn send_message(
     TryData(p): TryData<SendMessage>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "send_message";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, "error", invalid(e)),
+        Err(e) => return reply.fail(EVENT, invalid(e)),
     };
     let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
     let (file_url, file_name) = (non_empty(p.file_url), non_empty(p.file_name));
@@ -406,28 +380,28 @@ async fn send_message(
             Vec::new()
         },
         kind,
-        origin: reply.socket.id.to_string(),
+        origin: reply.socket().id.to_string(),
         ..Default::default()
     };
-    match svc.chat.clone().send_message(req).await {
+    match edge.chat.clone().send_message(req).await {
         Ok(r) => {
             let m = r.into_inner().message.unwrap_or_default();
-            reply.ok(json!({ "success": true, "message": message(&m) }));
+            reply.ok(EVENT, json!({ "success": true, "message": message(&m) }));
         }
-        Err(status) => reply.fail(EVENT, "error", ServiceError::from_status(&status)),
+        Err(status) => reply.fail(EVENT, ServiceError::from_status(&status)),
     }
 }
 
 async fn mark_read(
     TryData(p): TryData<MarkRead>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "mark_read";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, "error", invalid(e)),
+        Err(e) => return reply.fail(EVENT, invalid(e)),
     };
     let parsed: Option<Vec<i64>> = p
         .message_ids
@@ -436,78 +410,81 @@ async fn mark_read(
         .collect();
     let Some(up_to) = parsed.and_then(|ids| ids.into_iter().max()) else {
         let e = ServiceError::invalid("messageIds must be a non-empty list of message ids");
-        return reply.fail(EVENT, "error", e);
+        return reply.fail(EVENT, e);
     };
     let req = MarkReadRequest {
         actor: Some(me.actor()),
         conversation_id: p.conversation_id.0,
         up_to_message_id: up_to.to_string(),
     };
-    match svc.chat.clone().mark_read(req).await {
-        Ok(r) => reply.ok(json!({ "success": true, "messageIds": r.into_inner().message_ids })),
-        Err(status) => reply.fail(EVENT, "error", ServiceError::from_status(&status)),
+    match edge.chat.clone().mark_read(req).await {
+        Ok(r) => reply.ok(
+            EVENT,
+            json!({ "success": true, "messageIds": r.into_inner().message_ids }),
+        ),
+        Err(status) => reply.fail(EVENT, ServiceError::from_status(&status)),
     }
 }
 
 async fn edit_message(
     TryData(p): TryData<EditMessage>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "edit_message";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, "message", invalid(e)),
+        Err(e) => return reply.fail(EVENT, invalid(e)),
     };
     let req = EditMessageRequest {
         actor: Some(me.actor()),
         message_id: p.message_id.0,
         text: p.new_content,
     };
-    match svc.chat.clone().edit_message(req).await {
-        Ok(_) => reply.ok(json!({ "success": true })),
-        Err(status) => reply.fail(EVENT, "message", ServiceError::from_status(&status)),
+    match edge.chat.clone().edit_message(req).await {
+        Ok(_) => reply.ok(EVENT, json!({ "success": true })),
+        Err(status) => reply.fail(EVENT, ServiceError::from_status(&status)),
     }
 }
 
 async fn delete_message(
     TryData(p): TryData<MessageRef>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "delete_message";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, "message", invalid(e)),
+        Err(e) => return reply.fail(EVENT, invalid(e)),
     };
     let req = DeleteMessageRequest {
         actor: Some(me.actor()),
         message_id: p.message_id.0,
     };
-    match svc.chat.clone().delete_message(req).await {
-        Ok(_) => reply.ok(json!({ "success": true })),
-        Err(status) => reply.fail(EVENT, "message", ServiceError::from_status(&status)),
+    match edge.chat.clone().delete_message(req).await {
+        Ok(_) => reply.ok(EVENT, json!({ "success": true })),
+        Err(status) => reply.fail(EVENT, ServiceError::from_status(&status)),
     }
 }
 
 async fn typing(
     TryData(p): TryData<TypingPayload>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
     reply: Reply,
 ) {
     const EVENT: &str = "typing";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, "error", invalid(e)),
+        Err(e) => return reply.fail(EVENT, invalid(e)),
     };
     // Seen by the others as `typing_status`, from presence-service's event.
-    match presence::set_typing(&svc, &me, &p.conversation_id.0, p.is_typing).await {
-        Ok(Typing::Relayed) => reply.ok(json!({ "success": true })),
-        Ok(Typing::Throttled) => reply.ok(json!({ "success": true, "throttled": true })),
-        Err(e) => reply.fail(EVENT, "error", e),
+    match typing::set_typing(&edge, &me, &p.conversation_id.0, p.is_typing).await {
+        Ok(Typing::Relayed) => reply.ok(EVENT, json!({ "success": true })),
+        Ok(Typing::Throttled) => reply.ok(EVENT, json!({ "success": true, "throttled": true })),
+        Err(e) => reply.fail(EVENT, e),
     }
 }
 

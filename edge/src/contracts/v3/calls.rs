@@ -51,11 +51,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use crate::contract::Me;
+use crate::contract::me::Me;
 
-use super::{AckRequested, Emit, Refusal, error_event, read};
-use crate::contract::{call_rooms, socket_room, user_room};
-use crate::services::Services;
+use super::{Refusal, error_event, read};
+use crate::contract::Emit;
+use crate::contract::me::AckRequested;
+use crate::rooms::{call_rooms, socket_room, user_room};
+use crate::state::EdgeState;
 use crate::wire::{WireId, iso};
 
 pub(super) fn on_connect(s: &SocketRef) {
@@ -101,7 +103,7 @@ type Payload = TryData<Value>;
 /// A refusal in v3's terms (see the module doc), with an ack or as events.
 fn refuse(s: &SocketRef, event: &str, ack: AckSender, wants_ack: bool, e: ServiceError) {
     use confab_proto::ErrorCode;
-    let retry_after = super::super::retry_secs(&e);
+    let retry_after = crate::contract::retry_secs(&e);
     let code = match e.code {
         ErrorCode::LimitExceeded => "RATE_LIMITED",
         ErrorCode::Conflict if e.message.starts_with("busy") => "USER_BUSY",
@@ -162,7 +164,7 @@ struct Initiate {
 async fn initiate_call(
     s: SocketRef,
     TryData(p): Payload,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
     AckRequested(wants): AckRequested,
@@ -220,7 +222,7 @@ struct CallRef {
 async fn answer_call(
     s: SocketRef,
     TryData(p): Payload,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
     AckRequested(wants): AckRequested,
@@ -259,7 +261,7 @@ enum Act {
 async fn act(
     s: SocketRef,
     TryData(p): Payload,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
     AckRequested(wants): AckRequested,
@@ -314,7 +316,7 @@ struct SignalIn {
 async fn signal(
     s: SocketRef,
     TryData(p): Payload,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
     AckRequested(wants): AckRequested,
@@ -360,7 +362,7 @@ async fn signal(
 async fn toggle(
     s: SocketRef,
     TryData(p): Payload,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
     AckRequested(wants): AckRequested,

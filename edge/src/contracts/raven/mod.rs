@@ -75,42 +75,46 @@
 //!   setup failed"; the specific code tells a frontend that retrying will
 //!   not help until another tab closes).
 
-use confab_proto::ServiceError;
 use confab_proto::v1::{
-    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, PresenceEvent, RoomPresenceChange,
-    SendMessageRequest, chat_event::Kind, presence_event,
+    Attachment, ChatEvent, ChatMessage, PresenceEvent, RoomPresenceChange, SendMessageRequest,
+    chat_event::Kind, presence_event,
 };
+use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use super::Me;
-
-use super::{Contract, Emit, any_handshake, conversation_room, user_room};
 use crate::auth::{AuthError, Identity};
-use crate::presence;
-use crate::services::Services;
+use crate::contract::me::Me;
+use crate::contract::reply::{Answers, Args, Asked, Refused, Reply};
+use crate::contract::{Contract, Emit, TokenRefresh, any_handshake, plain_refusal};
+use crate::rooms::{conversation_room, user_room};
+use crate::session::rooms;
+use crate::state::EdgeState;
 use crate::wire::{WireId, first_non_empty, iso};
 
 pub const CONTRACT: Contract = Contract {
     name: "raven",
     handshake: any_handshake,
     auth_error: None,
-    refusal: super::plain_refusal,
-    on_connect,
-    greet: None,
-    on_disconnect: None,
-    chat_event,
-    presence_event,
-    notify_event: super::no_notifications,
-    call_event: super::no_call_events,
-    calls: false,
-    token: super::TokenRefresh {
+    refusal: plain_refusal,
+    token: TokenRefresh {
         event: "refresh_token",
         refuse: token_refused,
-        refreshed: super::refreshed_with_data,
+        refreshed: crate::contract::refreshed_with_data,
     },
-    heartbeat: false,
+    answers: Answers {
+        ok: |_, data| json!({ "success": true, "data": data }),
+        refused,
+    },
+    on_connect,
+    greet: None,
+    chat_event,
+    presence_event,
+    calls: None,
+    notifications: None,
+    heartbeat: None,
+    offline: None,
 };
 
 /// The seed's `error` with its JWT codes (`TOKEN_EXPIRED`, `INVALID_TOKEN`,
@@ -123,11 +127,31 @@ fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
         _ => "Token is invalid",
     };
     let details = format!("{e}: {}; send refresh_token {{token}}", e.describe());
-    answer(s, ack, Err(error_payload(&e.to_string(), message, details)));
+    let error = error_payload(&e.to_string(), message, details);
+    let _ = s.emit("error", &error);
+    let _ = ack.send(&json!({ "success": false, "error": error }));
 }
 
-fn on_connect(s: &SocketRef, _: &Identity) {
-    presence::attach_room_lock(s);
+/// A refusal: the seed's `error` event with the request's code and fixed
+/// message, confab's stable code and reason in `details` (and `retryAfter`
+/// over a rate limit); a passed ack gets `{success: false, error}` too.
+fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
+    let (code, message) = match asked.event {
+        "join_conversation" => ("JOIN_FAILED", "Failed to join conversation"),
+        "leave_conversation" => ("LEAVE_FAILED", "Failed to leave conversation"),
+        _ => ("SEND_MESSAGE_FAILED", "Failed to send message"),
+    };
+    let mut error = error_payload(code, message, format!("{}: {}", e.code, e.message));
+    if let Some(secs) = crate::contract::retry_after_secs(e) {
+        error["retryAfter"] = json!(secs);
+    }
+    Refused {
+        emit: vec![("error", Args::One(error.clone()))],
+        ack: Some(json!({ "success": false, "error": error })),
+    }
+}
+
+fn on_connect(s: &SocketRef) {
     s.on("join_conversation", join_conversation);
     s.on("leave_conversation", leave_conversation);
     s.on("send_message", send_message);
@@ -156,126 +180,58 @@ fn error_payload(code: &str, message: &str, details: String) -> Value {
     json!({ "code": code, "message": message, "details": details })
 }
 
-fn bad_payload(e: impl std::fmt::Display) -> String {
-    format!("INVALID_ARGUMENT: {e}")
-}
-
-fn service_failure(status: &tonic::Status) -> String {
-    let e = ServiceError::from_status(status);
-    format!("{}: {}", e.code, e.message)
-}
-
-/// Answers a request. A failure is emitted as the seed's `error` event; when
-/// the client passed an ack (a confab addition the seed's frontends can
-/// ignore) it also gets `{success: true, data}` or `{success: false, error}`.
-fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, Value>) {
-    let reply = match result {
-        Ok(data) => json!({ "success": true, "data": data }),
-        Err(error) => {
-            let _ = s.emit("error", &error);
-            json!({ "success": false, "error": error })
-        }
-    };
-    let _ = ack.send(&reply);
+fn bad_payload(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::new(ErrorCode::InvalidArgument, e.to_string())
 }
 
 async fn join_conversation(
     s: SocketRef,
     TryData(p): TryData<ConversationRef>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let fail = |details| {
-        Err(error_payload(
-            "JOIN_FAILED",
-            "Failed to join conversation",
-            details,
-        ))
+    const EVENT: &str = "join_conversation";
+    let WireId(id) = match p {
+        Ok(p) => p.conversation_id,
+        Err(e) => return reply.fail(EVENT, bad_payload(e)),
     };
-    let result = match p {
-        Err(e) => fail(bad_payload(e)),
-        Ok(ConversationRef {
-            conversation_id: WireId(id),
-        }) => {
-            let req = CheckMembershipRequest {
-                conversation_id: id.clone(),
-                user_id: me.user_id.clone(),
-            };
-            match svc.chat.clone().check_membership(req).await {
-                Ok(r) if r.get_ref().is_member => {
-                    let membership = r.into_inner();
-                    let conv = membership.conversation.unwrap_or_default();
-                    let conversation_id = if conv.id.is_empty() {
-                        confab_proto::ids::canonical(&id)
-                    } else {
-                        conv.id
-                    };
-                    let members = conv.members.into_iter().map(|m| m.user_id).collect();
-                    presence::join_conversation(
-                        &svc,
-                        &s,
-                        &me,
-                        &conversation_id,
-                        members,
-                        &membership.role,
-                    )
-                    .await;
-                    let _ = s.emit("joined_conversation", &room_change(&id, &me));
-                    Ok(json!({ "conversationId": id }))
-                }
-                Ok(_) => fail(format!(
-                    "NOT_A_MEMBER: you are not a participant of conversation {id}"
-                )),
-                Err(status) => fail(service_failure(&status)),
-            }
+    match rooms::join(&edge, &s, &me, &id).await {
+        Ok(_) => {
+            let _ = s.emit("joined_conversation", &room_change(&id, &me));
+            reply.ok(EVENT, json!({ "conversationId": id }));
         }
-    };
-    answer(&s, ack, result);
+        Err(e) => reply.fail(EVENT, e),
+    }
 }
 
 async fn leave_conversation(
     s: SocketRef,
     TryData(p): TryData<ConversationRef>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let result = match p {
-        Ok(ConversationRef {
-            conversation_id: WireId(id),
-        }) => {
-            let conversation_id = confab_proto::ids::canonical(&id);
-            presence::leave_conversation(&svc, &s, &me, &conversation_id).await;
-            let _ = s.emit("left_conversation", &room_change(&id, &me));
-            Ok(json!({ "conversationId": id }))
-        }
-        Err(e) => Err(error_payload(
-            "LEAVE_FAILED",
-            "Failed to leave conversation",
-            bad_payload(e),
-        )),
+    const EVENT: &str = "leave_conversation";
+    let WireId(id) = match p {
+        Ok(p) => p.conversation_id,
+        Err(e) => return reply.fail(EVENT, bad_payload(e)),
     };
-    answer(&s, ack, result);
+    rooms::leave(&edge, &s, &me, &id).await;
+    let _ = s.emit("left_conversation", &room_change(&id, &me));
+    reply.ok(EVENT, json!({ "conversationId": id }));
 }
 
 async fn send_message(
-    s: SocketRef,
     TryData(p): TryData<SendMessage>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let fail = |details| {
-        Err(error_payload(
-            "SEND_MESSAGE_FAILED",
-            "Failed to send message",
-            details,
-        ))
-    };
+    const EVENT: &str = "send_message";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return answer(&s, ack, fail(bad_payload(e))),
+        Err(e) => return reply.fail(EVENT, bad_payload(e)),
     };
     let has_file = p.url.as_deref().is_some_and(|u| !u.trim().is_empty())
         || p.file_name.as_deref().is_some_and(|f| !f.trim().is_empty());
@@ -301,27 +257,13 @@ async fn send_message(
     };
     // Success is seen as `new_message`, which chat-service's event brings to
     // the room, the sender included.
-    let result = match svc.chat.clone().send_message(req).await {
-        Ok(r) => Ok(r
-            .into_inner()
-            .message
-            .as_ref()
-            .map(new_message)
-            .unwrap_or_default()),
-        Err(status) => {
-            let e = ServiceError::from_status(&status);
-            let mut error = error_payload(
-                "SEND_MESSAGE_FAILED",
-                "Failed to send message",
-                format!("{}: {}", e.code, e.message),
-            );
-            if let Some(secs) = super::retry_after_secs(&e) {
-                error["retryAfter"] = json!(secs);
-            }
-            Err(error)
+    match edge.chat.clone().send_message(req).await {
+        Ok(r) => {
+            let m = r.into_inner().message;
+            reply.ok(EVENT, m.as_ref().map(new_message).unwrap_or_default());
         }
-    };
-    answer(&s, ack, result);
+        Err(status) => reply.fail(EVENT, ServiceError::from_status(&status)),
+    }
 }
 
 /// The app's `joined_conversation` / `left_conversation` / `user_joined` /

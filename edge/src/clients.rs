@@ -31,10 +31,6 @@ use tonic::transport::Endpoint;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
-use crate::auth::Verifier;
-use crate::config::{EdgeConfig, ServiceUrls};
-use crate::presence::TypingThrottle;
-
 /// What a client sends its calls through: a network channel or the
 /// services' routes in this process.
 #[derive(Clone)]
@@ -81,6 +77,35 @@ pub type CallClient = CallServiceClient<Transport>;
 pub type NotifyClient = NotifyServiceClient<Transport>;
 
 /// Where the services are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceUrls {
+    #[arg(
+        long,
+        env = "CONFAB_CHAT_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub chat_url: String,
+    #[arg(
+        long,
+        env = "CONFAB_PRESENCE_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub presence_url: String,
+    #[arg(
+        long,
+        env = "CONFAB_CALL_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub call_url: String,
+    #[arg(
+        long,
+        env = "CONFAB_NOTIFY_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub notify_url: String,
+}
+
+/// Where the services are: at their URLs, or in this process.
 #[derive(Clone)]
 pub enum ServiceTargets {
     /// Each service at its gRPC URL.
@@ -168,37 +193,5 @@ fn deadline_exceeded(e: BoxError) -> BoxError {
         ))
     } else {
         e
-    }
-}
-
-/// What every handler needs: the services and the token verifier.
-#[derive(Clone)]
-pub struct Services {
-    pub chat: ChatClient,
-    pub presence: PresenceClient,
-    pub call: CallClient,
-    pub notify: NotifyClient,
-    pub verifier: Verifier,
-    /// This edge's name in presence-service (sessions, heartbeats).
-    pub edge_id: String,
-    pub typing: TypingThrottle,
-    /// How many messages a user's offline queue keeps (`CONFAB_OFFLINE_QUEUE`).
-    pub offline_queue: u32,
-}
-
-impl Services {
-    pub fn new(cfg: &EdgeConfig) -> anyhow::Result<Self> {
-        let t = Some(cfg.request_timeout);
-        let to = |s| cfg.services.transport(s, t);
-        Ok(Self {
-            chat: ChatServiceClient::new(to(Service::Chat)?),
-            presence: PresenceServiceClient::new(to(Service::Presence)?),
-            call: CallServiceClient::new(to(Service::Call)?),
-            notify: NotifyServiceClient::new(to(Service::Notify)?),
-            verifier: cfg.verifier.clone(),
-            edge_id: cfg.edge_id.clone(),
-            typing: TypingThrottle::default(),
-            offline_queue: cfg.offline_queue,
-        })
     }
 }

@@ -42,12 +42,12 @@ use serde_json::json;
 use socketioxide::extract::SocketRef;
 
 use crate::auth::Identity;
-use crate::services::Services;
+use crate::state::EdgeState;
 use crate::wire::iso;
 
 /// Takes the user's offline queue and sends it to this socket (spawned
-/// from `greet`, after `authenticated`).
-pub fn deliver(s: &SocketRef, me: &Identity, svc: &Services) {
+/// by the socket lifecycle after `authenticated`).
+pub fn deliver(s: &SocketRef, me: &Identity, svc: &EdgeState) {
     let (s, svc) = (s.clone(), svc.clone());
     let req = TakeOfflineMessagesRequest {
         actor: Some(me.actor()),

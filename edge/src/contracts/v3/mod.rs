@@ -171,45 +171,82 @@
 //!   are in `calls.rs` (its module doc has their table and choices).
 
 use confab_proto::v1::{
-    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, Conversation, ConversationInfo,
-    ConversationKind, DeliveryReceipt, GetMessageRequest, GetPresenceRequest, ListPeersRequest,
-    MarkReadRequest, PresenceEvent, ReactToMessageRequest, ReactionChange, ReadReceipt,
-    RoomPresenceChange, SendMessageRequest, StatusChange, TypingChange, chat_event::Kind,
-    presence_event,
+    Attachment, ChatEvent, ChatMessage, Conversation, ConversationInfo, ConversationKind,
+    DeliveryReceipt, GetMessageRequest, GetPresenceRequest, ListPeersRequest, MarkReadRequest,
+    PresenceEvent, ReactToMessageRequest, ReactionChange, ReadReceipt, RoomPresenceChange,
+    SendMessageRequest, StatusChange, TypingChange, chat_event::Kind, presence_event,
 };
 use confab_proto::{ServiceError, ids};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use crate::contract::Me;
-
-use super::{AckRequested, Contract, Emit, conversation_room, user_room};
 use crate::auth::{AuthError, Identity};
-use crate::presence;
-use crate::services::Services;
+use crate::contract::me::{AckRequested, Me};
+use crate::contract::reply::{Answers, Args, Asked, Refused};
+use crate::contract::{Calls, Contract, Emit, Heartbeat, Offline, TokenRefresh, plain_refusal};
+use crate::rooms::{conversation_room, user_room};
+use crate::session::{rooms, typing};
+use crate::state::EdgeState;
 use crate::wire::{WireId, first_non_empty, iso};
 
 pub const CONTRACT: Contract = Contract {
     name: "v3",
     handshake,
     auth_error: Some(auth_error),
-    refusal: super::plain_refusal,
-    on_connect,
-    greet: Some(greet),
-    on_disconnect: None,
-    chat_event,
-    presence_event,
-    notify_event: super::no_notifications,
-    call_event: calls::call_event,
-    calls: true,
-    token: super::TokenRefresh {
+    refusal: plain_refusal,
+    token: TokenRefresh {
         event: "refresh_tokens",
         refuse: token_refused,
         refreshed: tokens_refreshed,
     },
-    heartbeat: true,
+    answers: Answers {
+        ok: |_, mut fields| {
+            fields["success"] = json!(true);
+            fields
+        },
+        refused,
+    },
+    on_connect,
+    greet: Some(greet),
+    chat_event,
+    presence_event,
+    calls: Some(Calls {
+        on_connect: calls::on_connect,
+        event: calls::call_event,
+    }),
+    notifications: None,
+    heartbeat: Some(Heartbeat {
+        beat: |now| {
+            vec![
+                ("ping", json!(now)),
+                ("heartbeat", json!({ "timestamp": iso(now) })),
+            ]
+        },
+        answers: &["pong", "heartbeat_response"],
+    }),
+    offline: Some(Offline {
+        deliver: offline::deliver,
+    }),
 };
+
+/// A refusal in the seed's terms: `chat_error` for a request about a chat
+/// (with its `chatid` when the request named one), and `{success: false,
+/// error, code}` in a passed ack.
+fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
+    let r = Refusal::new(e.code.as_str(), e.message.clone());
+    let mut payload = json!({
+        "error": r.code,
+        "data": { "event": asked.event, "message": r.message },
+    });
+    if let Some(id) = asked.echoed("chatid") {
+        payload["chatid"] = id.clone();
+    }
+    Refused {
+        emit: vec![("chat_error", Args::One(payload))],
+        ack: Some(json!({ "success": false, "error": r.message, "code": r.code })),
+    }
+}
 
 /// A request on a socket whose token expired: `auth_required` (the seed's,
 /// no payload); a refresh with a bad token or another user's: `auth_error`
@@ -258,8 +295,7 @@ fn auth_error(e: AuthError) -> (&'static str, Value) {
     )
 }
 
-fn on_connect(s: &SocketRef, _: &Identity) {
-    presence::attach_room_lock(s);
+fn on_connect(s: &SocketRef) {
     s.on("join_chat", join_chat);
     s.on("leave_chat", leave_chat);
     s.on("send_message", send_message);
@@ -268,21 +304,16 @@ fn on_connect(s: &SocketRef, _: &Identity) {
     s.on("typing_start", typing_start);
     s.on("typing_stop", typing_stop);
     s.on("get_online_users", get_online_users);
-    calls::on_connect(s);
-    // `pong` / `heartbeat_response`: the answers to the server's beats.
-    crate::heartbeat::attach(s);
 }
 
-/// `authenticated`, once the client is connected, then the first beat
-/// (the edge's heartbeat task sends the next ones, [`crate::heartbeat`]).
-fn greet(s: &SocketRef, me: &Identity, svc: &Services) {
+/// `authenticated`, once the client is connected (then the socket
+/// lifecycle delivers the offline queue and the first beat).
+fn greet(s: &SocketRef, me: &Identity) {
     let _ = s.emit("authenticated", &authenticated(me));
-    offline::deliver(s, me, svc);
-    crate::heartbeat::first_beat(s);
 }
 
 /// `get_online_users`: who of the users sharing a chat is online.
-async fn get_online_users(State(svc): State<Services>, Me(me): Me, ack: AckSender) {
+async fn get_online_users(State(svc): State<EdgeState>, Me(me): Me, ack: AckSender) {
     let result = async {
         let peers = svc
             .chat
@@ -429,7 +460,7 @@ fn chat_ref(payload: &Value) -> Result<String, Refusal> {
 async fn join_chat(
     s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -454,33 +485,14 @@ async fn join_chat(
 
 /// Checks membership, joins the room, tells presence-service (which tells
 /// the others on a first join); returns `chat_joined`.
-async fn join(s: &SocketRef, svc: &Services, me: &Identity, id: &str) -> Result<Value, Refusal> {
-    let req = CheckMembershipRequest {
-        conversation_id: id.to_string(),
-        user_id: me.user_id.clone(),
-    };
-    let membership = svc
-        .chat
-        .clone()
-        .check_membership(req)
+async fn join(s: &SocketRef, edge: &EdgeState, me: &Identity, id: &str) -> Result<Value, Refusal> {
+    let joined = rooms::join(edge, s, me, id)
         .await
-        .map_err(|st| Refusal::from_status(&st))?
-        .into_inner();
-    if !membership.is_member {
-        return Err(Refusal::new(
-            "NOT_A_MEMBER",
-            format!("you are not a participant of chat {id}"),
-        ));
-    }
-    let conv = membership.conversation.unwrap_or_default();
-    let role = if membership.role.is_empty() {
-        "member"
-    } else {
-        &membership.role
-    };
-    let members = conv.members.iter().map(|m| m.user_id.clone()).collect();
-    presence::join_conversation(svc, s, me, &conv.id, members, role).await;
-    Ok(chat_joined(&conv, role))
+        .map_err(|e| Refusal::new(e.code.as_str(), e.message))?;
+    Ok(chat_joined(
+        &joined.member.conversation,
+        &joined.member.role,
+    ))
 }
 
 /// The seed's `chat_joined` payload.
@@ -519,7 +531,7 @@ fn chat_type(kind: i32) -> &'static str {
 async fn leave_chat(
     s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -529,7 +541,7 @@ async fn leave_chat(
             ack_with(ack, Err(&r));
         }
         Ok(id) => {
-            presence::leave_conversation(&svc, &s, &me, &ids::canonical(&id)).await;
+            rooms::leave(&svc, &s, &me, &id).await;
             ack_with(ack, Ok(json!({ "chatid": id })));
         }
     }
@@ -630,7 +642,7 @@ fn raw_field(payload: &Value, field: &str) -> Option<String> {
 async fn send_message(
     s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
     AckRequested(wants_ack): AckRequested,
@@ -697,7 +709,7 @@ fn rate_limited(
     client_message_id: Option<String>,
     e: ServiceError,
 ) {
-    let retry_after = super::retry_secs(&e);
+    let retry_after = crate::contract::retry_secs(&e);
     let _ = s.emit(
         "rate_limited",
         &json!({ "error": "rate_limited", "message": e.message, "retryAfter": retry_after }),
@@ -732,7 +744,7 @@ struct React {
 async fn mark_message_read(
     s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -773,7 +785,7 @@ async fn mark_message_read(
 async fn react_to_message(
     s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -800,7 +812,7 @@ async fn react_to_message(
 
 /// Reacts to a message of the named chat (a message of another chat is
 /// "not found", so `chatid` is never silently ignored).
-async fn react(svc: &Services, me: &Identity, p: &React) -> Result<ChatMessage, Refusal> {
+async fn react(svc: &EdgeState, me: &Identity, p: &React) -> Result<ChatMessage, Refusal> {
     let mut chat = svc.chat.clone();
     let found = chat
         .get_message(GetMessageRequest {
@@ -832,7 +844,7 @@ async fn react(svc: &Services, me: &Identity, p: &React) -> Result<ChatMessage, 
 async fn typing_start(
     s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -851,7 +863,7 @@ async fn typing_start(
 async fn typing_stop(
     s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -873,7 +885,7 @@ async fn typing_stop(
 /// silently (it still acks `success: true`).
 async fn set_typing(
     s: &SocketRef,
-    svc: &Services,
+    svc: &EdgeState,
     me: &Identity,
     event: &str,
     payload: Value,
@@ -887,7 +899,7 @@ async fn set_typing(
             return ack_with(ack, Err(&r));
         }
     };
-    match presence::set_typing(svc, me, &ids::canonical(&id), on).await {
+    match typing::set_typing(svc, me, &ids::canonical(&id), on).await {
         Ok(_) => ack_with(ack, Ok(json!({ "chatid": id }))),
         Err(e) => {
             let r = Refusal::new(e.code.as_str(), e.message);

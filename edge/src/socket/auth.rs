@@ -1,4 +1,4 @@
-//! The Socket.IO connect middleware.
+//! Authentication in the connect middleware.
 //!
 //! A socket without a valid token never reaches a contract's handlers. By
 //! default its client gets `connect_error` whose message is the stable code
@@ -16,7 +16,8 @@ use socketioxide::extract::SocketRef;
 
 use crate::auth::{AuthError, find_token};
 use crate::contract::Contract;
-use crate::services::Services;
+use crate::session::presence;
+use crate::state::EdgeState;
 
 /// Put in a socket's extensions when authentication failed but the contract
 /// reports that with an event rather than `connect_error`.
@@ -27,7 +28,7 @@ pub async fn authenticate(
     contract: &'static Contract,
     s: &SocketRef,
     auth: Option<Value>,
-    svc: &Services,
+    svc: &EdgeState,
 ) -> Result<(), String> {
     let verified = find_token(auth.as_ref(), s.req_parts())
         .ok_or(AuthError::Required)
@@ -37,7 +38,7 @@ pub async fn authenticate(
         Err(e) => return refuse(contract, s, e),
     };
     (contract.handshake)(auth.as_ref(), &identity)?;
-    if let Err(e) = crate::presence::register(svc, s, &identity, contract.name).await {
+    if let Err(e) = presence::register(svc, s, &identity, contract.name).await {
         return refuse(contract, s, e);
     }
     s.extensions.insert(identity);

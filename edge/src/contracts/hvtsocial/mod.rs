@@ -116,22 +116,26 @@ mod notifications;
 use confab_proto::limits::check_text;
 use confab_proto::v1::presence_event::Kind as PresenceKind;
 use confab_proto::v1::{
-    Attachment, ChatEvent, ChatMessage, CheckMembershipRequest, ConversationKind,
-    CreateConversationRequest, GetMessageRequest, MarkReadRequest, PresenceEvent,
-    RecallMessageRequest, SendMessageRequest, chat_event::Kind,
+    Attachment, ChatEvent, ChatMessage, ConversationKind, CreateConversationRequest,
+    GetMessageRequest, MarkReadRequest, PresenceEvent, RecallMessageRequest, SendMessageRequest,
+    chat_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError, ids};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use crate::contract::Me;
-
-use super::{Contract, Emit, any_handshake, conversation_room, user_room};
-use crate::auth::AuthError;
-use crate::auth::Identity;
-use crate::presence::{self, Typing};
-use crate::services::Services;
+use crate::auth::{AuthError, Identity};
+use crate::contract::me::Me;
+use crate::contract::reply::{Answers, Args, Asked, Refused, Reply};
+use crate::contract::{
+    Calls, Contract, Emit, Notifications, TokenRefresh, any_handshake, refreshed_with_data,
+    retry_after_secs,
+};
+use crate::rooms::user_room;
+use crate::session::rooms;
+use crate::session::typing::{self, Typing};
+use crate::state::EdgeState;
 use crate::wire::{WireId, iso, numeric_id};
 
 pub const CONTRACT: Contract = Contract {
@@ -139,20 +143,27 @@ pub const CONTRACT: Contract = Contract {
     handshake: any_handshake,
     auth_error: None,
     refusal,
-    on_connect,
-    greet: Some(notifications::greet),
-    on_disconnect: None,
-    chat_event,
-    presence_event,
-    notify_event: notifications::notify_event,
-    call_event: calls::call_event,
-    calls: true,
-    token: super::TokenRefresh {
+    token: TokenRefresh {
         event: "refresh_token",
         refuse: token_refused,
-        refreshed: super::refreshed_with_data,
+        refreshed: refreshed_with_data,
     },
-    heartbeat: false,
+    answers: Answers { ok, refused },
+    on_connect,
+    greet: None,
+    chat_event,
+    presence_event,
+    calls: Some(Calls {
+        on_connect: calls::on_connect,
+        event: calls::call_event,
+    }),
+    notifications: Some(Notifications {
+        on_connect: notifications::on_connect,
+        greet: notifications::greet,
+        event: notifications::notify_event,
+    }),
+    heartbeat: None,
+    offline: None,
 };
 
 /// `error {code, message}`, and `{success: false, error}` in a passed ack.
@@ -176,27 +187,25 @@ fn refusal(e: AuthError) -> String {
 /// The message types the seed names.
 const TYPES: [&str; 3] = ["text", "image", "voice"];
 
-fn on_connect(s: &SocketRef, _: &Identity) {
+fn on_connect(s: &SocketRef) {
     s.on("register_user", register_user);
     s.on("send_message", send_message);
     s.on(
         "messages_read",
-        |s: SocketRef, p: TryData<MessagesRead>, svc: State<Services>, me: Me, ack: AckSender| {
-            messages_read(s, p, svc, me, ack, "messages_read")
+        |p: TryData<MessagesRead>, edge: State<EdgeState>, me: Me, reply: Reply| {
+            messages_read(p, edge, me, reply, "messages_read")
         },
     );
     s.on(
         "mark_messages_read",
-        |s: SocketRef, p: TryData<MessagesRead>, svc: State<Services>, me: Me, ack: AckSender| {
-            messages_read(s, p, svc, me, ack, "mark_messages_read")
+        |p: TryData<MessagesRead>, edge: State<EdgeState>, me: Me, reply: Reply| {
+            messages_read(p, edge, me, reply, "mark_messages_read")
         },
     );
     s.on("recall_message", recall_message);
     s.on("typing", typing);
     s.on("join_chat", join_chat);
     s.on("leave_chat", leave_chat);
-    notifications::on_connect(s);
-    calls::on_connect(s);
 }
 
 /// `{userId}` (the seed) or the id alone (the app: `Number(userId)`).
@@ -304,27 +313,32 @@ fn service(status: tonic::Status) -> ServiceError {
     ServiceError::from_status(&status)
 }
 
-/// Answers a request: a failure is emitted as `error {code, message, event}`;
-/// a client that passed an ack also gets `{success, data | error}`.
-fn answer(s: &SocketRef, ack: AckSender, event: &str, result: Outcome) {
-    let reply = match result {
-        Ok(data) => json!({ "success": true, "data": data }),
-        Err(e) => refuse(s, event, e),
-    };
-    let _ = ack.send(&reply);
+/// A request that worked: `{success: true, data}`; `send_message` adds
+/// the app's `{ok, message}` to the seed's shape in the same ack.
+fn ok(asked: &Asked<'_>, data: Value) -> Value {
+    if asked.event == "send_message" {
+        return json!({ "ok": true, "success": true, "message": data, "data": data });
+    }
+    json!({ "success": true, "data": data })
 }
 
-/// Emits `error {code, message, event}` (with `retryAfter`, in seconds,
-/// over a rate limit); returns the ack's `{success: false, error}`.
-fn refuse(s: &SocketRef, event: &str, e: ServiceError) -> Value {
+/// A refusal: `error {code, message, event}` (with `retryAfter`, in
+/// seconds, over a rate limit); a passed ack gets `{success: false,
+/// error}` (and `ok: false` for `send_message`).
+fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
     let mut error = json!({ "code": e.code.as_str(), "message": e.message });
-    if let Some(secs) = super::retry_after_secs(&e) {
+    if let Some(secs) = retry_after_secs(e) {
         error["retryAfter"] = json!(secs);
     }
-    let reply = json!({ "success": false, "error": error.clone() });
-    error["event"] = json!(event);
-    let _ = s.emit("error", &error);
-    reply
+    let mut ack = json!({ "success": false, "error": error.clone() });
+    if asked.event == "send_message" {
+        ack["ok"] = json!(false);
+    }
+    error["event"] = json!(asked.event);
+    Refused {
+        emit: vec![("error", Args::One(error))],
+        ack: Some(ack),
+    }
 }
 
 /// A user id sent in a payload must be the token's subject.
@@ -339,47 +353,32 @@ fn check_self(claimed: &WireId, me: &Identity) -> Result<(), ServiceError> {
     }
 }
 
-async fn register_user(
-    s: SocketRef,
-    TryData(p): TryData<RegisterUser>,
-    Me(me): Me,
-    ack: AckSender,
-) {
+async fn register_user(TryData(p): TryData<RegisterUser>, Me(me): Me, reply: Reply) {
     // Nothing to do on success: the socket joined its user room on connect.
     let result = p
         .map_err(|_| ServiceError::invalid("invalid payload: a user id, or {userId}"))
         .and_then(|p| check_self(&p.user_id(), &me))
         .map(|()| json!({ "userId": numeric_id(&me.user_id) }));
-    answer(&s, ack, "register_user", result);
+    reply.send("register_user", result);
 }
 
 async fn send_message(
-    s: SocketRef,
     TryData(p): TryData<SendMessage>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
     let result = match p {
-        Ok(p) => send(&svc, &me, p).await,
+        Ok(p) => send(&edge, &me, p).await,
         Err(e) => Err(bad_payload(e)),
     };
-    // The seed's `{success, data}` and the app's `{ok, message}` in one ack.
-    let reply = match result {
-        Ok(m) => json!({ "ok": true, "success": true, "message": m, "data": m }),
-        Err(e) => {
-            let mut reply = refuse(&s, "send_message", e);
-            reply["ok"] = json!(false);
-            reply
-        }
-    };
-    let _ = ack.send(&reply);
+    reply.send("send_message", result);
 }
 
 /// Validates, finds the chat (creating the direct one when needed) and sends.
 /// Success is seen as `receive_message`, which chat-service's event brings
 /// to every member, the sender included.
-async fn send(svc: &Services, me: &Identity, p: SendMessage) -> Outcome {
+async fn send(svc: &EdgeState, me: &Identity, p: SendMessage) -> Outcome {
     if let Some(claimed) = &p.sender_id {
         check_self(claimed, me)?;
     }
@@ -466,11 +465,10 @@ fn sent_message(m: Option<ChatMessage>) -> Value {
 
 /// `messages_read` (the seed) and `mark_messages_read` (the app).
 async fn messages_read(
-    s: SocketRef,
     TryData(p): TryData<MessagesRead>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
     event: &'static str,
 ) {
     let result = async {
@@ -492,64 +490,55 @@ async fn messages_read(
         Ok(json!({ "chatId": numeric_id(&read.conversation_id) }))
     }
     .await;
-    answer(&s, ack, event, result);
+    reply.send(event, result);
 }
 
 /// `join_chat`: a member's socket joins the chat's room.
 async fn join_chat(
     s: SocketRef,
     TryData(p): TryData<ChatRef>,
-    State(svc): State<Services>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
     let result = async {
         let id = p
             .map_err(|_| ServiceError::invalid("invalid payload: a chat id, or {chatId}"))?
             .chat_id();
-        let membership = svc
-            .chat
-            .clone()
-            .check_membership(CheckMembershipRequest {
-                conversation_id: id.clone(),
-                user_id: me.user_id.clone(),
-            })
-            .await
-            .map_err(service)?
-            .into_inner();
-        if !membership.is_member {
-            return Err(ServiceError::new(
-                ErrorCode::NotAMember,
-                format!("you are not a member of chat {id}"),
-            ));
-        }
-        let chat_id = membership.conversation.map(|c| c.id).unwrap_or(id);
-        s.join(conversation_room(&chat_id));
-        Ok(json!({ "chatId": numeric_id(&chat_id) }))
+        let joined = rooms::join(&edge, &s, &me, &id).await?;
+        Ok(json!({ "chatId": numeric_id(joined.member.id()) }))
     }
     .await;
-    answer(&s, ack, "join_chat", result);
+    reply.send("join_chat", result);
 }
 
 /// `leave_chat`: the socket leaves the chat's room (silently).
-async fn leave_chat(s: SocketRef, TryData(p): TryData<ChatRef>, ack: AckSender) {
-    let result = p
-        .map_err(|_| ServiceError::invalid("invalid payload: a chat id, or {chatId}"))
-        .map(|p| {
-            let id = p.chat_id();
-            let canonical = ids::canonical(&id);
-            s.leave(conversation_room(&canonical));
-            json!({ "chatId": numeric_id(&canonical) })
-        });
-    answer(&s, ack, "leave_chat", result);
+async fn leave_chat(
+    s: SocketRef,
+    TryData(p): TryData<ChatRef>,
+    State(edge): State<EdgeState>,
+    Me(me): Me,
+    reply: Reply,
+) {
+    let id = match p {
+        Ok(p) => p.chat_id(),
+        Err(_) => {
+            let e = ServiceError::invalid("invalid payload: a chat id, or {chatId}");
+            return reply.fail("leave_chat", e);
+        }
+    };
+    rooms::leave(&edge, &s, &me, &id).await;
+    reply.ok(
+        "leave_chat",
+        json!({ "chatId": numeric_id(&ids::canonical(&id)) }),
+    );
 }
 
 async fn recall_message(
-    s: SocketRef,
     TryData(p): TryData<RecallMessage>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
     let result = async {
         let p = p.map_err(bad_payload)?;
@@ -581,15 +570,14 @@ async fn recall_message(
         Ok(recalled(&m))
     }
     .await;
-    answer(&s, ack, "recall_message", result);
+    reply.send("recall_message", result);
 }
 
 async fn typing(
-    s: SocketRef,
     TryData(p): TryData<TypingPayload>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
     let result = async {
         let p = p.map_err(bad_payload)?;
@@ -598,7 +586,7 @@ async fn typing(
         }
         // Seen by the others as `user_typing`; a throttled start is dropped
         // without an error.
-        let outcome = presence::set_typing(&svc, &me, &p.chat_id.0, p.is_typing).await?;
+        let outcome = typing::set_typing(&svc, &me, &p.chat_id.0, p.is_typing).await?;
         Ok(json!({
             "chatId": numeric_id(&p.chat_id.0),
             "isTyping": p.is_typing,
@@ -606,7 +594,7 @@ async fn typing(
         }))
     }
     .await;
-    answer(&s, ack, "typing", result);
+    reply.send("typing", result);
 }
 
 /// Two ids name the same thing (`"7"` and `"07"` do).

@@ -61,11 +61,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use crate::contract::Me;
+use crate::contract::me::Me;
 
 use crate::auth::Identity;
-use crate::contract::{Emit, call_rooms, socket_room, user_room};
-use crate::services::Services;
+use crate::contract::Emit;
+use crate::rooms::{call_rooms, socket_room, user_room};
+use crate::state::EdgeState;
 use crate::wire::{WireId, numeric_id};
 
 pub(super) fn on_connect(s: &SocketRef) {
@@ -102,7 +103,7 @@ fn answer(s: &SocketRef, ack: AckSender, event: &str, result: Outcome) {
         Err(e) => {
             let mut error = json!({ "code": code(&e), "message": e.message });
             if e.code == ErrorCode::LimitExceeded {
-                error["retryAfter"] = json!(super::super::retry_secs(&e));
+                error["retryAfter"] = json!(crate::contract::retry_secs(&e));
             }
             let reply = json!({ "success": false, "error": error.clone() });
             error["event"] = json!(event);
@@ -137,7 +138,7 @@ struct CallUser {
 async fn call_user(
     s: SocketRef,
     TryData(p): TryData<CallUser>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -199,7 +200,7 @@ struct AnswerCall {
 async fn answer_call(
     s: SocketRef,
     TryData(p): TryData<AnswerCall>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -247,7 +248,7 @@ async fn answer_call(
 /// `None` when there is no such call (the request is then a call start or
 /// answer, and reports its own refusal).
 async fn renegotiate(
-    svc: &Services,
+    svc: &EdgeState,
     me: &Identity,
     s: &SocketRef,
     to: &WireId,
@@ -284,7 +285,7 @@ struct IceCandidate {
 async fn ice_candidate(
     s: SocketRef,
     TryData(p): TryData<IceCandidate>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {
@@ -322,7 +323,7 @@ struct EndCall {
 async fn end_call(
     s: SocketRef,
     TryData(p): TryData<EndCall>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
     ack: AckSender,
 ) {

@@ -32,14 +32,16 @@ use confab_proto::v1::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State, TryData};
 
-use crate::contract::Me;
+use crate::contract::me::Me;
 
-use super::{answer, check_self};
+use super::check_self;
 use crate::auth::Identity;
-use crate::contract::{EVERYONE_ROOM, Emit, user_room};
-use crate::services::Services;
+use crate::contract::Emit;
+use crate::contract::reply::Reply;
+use crate::rooms::{EVERYONE_ROOM, user_room};
+use crate::state::EdgeState;
 use crate::wire::{WireId, iso, numeric_id};
 
 /// The domain events the seed names, rendered under their own names.
@@ -58,7 +60,7 @@ pub(super) fn on_connect(s: &SocketRef) {
 }
 
 /// `unread_count` right after connecting, so the badge is right at once.
-pub(super) fn greet(s: &SocketRef, me: &Identity, svc: &Services) {
+pub(super) fn greet(s: &SocketRef, me: &Identity, svc: &EdgeState) {
     let s = s.clone();
     let user_id = me.user_id.clone();
     let mut notify = svc.notify.clone();
@@ -152,11 +154,10 @@ struct NotificationRead {
 }
 
 async fn notification_read(
-    s: SocketRef,
     TryData(p): TryData<NotificationRead>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
     let result = async {
         let p = p.map_err(|e| ServiceError::invalid(format!("notification_read: {e}")))?;
@@ -174,7 +175,7 @@ async fn notification_read(
         Ok(json!({ "count": r.unread, "read": r.notification_ids.iter().map(|i| numeric_id(i)).collect::<Vec<_>>() }))
     }
     .await;
-    answer(&s, ack, "notification_read", result);
+    reply.send("notification_read", result);
 }
 
 #[derive(Deserialize)]
@@ -186,11 +187,10 @@ struct StoryViewed {
 }
 
 async fn story_viewed(
-    s: SocketRef,
     TryData(p): TryData<StoryViewed>,
-    State(svc): State<Services>,
+    State(svc): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
     let result = async {
         let p = p.map_err(|e| ServiceError::invalid(format!("story_viewed: {e}")))?;
@@ -210,7 +210,7 @@ async fn story_viewed(
         Ok(json!({ "storyId": story }))
     }
     .await;
-    answer(&s, ack, "story_viewed", result);
+    reply.send("story_viewed", result);
 }
 
 #[cfg(test)]

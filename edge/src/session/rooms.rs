@@ -1,0 +1,229 @@
+//! The one way a socket enters or leaves a conversation's room.
+//!
+//! [`join`] asks chat-service whether the user is a member
+//! (`CheckMembership`), names the room by the conversation's canonical id
+//! (as chat-service writes it, so `"07"` and `7` are one room and events
+//! reach it), joins it on this edge and tells presence-service
+//! (`SetRoomPresence`), which announces the user's first socket there to
+//! the members on every edge. [`leave`] undoes it. Both hold the socket's
+//! [`RoomLock`], so two requests of one socket (a join and a leave sent
+//! back to back) reach presence-service in the order its rooms changed.
+//!
+//! A join never fails for presence: when presence-service is unreachable
+//! the join stands, unannounced. A closing socket needs nothing of this:
+//! its room presences end with its presence session.
+
+use std::sync::Arc;
+
+use confab_proto::v1::{
+    CheckMembershipRequest, Conversation, SetRoomPresenceRequest, SetRoomPresenceResponse,
+};
+use confab_proto::{ErrorCode, ServiceError, ids};
+use futures::future::join_all;
+use socketioxide::extract::SocketRef;
+
+use crate::auth::Identity;
+use crate::rooms::conversation_room;
+use crate::session::presence::InRooms;
+use crate::state::EdgeState;
+
+/// A conversation the user may enter: chat-service's answer to
+/// `CheckMembership` for a member.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The conversation, its id canonical.
+    pub conversation: Conversation,
+    /// The user's role in it (`member` when chat-service names none).
+    pub role: String,
+}
+
+impl Member {
+    /// The conversation's canonical id: its room is `conv:<id>`.
+    pub fn id(&self) -> &str {
+        &self.conversation.id
+    }
+}
+
+/// A socket that entered a conversation's room.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub member: Member,
+    /// presence-service's answer; `None` when it could not be reached (the
+    /// join stands, unannounced).
+    pub presence: Option<SetRoomPresenceResponse>,
+}
+
+/// Whether `me` may enter the conversation `conversation_id` (as the client
+/// wrote it): `NOT_A_MEMBER` when not, or the service's own refusal.
+pub async fn check(
+    edge: &EdgeState,
+    me: &Identity,
+    conversation_id: &str,
+) -> Result<Member, ServiceError> {
+    let req = CheckMembershipRequest {
+        conversation_id: conversation_id.to_string(),
+        user_id: me.user_id.clone(),
+    };
+    let membership = edge
+        .chat
+        .clone()
+        .check_membership(req)
+        .await
+        .map_err(|st| ServiceError::from_status(&st))?
+        .into_inner();
+    if !membership.is_member {
+        return Err(ServiceError::new(
+            ErrorCode::NotAMember,
+            format!("you are not a member of conversation {conversation_id}"),
+        ));
+    }
+    let mut conversation = membership.conversation.unwrap_or_default();
+    if conversation.id.is_empty() {
+        conversation.id = ids::canonical(conversation_id);
+    }
+    let role = if membership.role.is_empty() {
+        "member".to_string()
+    } else {
+        membership.role
+    };
+    Ok(Member { conversation, role })
+}
+
+/// Checks membership and puts the socket in the conversation's room.
+pub async fn join(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    conversation_id: &str,
+) -> Result<Joined, ServiceError> {
+    let member = check(edge, me, conversation_id).await?;
+    let _rooms = lock(s).await;
+    Ok(enter(edge, s, me, member).await)
+}
+
+/// Puts the socket in the rooms of several conversations it was found a
+/// member of ([`check`]), telling presence-service of each side by side.
+pub async fn join_all_checked(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    members: Vec<Member>,
+) -> Vec<Joined> {
+    let _rooms = lock(s).await;
+    join_all(members.into_iter().map(|m| enter(edge, s, me, m))).await
+}
+
+/// Checks membership and makes this conversation's room the socket's only
+/// one: it leaves every other conversation room first (one room at a time,
+/// as some frontends have it). Returns the join and the rooms it left.
+pub async fn switch(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    conversation_id: &str,
+) -> Result<(Joined, Vec<String>), ServiceError> {
+    let member = check(edge, me, conversation_id).await?;
+    let _rooms = lock(s).await;
+    // Leave the others, then join this one (no await in between, so the
+    // socket is never in two rooms).
+    let previous: Vec<String> = joined(s).into_iter().filter(|r| r != member.id()).collect();
+    for old in &previous {
+        s.leave(conversation_room(old));
+    }
+    for old in &previous {
+        set_room_presence(edge, s, me, old, false, Vec::new(), "").await;
+    }
+    Ok((enter(edge, s, me, member).await, previous))
+}
+
+/// Takes the socket out of the conversation's room (`conversation_id` as
+/// the client wrote it) and, if it was in it, tells presence-service.
+/// Returns whether it was in the room.
+pub async fn leave(edge: &EdgeState, s: &SocketRef, me: &Identity, conversation_id: &str) -> bool {
+    let id = ids::canonical(conversation_id);
+    let _rooms = lock(s).await;
+    let room = conversation_room(&id);
+    let was_in = s.rooms().iter().any(|r| *r == room);
+    if was_in {
+        s.leave(room);
+        set_room_presence(edge, s, me, &id, false, Vec::new(), "").await;
+    }
+    was_in
+}
+
+/// The canonical ids of the conversations whose rooms the socket is in.
+pub fn joined(s: &SocketRef) -> Vec<String> {
+    let prefix = conversation_room("");
+    s.rooms()
+        .iter()
+        .filter_map(|r| r.strip_prefix(prefix.as_str()).map(str::to_string))
+        .collect()
+}
+
+/// Serialises one socket's room changes — its rooms on this edge and its
+/// room presence in presence-service. Only that socket ever waits on it.
+#[derive(Debug, Clone, Default)]
+pub struct RoomLock(Arc<tokio::sync::Mutex<()>>);
+
+/// Gives a socket its [`RoomLock`] (the socket lifecycle does, before any
+/// event of the socket can run).
+pub fn attach_lock(s: &SocketRef) {
+    s.extensions.insert(RoomLock::default());
+}
+
+async fn lock(s: &SocketRef) -> tokio::sync::OwnedMutexGuard<()> {
+    let lock = s.extensions.get::<RoomLock>().unwrap_or_else(|| {
+        let lock = RoomLock::default();
+        s.extensions.insert(lock.clone());
+        lock
+    });
+    lock.0.lock_owned().await
+}
+
+/// Joins the room on this edge and tells presence-service; the caller holds
+/// the room lock.
+async fn enter(edge: &EdgeState, s: &SocketRef, me: &Identity, member: Member) -> Joined {
+    s.join(conversation_room(member.id()));
+    s.extensions.insert(InRooms);
+    let members = member
+        .conversation
+        .members
+        .iter()
+        .map(|m| m.user_id.clone())
+        .collect();
+    let id = member.id().to_string();
+    let presence = set_room_presence(edge, s, me, &id, true, members, &member.role).await;
+    // A socket that disconnected meanwhile may have been unregistered
+    // before this join reached presence-service: take it out again.
+    if presence.is_some() && !s.connected() {
+        set_room_presence(edge, s, me, &id, false, Vec::new(), "").await;
+    }
+    Joined { member, presence }
+}
+
+async fn set_room_presence(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    conversation_id: &str,
+    joined: bool,
+    member_ids: Vec<String>,
+    role: &str,
+) -> Option<SetRoomPresenceResponse> {
+    let req = SetRoomPresenceRequest {
+        actor: Some(me.actor()),
+        conversation_id: conversation_id.to_string(),
+        joined,
+        member_ids,
+        socket_id: s.id.to_string(),
+        edge_id: edge.edge_id.clone(),
+        role: role.to_string(),
+    };
+    match edge.presence.clone().set_room_presence(req).await {
+        Ok(r) => Some(r.into_inner()),
+        Err(status) => {
+            tracing::warn!(error = %status, conversation_id, joined, "room presence unavailable; not announced");
+            None
+        }
+    }
+}

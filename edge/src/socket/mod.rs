@@ -1,0 +1,138 @@
+//! The socket lifecycle, the same for every contract: authenticate the
+//! handshake ([`auth`]), then — still in the connect middleware, before the
+//! client is told it is connected — join the socket's own rooms, attach
+//! the contract's handlers and every capability it declares, and arrange
+//! the disconnect; once connected, greet. The refresh event ([`refresh`])
+//! is attached here too.
+//!
+//! Capabilities are attached whole: a contract that declares
+//! [`Calls`](crate::contract::Calls) gets its call handlers *and* its
+//! sessions reported to call-service; one that declares a
+//! [`Heartbeat`](crate::contract::Heartbeat) gets the answer handlers *and*
+//! its first beat. Nothing here renders a contract's event.
+
+pub mod auth;
+pub mod refresh;
+
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+
+use crate::auth::Identity;
+use crate::contract::me::Spoken;
+use crate::contract::{Contract, Mount};
+use crate::rooms::{EVERYONE_ROOM, socket_room, user_room};
+use crate::session;
+use crate::state::EdgeState;
+use auth::AuthFailed;
+
+/// Mounts `contracts` on `/<name>` and `default_contract` on `/` too;
+/// returns the mounts so events can be fanned out to each.
+pub fn mount_all(
+    io: &SocketIo,
+    contracts: &'static [Contract],
+    default_contract: &'static Contract,
+) -> Vec<Mount> {
+    let mut mounts: Vec<Mount> = contracts
+        .iter()
+        .map(|c| Mount {
+            path: Box::leak(format!("/{}", c.name).into_boxed_str()),
+            contract: c,
+        })
+        .collect();
+    mounts.push(Mount {
+        path: "/",
+        contract: default_contract,
+    });
+    for m in &mounts {
+        mount(io, m.path, m.contract);
+    }
+    mounts
+}
+
+fn mount(io: &SocketIo, path: &'static str, contract: &'static Contract) {
+    // Everything a socket needs to receive events is set up here, in the
+    // connect middleware, which runs before the client is told it is
+    // connected: an event the client emits right after `connect` always
+    // finds its handler.
+    let middleware = move |s: SocketRef,
+                           TryData(auth): TryData<Value>,
+                           State(edge): State<EdgeState>| async move {
+        auth::authenticate(contract, &s, auth.ok(), &edge).await?;
+        if let Some(me) = s.extensions.get::<Identity>() {
+            attach(contract, &s, &me, &edge);
+        }
+        Ok::<(), String>(())
+    };
+    // Runs once the client is connected: what the contract says first.
+    let on_connect = move |s: SocketRef, State(edge): State<EdgeState>| async move {
+        if let (Some(AuthFailed(e)), Some(report)) =
+            (s.extensions.get::<AuthFailed>(), contract.auth_error)
+        {
+            let (event, payload) = report(e);
+            let _ = s.emit(event, &payload);
+            let _ = s.disconnect();
+            return;
+        }
+        let Some(me) = s.extensions.get::<Identity>() else {
+            let _ = s.disconnect();
+            return;
+        };
+        metrics::counter!("confab_socket_connections_total", "contract" => contract.name)
+            .increment(1);
+        tracing::debug!(contract = contract.name, user = %me.user_id, sid = %s.id, "socket connected");
+        greet(contract, &s, &me, &edge);
+    };
+    io.ns(path, on_connect.with(middleware));
+}
+
+/// Gives an authenticated socket its rooms, handlers and capabilities
+/// (in the connect middleware: it must not emit).
+fn attach(contract: &'static Contract, s: &SocketRef, me: &Identity, edge: &EdgeState) {
+    s.extensions.insert(Spoken(contract));
+    session::rooms::attach_lock(s);
+    s.on(contract.token.event, refresh::refresh_token);
+    s.join([
+        user_room(&me.user_id),
+        socket_room(&s.id.to_string()),
+        EVERYONE_ROOM.to_string(),
+    ]);
+    (contract.on_connect)(s);
+    if let Some(calls) = &contract.calls {
+        (calls.on_connect)(s);
+        session::calls::report(edge, me, s.id.to_string(), true);
+    }
+    if let Some(notifications) = &contract.notifications {
+        (notifications.on_connect)(s);
+    }
+    if let Some(heartbeat) = &contract.heartbeat {
+        crate::heartbeat::attach(s, heartbeat);
+    }
+    let edge = edge.clone();
+    s.on_disconnect(move |s: SocketRef| async move {
+        if let Some(me) = s.extensions.get::<Identity>() {
+            if contract.calls.is_some() {
+                session::calls::report(&edge, &me, s.id.to_string(), false);
+            }
+            session::presence::unregister(&edge, &s).await;
+        }
+    });
+}
+
+/// What the socket hears first once connected: the contract's greeting,
+/// then each capability's.
+fn greet(contract: &'static Contract, s: &SocketRef, me: &Identity, edge: &EdgeState) {
+    if let Some(greet) = contract.greet {
+        greet(s, me);
+    }
+    if let Some(notifications) = &contract.notifications {
+        (notifications.greet)(s, me, edge);
+    }
+    if let Some(offline) = &contract.offline {
+        (offline.deliver)(s, me, edge);
+    }
+    if let Some(heartbeat) = &contract.heartbeat {
+        crate::heartbeat::first_beat(s, heartbeat);
+    }
+}

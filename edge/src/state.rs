@@ -1,0 +1,46 @@
+//! The edge's shared state, handed to every handler: the service clients,
+//! the token verifier, this edge's name and the per-edge throttles.
+//!
+//! It is per edge, never per socket, and holds no business data.
+
+use confab_proto::v1::call_service_client::CallServiceClient;
+use confab_proto::v1::chat_service_client::ChatServiceClient;
+use confab_proto::v1::notify_service_client::NotifyServiceClient;
+use confab_proto::v1::presence_service_client::PresenceServiceClient;
+
+use crate::auth::Verifier;
+use crate::clients::{CallClient, ChatClient, NotifyClient, PresenceClient, Service};
+use crate::config::EdgeConfig;
+use crate::throttle::TypingThrottle;
+
+/// What every handler needs (socketioxide's and axum's `State`).
+#[derive(Clone)]
+pub struct EdgeState {
+    pub chat: ChatClient,
+    pub presence: PresenceClient,
+    pub call: CallClient,
+    pub notify: NotifyClient,
+    pub verifier: Verifier,
+    /// This edge's name in presence-service (sessions, heartbeats).
+    pub edge_id: String,
+    pub typing: TypingThrottle,
+    /// How many messages a user's offline queue keeps (`CONFAB_OFFLINE_QUEUE`).
+    pub offline_queue: u32,
+}
+
+impl EdgeState {
+    pub fn new(cfg: &EdgeConfig) -> anyhow::Result<Self> {
+        let t = Some(cfg.request_timeout);
+        let to = |s| cfg.services.transport(s, t);
+        Ok(Self {
+            chat: ChatServiceClient::new(to(Service::Chat)?),
+            presence: PresenceServiceClient::new(to(Service::Presence)?),
+            call: CallServiceClient::new(to(Service::Call)?),
+            notify: NotifyServiceClient::new(to(Service::Notify)?),
+            verifier: cfg.verifier.clone(),
+            edge_id: cfg.edge_id.clone(),
+            typing: TypingThrottle::default(),
+            offline_queue: cfg.offline_queue,
+        })
+    }
+}
