@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use confab_kit::{db_err, now_ms, page};
 use confab_proto::bus::EventBus;
 use confab_proto::v1::{self, Audience, ChatEvent, ConversationKind, chat_event::Kind};
 use confab_proto::{ErrorCode, ServiceError, ids};
@@ -44,15 +45,6 @@ pub struct Chat {
     /// SQLite only: its one connection takes one statement at a time, where
     /// PostgreSQL's pool runs inserts side by side.
     writer: Option<MessageWriter>,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn db_err(e: sea_orm::DbErr) -> ServiceError {
-    tracing::error!(error = %e, "database error");
-    ServiceError::internal("storage failure")
 }
 
 fn parse_id(s: &str, what: &str) -> Result<i64> {
@@ -1004,11 +996,7 @@ impl Chat {
         let conv_id = parse_id(&req.conversation_id, "conversation_id")?;
         let before = ids::parse_opt(&req.before)
             .map_err(|_| ServiceError::invalid("before must be a message id"))?;
-        let limit = match req.limit {
-            0 => 50,
-            n @ 1..=100 => n as u64,
-            _ => return Err(ServiceError::invalid("limit must be 1..=100")),
-        };
+        let limit = page::limit(req.limit, 50, 100)?;
         self.require_member(conv_id, &actor.id).await?;
         let mut q = message::Entity::find().filter(message::Column::ConversationId.eq(conv_id));
         if let Some(b) = before {
@@ -1020,14 +1008,9 @@ impl Chat {
             .all(&self.db)
             .await
             .map_err(db_err)?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
+        let more = page::trim(&mut rows, limit);
         rows.reverse();
-        let next_before = if more {
-            rows.first().map(|m| m.id.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_before = page::next_cursor(more, rows.first().map(|m| m.id));
         Ok(v1::GetHistoryResponse {
             messages: self.render_many(rows).await?,
             next_before,
@@ -1038,11 +1021,7 @@ impl Chat {
         let actor = actor(&req.actor)?;
         let after = ids::parse_opt(&req.after_message_id)
             .map_err(|_| ServiceError::invalid("after_message_id must be a message id"))?;
-        let limit = match req.limit {
-            0 => 200,
-            n @ 1..=1000 => n as usize,
-            _ => return Err(ServiceError::invalid("limit must be 1..=1000")),
-        };
+        let limit = page::limit(req.limit, 200, 1000)? as usize;
         let mine = member::Entity::find()
             .filter(member::Column::UserId.eq(actor.id.clone()))
             .all(&self.db)
@@ -1088,11 +1067,7 @@ impl Chat {
         req: v1::TakeOfflineMessagesRequest,
     ) -> Result<v1::TakeOfflineMessagesResponse> {
         let actor = actor(&req.actor)?;
-        let limit = match req.limit {
-            0 => 25,
-            n @ 1..=100 => n as u64,
-            _ => return Err(ServiceError::invalid("limit must be 1..=100")),
-        };
+        let limit = page::limit(req.limit, 25, 100)?;
         // The queue is the newest `limit` messages of the user's
         // conversations (since they joined each) that came after the newest
         // one any socket of theirs received: walk them newest first, a page

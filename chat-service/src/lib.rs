@@ -22,13 +22,11 @@ pub mod rate;
 pub mod writer;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use confab_proto::bus::LocalBus;
 use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::chat_service_server::ChatServiceServer;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 pub use chat::Chat;
@@ -43,27 +41,7 @@ pub const EVENT_LOG: usize = 4096;
 
 /// Connects to the database and brings its schema up to date.
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    let mut opts = ConnectOptions::new(url.to_string());
-    opts.connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    if url.starts_with("sqlite") {
-        // SQLite has one writer at a time. One connection serialises every
-        // statement in order, instead of several connections contending
-        // for the write lock and backing off in SQLite's busy handler (which
-        // sleeps for up to 100 ms a try). WAL with `synchronous = NORMAL`
-        // makes each commit an append to the log, durable across a crash of
-        // confab (not of the machine) — the usual choice for an app server.
-        opts.max_connections(1).map_sqlx_sqlite_opts(|o| {
-            o.pragma("journal_mode", "WAL")
-                .pragma("synchronous", "NORMAL")
-                .busy_timeout(Duration::from_secs(5))
-        });
-    } else {
-        opts.max_connections(10);
-    }
-    let db = Database::connect(opts).await?;
-    migration::Migrator::up(&db, None).await?;
-    Ok(db)
+    confab_kit::connect::<migration::Migrator>(url).await
 }
 
 /// chat-service over an already-migrated database, ready to serve: its

@@ -35,15 +35,6 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     confab_proto::server::init_tracing();
     let args = Args::parse();
-    if let Some(path) = args
-        .database_url
-        .strip_prefix("sqlite://")
-        .and_then(|p| p.split('?').next())
-        && let Some(dir) = std::path::Path::new(path).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)?;
-    }
     let db = confab_chat::connect(&args.database_url).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let rate = confab_chat::rate_limit(args.message_rate_limit, args.redis_url.as_deref()).await?;

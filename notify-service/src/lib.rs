@@ -35,7 +35,6 @@ pub mod migration;
 pub mod notify;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use confab_proto::bus::LocalBus;
@@ -43,8 +42,7 @@ use confab_proto::server::{Closer, Closing, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::notify_service_server::NotifyServiceServer;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tonic::codegen::{Body, Bytes, StdError};
 use tonic::transport::Endpoint;
@@ -64,30 +62,7 @@ pub const EVENT_LOG: usize = 4096;
 /// Connects to the database and brings its schema up to date (creating a
 /// SQLite file's directory first).
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .and_then(|p| p.split('?').next())
-        && let Some(dir) = std::path::Path::new(path).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut opts = ConnectOptions::new(url.to_string());
-    opts.connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    if url.starts_with("sqlite") {
-        // One writer at a time, in order (see chat-service's `connect`).
-        opts.max_connections(1).map_sqlx_sqlite_opts(|o| {
-            o.pragma("journal_mode", "WAL")
-                .pragma("synchronous", "NORMAL")
-                .busy_timeout(Duration::from_secs(5))
-        });
-    } else {
-        opts.max_connections(10);
-    }
-    let db = Database::connect(opts).await?;
-    migration::Migrator::up(&db, None).await?;
-    Ok(db)
+    confab_kit::connect::<migration::Migrator>(url).await
 }
 
 /// The notify domain over an already-migrated database, with its own

@@ -42,6 +42,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use confab_kit::{db_err, now_ms, page};
 use confab_proto::bus::EventBus;
 use confab_proto::v1::{self, Audience, NotifyEvent, notify_event::Kind};
 use confab_proto::{ErrorCode, ServiceError, ids};
@@ -87,15 +88,6 @@ type Result<T> = std::result::Result<T, ServiceError>;
 pub struct Notify {
     db: DatabaseConnection,
     bus: Arc<dyn EventBus<NotifyEvent>>,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn db_err(e: sea_orm::DbErr) -> ServiceError {
-    tracing::error!(error = %e, "database error");
-    ServiceError::internal("storage failure")
 }
 
 fn check_user_id(u: &str, what: &str) -> Result<()> {
@@ -531,11 +523,7 @@ impl Notify {
         check_user_id(&req.user_id, "user_id")?;
         let before = ids::parse_opt(&req.before)
             .map_err(|_| ServiceError::invalid("before must be a notification id"))?;
-        let limit = match req.limit {
-            0 => 50,
-            n @ 1..=100 => n as u64,
-            _ => return Err(ServiceError::invalid("limit must be 1..=100")),
-        };
+        let limit = page::limit(req.limit, 50, 100)?;
         let mut q = notification::Entity::find()
             .filter(notification::Column::UserId.eq(req.user_id.clone()));
         if let Some(b) = before {
@@ -550,13 +538,8 @@ impl Notify {
             .all(&self.db)
             .await
             .map_err(db_err)?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        let next_before = if more {
-            rows.last().map(|r| r.id.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let more = page::trim(&mut rows, limit);
+        let next_before = page::next_cursor(more, rows.last().map(|r| r.id));
         let mut event_ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
         event_ids.sort_unstable();
         event_ids.dedup();
@@ -740,11 +723,7 @@ impl Notify {
         let story_id = story_id_of(&Value::String(req.story_id.clone()))?;
         let after = ids::parse_opt(&req.after)
             .map_err(|_| ServiceError::invalid("after must be a cursor from next_after"))?;
-        let limit = match req.limit {
-            0 => 100,
-            n @ 1..=1000 => n as u64,
-            _ => return Err(ServiceError::invalid("limit must be 1..=1000")),
-        };
+        let limit = page::limit(req.limit, 100, 1000)?;
         let mut q =
             story_view::Entity::find().filter(story_view::Column::StoryId.eq(story_id.clone()));
         if let Some(a) = after {
@@ -756,13 +735,8 @@ impl Notify {
             .all(&self.db)
             .await
             .map_err(db_err)?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        let next_after = if more {
-            rows.last().map(|r| r.id.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let more = page::trim(&mut rows, limit);
+        let next_after = page::next_cursor(more, rows.last().map(|r| r.id));
         let total = story_view::Entity::find()
             .filter(story_view::Column::StoryId.eq(story_id))
             .count(&self.db)

@@ -32,14 +32,12 @@ pub mod store;
 pub mod sweeper;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use confab_proto::bus::LocalBus;
 use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::presence_service_server::PresenceServiceServer;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 pub use config::PresenceConfig;
@@ -50,13 +48,7 @@ pub const SERVICE_NAME: &str = "confab.v1.PresenceService";
 
 /// Connects to the last-seen database and brings its schema up to date.
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    let mut opts = ConnectOptions::new(url.to_string());
-    opts.max_connections(if url.starts_with("sqlite") { 4 } else { 10 })
-        .connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    let db = Database::connect(opts).await?;
-    migration::Migrator::up(&db, None).await?;
-    Ok(db)
+    confab_kit::connect::<migration::Migrator>(url).await
 }
 
 /// The store `config` asks for: Redis when it has a URL, else in-process.

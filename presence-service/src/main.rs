@@ -22,16 +22,6 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     confab_proto::server::init_tracing();
     let args = Args::parse();
-    if let Some(path) = args
-        .config
-        .database_url
-        .strip_prefix("sqlite://")
-        .and_then(|p| p.split('?').next())
-        && let Some(dir) = std::path::Path::new(path).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)?;
-    }
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let handle = confab_presence::serve(listener, args.config).await?;
     confab_proto::server::shutdown_signal().await;
