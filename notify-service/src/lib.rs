@@ -23,7 +23,8 @@
 //! data: messages and presence come only from chat-service's and
 //! presence-service's gRPC APIs.
 //!
-//! Modules: [`config`] (settings), [`notify`] (the rules), [`entity`] /
+//! Modules: [`config`] (settings), [`notify`] (the rules, a file per
+//! capability), [`entity`] /
 //! [`migration`] (the tables), [`messages`] (the chat follower), [`grpc`]
 //! (the thin RPC layer).
 
