@@ -2,7 +2,7 @@
 //! service as its own process.
 
 use clap::Parser;
-use confab_presence::PresenceConfig;
+use confab_presence::Config;
 
 #[derive(Parser)]
 #[command(
@@ -15,7 +15,7 @@ struct Args {
     #[arg(long, env = "PRESENCE_LISTEN", default_value = "127.0.0.1:50052")]
     listen: String,
     #[command(flatten)]
-    config: PresenceConfig,
+    config: Config,
 }
 
 #[tokio::main]

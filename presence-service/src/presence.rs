@@ -23,7 +23,7 @@ use confab_proto::bus::EventBus;
 use confab_proto::v1::{self, Audience, PresenceEvent, presence_event::Kind};
 use confab_proto::{ErrorCode, ServiceError};
 
-use crate::config::PresenceConfig;
+use crate::config::Config;
 use crate::last_seen::LastSeen;
 use crate::store::{
     NewSession, Profile, Registration, RoomLeft, RoomMember, RoomSocket, Store, StoreError, Typing,
@@ -110,7 +110,7 @@ impl Presence {
         store: Arc<dyn Store>,
         last_seen: LastSeen,
         bus: Arc<dyn EventBus<PresenceEvent>>,
-        config: &PresenceConfig,
+        config: &Config,
     ) -> Self {
         Self {
             store,
