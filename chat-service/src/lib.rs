@@ -10,10 +10,21 @@
 //! it writes new messages together, many in one statement, announced in
 //! the order of their ids (`writer`).
 //!
+//! Like every service it is a [`Config`] (`config`), [`build`] into a
+//! [`Service`] (connected, migrated, its rate limit opened) and served —
+//! alone on a listener ([`Service::serve`], [`serve`]) or, in the embedded
+//! binary, as parts of one gRPC server ([`Service::into_parts`]).
+//!
+//! Modules: [`config`] (settings), [`chat`] (the rules, a file per
+//! capability), [`members`] (the member cache), [`writer`] (grouped
+//! inserts), [`rate`] (the message rate limit), [`entity`] / [`migration`]
+//! (the tables), [`grpc`] (the thin RPC layer).
+//!
 //! It must not know Socket.IO, any frontend contract, or the other services:
 //! who is online, typing or in a call is not its business.
 
 pub mod chat;
+pub mod config;
 pub mod entity;
 pub mod grpc;
 pub mod members;
@@ -22,16 +33,17 @@ pub mod rate;
 pub mod writer;
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use anyhow::Context;
 use confab_proto::bus::LocalBus;
 use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::chat_service_server::ChatServiceServer;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 pub use chat::Chat;
+pub use config::Config;
+pub use grpc::ChatGrpc;
 pub use rate::RateLimit;
 
 /// The gRPC name health checks ask about.
@@ -41,77 +53,65 @@ pub const SERVICE_NAME: &str = "confab.v1.ChatService";
 /// their pace and to resume from after a reconnect.
 pub const EVENT_LOG: usize = 4096;
 
+/// The prefix of chat-service's Redis keys.
+pub const REDIS_PREFIX: &str = "confab:chat";
+
 /// Connects to the database and brings its schema up to date.
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    let mut opts = ConnectOptions::new(url.to_string());
-    opts.connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    if url.starts_with("sqlite") {
-        // SQLite has one writer at a time. One connection serialises every
-        // statement in order, instead of several connections contending
-        // for the write lock and backing off in SQLite's busy handler (which
-        // sleeps for up to 100 ms a try). WAL with `synchronous = NORMAL`
-        // makes each commit an append to the log, durable across a crash of
-        // confab (not of the machine) — the usual choice for an app server.
-        opts.max_connections(1).map_sqlx_sqlite_opts(|o| {
-            o.pragma("journal_mode", "WAL")
-                .pragma("synchronous", "NORMAL")
-                .busy_timeout(Duration::from_secs(5))
-        });
-    } else {
-        opts.max_connections(10);
+    confab_kit::connect::<migration::Migrator>(url).await
+}
+
+/// chat-service, built and ready to serve.
+pub struct Service {
+    server: ChatServiceServer<ChatGrpc>,
+    closer: Closer,
+}
+
+impl Service {
+    /// Serves chat-service alone on `listener`, with health and reflection,
+    /// until the returned handle shuts down.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<ServiceHandle> {
+        GrpcServer::new()
+            .add(self.server, self.closer)
+            .spawn(listener)
+            .await
     }
-    let db = Database::connect(opts).await?;
-    migration::Migrator::up(&db, None).await?;
-    Ok(db)
+
+    /// The gRPC service and the signal that ends its `Subscribe` streams at
+    /// shutdown, for a server that hosts several services (hand both to
+    /// `confab_proto::server::GrpcServer::add`).
+    pub fn into_parts(self) -> (ChatServiceServer<ChatGrpc>, Closer) {
+        (self.server, self.closer)
+    }
 }
 
-/// chat-service over an already-migrated database, ready to serve: its
-/// gRPC service and the signal that ends its streams at shutdown.
-pub fn build(db: DatabaseConnection) -> (ChatServiceServer<grpc::ChatGrpc>, Closer) {
-    build_with(db, RateLimit::local(rate::DEFAULT_LIMIT))
-}
-
-/// [`build`] with a message rate limit of its own.
-pub fn build_with(
-    db: DatabaseConnection,
-    rate: RateLimit,
-) -> (ChatServiceServer<grpc::ChatGrpc>, Closer) {
+/// chat-service as `config` says: connects (and migrates) its database and
+/// opens its message rate limit (in Redis when `redis_url` is set).
+pub async fn build(config: Config) -> anyhow::Result<Service> {
+    config.validate()?;
+    let db = connect(&config.database_url)
+        .await
+        .context("connecting to the chat database")?;
+    let rate = rate_limit(config.message_rate_limit, config.redis_url.as_deref()).await?;
     let chat = Chat::new(db, Arc::new(LocalBus::new(EVENT_LOG))).with_rate_limit(rate);
     let (closer, closing) = closing();
-    (
-        ChatServiceServer::new(grpc::ChatGrpc::new(chat, closing)),
+    Ok(Service {
+        server: ChatServiceServer::new(ChatGrpc::new(chat, closing)),
         closer,
-    )
+    })
 }
 
-/// Starts chat-service on `listener` over an already-migrated database.
-pub async fn serve(
-    listener: TcpListener,
-    db: DatabaseConnection,
-) -> std::io::Result<ServiceHandle> {
-    serve_with(listener, db, RateLimit::local(rate::DEFAULT_LIMIT)).await
-}
-
-/// [`serve`] with a message rate limit of its own.
-pub async fn serve_with(
-    listener: TcpListener,
-    db: DatabaseConnection,
-    rate: RateLimit,
-) -> std::io::Result<ServiceHandle> {
-    let (svc, closer) = build_with(db, rate);
-    GrpcServer::new().add(svc, closer).spawn(listener).await
+/// Builds chat-service as `config` says and serves it on `listener`.
+pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<ServiceHandle> {
+    Ok(build(config).await?.serve(listener).await?)
 }
 
 /// The message rate limit `limit` a second per user: in Redis at
 /// `redis_url` (keys under `{confab:chat}:rate:`) when given, so replicas
 /// share it, else in this process.
-pub async fn rate_limit(limit: u32, redis_url: Option<&str>) -> anyhow::Result<RateLimit> {
+async fn rate_limit(limit: u32, redis_url: Option<&str>) -> anyhow::Result<RateLimit> {
     match redis_url {
         Some(url) => RateLimit::redis(limit, url, REDIS_PREFIX).await,
         None => Ok(RateLimit::local(limit)),
     }
 }
-
-/// The prefix of chat-service's Redis keys.
-pub const REDIS_PREFIX: &str = "confab:chat";

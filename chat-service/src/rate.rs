@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ::redis::Script;
 use ::redis::aio::ConnectionManager;
+use confab_kit::now_ms;
 
 /// The window the limit counts in.
 pub const WINDOW_MS: i64 = 1000;
@@ -90,10 +91,6 @@ impl RateLimit {
         }
         self.local.admit(user, self.limit, now_ms())
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Every user's recent sends, in this process.

@@ -60,8 +60,6 @@ pub struct System {
     pub edge: EdgeHandle,
     /// All four services' gRPC APIs on `CONFAB_GRPC_LISTEN`.
     pub services: ServiceHandle,
-    /// notify-service following chat-service for message notifications.
-    pub message_notifications: confab_notify::MessageNotifications,
     pub jwt_secret: String,
 }
 
@@ -69,7 +67,6 @@ impl System {
     /// Stops the edge first (closing sockets), then the services.
     pub async fn shutdown(self) {
         self.edge.shutdown().await;
-        self.message_notifications.stop();
         self.services.shutdown().await;
     }
 }
@@ -121,10 +118,14 @@ pub async fn start(
             emb.data_dir.join("chat.db").display()
         ),
     };
-    let db = confab_chat::connect(&db_url).await?;
-    let rate = confab_chat::rate_limit(emb.message_rate_limit, emb.redis_url.as_deref()).await?;
-    let (chat, chat_closer) = confab_chat::build_with(db, rate);
-    let presence_config = confab_presence::PresenceConfig {
+    let (chat, chat_closer) = confab_chat::build(confab_chat::Config {
+        database_url: db_url,
+        message_rate_limit: emb.message_rate_limit,
+        redis_url: emb.redis_url.clone(),
+    })
+    .await?
+    .into_parts();
+    let presence_config = confab_presence::Config {
         database_url: format!(
             "sqlite://{}?mode=rwc",
             emb.data_dir.join("presence.db").display()
@@ -132,7 +133,7 @@ pub async fn start(
         redis_url: emb.redis_url.clone(),
         ..Default::default()
     };
-    let (presence, presence_closer) = confab_presence::build(presence_config).await?;
+    let (presence, presence_closer) = confab_presence::build(presence_config).await?.into_parts();
     // call-service asks chat-service who shares a conversation, through
     // chat-service's routes in this process.
     let chat_client = ChatServiceClient::new(
@@ -161,25 +162,32 @@ pub async fn start(
             emb.data_dir.join("notify.db").display()
         ),
     };
-    let notify_domain = confab_notify::open(confab_notify::connect(&notify_db_url).await?);
-    let (notify, notify_closer) = confab_notify::build(notify_domain.clone());
+    // notify-service learns of messages and presence through the other
+    // services' gRPC APIs, here in-process.
+    let sources = confab_notify::MessageSources {
+        chat: ChatServiceClient::new(
+            ServiceTargets::InProcess(Routes::new(chat.clone())).transport(Service::Chat, None)?,
+        ),
+        presence: PresenceServiceClient::new(
+            ServiceTargets::InProcess(Routes::new(presence.clone())).transport(
+                Service::Presence,
+                Some(Duration::from_millis(edge.request_timeout_ms.max(1))),
+            )?,
+        ),
+    };
+    let notify_config = confab_notify::Config {
+        database_url: notify_db_url,
+        ..Default::default()
+    };
+    let (notify, notify_closer) = confab_notify::build(notify_config, Some(sources))
+        .await?
+        .into_parts();
     let grpc = GrpcServer::new()
         .add(chat, chat_closer)
         .add(presence, presence_closer)
         .add(call, call_closer)
         .add(notify, notify_closer);
-    let routes = grpc.routes();
-    // notify-service learns of messages and presence through the other
-    // services' gRPC APIs, here in-process.
-    let targets = ServiceTargets::InProcess(routes.clone());
-    let message_notifications = confab_notify::spawn_message_notifications(
-        notify_domain,
-        ChatServiceClient::new(targets.transport(Service::Chat, None)?),
-        PresenceServiceClient::new(targets.transport(
-            Service::Presence,
-            Some(Duration::from_millis(edge.request_timeout_ms.max(1))),
-        )?),
-    );
+    let targets = ServiceTargets::InProcess(grpc.routes());
     let grpc_listener = TcpListener::bind(&emb.grpc_listen).await.with_context(|| {
         format!(
             "binding the gRPC address {} (CONFAB_GRPC_LISTEN; 127.0.0.1:0 picks a free port)",
@@ -192,7 +200,6 @@ pub async fn start(
     Ok(System {
         edge,
         services,
-        message_notifications,
         jwt_secret,
     })
 }

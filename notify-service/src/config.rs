@@ -1,7 +1,7 @@
 //! What an operator can set: notify-service's database, and where
 //! chat-service and presence-service are (for message notifications).
 //!
-//! [`NotifyConfig`] derives `clap::Args` so the `notify-service` binary reads
+//! [`Config`] derives `clap::Args` so the `notify-service` binary reads
 //! it from flags with environment fallbacks; the embedded mode and tests
 //! build it as a struct (its `Default` equals the flag defaults).
 
@@ -10,7 +10,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/notify.db?mode=rwc";
 
 /// notify-service's settings.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
-pub struct NotifyConfig {
+pub struct Config {
     /// Database for notifications, publishes and story views:
     /// `sqlite://path?mode=rwc` or `postgres://...`.
     #[arg(
@@ -29,7 +29,7 @@ pub struct NotifyConfig {
     pub presence_url: Option<String>,
 }
 
-impl Default for NotifyConfig {
+impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: DEFAULT_DATABASE_URL.into(),
@@ -39,7 +39,7 @@ impl Default for NotifyConfig {
     }
 }
 
-impl NotifyConfig {
+impl Config {
     /// The chat and presence URLs when message notifications are on; an
     /// error when only one of the two is set.
     pub fn message_sources(&self) -> anyhow::Result<Option<(String, String)>> {
@@ -65,7 +65,7 @@ mod tests {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        config: NotifyConfig,
+        config: Config,
     }
 
     #[test]
@@ -80,7 +80,7 @@ mod tests {
                 .first()
                 .map(|v| v.to_string_lossy().into_owned())
         };
-        let d = NotifyConfig::default();
+        let d = Config::default();
         assert_eq!(default_of("database_url"), Some(d.database_url));
         assert_eq!(default_of("chat_url"), None);
         assert_eq!(default_of("presence_url"), None);
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn message_notifications_need_both_urls() {
-        let mut c = NotifyConfig::default();
+        let mut c = Config::default();
         assert_eq!(c.message_sources().unwrap(), None);
         c.chat_url = Some("http://127.0.0.1:1".into());
         assert!(c.message_sources().is_err());

@@ -23,7 +23,14 @@
 //! data: messages and presence come only from chat-service's and
 //! presence-service's gRPC APIs.
 //!
-//! Modules: [`config`] (settings), [`notify`] (the rules), [`entity`] /
+//! Like every service it is a [`Config`] (`config`), [`build`] into a
+//! [`Service`] (connected, migrated, following chat-service when given its
+//! [`MessageSources`]) and served — alone on a listener ([`Service::serve`],
+//! [`serve`]) or, in the embedded binary, as parts of one gRPC server
+//! ([`Service::into_parts`]).
+//!
+//! Modules: [`config`] (settings), [`notify`] (the rules, a file per
+//! capability), [`entity`] /
 //! [`migration`] (the tables), [`messages`] (the chat follower), [`grpc`]
 //! (the thin RPC layer).
 
@@ -35,23 +42,18 @@ pub mod migration;
 pub mod notify;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use confab_proto::bus::LocalBus;
-use confab_proto::server::{Closer, Closing, GrpcServer, ServiceHandle, closing};
-use confab_proto::v1::chat_service_client::ChatServiceClient;
+use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::notify_service_server::NotifyServiceServer;
-use confab_proto::v1::presence_service_client::PresenceServiceClient;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tonic::codegen::{Body, Bytes, StdError};
-use tonic::transport::Endpoint;
 
-pub use config::NotifyConfig;
+pub use config::Config;
 pub use grpc::NotifyGrpc;
-pub use messages::MessageNotifications;
+pub use messages::{MessageNotifications, MessageSources};
 pub use notify::Notify;
 
 /// The gRPC name health checks ask about.
@@ -64,57 +66,42 @@ pub const EVENT_LOG: usize = 4096;
 /// Connects to the database and brings its schema up to date (creating a
 /// SQLite file's directory first).
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .and_then(|p| p.split('?').next())
-        && let Some(dir) = std::path::Path::new(path).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    confab_kit::connect::<migration::Migrator>(url).await
+}
+
+/// notify-service, built and ready to serve.
+pub struct Service {
+    server: NotifyServiceServer<NotifyGrpc>,
+    closer: Closer,
+}
+
+impl Service {
+    /// Serves notify-service alone on `listener`, with health and
+    /// reflection, until the returned handle shuts down.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<ServiceHandle> {
+        GrpcServer::new()
+            .add(self.server, self.closer)
+            .spawn(listener)
+            .await
     }
-    let mut opts = ConnectOptions::new(url.to_string());
-    opts.connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    if url.starts_with("sqlite") {
-        // One writer at a time, in order (see chat-service's `connect`).
-        opts.max_connections(1).map_sqlx_sqlite_opts(|o| {
-            o.pragma("journal_mode", "WAL")
-                .pragma("synchronous", "NORMAL")
-                .busy_timeout(Duration::from_secs(5))
-        });
-    } else {
-        opts.max_connections(10);
+
+    /// The gRPC service and the signal that ends its `Subscribe` streams and
+    /// its message follower at shutdown, for a server that hosts several
+    /// services (hand both to `confab_proto::server::GrpcServer::add`).
+    pub fn into_parts(self) -> (NotifyServiceServer<NotifyGrpc>, Closer) {
+        (self.server, self.closer)
     }
-    let db = Database::connect(opts).await?;
-    migration::Migrator::up(&db, None).await?;
-    Ok(db)
 }
 
-/// The notify domain over an already-migrated database, with its own
-/// in-process event bus.
-pub fn open(db: DatabaseConnection) -> Notify {
-    Notify::new(db, Arc::new(LocalBus::new(EVENT_LOG)))
-}
-
-/// The gRPC service for `notify`, and the [`Closer`] that ends its
-/// `Subscribe` streams (hand both to `confab_proto::server::GrpcServer`).
-pub fn build(notify: Notify) -> (NotifyServiceServer<NotifyGrpc>, Closer) {
-    let (closer, closing) = closing();
-    (build_with(notify, closing), closer)
-}
-
-fn build_with(notify: Notify, closing: Closing) -> NotifyServiceServer<NotifyGrpc> {
-    NotifyServiceServer::new(NotifyGrpc::new(notify, closing))
-}
-
-/// Starts message notifications ([`messages`]): follows `chat`'s events and
-/// asks `presence` who is online. Any transport works (network channels,
-/// or in-process services in the embedded mode).
-pub fn spawn_message_notifications<C, P>(
-    notify: Notify,
-    chat: ChatServiceClient<C>,
-    presence: PresenceServiceClient<P>,
-) -> MessageNotifications
+/// notify-service as `config` says: connects (and migrates) its database
+/// and, given `sources`, follows chat-service for message notifications
+/// ([`messages`]) until the service's [`Closer`] signals shutdown. Any
+/// transport works: network channels ([`MessageSources::from_config`]), or
+/// in-process services in the embedded mode.
+pub async fn build<C, P>(
+    config: Config,
+    sources: Option<MessageSources<C, P>>,
+) -> anyhow::Result<Service>
 where
     C: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
     C::Error: Into<StdError>,
@@ -127,36 +114,14 @@ where
     P::ResponseBody: Body<Data = Bytes> + Send + 'static,
     <P::ResponseBody as Body>::Error: Into<StdError> + Send,
 {
-    messages::spawn(notify, chat, presence)
-}
-
-/// Starts notify-service on `listener` as `config` says: connects (and
-/// migrates) its database, serves gRPC, and follows chat-service for
-/// message notifications when both service URLs are set. Shutting the
-/// handle down stops the follower too.
-pub async fn serve_with(
-    listener: TcpListener,
-    config: NotifyConfig,
-) -> anyhow::Result<ServiceHandle> {
-    let sources = config.message_sources()?;
     let db = connect(&config.database_url)
         .await
         .context("connecting to the notify database")?;
-    let notify = open(db);
+    let notify = Notify::new(db, Arc::new(LocalBus::new(EVENT_LOG)));
     let (closer, closing) = closing();
     match sources {
-        Some((chat_url, presence_url)) => {
-            let chat = Endpoint::from_shared(chat_url)
-                .context("--chat-url")?
-                .connect_lazy();
-            let presence = Endpoint::from_shared(presence_url)
-                .context("--presence-url")?
-                .connect_lazy();
-            let follower = spawn_message_notifications(
-                notify.clone(),
-                ChatServiceClient::new(chat),
-                PresenceServiceClient::new(presence),
-            );
+        Some(sources) => {
+            let follower = messages::spawn(notify.clone(), sources.chat, sources.presence);
             let closed = closing.clone();
             tokio::spawn(async move {
                 closed.closed().await;
@@ -168,8 +133,16 @@ pub async fn serve_with(
              (NOTIFY_CHAT_URL, NOTIFY_PRESENCE_URL) to turn them on"
         ),
     }
-    Ok(GrpcServer::new()
-        .add(build_with(notify, closing), closer)
-        .spawn(listener)
-        .await?)
+    Ok(Service {
+        server: NotifyServiceServer::new(NotifyGrpc::new(notify, closing)),
+        closer,
+    })
+}
+
+/// Builds notify-service as `config` says and serves it on `listener`,
+/// following chat-service and presence-service at the config's URLs (over
+/// the network) when both are set.
+pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<ServiceHandle> {
+    let sources = MessageSources::from_config(&config)?;
+    Ok(build(config, sources).await?.serve(listener).await?)
 }

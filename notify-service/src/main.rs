@@ -2,7 +2,7 @@
 //! service as its own process.
 
 use clap::Parser;
-use confab_notify::NotifyConfig;
+use confab_notify::Config;
 
 #[derive(Parser)]
 #[command(
@@ -15,7 +15,7 @@ struct Args {
     #[arg(long, env = "NOTIFY_LISTEN", default_value = "127.0.0.1:50054")]
     listen: String,
     #[command(flatten)]
-    config: NotifyConfig,
+    config: Config,
 }
 
 #[tokio::main]
@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     confab_proto::server::init_tracing();
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    let handle = confab_notify::serve_with(listener, args.config).await?;
+    let handle = confab_notify::serve(listener, args.config).await?;
     confab_proto::server::shutdown_signal().await;
     handle.shutdown().await;
     Ok(())

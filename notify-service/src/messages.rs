@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
+use anyhow::Context;
 use confab_proto::bus::{EPOCH_HEADER, RESUMED_HEADER};
 use confab_proto::v1::chat_event::Kind;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
@@ -45,7 +46,9 @@ use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use confab_proto::v1::{ChatEvent, GetPresenceRequest, SubscribeRequest};
 use tokio::task::JoinHandle;
 use tonic::codegen::{Body, Bytes, StdError};
+use tonic::transport::{Channel, Endpoint};
 
+use crate::config::Config;
 use crate::notify::Notify;
 
 /// The most events handled together (one presence lookup).
@@ -70,6 +73,34 @@ impl MessageNotifications {
 
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+}
+
+/// Where message notifications come from: chat-service's events and
+/// presence-service's answers, through any tonic transport.
+pub struct MessageSources<C, P> {
+    pub chat: ChatServiceClient<C>,
+    pub presence: PresenceServiceClient<P>,
+}
+
+impl MessageSources<Channel, Channel> {
+    /// Network clients at `config`'s chat and presence URLs (connected
+    /// lazily, so notify-service starts while they are down); `None` when
+    /// message notifications are off, an error when only one URL is set.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
+        let Some((chat_url, presence_url)) = config.message_sources()? else {
+            return Ok(None);
+        };
+        let chat = Endpoint::from_shared(chat_url)
+            .context("--chat-url")?
+            .connect_lazy();
+        let presence = Endpoint::from_shared(presence_url)
+            .context("--presence-url")?
+            .connect_lazy();
+        Ok(Some(Self {
+            chat: ChatServiceClient::new(chat),
+            presence: PresenceServiceClient::new(presence),
+        }))
     }
 }
 

@@ -1,7 +1,7 @@
 //! What an operator can set: the database for last-seen times, the optional
 //! Redis that replicas share, the per-user session limit and the two TTLs.
 //!
-//! [`PresenceConfig`] derives `clap::Args` so the `presence-service` binary
+//! [`Config`] derives `clap::Args` so the `presence-service` binary
 //! reads it from flags with environment fallbacks; the embedded mode and
 //! tests build it as a struct (its `Default` equals the flag defaults).
 
@@ -12,7 +12,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/presence.db?mode=rwc";
 
 /// presence-service's settings.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
-pub struct PresenceConfig {
+pub struct Config {
     /// Database for last-seen times: `sqlite://path?mode=rwc` or `postgres://...`.
     #[arg(
         long = "database-url",
@@ -41,7 +41,7 @@ pub struct PresenceConfig {
     pub typing_ttl_ms: u64,
 }
 
-impl Default for PresenceConfig {
+impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: DEFAULT_DATABASE_URL.into(),
@@ -54,7 +54,7 @@ impl Default for PresenceConfig {
     }
 }
 
-impl PresenceConfig {
+impl Config {
     /// Refuses settings clap would have refused (for configs built in code).
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.session_limit >= 1, "session limit must be at least 1");
@@ -94,7 +94,7 @@ mod tests {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        config: PresenceConfig,
+        config: Config,
     }
 
     #[test]
@@ -110,7 +110,7 @@ mod tests {
                 .first()
                 .map(|v| v.to_string_lossy().into_owned())
         };
-        let d = PresenceConfig::default();
+        let d = Config::default();
         assert_eq!(default_of("database_url"), Some(d.database_url));
         assert_eq!(default_of("redis_url"), None);
         assert_eq!(default_of("redis_prefix"), Some(d.redis_prefix));
@@ -126,15 +126,12 @@ mod tests {
             default_of("typing_ttl_ms"),
             Some(d.typing_ttl_ms.to_string())
         );
-        assert_eq!(
-            PresenceConfig::default().sweep_interval(),
-            Duration::from_secs(1)
-        );
+        assert_eq!(Config::default().sweep_interval(), Duration::from_secs(1));
     }
 
     #[test]
     fn sweeps_four_times_per_short_ttl() {
-        let c = PresenceConfig {
+        let c = Config {
             session_ttl_ms: 300,
             typing_ttl_ms: 5_000,
             ..Default::default()

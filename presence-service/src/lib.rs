@@ -17,6 +17,12 @@
 //! and who is in a conversation arrive in each request, filled in by the
 //! edge.
 //!
+//! Like every service it is a [`Config`] (`config`), [`build`] into a
+//! [`Service`] (connected, migrated, its store opened, its sweeper started)
+//! and served — alone on a listener ([`Service::serve`], [`serve`]) or, in
+//! the embedded binary, as parts of one gRPC server
+//! ([`Service::into_parts`]).
+//!
 //! Modules: [`config`] (settings), [`presence`] (the rules), [`store`]
 //! (sessions and typing, in memory or Redis), [`last_seen`] and [`entity`] /
 //! [`migration`] (the durable table), [`sweeper`] (expiry), [`grpc`] (the
@@ -32,35 +38,31 @@ pub mod store;
 pub mod sweeper;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use confab_proto::bus::LocalBus;
 use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::presence_service_server::PresenceServiceServer;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
-pub use config::PresenceConfig;
+pub use config::Config;
 pub use presence::Presence;
 
 /// The gRPC name health checks ask about.
 pub const SERVICE_NAME: &str = "confab.v1.PresenceService";
 
+/// How many recent events presence-service keeps for subscribers to read at
+/// their pace and to resume from after a reconnect.
+pub const EVENT_LOG: usize = 4096;
+
 /// Connects to the last-seen database and brings its schema up to date.
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    let mut opts = ConnectOptions::new(url.to_string());
-    opts.max_connections(if url.starts_with("sqlite") { 4 } else { 10 })
-        .connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    let db = Database::connect(opts).await?;
-    migration::Migrator::up(&db, None).await?;
-    Ok(db)
+    confab_kit::connect::<migration::Migrator>(url).await
 }
 
 /// The store `config` asks for: Redis when it has a URL, else in-process.
-pub async fn open_store(config: &PresenceConfig) -> anyhow::Result<Arc<dyn store::Store>> {
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn store::Store>> {
     Ok(match &config.redis_url {
         Some(url) if !url.trim().is_empty() => Arc::new(
             store::RedisStore::connect(url, &config.redis_prefix)
@@ -71,12 +73,34 @@ pub async fn open_store(config: &PresenceConfig) -> anyhow::Result<Arc<dyn store
     })
 }
 
-/// presence-service, ready to serve: connects (and migrates) its database,
-/// opens its store and starts the sweeper, which runs until the returned
-/// [`Closer`] signals shutdown.
-pub async fn build(
-    config: PresenceConfig,
-) -> anyhow::Result<(PresenceServiceServer<grpc::PresenceGrpc>, Closer)> {
+/// presence-service, built and ready to serve.
+pub struct Service {
+    server: PresenceServiceServer<grpc::PresenceGrpc>,
+    closer: Closer,
+}
+
+impl Service {
+    /// Serves presence-service alone on `listener`, with health and
+    /// reflection, until the returned handle shuts down.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<ServiceHandle> {
+        GrpcServer::new()
+            .add(self.server, self.closer)
+            .spawn(listener)
+            .await
+    }
+
+    /// The gRPC service and the signal that ends its `Subscribe` streams and
+    /// its sweeper at shutdown, for a server that hosts several services
+    /// (hand both to `confab_proto::server::GrpcServer::add`).
+    pub fn into_parts(self) -> (PresenceServiceServer<grpc::PresenceGrpc>, Closer) {
+        (self.server, self.closer)
+    }
+}
+
+/// presence-service as `config` says: connects (and migrates) its
+/// database, opens its store and starts the sweeper, which runs until the
+/// service's [`Closer`] signals shutdown.
+pub async fn build(config: Config) -> anyhow::Result<Service> {
     config.validate()?;
     let db = connect(&config.database_url)
         .await
@@ -85,20 +109,18 @@ pub async fn build(
     let presence = Presence::new(
         store,
         last_seen::LastSeen::new(db),
-        Arc::new(LocalBus::new(4096)),
+        Arc::new(LocalBus::new(EVENT_LOG)),
         &config,
     );
     let (closer, closing) = closing();
     sweeper::spawn(presence.clone(), config.sweep_interval(), closing.clone());
-    Ok((
-        PresenceServiceServer::new(grpc::PresenceGrpc::new(presence, closing)),
+    Ok(Service {
+        server: PresenceServiceServer::new(grpc::PresenceGrpc::new(presence, closing)),
         closer,
-    ))
+    })
 }
 
-/// Starts presence-service on `listener` (see [`build`]); it serves until
-/// the returned handle shuts down.
-pub async fn serve(listener: TcpListener, config: PresenceConfig) -> anyhow::Result<ServiceHandle> {
-    let (svc, closer) = build(config).await?;
-    Ok(GrpcServer::new().add(svc, closer).spawn(listener).await?)
+/// Builds presence-service as `config` says and serves it on `listener`.
+pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<ServiceHandle> {
+    Ok(build(config).await?.serve(listener).await?)
 }

@@ -2,7 +2,7 @@
 //! service as its own process.
 
 use clap::Parser;
-use confab_presence::PresenceConfig;
+use confab_presence::Config;
 
 #[derive(Parser)]
 #[command(
@@ -15,23 +15,13 @@ struct Args {
     #[arg(long, env = "PRESENCE_LISTEN", default_value = "127.0.0.1:50052")]
     listen: String,
     #[command(flatten)]
-    config: PresenceConfig,
+    config: Config,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     confab_proto::server::init_tracing();
     let args = Args::parse();
-    if let Some(path) = args
-        .config
-        .database_url
-        .strip_prefix("sqlite://")
-        .and_then(|p| p.split('?').next())
-        && let Some(dir) = std::path::Path::new(path).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)?;
-    }
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let handle = confab_presence::serve(listener, args.config).await?;
     confab_proto::server::shutdown_signal().await;

@@ -18,11 +18,12 @@
 
 use std::sync::Arc;
 
+use confab_kit::{db_err, now_ms};
 use confab_proto::bus::EventBus;
 use confab_proto::v1::{self, Audience, PresenceEvent, presence_event::Kind};
 use confab_proto::{ErrorCode, ServiceError};
 
-use crate::config::PresenceConfig;
+use crate::config::Config;
 use crate::last_seen::LastSeen;
 use crate::store::{
     NewSession, Profile, Registration, RoomLeft, RoomMember, RoomSocket, Store, StoreError, Typing,
@@ -49,18 +50,9 @@ pub struct Presence {
     typing_ttl_ms: i64,
 }
 
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn store_err(e: StoreError) -> ServiceError {
     tracing::error!(error = %e, "presence store error");
     ServiceError::internal("presence storage failure")
-}
-
-fn db_err(e: sea_orm::DbErr) -> ServiceError {
-    tracing::error!(error = %e, "database error");
-    ServiceError::internal("storage failure")
 }
 
 fn id<'a>(value: &'a str, what: &str) -> Result<&'a str> {
@@ -118,7 +110,7 @@ impl Presence {
         store: Arc<dyn Store>,
         last_seen: LastSeen,
         bus: Arc<dyn EventBus<PresenceEvent>>,
-        config: &PresenceConfig,
+        config: &Config,
     ) -> Self {
         Self {
             store,

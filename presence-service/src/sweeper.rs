@@ -1,5 +1,5 @@
 //! The background task that makes presence expire by itself: every
-//! [`PresenceConfig::sweep_interval`](crate::PresenceConfig::sweep_interval)
+//! [`Config::sweep_interval`](crate::Config::sweep_interval)
 //! it runs [`Presence::sweep`], until the service starts shutting down.
 
 use std::time::Duration;

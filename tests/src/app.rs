@@ -84,9 +84,12 @@ impl ChatSlot {
         if running.is_some() {
             return;
         }
-        let db = confab_chat::connect(&self.db_url)
-            .await
-            .expect("reconnect chat database");
+        let chat = confab_chat::build(confab_chat::Config {
+            database_url: self.db_url.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("reconnect chat database");
         // The old listener is closed; the port may take a moment to be free.
         let mut tries = 0;
         let listener = loop {
@@ -100,11 +103,7 @@ impl ChatSlot {
                 Err(e) => panic!("rebinding chat-service on {}: {e}", self.addr),
             }
         };
-        *running = Some(
-            confab_chat::serve(listener, db)
-                .await
-                .expect("restart chat-service"),
-        );
+        *running = Some(chat.serve(listener).await.expect("restart chat-service"));
     }
 }
 
@@ -172,15 +171,18 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         running: Mutex::new(None),
     });
     {
-        let db = confab_chat::connect(&db_url).await.expect("chat database");
+        let config = confab_chat::Config {
+            database_url: db_url.clone(),
+            ..Default::default()
+        };
         *chat.running.lock().await = Some(
-            confab_chat::serve(chat_listener, db)
+            confab_chat::serve(chat_listener, config)
                 .await
                 .expect("chat-service"),
         );
     }
     let loopback = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
-    let presence_config = confab_presence::PresenceConfig {
+    let presence_config = confab_presence::Config {
         database_url: format!(
             "sqlite://{}?mode=rwc",
             dir.path().join("presence.db").display()
@@ -211,7 +213,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
     // notify-service shares chat's PostgreSQL database (its own tables and
     // migration history) or has its own SQLite file, and follows chat and
     // presence for message notifications.
-    let notify_config = confab_notify::NotifyConfig {
+    let notify_config = confab_notify::Config {
         database_url: if postgres {
             db_url.clone()
         } else {
@@ -223,7 +225,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         chat_url: Some(format!("http://{}", chat.addr)),
         presence_url: Some(presence.url()),
     };
-    let notify = confab_notify::serve_with(loopback().await, notify_config)
+    let notify = confab_notify::serve(loopback().await, notify_config)
         .await
         .expect("notify-service");
 

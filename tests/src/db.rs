@@ -84,15 +84,16 @@ pub async fn drop_postgres(url: &str) {
 /// Migrates the database at `url`, serves chat-service on a random local
 /// port and returns it with a gRPC client connected to it.
 pub async fn spawn_chat(url: &str) -> (ServiceHandle, ChatServiceClient<Channel>) {
-    let db = confab_chat::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to or migrate {url}: {e:#}"));
+    let chat = confab_chat::build(confab_chat::Config {
+        database_url: url.to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("cannot connect to or migrate {url}: {e:#}"));
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
-    let handle = confab_chat::serve(listener, db)
-        .await
-        .expect("start chat-service");
+    let handle = chat.serve(listener).await.expect("start chat-service");
     let client = ChatServiceClient::connect(handle.url())
         .await
         .expect("connect to chat-service");

@@ -61,18 +61,19 @@ pub async fn spawn_replicas(db_url: String, rate: RateWindows<'_>) -> Replicas {
     let loopback = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
     let mut chats = Vec::new();
     for _ in 0..2 {
-        let db = confab_chat::connect(&db_url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to or migrate {db_url}: {e:#}"));
-        let redis = match rate {
-            RateWindows::Redis(url) => Some(url),
+        let redis_url = match rate {
+            RateWindows::Redis(url) => Some(url.to_string()),
             RateWindows::PerReplica => None,
         };
-        let limit = confab_chat::rate_limit(confab_chat::rate::DEFAULT_LIMIT, redis)
-            .await
-            .expect("the message rate limit's Redis");
+        let chat = confab_chat::build(confab_chat::Config {
+            database_url: db_url.clone(),
+            redis_url,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to or migrate {db_url}, or its Redis: {e:#}"));
         chats.push(
-            confab_chat::serve_with(loopback().await, db, limit)
+            chat.serve(loopback().await)
                 .await
                 .expect("chat-service replica"),
         );
@@ -80,7 +81,7 @@ pub async fn spawn_replicas(db_url: String, rate: RateWindows<'_>) -> Replicas {
     let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
     let presence = confab_presence::serve(
         loopback().await,
-        confab_presence::PresenceConfig {
+        confab_presence::Config {
             database_url: sqlite("presence.db"),
             typing_ttl_ms: TYPING_TTL_MS,
             ..Default::default()
@@ -102,9 +103,9 @@ pub async fn spawn_replicas(db_url: String, rate: RateWindows<'_>) -> Replicas {
     .expect("call-service");
     // Message notifications follow one chat-service's events, which here
     // would be half of them: off (no chat URL), as nothing here needs them.
-    let notify = confab_notify::serve_with(
+    let notify = confab_notify::serve(
         loopback().await,
-        confab_notify::NotifyConfig {
+        confab_notify::Config {
             database_url: sqlite("notify.db"),
             chat_url: None,
             presence_url: None,

@@ -1611,16 +1611,15 @@ async fn rate_limit_shared_in_redis() {
     for _ in 0..2 {
         let (url, dir) = db::sqlite_url().await;
         dirs.push(dir);
-        let db = confab_chat::connect(&url).await.expect("database");
-        let rate = confab_chat::rate_limit(10, Some(&redis))
-            .await
-            .expect("redis");
+        let config = confab_chat::Config {
+            database_url: url,
+            message_rate_limit: 10,
+            redis_url: Some(redis.clone()),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let handle = confab_chat::serve_with(listener, db, rate)
-            .await
-            .expect("serve");
+        let handle = confab_chat::serve(listener, config).await.expect("serve");
         let client = ChatServiceClient::connect(handle.url())
             .await
             .expect("connect");

@@ -201,7 +201,7 @@ async fn run_cross(db: Db) {
         env: &[],
         jwt_secret: &system.jwt_secret,
         control_url: None,
-        typing_ttl_ms: confab_presence::PresenceConfig::default().typing_ttl_ms,
+        typing_ttl_ms: confab_presence::Config::default().typing_ttl_ms,
     };
     confab_tests::js::run_suite("cross.test.mjs", target, None).await;
     system.shutdown().await;

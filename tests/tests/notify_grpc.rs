@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
-use confab_notify::NotifyConfig;
+use confab_notify::Config as NotifyConfig;
 use confab_proto::server::ServiceHandle;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::notify_event::Kind;
@@ -103,7 +103,7 @@ where
 async fn spawn_notify(url: &str, sources: Option<(String, String)>) -> (ServiceHandle, Client) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let (chat_url, presence_url) = sources.unzip();
-    let handle = confab_notify::serve_with(
+    let handle = confab_notify::serve(
         listener,
         NotifyConfig {
             database_url: url.to_string(),
@@ -900,7 +900,7 @@ async fn message_notifications(chat_db: &str, notify_db: &str, presence_db: &str
     let (chat, mut chat_client) = db::spawn_chat(chat_db).await;
     let presence = confab_presence::serve(
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        confab_presence::PresenceConfig {
+        confab_presence::Config {
             database_url: presence_db.to_string(),
             ..Default::default()
         },
@@ -1089,10 +1089,9 @@ async fn message_notifications(chat_db: &str, notify_db: &str, presence_db: &str
     chat.shutdown().await;
 }
 
-/// The embedded wiring: [`confab_notify::build`] and
-/// [`confab_notify::spawn_message_notifications`] with in-process clients
-/// (each service's tonic server used as its client's transport, no
-/// network). A member with no session is notified; one with a session and
+/// The embedded wiring: [`confab_notify::build`] with in-process
+/// [`confab_notify::MessageSources`] (each service's tonic server used as
+/// its client's transport, no network). A member with no session is notified; one with a session and
 /// the sender are not (one message's notifications are stored together, so
 /// once Carol's is there, Bob's would be too).
 #[tokio::test]
@@ -1114,7 +1113,7 @@ async fn message_notifications_over_in_process_clients() {
         confab_chat::grpc::ChatGrpc::new(chat, closing.clone()),
     ));
 
-    let presence_config = confab_presence::PresenceConfig {
+    let presence_config = confab_presence::Config {
         database_url: url("presence.db"),
         ..Default::default()
     };
@@ -1131,11 +1130,20 @@ async fn message_notifications_over_in_process_clients() {
         confab_presence::grpc::PresenceGrpc::new(presence, closing.clone()),
     ));
 
-    let notify = confab_notify::open(confab_notify::connect(&url("notify.db")).await.unwrap());
-    let (server, _notify_closer) = confab_notify::build(notify.clone());
+    let sources = confab_notify::MessageSources {
+        chat: chat.clone(),
+        presence: presence.clone(),
+    };
+    let notify_config = NotifyConfig {
+        database_url: url("notify.db"),
+        ..Default::default()
+    };
+    // The follower runs until the closer signals shutdown (or is dropped).
+    let (server, notify_closer) = confab_notify::build(notify_config, Some(sources))
+        .await
+        .expect("notify-service")
+        .into_parts();
     let client = NotifyServiceClient::new(server);
-    let follower =
-        confab_notify::spawn_message_notifications(notify, chat.clone(), presence.clone());
 
     let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
     presence
@@ -1199,7 +1207,7 @@ async fn message_notifications_over_in_process_clients() {
     assert_eq!(page.notifications[0].body, "anyone?");
     assert_eq!(unread_of(&bob).await, 0, "bob has a live session");
     assert_eq!(unread_of(&alice).await, 0, "never the sender");
-    follower.stop();
+    drop(notify_closer);
 }
 
 /// Makes notify-service's next start replay chat's log from its start.

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_presence::PresenceConfig;
+use confab_presence::Config as PresenceConfig;
 use confab_proto::server::ServiceHandle;
 use confab_proto::v1::presence_event::Kind;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;

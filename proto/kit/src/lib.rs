@@ -1,0 +1,24 @@
+//! confab-kit: what every service does the same way, said once.
+//!
+//! * [`db`]: the database connection — SQLite with one writer in WAL mode,
+//!   or a PostgreSQL pool — its directory created, a service's migrations
+//!   run; and the mapping of a storage failure to the stable `INTERNAL`
+//!   error ([`db_err`]).
+//! * [`page`]: keyset paging — a request's page size and the cursor of the
+//!   next page.
+//! * [`now_ms`]: the clock services stamp rows and events with.
+//!
+//! It knows sea-orm and confab's error type, and nothing of any service's
+//! tables or rules. Only the service crates use it: the edge and its
+//! contracts must not depend on it (they store nothing), nor may
+//! `confab-proto`, which it builds on.
+
+pub mod db;
+pub mod page;
+
+pub use db::{connect, db_err};
+
+/// Milliseconds since the Unix epoch, the unit of every confab timestamp.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
