@@ -87,7 +87,7 @@ async fn start_call(db_url: &str, chat_url: &str, timers: CallTimers) -> (Servic
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let handle = confab_call::serve(
         listener,
-        confab_call::CallConfig {
+        confab_call::Config {
             database_url: db_url.to_string(),
             timers,
         },
