@@ -36,7 +36,7 @@ struct Rung {
 enum Stored {
     New(i64),
     /// A concurrent start with the same client call id won.
-    Existing(Loaded),
+    Existing(Box<Loaded>),
 }
 
 impl Calls {
@@ -233,7 +233,7 @@ impl Calls {
                 return self
                     .by_client_id(&me.id, &key)
                     .await?
-                    .map(Stored::Existing)
+                    .map(|l| Stored::Existing(Box::new(l)))
                     .ok_or_else(|| ServiceError::internal("call vanished"));
             }
             Err(e) => return Err(db_err(e)),
