@@ -59,9 +59,10 @@ impl CallTimers {
     }
 }
 
-/// call-service's settings.
+/// call-service's settings: what `call-service` and the embedded `confab`
+/// flatten into their command lines.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
-pub struct CallConfig {
+pub struct Config {
     /// Database for calls and their records: `sqlite://path?mode=rwc` or
     /// `postgres://...`.
     #[arg(
@@ -74,7 +75,7 @@ pub struct CallConfig {
     pub timers: CallTimers,
 }
 
-impl Default for CallConfig {
+impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: DEFAULT_DATABASE_URL.into(),
@@ -91,7 +92,7 @@ mod tests {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        config: CallConfig,
+        config: Config,
     }
 
     #[test]
@@ -103,7 +104,7 @@ mod tests {
                 .and_then(|a| a.get_default_values().first().cloned())
                 .map(|v| v.to_string_lossy().into_owned())
         };
-        let d = CallConfig::default();
+        let d = Config::default();
         assert_eq!(default_of("database_url"), Some(d.database_url));
         assert_eq!(
             default_of("ring_timeout_ms"),

@@ -45,6 +45,9 @@ impl CallService for CallGrpc {
     async fn end_call(&self, r: Request<CallActionRequest>) -> Result<Response<Call>, Status> {
         reply(self.calls.end(r.into_inner()).await)
     }
+    async fn hangup(&self, r: Request<CallActionRequest>) -> Result<Response<Call>, Status> {
+        reply(self.calls.hangup(r.into_inner()).await)
+    }
     async fn signal(&self, r: Request<SignalRequest>) -> Result<Response<SignalResponse>, Status> {
         reply(self.calls.signal(r.into_inner()).await)
     }

@@ -12,14 +12,21 @@
 //! (`sweeper.rs`) are deadlines in those tables, so a restarted
 //! call-service resolves overdue calls on start.
 //!
-//! Rules live in `calls.rs`: caller and callee share a conversation (it
-//! asks chat-service over gRPC, `conversations.rs`), a user in an ongoing
-//! call is busy (`CONFLICT`), at most 5 call starts a minute per user
-//! (`LIMIT_EXCEEDED` with a retry-after), only participants signal and
-//! only to participants (`PERMISSION_DENIED`), and each RPC refuses what
-//! the call's state does not allow (`CONFLICT`, `NOT_FOUND`). Devices are
-//! opaque session ids: a call rings every session of a callee; once one
-//! answers, signaling for that user goes to that session only.
+//! Rules live in `calls/` (one capability per module): caller and callee
+//! share a conversation (it asks chat-service over gRPC,
+//! `conversations.rs`), a user in an ongoing call is busy (`USER_BUSY`),
+//! at most 5 call starts a minute per user (`LIMIT_EXCEEDED` with a
+//! retry-after), only participants signal and only to participants
+//! (`PERMISSION_DENIED`), and each RPC refuses what the call's state does
+//! not allow (`CONFLICT` with the call's state in the error's `state`,
+//! `NOT_FOUND`). `Hangup` decides by the call's state whether hanging up
+//! ends, leaves, cancels or declines it, so no client tries RPCs in turn.
+//! Devices are opaque session ids: a call rings every session of a callee;
+//! once one answers, signaling for that user goes to that session only.
+//!
+//! Assembly: [`Config`] → [`build`] (connects and migrates the database,
+//! starts the timers) → [`Service::serve`], or [`Service::into_parts`] for
+//! a process that serves several services on one address.
 //!
 //! It must not know Socket.IO, any frontend contract, or another service's
 //! data: conversations and members are chat-service's, asked over its API.
@@ -44,7 +51,7 @@ use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
 
 pub use calls::Calls;
-pub use config::{CallConfig, CallTimers};
+pub use config::{CallTimers, Config};
 pub use conversations::Conversations;
 
 /// The gRPC name health checks ask about.
@@ -74,38 +81,56 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     Ok(db)
 }
 
-/// call-service over an already-migrated database, ready to serve: its
-/// gRPC service and the signal that ends its streams and its timers at
-/// shutdown. `chat` is how it reaches chat-service (any tonic transport:
-/// a network channel, or chat-service's routes in this process). The
-/// timers start here: overdue calls are resolved right away.
-pub fn build(
-    db: DatabaseConnection,
-    timers: CallTimers,
-    chat: Arc<dyn Conversations>,
-) -> (CallServiceServer<grpc::CallGrpc>, Closer) {
-    let calls = Calls::new(db, Arc::new(LocalBus::new(EVENT_LOG)), chat, timers);
-    let (closer, closing) = closing();
-    sweeper::spawn(calls.clone(), closing.clone());
-    (
-        CallServiceServer::new(grpc::CallGrpc::new(calls, closing)),
-        closer,
-    )
+/// call-service assembled, not yet serving: its gRPC service and the
+/// signal that ends its streams and its timers at shutdown.
+pub struct Service {
+    server: CallServiceServer<grpc::CallGrpc>,
+    closer: Closer,
 }
 
-/// Starts call-service on `listener`: connects (and migrates) the database
-/// `config` names and serves until the returned handle shuts down.
-pub async fn serve(
-    listener: TcpListener,
-    config: CallConfig,
-    chat: Arc<dyn Conversations>,
-) -> anyhow::Result<ServiceHandle> {
+/// Builds call-service from `config`: connects to (and migrates) its
+/// database and starts its timers, which resolve overdue calls right away
+/// and stop when the service closes. `chat` is how it reaches chat-service
+/// (any tonic transport: a network channel, or chat-service's routes in
+/// this process).
+pub async fn build(config: Config, chat: Arc<dyn Conversations>) -> anyhow::Result<Service> {
     config.timers.validate()?;
     let db = connect(&config.database_url)
         .await
         .context("connecting to the call database")?;
-    let (svc, closer) = build(db, config.timers, chat);
-    Ok(GrpcServer::new().add(svc, closer).spawn(listener).await?)
+    let calls = Calls::new(db, Arc::new(LocalBus::new(EVENT_LOG)), chat, config.timers);
+    let (closer, closing) = closing();
+    sweeper::spawn(calls.clone(), closing.clone());
+    Ok(Service {
+        server: CallServiceServer::new(grpc::CallGrpc::new(calls, closing)),
+        closer,
+    })
+}
+
+impl Service {
+    /// Serves call-service alone on `listener` until the returned handle
+    /// shuts down.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<ServiceHandle> {
+        GrpcServer::new()
+            .add(self.server, self.closer)
+            .spawn(listener)
+            .await
+    }
+
+    /// The gRPC service and its closer, for a process that serves several
+    /// services together.
+    pub fn into_parts(self) -> (CallServiceServer<grpc::CallGrpc>, Closer) {
+        (self.server, self.closer)
+    }
+}
+
+/// Builds call-service from `config` and serves it on `listener`.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    chat: Arc<dyn Conversations>,
+) -> anyhow::Result<ServiceHandle> {
+    Ok(build(config, chat).await?.serve(listener).await?)
 }
 
 /// A chat-service client over the network at `url` (connected lazily, so

@@ -2,7 +2,7 @@
 //! its own process.
 
 use clap::Parser;
-use confab_call::CallConfig;
+use confab_call::Config;
 
 #[derive(Parser)]
 #[command(
@@ -18,7 +18,7 @@ struct Args {
     #[arg(long, env = "CALL_CHAT_URL", default_value = "http://127.0.0.1:50051")]
     chat_url: String,
     #[command(flatten)]
-    config: CallConfig,
+    config: Config,
 }
 
 #[tokio::main]

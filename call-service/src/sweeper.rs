@@ -15,7 +15,7 @@ use confab_proto::ServiceError;
 use confab_proto::server::Closing;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::calls::{Calls, SYSTEM, now_ms};
+use crate::calls::{Calls, Role, SYSTEM, Status, now_ms, reason};
 use crate::entity::{call, participant};
 
 /// Runs the timers of `calls` until `closing`.
@@ -58,19 +58,26 @@ pub async fn sweep(calls: &Calls) -> Result<Option<i64>, ServiceError> {
     };
 
     let missed = call::Entity::find()
-        .filter(call::Column::State.eq("ringing"))
+        .filter(call::Column::State.eq(Status::Ringing))
         .filter(call::Column::RingDeadline.lte(now))
         .all(db)
         .await
         .map_err(err)?;
     for c in missed {
         calls
-            .finish(c.id, &["ringing"], "missed", "missed", SYSTEM, now)
+            .finish(
+                c.id,
+                &[Status::Ringing],
+                Status::Missed,
+                reason::MISSED,
+                SYSTEM,
+                now,
+            )
             .await?;
     }
 
     let too_long = call::Entity::find()
-        .filter(call::Column::State.eq("ongoing"))
+        .filter(call::Column::State.eq(Status::Ongoing))
         .filter(call::Column::EndDeadline.gt(0))
         .filter(call::Column::EndDeadline.lte(now))
         .all(db)
@@ -78,7 +85,14 @@ pub async fn sweep(calls: &Calls) -> Result<Option<i64>, ServiceError> {
         .map_err(err)?;
     for c in too_long {
         calls
-            .finish(c.id, &["ongoing"], "ended", "timeout", SYSTEM, now)
+            .finish(
+                c.id,
+                &[Status::Ongoing],
+                Status::Ended,
+                reason::TIMEOUT,
+                SYSTEM,
+                now,
+            )
             .await?;
     }
 
@@ -101,7 +115,7 @@ pub async fn sweep(calls: &Calls) -> Result<Option<i64>, ServiceError> {
     };
     consider(
         call::Entity::find()
-            .filter(call::Column::State.eq("ringing"))
+            .filter(call::Column::State.eq(Status::Ringing))
             .order_by_asc(call::Column::RingDeadline)
             .limit(1)
             .one(db)
@@ -111,7 +125,7 @@ pub async fn sweep(calls: &Calls) -> Result<Option<i64>, ServiceError> {
     );
     consider(
         call::Entity::find()
-            .filter(call::Column::State.eq("ongoing"))
+            .filter(call::Column::State.eq(Status::Ongoing))
             .filter(call::Column::EndDeadline.gt(0))
             .order_by_asc(call::Column::EndDeadline)
             .limit(1)
@@ -139,17 +153,24 @@ pub async fn sweep(calls: &Calls) -> Result<Option<i64>, ServiceError> {
 /// people in it ends (`participant_disconnected`); a room call that goes on
 /// tells the others (`participant_left`).
 async fn drop_out(calls: &Calls, p: participant::Model, now: i64) -> Result<(), ServiceError> {
-    const WHY: &str = "participant_disconnected";
+    const WHY: &str = reason::DISCONNECTED;
     let Some(loaded) = calls.load(p.call_id).await? else {
         return Ok(());
     };
-    match loaded.call.state.as_str() {
-        "ringing" if p.role == "caller" => {
+    match loaded.call.state {
+        Status::Ringing if p.role == Role::Caller => {
             calls
-                .finish(p.call_id, &["ringing"], "cancelled", WHY, SYSTEM, now)
+                .finish(
+                    p.call_id,
+                    &[Status::Ringing],
+                    Status::Cancelled,
+                    WHY,
+                    SYSTEM,
+                    now,
+                )
                 .await?;
         }
-        "ongoing" => {
+        Status::Ongoing => {
             let others = loaded
                 .parts
                 .iter()
@@ -157,7 +178,14 @@ async fn drop_out(calls: &Calls, p: participant::Model, now: i64) -> Result<(), 
                 .count();
             if others < 2 {
                 calls
-                    .finish(p.call_id, &["ongoing"], "ended", WHY, SYSTEM, now)
+                    .finish(
+                        p.call_id,
+                        &[Status::Ongoing],
+                        Status::Ended,
+                        WHY,
+                        SYSTEM,
+                        now,
+                    )
                     .await?;
             } else if calls.leave_at(p.id, p.disconnected_at.max(1)).await?
                 && let Some(after) = calls.load(p.call_id).await?

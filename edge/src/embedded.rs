@@ -142,17 +142,19 @@ pub async fn start(
             Some(Duration::from_millis(edge.request_timeout_ms.max(1))),
         )?,
     );
-    let call_db = confab_call::connect(&match &emb.database_url {
-        Some(url) => url.clone(),
-        None => format!(
-            "sqlite://{}?mode=rwc",
-            emb.data_dir.join("call.db").display()
-        ),
-    })
-    .await?;
-    emb.call_timers.validate()?;
-    let (call, call_closer) =
-        confab_call::build(call_db, emb.call_timers, std::sync::Arc::new(chat_client));
+    let call_config = confab_call::Config {
+        database_url: match &emb.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                emb.data_dir.join("call.db").display()
+            ),
+        },
+        timers: emb.call_timers,
+    };
+    let (call, call_closer) = confab_call::build(call_config, std::sync::Arc::new(chat_client))
+        .await?
+        .into_parts();
     let notify_db_url = match &emb.database_url {
         // notify-service keeps its own migration table, so it can share
         // chat-service's PostgreSQL database.

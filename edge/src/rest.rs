@@ -79,7 +79,9 @@ impl IntoResponse for ApiError {
                     ErrorCode::NotAMember | ErrorCode::NotAuthor | ErrorCode::PermissionDenied => {
                         StatusCode::FORBIDDEN
                     }
-                    ErrorCode::MessageGone | ErrorCode::Conflict => StatusCode::CONFLICT,
+                    ErrorCode::MessageGone | ErrorCode::Conflict | ErrorCode::UserBusy => {
+                        StatusCode::CONFLICT
+                    }
                     ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
                     ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -34,8 +34,13 @@ pub enum ErrorCode {
     PermissionDenied,
     /// The named resource (call, notification, ...) does not exist.
     NotFound,
-    /// The request conflicts with the current state (e.g. a call already ended).
+    /// The request conflicts with the current state (e.g. a call already
+    /// ended); when that state is the reason, it is in
+    /// [`ServiceError::state`].
     Conflict,
+    /// The user is already in an ongoing call (starting or answering
+    /// another one).
+    UserBusy,
     /// Too many requests or sessions.
     LimitExceeded,
     /// The service could not be reached or timed out.
@@ -55,11 +60,12 @@ impl ErrorCode {
             Self::NotFound => "not found",
             Self::PermissionDenied => "not allowed",
             Self::Conflict => "the request conflicts with the current state",
+            Self::UserBusy => "the user is in another call",
             _ => "the request failed",
         }
     }
 
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::InvalidArgument,
         Self::MessageTooLong,
         Self::EmptyMessage,
@@ -71,6 +77,7 @@ impl ErrorCode {
         Self::PermissionDenied,
         Self::NotFound,
         Self::Conflict,
+        Self::UserBusy,
         Self::LimitExceeded,
         Self::Unavailable,
         Self::Internal,
@@ -90,6 +97,7 @@ impl ErrorCode {
             Self::PermissionDenied => "PERMISSION_DENIED",
             Self::NotFound => "NOT_FOUND",
             Self::Conflict => "CONFLICT",
+            Self::UserBusy => "USER_BUSY",
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::Unavailable => "UNAVAILABLE",
             Self::Internal => "INTERNAL",
@@ -107,7 +115,7 @@ impl ErrorCode {
             }
             Self::ConversationNotFound | Self::MessageNotFound | Self::NotFound => Code::NotFound,
             Self::NotAMember | Self::NotAuthor | Self::PermissionDenied => Code::PermissionDenied,
-            Self::MessageGone | Self::Conflict => Code::FailedPrecondition,
+            Self::MessageGone | Self::Conflict | Self::UserBusy => Code::FailedPrecondition,
             Self::LimitExceeded => Code::ResourceExhausted,
             Self::Unavailable => Code::Unavailable,
             Self::Internal => Code::Internal,
@@ -130,6 +138,11 @@ pub struct ServiceError {
     /// With [`ErrorCode::LimitExceeded`]: how long to wait before retrying
     /// (0 when not said).
     pub retry_after_ms: i64,
+    /// With [`ErrorCode::Conflict`]: the current state of what the request
+    /// names, when that state is why it was refused (a call's `ended`,
+    /// `missed`, ...); empty otherwise. Clients render it; they never
+    /// parse `message`.
+    pub state: String,
 }
 
 impl ServiceError {
@@ -138,6 +151,15 @@ impl ServiceError {
             code,
             message: message.into(),
             retry_after_ms: 0,
+            state: String::new(),
+        }
+    }
+
+    /// `CONFLICT` because what the request names is in `state` now.
+    pub fn conflict_in(state: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            state: state.into(),
+            ..Self::new(ErrorCode::Conflict, message)
         }
     }
 
@@ -166,6 +188,7 @@ impl ServiceError {
         {
             return Self {
                 retry_after_ms: detail.retry_after_ms,
+                state: detail.state,
                 ..Self::new(code, detail.message)
             };
         }
@@ -194,6 +217,7 @@ impl From<ServiceError> for Status {
             code: e.code.as_str().to_string(),
             message: e.message.clone(),
             retry_after_ms: e.retry_after_ms,
+            state: e.state.clone(),
         };
         Status::with_details(e.code.grpc_code(), e.message, detail.encode_to_vec().into())
     }
@@ -232,6 +256,15 @@ mod tests {
         let back = ServiceError::from_status(&status);
         assert_eq!(back.code, ErrorCode::LimitExceeded);
         assert_eq!(back.retry_after_ms, 1500);
+    }
+
+    #[test]
+    fn a_conflicts_state_survives_a_status_round_trip() {
+        let status: Status = ServiceError::conflict_in("ended", "the call is over").into();
+        let back = ServiceError::from_status(&status);
+        assert_eq!(back.code, ErrorCode::Conflict);
+        assert_eq!(back.state, "ended");
+        assert_eq!(back.message, "the call is over");
     }
 
     #[test]

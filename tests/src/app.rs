@@ -202,7 +202,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
     };
     let call = confab_call::serve(
         loopback().await,
-        confab_call::CallConfig {
+        confab_call::Config {
             database_url: call_db_url,
             timers: CALL_TIMERS,
         },

@@ -93,7 +93,7 @@ pub async fn spawn_replicas(db_url: String, rate: RateWindows<'_>) -> Replicas {
     // conversation; either replica answers from the one database.
     let call = confab_call::serve(
         loopback().await,
-        confab_call::CallConfig {
+        confab_call::Config {
             database_url: sqlite("call.db"),
             timers: CALL_TIMERS,
         },

@@ -81,13 +81,15 @@ scenarios!(
     room_call_departures_while_it_goes_on,
     renegotiation_only_within_the_ongoing_call,
     restart_resolves_overdue_calls,
+    hangup_decides_by_the_calls_state,
+    hangup_in_a_room_call,
 );
 
 async fn start_call(db_url: &str, chat_url: &str, timers: CallTimers) -> (ServiceHandle, Calls) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let handle = confab_call::serve(
         listener,
-        confab_call::CallConfig {
+        confab_call::Config {
             database_url: db_url.to_string(),
             timers,
         },
@@ -667,7 +669,8 @@ async fn reject_cancel_and_idempotency(mut env: Env) -> Env {
     env
 }
 
-/// A user in an ongoing call is busy; the sixth start in a minute waits.
+/// A user in an ongoing call is busy (`USER_BUSY`, whoever starts or
+/// answers); the sixth start in a minute waits.
 async fn busy_and_rate_limit(mut env: Env) -> Env {
     let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
     conversation(&mut env.chat, &alice, &[&bob], false).await;
@@ -684,11 +687,11 @@ async fn busy_and_rate_limit(mut env: Env) -> Env {
     let e = initiate(&mut env.calls, &carol, &bob, "")
         .await
         .unwrap_err();
-    assert_eq!(code(e), ErrorCode::Conflict, "bob is busy");
+    assert_eq!(code(e), ErrorCode::UserBusy, "bob is busy");
     let e = initiate(&mut env.calls, &alice, &carol, "")
         .await
         .unwrap_err();
-    assert_eq!(code(e), ErrorCode::Conflict, "alice is busy");
+    assert_eq!(code(e), ErrorCode::UserBusy, "alice is busy");
     let e = env
         .calls
         .answer_call(action(&bob, &other.id, ""))
@@ -696,7 +699,7 @@ async fn busy_and_rate_limit(mut env: Env) -> Env {
         .unwrap_err();
     assert_eq!(
         code(e),
-        ErrorCode::Conflict,
+        ErrorCode::UserBusy,
         "bob cannot take a second call"
     );
     env.calls
@@ -1187,6 +1190,239 @@ async fn restart_resolves_overdue_calls(mut env: Env) -> Env {
         state_now,
         CallState::Missed,
         "resolved within 1 s of the restart"
+    );
+    env
+}
+
+/// `Hangup` of one call in each state: ringing by the caller cancels it,
+/// by the callee rejects it, ongoing ends it; a call that is over is
+/// refused with `CONFLICT` and its state as data.
+async fn hangup_decides_by_the_calls_state(mut env: Env) -> Env {
+    let (alice, bob) = (user("alice"), user("bob"));
+    conversation(&mut env.chat, &alice, &[&bob], false).await;
+    let mut events = subscribe(&mut env.calls).await;
+
+    let call = initiate(&mut env.calls, &alice, &bob, "a").await.unwrap();
+    next(&mut events).await;
+    let c = env
+        .calls
+        .hangup(action(&alice, &call.id, "a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&c), CallState::Cancelled, "the caller, ringing");
+    assert_eq!(c.end_reason, "cancelled");
+    let e = next(&mut events).await;
+    assert_eq!(
+        (kind_name(&e), e.actor_id.as_str()),
+        ("cancelled", alice.as_str())
+    );
+    let twice = ServiceError::from_status(
+        &env.calls
+            .hangup(action(&alice, &call.id, "a"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (twice.code, twice.state.as_str()),
+        (ErrorCode::Conflict, "cancelled"),
+        "hung up twice"
+    );
+
+    // The callee, ringing, named by the other user as hvtsocial does.
+    let call = initiate(&mut env.calls, &alice, &bob, "a").await.unwrap();
+    next(&mut events).await;
+    let c = env
+        .calls
+        .hangup(CallActionRequest {
+            peer_user_id: alice.clone(),
+            ..action(&bob, "", "b")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (c.id.as_str(), state(&c)),
+        (call.id.as_str(), CallState::Rejected)
+    );
+    let e = next(&mut events).await;
+    assert_eq!(
+        (kind_name(&e), e.actor_id.as_str()),
+        ("rejected", bob.as_str())
+    );
+
+    // Ongoing: either one ends it, once.
+    let call = initiate(&mut env.calls, &alice, &bob, "a").await.unwrap();
+    env.calls
+        .answer_call(action(&bob, &call.id, "b"))
+        .await
+        .unwrap();
+    next(&mut events).await;
+    next(&mut events).await;
+    let c = env
+        .calls
+        .hangup(action(&bob, &call.id, "b"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (state(&c), c.end_reason.as_str()),
+        (CallState::Ended, "user_ended")
+    );
+    let e = next(&mut events).await;
+    assert_eq!(
+        (kind_name(&e), e.actor_id.as_str()),
+        ("ended", bob.as_str())
+    );
+    for who in [&alice, &bob] {
+        let e = ServiceError::from_status(
+            &env.calls
+                .hangup(action(who, &call.id, ""))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!((e.code, e.state.as_str()), (ErrorCode::Conflict, "ended"));
+    }
+    // Over, the call is no live call with the other user any more; a
+    // stranger is refused.
+    let e = env
+        .calls
+        .hangup(CallActionRequest {
+            peer_user_id: bob.clone(),
+            ..action(&alice, "", "")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), ErrorCode::NotFound);
+    let e = env
+        .calls
+        .hangup(action(&user("eve"), &call.id, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), ErrorCode::PermissionDenied);
+
+    // Missed after the ring timeout: too late to hang up.
+    let call = initiate(&mut env.calls, &alice, &bob, "a").await.unwrap();
+    next(&mut events).await;
+    assert_eq!(kind_name(&next(&mut events).await), "missed");
+    let e = ServiceError::from_status(
+        &env.calls
+            .hangup(action(&bob, &call.id, ""))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.state.as_str()), (ErrorCode::Conflict, "missed"));
+    quiet(&mut events, 200).await;
+    env
+}
+
+/// `Hangup` in a room call: a callee it still rings declines it, one of
+/// three or more in it leaves it, the last two end it; while it rings, a
+/// callee declines and the caller cancels it.
+async fn hangup_in_a_room_call(mut env: Env) -> Env {
+    let (alice, bob, carol, dave) = (user("alice"), user("bob"), user("carol"), user("dave"));
+    let room = conversation(&mut env.chat, &alice, &[&bob, &carol, &dave], true).await;
+    let start = |room: &str| InitiateCallRequest {
+        actor: actor(&alice),
+        conversation_id: room.into(),
+        group_call: true,
+        media: CallMedia::Audio as i32,
+        session_id: "a".into(),
+        ..Default::default()
+    };
+    let left = |e: &CallEvent| match e.kind.as_ref() {
+        Some(Kind::ParticipantLeft(l)) => (l.user_id.clone(), l.reason.clone()),
+        other => panic!("{other:?}"),
+    };
+    let mut events = subscribe(&mut env.calls).await;
+
+    let call = env
+        .calls
+        .initiate_call(start(&room))
+        .await
+        .unwrap()
+        .into_inner();
+    next(&mut events).await;
+    for (who, session) in [(&bob, "b"), (&carol, "c")] {
+        env.calls
+            .answer_call(action(who, &call.id, session))
+            .await
+            .unwrap();
+        next(&mut events).await;
+    }
+    // Dave still rings: he declines; the call goes on.
+    let c = env
+        .calls
+        .hangup(action(&dave, &call.id, "d"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&c), CallState::Ongoing);
+    assert_eq!(
+        left(&next(&mut events).await),
+        (dave.clone(), "declined".into())
+    );
+    // Bob, one of three in it, leaves; it goes on.
+    let c = env
+        .calls
+        .hangup(action(&bob, &call.id, "b"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&c), CallState::Ongoing);
+    assert_eq!(left(&next(&mut events).await), (bob.clone(), "left".into()));
+    let e = env
+        .calls
+        .hangup(action(&bob, &call.id, "b"))
+        .await
+        .unwrap_err();
+    let e = ServiceError::from_status(&e);
+    assert_eq!(
+        (e.code, e.state.as_str()),
+        (ErrorCode::Conflict, ""),
+        "out already: about him, not the call's state"
+    );
+    // Carol and Alice are the last two: Carol's hang-up ends it.
+    let c = env
+        .calls
+        .hangup(action(&carol, &call.id, "c"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&c), CallState::Ended);
+    assert_eq!(kind_name(&next(&mut events).await), "ended");
+
+    // Ringing: a callee declines and it still rings the others; the
+    // caller's hang-up cancels it.
+    let call = env
+        .calls
+        .initiate_call(start(&room))
+        .await
+        .unwrap()
+        .into_inner();
+    next(&mut events).await;
+    let c = env
+        .calls
+        .hangup(action(&carol, &call.id, "c"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&c), CallState::Ringing);
+    assert_eq!(
+        left(&next(&mut events).await),
+        (carol.clone(), "declined".into())
+    );
+    let c = env
+        .calls
+        .hangup(action(&alice, &call.id, "a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&c), CallState::Cancelled);
+    let e = next(&mut events).await;
+    assert_eq!(
+        (kind_name(&e), e.actor_id.as_str()),
+        ("cancelled", alice.as_str())
     );
     env
 }

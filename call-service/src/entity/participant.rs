@@ -1,5 +1,25 @@
 use sea_orm::entity::prelude::*;
 
+/// A participant's part in a call. Stored as `caller` / `callee`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum Role {
+    #[sea_orm(string_value = "caller")]
+    Caller,
+    #[sea_orm(string_value = "callee")]
+    Callee,
+}
+
+impl Role {
+    /// The stored name, also `Participant.role` in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Caller => "caller",
+            Role::Callee => "callee",
+        }
+    }
+}
+
 /// One user in one call: the caller, or a callee rung by it.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "call_participants")]
@@ -10,8 +30,7 @@ pub struct Model {
     pub call_id: i64,
     #[sea_orm(indexed)]
     pub user_id: String,
-    /// "caller" or "callee".
-    pub role: String,
+    pub role: Role,
     /// The socket the participant calls from ("" until a callee answers).
     pub session_id: String,
     /// When the participant joined (0: not yet, or never).

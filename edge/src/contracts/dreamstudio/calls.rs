@@ -6,7 +6,7 @@
 //! | `call:initiated {callId, callType, initiatedBy, roomId, timestamp}` | s→c | `call_initiated`, to every socket of every member the call rings and of the caller |
 //! | `call:answered {callId, roomId}` | c→s | `AnswerCall` from this socket (its signaling then goes to it alone); each member who answers gets a participant record with when they joined |
 //! | `call:answered {callId, answeredBy, roomId, timestamp}` | s→c | to every socket of the call's participants, so the answerer's other tabs stop ringing |
-//! | `call:ended {callId, roomId}` | c→s | one in the call: `EndCall` (the caller, or the last two in it, end it for everyone; anyone else leaves it and it goes on); a ringing one, or one still ringing for this callee: `CancelCall` for the caller, `RejectCall` for a callee (declines for them; a call nobody answered is rejected once every callee has) |
+//! | `call:ended {callId, roomId}` | c→s | `Hangup`, decided by call-service from the call's state: one in the call ends it (the caller, or the last two in it, end it for everyone; anyone else leaves it and it goes on); a ringing one, or one still ringing for this callee, is cancelled by the caller and declined by a callee (a call nobody answered is rejected once every callee has) |
 //! | `call:ended {callId, endedBy, reason, duration, roomId}` | s→c | every end (hung up, `cancelled`, `rejected`, `missed` after the ring timeout, `timeout` after the maximum duration, `participant_disconnected` after the disconnect grace) to every socket of the participants; `endedBy` is `"system"` for the timers; `duration` in whole seconds from the first answer. Also, to one participant's sockets alone, when that participant is out of a call that goes on for the others (below) |
 //!
 //! Beyond the seed (it has no signaling events; a frontend on it needs some
@@ -32,8 +32,9 @@
 //!   start in a minute; `Not a member of this room` (`NOT_A_MEMBER`);
 //!   `Not authorized` (`PERMISSION_DENIED`) for a call the sender is not
 //!   in; `Call not found` (`NOT_FOUND`); for a call in the wrong state
-//!   (`CONFLICT`) `Call is <state>` or the reason (`The call was already
-//!   answered` for a second tab answering).
+//!   (`CONFLICT` with the call's state in the refusal) `Call is <state>`,
+//!   for any other `CONFLICT` the service's reason with a capital letter
+//!   (`The call was already answered` for a second tab answering).
 //! - One participant out of a room call that goes on for the others —
 //!   who left it (`call:ended` while in it, not the caller, three or more
 //!   in it), declined it (`call:ended` while it still rang for them, before
@@ -102,10 +103,8 @@ fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, ServiceError>) {
             "Too many calls, try again later".to_string(),
             "RATE_LIMITED",
         ),
-        ErrorCode::Conflict if e.message.starts_with("busy") => {
-            ("User is busy".to_string(), "USER_BUSY")
-        }
-        ErrorCode::Conflict => (conflict_text(&e.message), "CONFLICT"),
+        ErrorCode::UserBusy => ("User is busy".to_string(), "USER_BUSY"),
+        ErrorCode::Conflict => (conflict_text(&e), "CONFLICT"),
         ErrorCode::NotFound => ("Call not found".to_string(), "NOT_FOUND"),
         _ => {
             let r = refused_with(e.clone(), "Not authorized");
@@ -123,14 +122,14 @@ fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, ServiceError>) {
     let _ = ack.send(&reply);
 }
 
-/// A call in the wrong state, for people: `Call is ended` for the service's
-/// `the call is ended`, else its reason with a capital letter (`The call was
-/// already answered`).
-fn conflict_text(reason: &str) -> String {
-    if let Some(state) = reason.strip_prefix("the call is ") {
-        return format!("Call is {state}");
+/// A refusal by the call's state, for people: `Call is ended` when the
+/// call's state is why (it comes as data); else the service's reason with a
+/// capital letter (`The call was already answered`).
+fn conflict_text(e: &ServiceError) -> String {
+    if !e.state.is_empty() {
+        return format!("Call is {}", e.state);
     }
-    let mut chars = reason.chars();
+    let mut chars = e.message.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => "Call cannot change now".to_string(),
@@ -233,21 +232,15 @@ async fn ended(
             session_id: s.id.to_string(),
             ..Default::default()
         };
-        let mut call = svc.call.clone();
-        // Ongoing: end (or leave) it. Ringing: the caller cancels, a callee
-        // declines.
-        let c = match call.end_call(req.clone()).await.map_err(status) {
-            Err(e) if e.code == ErrorCode::Conflict => {
-                match call.cancel_call(req.clone()).await.map_err(status) {
-                    Err(e) if e.code == ErrorCode::PermissionDenied => {
-                        call.reject_call(req).await.map_err(status)
-                    }
-                    other => other,
-                }
-            }
-            other => other,
-        }?
-        .into_inner();
+        // call-service decides: end or leave it when ongoing; while it
+        // rings, the caller cancels and a callee declines.
+        let c = svc
+            .call
+            .clone()
+            .hangup(req)
+            .await
+            .map_err(status)?
+            .into_inner();
         Ok(json!({ "callId": numeric_id(&c.id) }))
     }
     .await;
@@ -530,12 +523,14 @@ mod tests {
 
     #[test]
     fn conflicts_read_for_people() {
-        assert_eq!(conflict_text("the call is ended"), "Call is ended");
+        let state = ServiceError::conflict_in("ended", "only an ongoing call can be ended");
+        assert_eq!(conflict_text(&state), "Call is ended");
+        let conflict = |m: &str| ServiceError::new(ErrorCode::Conflict, m);
         assert_eq!(
-            conflict_text("the call was already answered"),
+            conflict_text(&conflict("the call was already answered")),
             "The call was already answered"
         );
-        assert_eq!(conflict_text(""), "Call cannot change now");
+        assert_eq!(conflict_text(&conflict("")), "Call cannot change now");
     }
 
     #[test]

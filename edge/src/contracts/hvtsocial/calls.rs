@@ -8,7 +8,7 @@
 //! | `call_answered {from, answer, callId}` | s→c | to the caller, when the answer carries SDP; the callee's *other* sockets get `call_ended {reason: 'answered_elsewhere'}` instead, so they stop ringing |
 //! | `ice_candidate {to, candidate}` | c→s | `Signal` (ICE) to `to` in the live call between the two, refused unless both are in it |
 //! | `ice_candidate {from, candidate, callId}` | s→c | to `to`'s answering socket (every socket before it answered), the candidate exactly as sent |
-//! | `end_call {to}` | c→s | the live call with `to`: `EndCall` when ongoing; while ringing, `CancelCall` for the caller and `RejectCall` for the callee |
+//! | `end_call {to}` | c→s | `Hangup` of the live call with `to`: call-service ends it when ongoing; while ringing, cancels it for the caller and rejects it for the callee |
 //! | `call_ended {from, callId, reason}` and `end_call {from, callId}` | s→c | every end (hung up, cancelled, rejected, missed after the ring timeout, `timeout` after the maximum duration, `participant_disconnected` after the disconnect grace), to every socket of both parties; `from` is who ended it, `"system"` for the timers |
 //!
 //! Choices where the seed is vague:
@@ -90,7 +90,6 @@ fn bad_payload(e: impl std::fmt::Display) -> ServiceError {
 fn code(e: &ServiceError) -> &'static str {
     match e.code {
         ErrorCode::LimitExceeded => "RATE_LIMITED",
-        ErrorCode::Conflict if e.message.starts_with("busy") => "USER_BUSY",
         c => c.as_str(),
     }
 }
@@ -336,20 +335,14 @@ async fn end_call(
             session_id: s.id.to_string(),
             ..Default::default()
         };
-        let mut call = svc.call.clone();
-        // Ongoing: end it. Ringing: the caller cancels, the callee rejects.
-        let c = match call.end_call(req.clone()).await.map_err(status) {
-            Err(e) if e.code == ErrorCode::Conflict => {
-                match call.cancel_call(req.clone()).await.map_err(status) {
-                    Err(e) if e.code == ErrorCode::PermissionDenied => {
-                        call.reject_call(req).await.map_err(status)
-                    }
-                    other => other,
-                }
-            }
-            other => other,
-        }?
-        .into_inner();
+        // call-service decides: end, cancel or reject, by the call's state.
+        let c = svc
+            .call
+            .clone()
+            .hangup(req)
+            .await
+            .map_err(status)?
+            .into_inner();
         Ok(json!({ "callId": numeric_id(&c.id) }))
     }
     .await;

@@ -106,7 +106,6 @@ fn refuse(s: &SocketRef, event: &str, ack: AckSender, wants_ack: bool, e: Servic
     let retry_after = crate::contract::retry_secs(&e);
     let code = match e.code {
         ErrorCode::LimitExceeded => "RATE_LIMITED",
-        ErrorCode::Conflict if e.message.starts_with("busy") => "USER_BUSY",
         c => c.as_str(),
     };
     if e.code == ErrorCode::LimitExceeded {
