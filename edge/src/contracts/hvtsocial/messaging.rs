@@ -1,0 +1,252 @@
+//! `hvtsocial`'s messaging handlers: register, send, read, recall, typing, join and leave.
+
+use super::*;
+
+pub(super) async fn register_user(TryData(p): TryData<RegisterUser>, Me(me): Me, reply: Reply) {
+    // Nothing to do on success: the socket joined its user room on connect.
+    let result = p
+        .map_err(|_| ServiceError::invalid("invalid payload: a user id, or {userId}"))
+        .and_then(|p| check_self(&p.user_id(), &me))
+        .map(|()| json!({ "userId": numeric_id(&me.user_id) }));
+    reply.send("register_user", result);
+}
+
+pub(super) async fn send_message(
+    TryData(p): TryData<SendMessage>,
+    State(edge): State<EdgeState>,
+    Me(me): Me,
+    reply: Reply,
+) {
+    let result = match p {
+        Ok(p) => send(&edge, &me, p).await,
+        Err(e) => Err(bad_payload(e)),
+    };
+    reply.send("send_message", result);
+}
+
+/// Validates, finds the chat (creating the direct one when needed) and sends.
+/// Success is seen as `receive_message`, which chat-service's event brings
+/// to every member, the sender included.
+pub(super) async fn send(svc: &EdgeState, me: &Identity, p: SendMessage) -> Outcome {
+    if let Some(claimed) = &p.sender_id {
+        check_self(claimed, me)?;
+    }
+    let kind = p.kind.or(p.message_type).unwrap_or_else(|| "text".into());
+    if !TYPES.contains(&kind.as_str()) {
+        return Err(ServiceError::invalid(format!(
+            "type must be one of text, image, voice; got {kind:?}"
+        )));
+    }
+    let text = p.text.or(p.content).unwrap_or_default();
+    let media_url = p
+        .media_url
+        .or(p.media_url_snake)
+        .filter(|u| !u.trim().is_empty());
+    if kind != "text" && media_url.is_none() {
+        return Err(ServiceError::invalid(format!(
+            "a {kind} message needs mediaUrl"
+        )));
+    }
+    if text.trim().is_empty() && media_url.is_none() {
+        return Err(ServiceError::new(
+            ErrorCode::EmptyMessage,
+            "a message needs text or mediaUrl",
+        ));
+    }
+    check_text(&text)?;
+    let req = SendMessageRequest {
+        actor: Some(me.actor()),
+        text,
+        attachments: media_url
+            .map(|url| Attachment {
+                url,
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
+        kind,
+        reply_to_id: p.reply_to_id.map(|r| r.0).unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut chat = svc.chat.clone();
+    // An id confab cannot have generated names no chat: treat it as absent.
+    let chat_id = p.chat_id.map(|c| c.0).filter(|c| ids::parse(c).is_some());
+    if let Some(chat_id) = chat_id {
+        let first = chat
+            .send_message(SendMessageRequest {
+                conversation_id: chat_id,
+                ..req.clone()
+            })
+            .await
+            .map_err(service);
+        match first {
+            Err(e) if e.code == ErrorCode::ConversationNotFound && p.receiver_id.is_some() => {}
+            sent => return sent.map(|r| sent_message(r.into_inner().message)),
+        }
+    }
+    let Some(WireId(receiver)) = p.receiver_id else {
+        return Err(ServiceError::invalid(
+            "receiverId is required without an existing chatId",
+        ));
+    };
+    let direct = chat
+        .create_conversation(CreateConversationRequest {
+            actor: Some(me.actor()),
+            kind: ConversationKind::Direct as i32,
+            member_ids: vec![receiver],
+            ..Default::default()
+        })
+        .await
+        .map_err(service)?
+        .into_inner();
+    chat.send_message(SendMessageRequest {
+        conversation_id: direct.id,
+        ..req
+    })
+    .await
+    .map_err(service)
+    .map(|r| sent_message(r.into_inner().message))
+}
+
+pub(super) fn sent_message(m: Option<ChatMessage>) -> Value {
+    m.as_ref().map(receive_message).unwrap_or_default()
+}
+
+/// `messages_read` (the seed) and `mark_messages_read` (the app).
+pub(super) async fn messages_read(
+    TryData(p): TryData<MessagesRead>,
+    State(svc): State<EdgeState>,
+    Me(me): Me,
+    reply: Reply,
+    event: &'static str,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        if let Some(claimed) = &p.user_id {
+            check_self(claimed, &me)?;
+        }
+        let read = svc
+            .chat
+            .clone()
+            .mark_read(MarkReadRequest {
+                actor: Some(me.actor()),
+                conversation_id: p.chat_id.0,
+                up_to_message_id: String::new(),
+            })
+            .await
+            .map_err(service)?
+            .into_inner();
+        Ok(json!({ "chatId": numeric_id(&read.conversation_id) }))
+    }
+    .await;
+    reply.send(event, result);
+}
+
+/// `join_chat`: a member's socket joins the chat's room.
+pub(super) async fn join_chat(
+    s: SocketRef,
+    TryData(p): TryData<ChatRef>,
+    State(edge): State<EdgeState>,
+    Me(me): Me,
+    reply: Reply,
+) {
+    let result = async {
+        let id = p
+            .map_err(|_| ServiceError::invalid("invalid payload: a chat id, or {chatId}"))?
+            .chat_id();
+        let joined = rooms::join(&edge, &s, &me, &id).await?;
+        Ok(json!({ "chatId": numeric_id(joined.member.id()) }))
+    }
+    .await;
+    reply.send("join_chat", result);
+}
+
+/// `leave_chat`: the socket leaves the chat's room (silently).
+pub(super) async fn leave_chat(
+    s: SocketRef,
+    TryData(p): TryData<ChatRef>,
+    State(edge): State<EdgeState>,
+    Me(me): Me,
+    reply: Reply,
+) {
+    let id = match p {
+        Ok(p) => p.chat_id(),
+        Err(_) => {
+            let e = ServiceError::invalid("invalid payload: a chat id, or {chatId}");
+            return reply.fail("leave_chat", e);
+        }
+    };
+    rooms::leave(&edge, &s, &me, &id).await;
+    reply.ok(
+        "leave_chat",
+        json!({ "chatId": numeric_id(&ids::canonical(&id)) }),
+    );
+}
+
+pub(super) async fn recall_message(
+    TryData(p): TryData<RecallMessage>,
+    State(svc): State<EdgeState>,
+    Me(me): Me,
+    reply: Reply,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        let mut chat = svc.chat.clone();
+        if let Some(WireId(chat_id)) = &p.chat_id {
+            let m = chat
+                .get_message(GetMessageRequest {
+                    actor: Some(me.actor()),
+                    message_id: p.message_id.0.clone(),
+                })
+                .await
+                .map_err(service)?
+                .into_inner();
+            if !same_id(&m.conversation_id, chat_id) {
+                return Err(ServiceError::new(
+                    ErrorCode::MessageNotFound,
+                    format!("message {} is not in chat {chat_id}", p.message_id.0),
+                ));
+            }
+        }
+        let m = chat
+            .recall_message(RecallMessageRequest {
+                actor: Some(me.actor()),
+                message_id: p.message_id.0,
+            })
+            .await
+            .map_err(service)?
+            .into_inner();
+        Ok(recalled(&m))
+    }
+    .await;
+    reply.send("recall_message", result);
+}
+
+pub(super) async fn typing(
+    TryData(p): TryData<TypingPayload>,
+    State(svc): State<EdgeState>,
+    Me(me): Me,
+    reply: Reply,
+) {
+    let result = async {
+        let p = p.map_err(bad_payload)?;
+        if let Some(claimed) = &p.user_id {
+            check_self(claimed, &me)?;
+        }
+        // Seen by the others as `user_typing`; a throttled start is dropped
+        // without an error.
+        let outcome = typing::set_typing(&svc, &me, &p.chat_id.0, p.is_typing).await?;
+        Ok(json!({
+            "chatId": numeric_id(&p.chat_id.0),
+            "isTyping": p.is_typing,
+            "relayed": outcome == Typing::Relayed,
+        }))
+    }
+    .await;
+    reply.send("typing", result);
+}
+
+/// Two ids name the same thing (`"7"` and `"07"` do).
+pub(super) fn same_id(a: &str, b: &str) -> bool {
+    a == b || ids::parse(a).is_some_and(|x| ids::parse(b) == Some(x))
+}
