@@ -30,9 +30,9 @@
 //! ([`Service::into_parts`]).
 //!
 //! Modules: [`config`] (settings), [`notify`] (the rules, a file per
-//! capability), [`entity`] /
-//! [`migration`] (the tables), [`messages`] (the chat follower), [`grpc`]
-//! (the thin RPC layer).
+//! capability), [`entity`] / [`migration`] (the tables), [`messages`] (the
+//! chat follower and its [`MessageSources`]), [`grpc`] (the thin RPC
+//! layer).
 
 pub mod config;
 pub mod entity;
