@@ -56,7 +56,7 @@ impl FromMessageParts<socketioxide::adapter::LocalAdapter> for Me {
 }
 
 /// Whether the client passed an ack callback with the event (socketioxide's
-/// [`AckSender`](socketioxide::extract::AckSender) alone cannot tell), for
+/// [`AckSender`] alone cannot tell), for
 /// contracts that answer a refusal in the ack when there is one and as an
 /// event otherwise.
 pub struct AckRequested(pub bool);

@@ -8,7 +8,7 @@ use crate::auth::{AuthError, Identity};
 use crate::contract::me::{AckRequested, Spoken};
 use crate::state::EdgeState;
 
-/// The refresh event ([`TokenRefresh::event`]): a fresh token for the same
+/// The refresh event ([`TokenRefresh::event`](crate::contract::TokenRefresh::event)): a fresh token for the same
 /// user replaces the socket's identity; another user's is refused and the
 /// socket disconnected; a bad one is refused (the socket stays as it was).
 pub async fn refresh_token(

@@ -14,8 +14,8 @@
 //! | `message:edited {messageId, roomId, content, updatedAt}` | s→c | `ChatEvent.message_edited`, to the room |
 //! | `message:delete {messageId, roomId?}` | c→s | `DeleteMessage` |
 //! | `message:deleted {messageId, roomId}` | s→c | `ChatEvent.message_deleted` (and `message_recalled`), to the room |
-//! | `user:typing {roomId, userId?}` | c→s | `presence::set_typing(roomId, true)` (members only, throttled per user) |
-//! | `user:stop_typing {roomId, userId?}` | c→s | `presence::set_typing(roomId, false)` |
+//! | `user:typing {roomId, userId?}` | c→s | `session::typing::set_typing(roomId, true)` (members only, throttled per user) |
+//! | `user:stop_typing {roomId, userId?}` | c→s | `session::typing::set_typing(roomId, false)` |
 //! | `user:typing {userId, roomId, timestamp}` | s→c | `PresenceEvent.typing_changed` (start), to the room except every socket of the typist |
 //! | `user:stop_typing {userId, roomId}` | s→c | `typing_changed` (stop, or the start expired), to the room except the typist |
 //! | `user:online {userId, socketId, timestamp}` | s→c | `PresenceEvent.status_changed` (a user's first socket): every socket of the users who share a room with them |

@@ -9,7 +9,7 @@
 //! | `recent_chat_read {chatId}` | s→c | the senders of the messages just read (the other side), on every socket |
 //! | `recall_message {messageId, chatId}` | c→s | `RecallMessage` (only the author, once) |
 //! | `message_recalled {messageId, chatId}` | s→c | every socket of every member |
-//! | `typing {chatId, userId, isTyping}` | c→s | `presence::set_typing` (members only, starts throttled per user) |
+//! | `typing {chatId, userId, isTyping}` | c→s | `session::typing::set_typing` (members only, starts throttled per user) |
 //! | `user_typing {chatId, userId, isTyping, userName}` | s→c | `PresenceEvent.typing_changed`: every socket of the chat's other members, never the typist's (any tab) |
 //! | `user_online {userId, lastSeen}` | s→c | `PresenceEvent.status_changed` (first socket of a user): every socket of the users who share a chat with them |
 //! | `user_offline {userId, lastSeen}` | s→c | `PresenceEvent.status_changed` (last socket closed): the same users |
