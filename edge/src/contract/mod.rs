@@ -16,11 +16,13 @@
 use confab_proto::ServiceError;
 use confab_proto::v1::{CallEvent, ChatEvent, NotifyEvent, PresenceEvent};
 use serde_json::Value;
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::extract::SocketRef;
 
 use crate::auth::{AuthError, Identity};
 use crate::state::EdgeState;
+use answer::{Answer, Answers, Asked};
 
+pub mod answer;
 pub mod me;
 pub mod reply;
 
@@ -47,7 +49,7 @@ pub struct Contract {
     /// and how a client presents a fresh one on the same socket.
     pub token: TokenRefresh,
     /// How the contract answers a request: its ack and refusal shapes.
-    pub answers: reply::Answers,
+    pub answers: Answers,
     /// Attaches the contract's messaging handlers (rooms, messages, typing)
     /// to a socket that passed the handshake. It runs before the client sees
     /// `connect` (so nothing the client sends first is missed) and must not
@@ -118,21 +120,27 @@ pub struct Offline {
 pub struct TokenRefresh {
     /// The client event carrying a fresh token: `{token}` or the token alone.
     pub event: &'static str,
-    /// Answers a request refused for its token in the contract's shape:
+    /// A request refused for its token, in the contract's shape:
     /// [`AuthError::Expired`] for a request on an expired socket; a bad
-    /// refresh token's own error; [`AuthError::OtherUser`]. `wants_ack`:
-    /// the client passed an ack, which `ack` answers.
-    pub refuse: fn(&SocketRef, AckSender, bool, AuthError),
-    /// Answers a refresh that worked (the socket's identity is the new one).
-    pub refreshed: fn(&SocketRef, AckSender, &Identity),
+    /// refresh token's own error; [`AuthError::OtherUser`].
+    pub refuse: fn(&Asked<'_>, AuthError) -> Answer,
+    /// A refresh that worked (the socket's identity is the new one).
+    pub refreshed: fn(&Identity) -> Answer,
 }
 
 /// For [`TokenRefresh::refreshed`]: the ack `{success: true, data:
 /// {expiresAt}}`, the shape of the contracts whose acks carry `data`.
-pub fn refreshed_with_data(_: &SocketRef, ack: AckSender, me: &Identity) {
+pub fn refreshed_with_data(me: &Identity) -> Answer {
     let expires_at = me.expires_at_ms.map(crate::wire::iso);
-    let _ = ack.send(&serde_json::json!({ "success": true, "data": { "expiresAt": expires_at } }));
+    Answer {
+        emit: Vec::new(),
+        ack: Some(serde_json::json!({ "success": true, "data": { "expiresAt": expires_at } })),
+    }
 }
+
+/// Which contract a socket speaks (in its extensions, from its handshake).
+#[derive(Clone, Copy)]
+pub struct Spoken(pub &'static Contract);
 
 /// `retryAfter` of a refusal over a rate limit (`LIMIT_EXCEEDED` with a
 /// time to wait): the seconds until the user may try again, rounded up (as

@@ -1,12 +1,13 @@
 //! The one way a handler answers its client: [`Reply`].
 //!
-//! A handler ends with [`Reply::ok`] or [`Reply::fail`] (or
-//! [`Reply::send`] with a `Result`); the contract's [`Answers`] decide the
+//! A handler ends with [`Reply::ok`], [`Reply::fail`] (a refusal with a
+//! stable code), [`Reply::unreadable`] (a payload that cannot be read) or
+//! [`Reply::send`] with a `Result`; the contract's [`Answers`] decide the
 //! shape — what the ack carries, which error event the socket gets, how a
-//! rate limit's `retryAfter` reads — from the service's stable
-//! [`ErrorCode`](confab_proto::ErrorCode), never from its message. Fields
-//! a refusal must repeat (a `chatid`, a `clientMessageId`) are given with
-//! [`Reply::echo`].
+//! rate limit's `retryAfter` reads — from the request's event and the
+//! service's stable [`ErrorCode`](confab_proto::ErrorCode), never from its
+//! message. Fields a refusal must repeat (a `chatid`, a `clientMessageId`)
+//! are given with [`Reply::echo`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,60 +15,21 @@ use std::sync::Arc;
 use confab_proto::ServiceError;
 use serde_json::Value;
 use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::extract::{AckSender, Event, SocketRef};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
-use super::me::{AckRequested, Spoken};
-
-/// How a contract answers requests.
-pub struct Answers {
-    /// The ack of a request that worked, from its data (sent only when the
-    /// client passed an ack).
-    pub ok: fn(&Asked<'_>, Value) -> Value,
-    /// What a refused request gets.
-    pub refused: fn(&Asked<'_>, &ServiceError) -> Refused,
-}
-
-/// The request being answered, as a contract's [`Answers`] see it.
-pub struct Asked<'a> {
-    /// The client event.
-    pub event: &'a str,
-    /// Whether the client passed an ack.
-    pub wants_ack: bool,
-    /// Fields of the request a refusal repeats ([`Reply::echo`]).
-    pub echo: &'a [(&'static str, Value)],
-}
-
-impl Asked<'_> {
-    /// The echoed field `key`, if the handler gave it.
-    pub fn echoed(&self, key: &str) -> Option<&Value> {
-        self.echo.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
-    }
-}
-
-/// A refusal as the socket gets it: events, then the ack (when the client
-/// passed one).
-#[derive(Debug, Default)]
-pub struct Refused {
-    pub emit: Vec<(&'static str, Args)>,
-    pub ack: Option<Value>,
-}
-
-/// An event's arguments: most events carry one, some seeds' `error` two
-/// (a string for people, then the details).
-#[derive(Debug, Clone)]
-pub enum Args {
-    One(Value),
-    Two(Value, Value),
-}
+use super::answer::{Answer, Args, Asked};
+use super::{Contract, Spoken};
+use crate::auth::{AuthError, Identity};
 
 /// A request's answer, extracted by every handler that answers.
 pub struct Reply {
+    event: String,
     socket: SocketRef,
     ack: AckSender,
     wants_ack: bool,
-    answers: Option<&'static Answers>,
+    contract: Option<&'static Contract>,
     echo: Vec<(&'static str, Value)>,
 }
 
@@ -79,16 +41,24 @@ impl FromMessageParts<LocalAdapter> for Reply {
         ack_id: &Option<i64>,
     ) -> Result<Self, Infallible> {
         Ok(Self {
+            event: Event::from_message_parts(s, v, ack_id)
+                .map(|Event(e)| e)
+                .unwrap_or_default(),
             socket: SocketRef::from_message_parts(s, v, ack_id)?,
             ack: AckSender::from_message_parts(s, v, ack_id)?,
-            wants_ack: AckRequested::from_message_parts(s, v, ack_id)?.0,
-            answers: s.extensions.get::<Spoken>().map(|Spoken(c)| &c.answers),
+            wants_ack: ack_id.is_some(),
+            contract: s.extensions.get::<Spoken>().map(|Spoken(c)| c),
             echo: Vec::new(),
         })
     }
 }
 
 impl Reply {
+    /// The client event being answered.
+    pub fn event(&self) -> &str {
+        &self.event
+    }
+
     /// The socket being answered (for a contract's own events, e.g.
     /// `chat_joined`).
     pub fn socket(&self) -> &SocketRef {
@@ -107,63 +77,97 @@ impl Reply {
     }
 
     /// The request worked.
-    pub fn ok(self, event: &str, data: Value) {
-        let Some(answers) = self.answers else { return };
-        let ack = (answers.ok)(&self.asked(event), data);
+    pub fn ok(self, data: Value) {
+        let Some(contract) = self.contract else {
+            return;
+        };
+        let ack = (contract.answers.ok)(&self.asked(false), data);
         let _ = self.ack.send(&ack);
     }
 
-    /// The request was refused.
-    pub fn fail(self, event: &str, e: ServiceError) {
-        let refused = self.refusal(event, &e);
+    /// The request was refused, with a stable code.
+    pub fn fail(self, e: ServiceError) {
+        let refused = self.refusal(&e);
         self.deliver(refused);
     }
 
+    /// The request's payload could not be read (`INVALID_ARGUMENT`, `why`).
+    pub fn unreadable(self, why: impl std::fmt::Display) {
+        let e = ServiceError::invalid(why.to_string());
+        let refused = match self.contract {
+            Some(contract) => (contract.answers.refused)(&self.asked(true), &e),
+            None => Answer::default(),
+        };
+        self.deliver(refused);
+    }
+
+    /// The request was refused for the socket's token (expired, or a bad
+    /// or another user's token presented to refresh it), in the contract's
+    /// shape ([`TokenRefresh::refuse`](super::TokenRefresh::refuse)).
+    pub fn token_refused(self, e: AuthError) {
+        let Some(contract) = self.contract else {
+            return;
+        };
+        let answer = (contract.token.refuse)(&self.asked(false), e);
+        self.deliver(answer);
+    }
+
+    /// A refresh worked: the socket's identity is now `me`.
+    pub fn refreshed(self, me: &Identity) {
+        let Some(contract) = self.contract else {
+            return;
+        };
+        let answer = (contract.token.refreshed)(me);
+        self.deliver(answer);
+    }
+
     /// [`Reply::ok`] or [`Reply::fail`].
-    pub fn send(self, event: &str, result: Result<Value, ServiceError>) {
+    pub fn send(self, result: Result<Value, ServiceError>) {
         match result {
-            Ok(data) => self.ok(event, data),
-            Err(e) => self.fail(event, e),
+            Ok(data) => self.ok(data),
+            Err(e) => self.fail(e),
         }
     }
 
     /// How the contract would refuse `e`, without sending it (for a
     /// request that refuses several parts one by one).
-    pub fn refusal(&self, event: &str, e: &ServiceError) -> Refused {
-        match self.answers {
-            Some(answers) => (answers.refused)(&self.asked(event), e),
-            None => Refused::default(),
+    pub fn refusal(&self, e: &ServiceError) -> Answer {
+        match self.contract {
+            Some(contract) => (contract.answers.refused)(&self.asked(false), e),
+            None => Answer::default(),
         }
     }
 
     /// Sends a refusal built with [`Reply::refusal`], keeping the reply for
     /// more (the ack, if any, is not sent: a request has one ack).
-    pub fn refuse_again(&self, refused: Refused) {
+    pub fn refuse_again(&self, refused: Answer) {
         self.emit(&refused);
     }
 
     /// Sends a refusal built with [`Reply::refusal`].
-    pub fn deliver(self, refused: Refused) {
+    pub fn deliver(self, refused: Answer) {
         self.emit(&refused);
         if let Some(ack) = refused.ack {
             let _ = self.ack.send(&ack);
         }
     }
 
-    fn emit(&self, refused: &Refused) {
+    fn emit(&self, refused: &Answer) {
         for (event, args) in &refused.emit {
             let _ = match args {
+                Args::None => self.socket.emit(*event, &()),
                 Args::One(v) => self.socket.emit(*event, v),
                 Args::Two(a, b) => self.socket.emit(*event, &(a, b)),
             };
         }
     }
 
-    fn asked<'a>(&'a self, event: &'a str) -> Asked<'a> {
+    fn asked(&self, unreadable: bool) -> Asked<'_> {
         Asked {
-            event,
+            event: &self.event,
             wants_ack: self.wants_ack,
             echo: &self.echo,
+            unreadable,
         }
     }
 }

@@ -1,9 +1,15 @@
 //! A calling contract's socket as a call session: call-service hears when
 //! it opens and closes (`ReportSession`), so a participant whose call socket
 //! closed is out of the call after the disconnect grace unless a socket of
-//! theirs comes back.
+//! theirs comes back. And what every calling contract asks of a call the
+//! same way: hanging up ([`hang_up`], decided by call-service) and WebRTC
+//! signals ([`signal`]), always from this socket, so call-service knows
+//! which of the user's sockets is in the call.
 
-use confab_proto::v1::ReportSessionRequest;
+use confab_proto::ServiceError;
+use confab_proto::v1::{Call, CallActionRequest, ReportSessionRequest, SignalKind, SignalRequest};
+use serde_json::Value;
+use socketioxide::extract::SocketRef;
 
 use crate::auth::Identity;
 use crate::state::EdgeState;
@@ -23,4 +29,84 @@ pub fn report(edge: &EdgeState, me: &Identity, session_id: String, open: bool) {
             tracing::debug!(error = %e, open, "could not report a session to call-service");
         }
     });
+}
+
+/// Which call a request names: its id, or (for contracts whose events name
+/// the other user instead) the live call with `peer_user_id`.
+#[derive(Debug, Clone, Default)]
+pub struct CallRef {
+    pub call_id: String,
+    pub peer_user_id: String,
+}
+
+/// Hangs up the call from this socket: call-service decides by the call's
+/// state, in one step — an ongoing call is ended (or left, in a room call
+/// that goes on), a ringing one cancelled by its caller or declined by a
+/// callee. `reason` is the client's, when it gives one.
+pub async fn hang_up(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    call: CallRef,
+    reason: String,
+) -> Result<Call, ServiceError> {
+    let req = CallActionRequest {
+        actor: Some(me.actor()),
+        call_id: call.call_id,
+        peer_user_id: call.peer_user_id,
+        reason,
+        session_id: s.id.to_string(),
+        ..Default::default()
+    };
+    edge.call
+        .clone()
+        .hangup(req)
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|st| ServiceError::from_status(&st))
+}
+
+/// A WebRTC signal from this socket: an SDP offer or answer, or an ICE
+/// candidate, relayed by call-service to the call's other participants (or
+/// to `to_user_id` alone), untouched.
+pub struct Outgoing<'a> {
+    pub call: CallRef,
+    pub kind: SignalKind,
+    pub payload: &'a Value,
+    /// Within the ongoing call between the two users only (a second offer
+    /// or answer of contracts whose offer events also start calls).
+    pub renegotiation: bool,
+}
+
+/// Sends a signal; the id of the call it went into.
+pub async fn signal(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    out: Outgoing<'_>,
+) -> Result<String, ServiceError> {
+    let req = SignalRequest {
+        actor: Some(me.actor()),
+        call_id: out.call.call_id,
+        kind: out.kind as i32,
+        payload_json: out.payload.to_string(),
+        to_user_id: out.call.peer_user_id,
+        session_id: s.id.to_string(),
+        renegotiation: out.renegotiation,
+    };
+    edge.call
+        .clone()
+        .signal(req)
+        .await
+        .map(|r| r.into_inner().call_id)
+        .map_err(|st| ServiceError::from_status(&st))
+}
+
+/// The signal's payload from the field the client put it in (`offer`,
+/// `answer` or `candidate`): an `INVALID_ARGUMENT` when it is missing or
+/// `null`.
+pub fn required(field: &str, value: Option<Value>) -> Result<Value, ServiceError> {
+    value
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| ServiceError::invalid(format!("{field} is required")))
 }

@@ -20,8 +20,7 @@ use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 
 use crate::auth::Identity;
-use crate::contract::me::Spoken;
-use crate::contract::{Contract, Mount};
+use crate::contract::{Contract, Mount, Spoken};
 use crate::rooms::{EVERYONE_ROOM, socket_room, user_room};
 use crate::session;
 use crate::state::EdgeState;

@@ -2,10 +2,10 @@
 //! a fresh token for the same user replaces the socket's identity.
 
 use serde_json::Value;
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State, TryData};
 
 use crate::auth::{AuthError, Identity};
-use crate::contract::me::{AckRequested, Spoken};
+use crate::contract::reply::Reply;
 use crate::state::EdgeState;
 
 /// The refresh event ([`TokenRefresh::event`](crate::contract::TokenRefresh::event)): a fresh token for the same
@@ -14,13 +14,10 @@ use crate::state::EdgeState;
 pub async fn refresh_token(
     s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<EdgeState>,
-    ack: AckSender,
-    AckRequested(wants_ack): AckRequested,
+    State(edge): State<EdgeState>,
+    reply: Reply,
 ) {
-    let (Some(Spoken(contract)), Some(current)) =
-        (s.extensions.get::<Spoken>(), s.extensions.get::<Identity>())
-    else {
+    let Some(current) = s.extensions.get::<Identity>() else {
         return;
     };
     let token = match p {
@@ -32,17 +29,17 @@ pub async fn refresh_token(
     .filter(|t| !t.is_empty());
     let verified = token
         .ok_or(AuthError::Required)
-        .and_then(|t| svc.verifier.verify(&t));
+        .and_then(|t| edge.verifier.verify(&t));
     match verified {
-        Err(e) => (contract.token.refuse)(&s, ack, wants_ack, e),
+        Err(e) => reply.token_refused(e),
         Ok(fresh) if fresh.user_id != current.user_id => {
             tracing::info!(user = %current.user_id, sid = %s.id, "a token for another user was presented: disconnecting");
-            (contract.token.refuse)(&s, ack, wants_ack, AuthError::OtherUser);
+            reply.token_refused(AuthError::OtherUser);
             let _ = s.disconnect();
         }
         Ok(fresh) => {
             s.extensions.insert(fresh.clone());
-            (contract.token.refreshed)(&s, ack, &fresh);
+            reply.refreshed(&fresh);
         }
     }
 }

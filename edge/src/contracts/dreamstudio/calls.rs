@@ -51,18 +51,19 @@
 
 use confab_proto::v1::{
     Call, CallActionRequest, CallEvent, CallMedia, InitiateCallRequest, ParticipantLeft,
-    SignalKind, SignalRequest, call_event::Kind,
+    SignalKind, call_event::Kind,
 };
 use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
-
-use crate::contract::me::Me;
+use socketioxide::extract::{SocketRef, State, TryData};
 
 use super::refused_with;
 use crate::contract::Emit;
+use crate::contract::me::Me;
+use crate::contract::reply::Reply;
 use crate::rooms::{call_rooms, user_room};
+use crate::session::calls::{self, CallRef, Outgoing};
 use crate::state::EdgeState;
 use crate::wire::{WireId, iso, numeric_id};
 
@@ -70,14 +71,14 @@ pub(super) fn on_connect(s: &SocketRef) {
     s.on("call:initiated", initiate);
     s.on("call:answered", answered);
     s.on("call:ended", ended);
-    s.on("call:offer", |s, p, svc, me, ack| {
-        signal(s, p, svc, me, ack, SignalKind::Offer)
+    s.on("call:offer", |s, p, edge, me, reply| {
+        signal(s, p, edge, me, reply, SignalKind::Offer)
     });
-    s.on("call:answer", |s, p, svc, me, ack| {
-        signal(s, p, svc, me, ack, SignalKind::Answer)
+    s.on("call:answer", |s, p, edge, me, reply| {
+        signal(s, p, edge, me, reply, SignalKind::Answer)
     });
-    s.on("call:ice-candidate", |s, p, svc, me, ack| {
-        signal(s, p, svc, me, ack, SignalKind::IceCandidate)
+    s.on("call:ice-candidate", |s, p, edge, me, reply| {
+        signal(s, p, edge, me, reply, SignalKind::IceCandidate)
     });
 }
 
@@ -85,41 +86,22 @@ fn status(st: tonic::Status) -> ServiceError {
     ServiceError::from_status(&st)
 }
 
-fn bad_payload(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::invalid(e.to_string())
-}
-
-/// Answers a call request in the seed's terms (module doc).
-fn answer(s: &SocketRef, ack: AckSender, result: Result<Value, ServiceError>) {
-    let e = match result {
-        Ok(data) => {
-            let _ = ack.send(&json!({ "success": true, "data": data }));
-            return;
-        }
-        Err(e) => e,
-    };
-    let (text, code) = match e.code {
+/// A call refusal in the seed's words and its code (module doc): the
+/// seed's string for people, and the stable code beside it.
+pub(super) fn refusal_text(e: &ServiceError) -> (String, &'static str) {
+    match e.code {
         ErrorCode::LimitExceeded => (
             "Too many calls, try again later".to_string(),
             "RATE_LIMITED",
         ),
         ErrorCode::UserBusy => ("User is busy".to_string(), "USER_BUSY"),
-        ErrorCode::Conflict => (conflict_text(&e), "CONFLICT"),
+        ErrorCode::Conflict => (conflict_text(e), "CONFLICT"),
         ErrorCode::NotFound => ("Call not found".to_string(), "NOT_FOUND"),
-        _ => {
-            let r = refused_with(e.clone(), "Not authorized");
-            (r.text, e.code.as_str())
-        }
-    };
-    let mut detail = json!({ "code": code, "message": e.message });
-    let mut reply = json!({ "success": false, "error": text, "code": code });
-    if e.code == ErrorCode::LimitExceeded {
-        let secs = crate::contract::retry_secs(&e);
-        detail["retryAfter"] = json!(secs);
-        reply["retryAfter"] = json!(secs);
+        _ => (
+            refused_with(e.clone(), "Not authorized").text,
+            e.code.as_str(),
+        ),
     }
-    let _ = s.emit("error", &(text.as_str(), detail));
-    let _ = ack.send(&reply);
 }
 
 /// A refusal by the call's state, for people: `Call is ended` when the
@@ -147,104 +129,94 @@ struct Initiate {
 async fn initiate(
     s: SocketRef,
     TryData(p): TryData<Initiate>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let result = async {
-        let p = p.map_err(bad_payload)?;
-        let media = match p
-            .call_type
-            .as_deref()
-            .unwrap_or("AUDIO")
-            .to_ascii_uppercase()
-            .as_str()
-        {
-            "AUDIO" | "VOICE" => CallMedia::Audio,
-            "VIDEO" => CallMedia::Video,
-            _ => return Err(ServiceError::invalid("callType must be AUDIO or VIDEO")),
-        };
-        let c = svc
-            .call
-            .clone()
-            .initiate_call(InitiateCallRequest {
-                actor: Some(me.actor()),
-                conversation_id: p.room_id.0,
-                group_call: true,
-                media: media as i32,
-                session_id: s.id.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        Ok(json!({ "callId": numeric_id(&c.id), "roomId": numeric_id(&c.conversation_id) }))
-    }
-    .await;
-    answer(&s, ack, result);
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
+    let media = match p
+        .call_type
+        .as_deref()
+        .unwrap_or("AUDIO")
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "AUDIO" | "VOICE" => CallMedia::Audio,
+        "VIDEO" => CallMedia::Video,
+        _ => return reply.fail(ServiceError::invalid("callType must be AUDIO or VIDEO")),
+    };
+    let result = edge
+        .call
+        .clone()
+        .initiate_call(InitiateCallRequest {
+            actor: Some(me.actor()),
+            conversation_id: p.room_id.0,
+            group_call: true,
+            media: media as i32,
+            session_id: s.id.to_string(),
+            ..Default::default()
+        })
+        .await
+        .map_err(status);
+    reply.send(result.map(|c| {
+        let c = c.into_inner();
+        json!({ "callId": numeric_id(&c.id), "roomId": numeric_id(&c.conversation_id) })
+    }));
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CallRef {
+struct CallId {
     call_id: WireId,
 }
 
 async fn answered(
     s: SocketRef,
-    TryData(p): TryData<CallRef>,
-    State(svc): State<EdgeState>,
+    TryData(p): TryData<CallId>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let result = async {
-        let p = p.map_err(bad_payload)?;
-        let c = svc
-            .call
-            .clone()
-            .answer_call(CallActionRequest {
-                actor: Some(me.actor()),
-                call_id: p.call_id.0,
-                session_id: s.id.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        Ok(json!({ "callId": numeric_id(&c.id) }))
-    }
-    .await;
-    answer(&s, ack, result);
-}
-
-async fn ended(
-    s: SocketRef,
-    TryData(p): TryData<CallRef>,
-    State(svc): State<EdgeState>,
-    Me(me): Me,
-    ack: AckSender,
-) {
-    let result = async {
-        let p = p.map_err(bad_payload)?;
-        let req = CallActionRequest {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
+    let result = edge
+        .call
+        .clone()
+        .answer_call(CallActionRequest {
             actor: Some(me.actor()),
             call_id: p.call_id.0,
             session_id: s.id.to_string(),
             ..Default::default()
-        };
-        // call-service decides: end or leave it when ongoing; while it
-        // rings, the caller cancels and a callee declines.
-        let c = svc
-            .call
-            .clone()
-            .hangup(req)
-            .await
-            .map_err(status)?
-            .into_inner();
-        Ok(json!({ "callId": numeric_id(&c.id) }))
-    }
-    .await;
-    answer(&s, ack, result);
+        })
+        .await
+        .map_err(status);
+    reply.send(result.map(|c| json!({ "callId": numeric_id(&c.into_inner().id) })));
+}
+
+/// `call:ended`: call-service decides — end or leave it when ongoing; while
+/// it rings, the caller cancels and a callee declines.
+async fn ended(
+    s: SocketRef,
+    TryData(p): TryData<CallId>,
+    State(edge): State<EdgeState>,
+    Me(me): Me,
+    reply: Reply,
+) {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
+    let call = CallRef {
+        call_id: p.call_id.0,
+        ..Default::default()
+    };
+    let result = calls::hang_up(&edge, &s, &me, call, String::new()).await;
+    reply.send(result.map(|c| json!({ "callId": numeric_id(&c.id) })));
 }
 
 #[derive(Deserialize)]
@@ -264,40 +236,40 @@ struct SignalIn {
 async fn signal(
     s: SocketRef,
     TryData(p): TryData<SignalIn>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
     kind: SignalKind,
 ) {
-    let result = async {
-        let p = p.map_err(bad_payload)?;
-        let field = field(kind);
-        let payload = match kind {
-            SignalKind::Offer => p.offer,
-            SignalKind::Answer => p.answer,
-            _ => p.candidate,
-        }
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| ServiceError::invalid(format!("{field} is required")))?;
-        svc.call
-            .clone()
-            .signal(SignalRequest {
-                actor: Some(me.actor()),
-                call_id: p.call_id.0,
-                kind: kind as i32,
-                payload_json: payload.to_string(),
-                to_user_id: p.to.map(|t| t.0).unwrap_or_default(),
-                session_id: s.id.to_string(),
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
+    let value = match kind {
+        SignalKind::Offer => p.offer,
+        SignalKind::Answer => p.answer,
+        _ => p.candidate,
+    };
+    let payload = calls::required(field(kind), value);
+    let result = match payload {
+        Ok(payload) => {
+            let out = Outgoing {
+                call: CallRef {
+                    call_id: p.call_id.0,
+                    peer_user_id: p.to.map(|t| t.0).unwrap_or_default(),
+                },
+                kind,
+                payload: &payload,
                 renegotiation: false,
-            })
-            .await
-            .map_err(status)?;
-        Ok(json!({}))
-    }
-    .await;
-    answer(&s, ack, result);
+            };
+            calls::signal(&edge, &s, &me, out).await
+        }
+        Err(e) => Err(e),
+    };
+    reply.send(result.map(|_| json!({})));
 }
 
+/// The payload field of a signal of `kind`.
 fn field(kind: SignalKind) -> &'static str {
     match kind {
         SignalKind::Offer => "offer",

@@ -121,11 +121,12 @@ use confab_proto::v1::{
 use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State, TryData};
 
 use crate::auth::{AuthError, Identity};
+use crate::contract::answer::{Answer, Answers, Args, Asked};
 use crate::contract::me::Me;
-use crate::contract::reply::{Answers, Args, Asked, Refused, Reply};
+use crate::contract::reply::Reply;
 use crate::contract::{Calls, Contract, Emit, TokenRefresh, plain_refusal, refreshed_with_data};
 use crate::rooms::{conversation_room, user_room};
 use crate::session::rooms;
@@ -162,11 +163,14 @@ pub const CONTRACT: Contract = Contract {
 
 /// `error` with the seed's `Authentication error` and `{code, message}`;
 /// a passed ack gets `{success: false, error, code}`.
-fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
+fn token_refused(_: &Asked<'_>, e: AuthError) -> Answer {
     let detail = json!({ "code": e.to_string(), "message": e.describe() });
-    let _ = s.emit("error", &("Authentication error", detail));
-    let _ = ack
-        .send(&json!({ "success": false, "error": "Authentication error", "code": e.to_string() }));
+    Answer {
+        emit: vec![("error", Args::Two(json!("Authentication error"), detail))],
+        ack: Some(
+            json!({ "success": false, "error": "Authentication error", "code": e.to_string() }),
+        ),
+    }
 }
 
 /// `auth.userId`, when present, must name the token's subject.
@@ -244,10 +248,6 @@ struct Refusal {
     retry_after: Option<i64>,
 }
 
-fn bad_payload(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::invalid(e.to_string())
-}
-
 /// [`refused`] for an error already read from its status.
 fn refused_with(e: ServiceError, not_author: &str) -> Refusal {
     let text = match e.code {
@@ -274,20 +274,28 @@ fn refused_with(e: ServiceError, not_author: &str) -> Refusal {
 /// A refusal: the `error` event (the seed's string, then `{code,
 /// message}`); a passed ack gets `{success: false, error, code}`. Over a
 /// rate limit both carry `retryAfter` (seconds).
-fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
+fn refused(asked: &Asked<'_>, e: &ServiceError) -> Answer {
     let not_author = match asked.event {
-        "message:edit" => "Not authorized to edit this message",
+        "message:edit" | "message:edited" => "Not authorized to edit this message",
         "message:delete" => "Not authorized to delete this message",
         _ => "Not authorized",
     };
-    let r = refused_with(e.clone(), not_author);
+    let mut r = refused_with(e.clone(), not_author);
+    if asked.event.starts_with("call:") {
+        let (text, code) = calls::refusal_text(e);
+        r.text = text;
+        r.code = code.to_string();
+        if e.code == ErrorCode::LimitExceeded {
+            r.retry_after = Some(crate::contract::retry_secs(e));
+        }
+    }
     let mut detail = json!({ "code": r.code, "message": r.message });
     let mut ack = json!({ "success": false, "error": r.text, "code": r.code });
     if let Some(secs) = r.retry_after {
         detail["retryAfter"] = json!(secs);
         ack["retryAfter"] = json!(secs);
     }
-    Refused {
+    Answer {
         emit: vec![("error", Args::Two(json!(r.text), detail))],
         ack: Some(ack),
     }
@@ -309,15 +317,14 @@ async fn join_room(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "join_room";
     let room_id = match p {
         Ok(p) => p.room_id.0,
-        Err(e) => return reply.fail(EVENT, bad_payload(e)),
+        Err(e) => return reply.unreadable(e),
     };
     // One room at a time: joining leaves the others.
     let joined = match rooms::switch(&edge, &s, &me, &room_id).await {
         Ok((joined, _left)) => joined,
-        Err(e) => return reply.fail(EVENT, e),
+        Err(e) => return reply.fail(e),
     };
     let id = joined.member.id();
     // The room hears presence-service's event (a first join); the joining
@@ -327,7 +334,7 @@ async fn join_room(
         .as_ref()
         .map_or_else(|| chrono::Utc::now().timestamp_millis(), |e| e.at_ms);
     let _ = s.emit("member:joined", &member_payload(&me.user_id, id, at));
-    reply.ok(EVENT, json!({ "roomId": numeric_id(id) }));
+    reply.ok(json!({ "roomId": numeric_id(id) }));
 }
 
 async fn leave_room(
@@ -337,14 +344,13 @@ async fn leave_room(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "leave_room";
     let room_id = match p {
         Ok(p) => p.room_id.0,
-        Err(e) => return reply.fail(EVENT, bad_payload(e)),
+        Err(e) => return reply.unreadable(e),
     };
     rooms::leave(&edge, &s, &me, &room_id).await;
     let id = confab_proto::ids::canonical(&room_id);
-    reply.ok(EVENT, json!({ "roomId": numeric_id(&id) }));
+    reply.ok(json!({ "roomId": numeric_id(&id) }));
 }
 
 async fn send_message(
@@ -353,10 +359,9 @@ async fn send_message(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "message:send";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, bad_payload(e)),
+        Err(e) => return reply.unreadable(e),
     };
     let file_url = p.file_url.filter(|u| !u.trim().is_empty());
     let req = SendMessageRequest {
@@ -384,7 +389,7 @@ async fn send_message(
             .unwrap_or_default()),
         Err(status) => Err(ServiceError::from_status(&status)),
     };
-    reply.send(EVENT, result);
+    reply.send(result);
 }
 
 async fn edit_message(
@@ -393,10 +398,9 @@ async fn edit_message(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "message:edit";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, bad_payload(e)),
+        Err(e) => return reply.unreadable(e),
     };
     let req = EditMessageRequest {
         actor: Some(me.actor()),
@@ -407,7 +411,7 @@ async fn edit_message(
         Ok(r) => Ok(message_edited(r.get_ref())),
         Err(status) => Err(ServiceError::from_status(&status)),
     };
-    reply.send(EVENT, result);
+    reply.send(result);
 }
 
 async fn delete_message(
@@ -416,10 +420,9 @@ async fn delete_message(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "message:delete";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, bad_payload(e)),
+        Err(e) => return reply.unreadable(e),
     };
     let req = DeleteMessageRequest {
         actor: Some(me.actor()),
@@ -429,7 +432,7 @@ async fn delete_message(
         Ok(r) => Ok(message_deleted(r.get_ref())),
         Err(status) => Err(ServiceError::from_status(&status)),
     };
-    reply.send(EVENT, result);
+    reply.send(result);
 }
 
 async fn start_typing(p: TryData<TypingPayload>, edge: State<EdgeState>, me: Me, reply: Reply) {
@@ -450,21 +453,16 @@ async fn typing(
     reply: Reply,
     typing: bool,
 ) {
-    let event = if typing {
-        "user:typing"
-    } else {
-        "user:stop_typing"
-    };
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(event, bad_payload(e)),
+        Err(e) => return reply.unreadable(e),
     };
     if let Some(claimed) = p.user_id.filter(|c| c.0 != me.user_id) {
         let e = ServiceError::new(
             ErrorCode::PermissionDenied,
             format!("userId {} is not the authenticated user", claimed.0),
         );
-        return reply.fail(event, e);
+        return reply.fail(e);
     }
     let room = confab_proto::ids::canonical(&p.room_id.0);
     let result = typing::set_typing(&edge, &me, &room, typing)
@@ -476,7 +474,7 @@ async fn typing(
                 "relayed": outcome == Typing::Relayed,
             })
         });
-    reply.send(event, result);
+    reply.send(result);
 }
 
 #[cfg(test)]

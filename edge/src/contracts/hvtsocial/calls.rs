@@ -52,22 +52,27 @@
 //!   dropped), their own sockets get `call_ended` / `end_call` with that
 //!   `reason`; the seed has no event for the others.
 
+use confab_proto::ServiceError;
 use confab_proto::v1::{
-    Call, CallActionRequest, CallEvent, CallMedia, InitiateCallRequest, SignalKind, SignalRequest,
+    Call, CallActionRequest, CallEvent, CallMedia, InitiateCallRequest, SignalKind,
     call_event::Kind,
 };
-use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
-
-use crate::contract::me::Me;
+use socketioxide::extract::{SocketRef, State, TryData};
 
 use crate::auth::Identity;
 use crate::contract::Emit;
+use crate::contract::me::Me;
+use crate::contract::reply::Reply;
 use crate::rooms::{call_rooms, socket_room, user_room};
+use crate::session::calls::{self, CallRef, Outgoing};
 use crate::state::EdgeState;
 use crate::wire::{WireId, numeric_id};
+
+/// The call events; their refusals say `RATE_LIMITED` where a message's
+/// says `LIMIT_EXCEEDED` (module doc).
+pub(super) const EVENTS: [&str; 4] = ["call_user", "answer_call", "ice_candidate", "end_call"];
 
 pub(super) fn on_connect(s: &SocketRef) {
     s.on("call_user", call_user);
@@ -76,41 +81,8 @@ pub(super) fn on_connect(s: &SocketRef) {
     s.on("end_call", end_call);
 }
 
-type Outcome = Result<Value, ServiceError>;
-
 fn status(st: tonic::Status) -> ServiceError {
     ServiceError::from_status(&st)
-}
-
-fn bad_payload(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::invalid(format!("invalid payload: {e}"))
-}
-
-/// A call refusal's stable code in hvtsocial's terms (module doc).
-fn code(e: &ServiceError) -> &'static str {
-    match e.code {
-        ErrorCode::LimitExceeded => "RATE_LIMITED",
-        c => c.as_str(),
-    }
-}
-
-/// Answers a call request: a refusal is `error {code, message, event}` (and
-/// `retryAfter` for the rate limit); an ack gets `{success, data | error}`.
-fn answer(s: &SocketRef, ack: AckSender, event: &str, result: Outcome) {
-    let reply = match result {
-        Ok(data) => json!({ "success": true, "data": data }),
-        Err(e) => {
-            let mut error = json!({ "code": code(&e), "message": e.message });
-            if e.code == ErrorCode::LimitExceeded {
-                error["retryAfter"] = json!(crate::contract::retry_secs(&e));
-            }
-            let reply = json!({ "success": false, "error": error.clone() });
-            error["event"] = json!(event);
-            let _ = s.emit("error", &error);
-            reply
-        }
-    };
-    let _ = ack.send(&reply);
 }
 
 fn call_id(c: Option<WireId>) -> String {
@@ -137,53 +109,46 @@ struct CallUser {
 async fn call_user(
     s: SocketRef,
     TryData(p): TryData<CallUser>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let result = async {
-        let p = p.map_err(bad_payload)?;
-        let offer = present(p.offer);
-        // An offer to someone already in an ongoing call with this user
-        // renegotiates that call (module doc).
-        if let Some(offer) = &offer
-            && let Some(id) = renegotiate(
-                &svc,
-                &me,
-                &s,
-                &p.to,
-                String::new(),
-                SignalKind::Offer,
-                offer,
-            )
-            .await
-        {
-            return Ok(json!({ "callId": numeric_id(&id) }));
-        }
-        let req = InitiateCallRequest {
-            actor: Some(me.actor()),
-            callee_ids: vec![p.to.0],
-            conversation_id: call_id(p.chat_id),
-            media: if p.is_video.unwrap_or(false) {
-                CallMedia::Video
-            } else {
-                CallMedia::Audio
-            } as i32,
-            sdp_offer: offer.map(|o| o.to_string()).unwrap_or_default(),
-            session_id: s.id.to_string(),
-            ..Default::default()
-        };
-        let c = svc
-            .call
-            .clone()
-            .initiate_call(req)
-            .await
-            .map_err(status)?
-            .into_inner();
-        Ok(json!({ "callId": numeric_id(&c.id) }))
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
+    let offer = present(p.offer);
+    // An offer to someone already in an ongoing call with this user
+    // renegotiates that call (module doc).
+    if let Some(offer) = &offer
+        && let Some(id) = renegotiate(
+            &edge,
+            &me,
+            &s,
+            &p.to,
+            String::new(),
+            SignalKind::Offer,
+            offer,
+        )
+        .await
+    {
+        return reply.ok(json!({ "callId": numeric_id(&id) }));
     }
-    .await;
-    answer(&s, ack, "call_user", result);
+    let req = InitiateCallRequest {
+        actor: Some(me.actor()),
+        callee_ids: vec![p.to.0],
+        conversation_id: call_id(p.chat_id),
+        media: if p.is_video.unwrap_or(false) {
+            CallMedia::Video
+        } else {
+            CallMedia::Audio
+        } as i32,
+        sdp_offer: offer.map(|o| o.to_string()).unwrap_or_default(),
+        session_id: s.id.to_string(),
+        ..Default::default()
+    };
+    let result = edge.call.clone().initiate_call(req).await.map_err(status);
+    reply.send(result.map(|c| json!({ "callId": numeric_id(&c.into_inner().id) })));
 }
 
 #[derive(Deserialize)]
@@ -199,47 +164,45 @@ struct AnswerCall {
 async fn answer_call(
     s: SocketRef,
     TryData(p): TryData<AnswerCall>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let result = async {
-        let p = p.map_err(bad_payload)?;
-        let sdp = present(p.answer);
-        // The answer to a renegotiation offer within an ongoing call
-        // (module doc).
-        if let Some(sdp) = &sdp
-            && let Some(id) = renegotiate(
-                &svc,
-                &me,
-                &s,
-                &p.to,
-                call_id(p.call_id.clone()),
-                SignalKind::Answer,
-                sdp,
-            )
-            .await
-        {
-            return Ok(json!({ "callId": numeric_id(&id) }));
-        }
-        let c = svc
-            .call
-            .clone()
-            .answer_call(CallActionRequest {
-                actor: Some(me.actor()),
-                call_id: call_id(p.call_id),
-                peer_user_id: p.to.0,
-                sdp: sdp.map(|a| a.to_string()).unwrap_or_default(),
-                session_id: s.id.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        Ok(json!({ "callId": numeric_id(&c.id) }))
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
+    let sdp = present(p.answer);
+    // The answer to a renegotiation offer within an ongoing call
+    // (module doc).
+    if let Some(sdp) = &sdp
+        && let Some(id) = renegotiate(
+            &edge,
+            &me,
+            &s,
+            &p.to,
+            call_id(p.call_id.clone()),
+            SignalKind::Answer,
+            sdp,
+        )
+        .await
+    {
+        return reply.ok(json!({ "callId": numeric_id(&id) }));
     }
-    .await;
-    answer(&s, ack, "answer_call", result);
+    let result = edge
+        .call
+        .clone()
+        .answer_call(CallActionRequest {
+            actor: Some(me.actor()),
+            call_id: call_id(p.call_id),
+            peer_user_id: p.to.0,
+            sdp: sdp.map(|a| a.to_string()).unwrap_or_default(),
+            session_id: s.id.to_string(),
+            ..Default::default()
+        })
+        .await
+        .map_err(status);
+    reply.send(result.map(|c| json!({ "callId": numeric_id(&c.into_inner().id) })));
 }
 
 /// Relays `sdp` as a renegotiation `kind` within the ongoing call between
@@ -247,7 +210,7 @@ async fn answer_call(
 /// `None` when there is no such call (the request is then a call start or
 /// answer, and reports its own refusal).
 async fn renegotiate(
-    svc: &EdgeState,
+    edge: &EdgeState,
     me: &Identity,
     s: &SocketRef,
     to: &WireId,
@@ -255,20 +218,16 @@ async fn renegotiate(
     kind: SignalKind,
     sdp: &Value,
 ) -> Option<String> {
-    svc.call
-        .clone()
-        .signal(SignalRequest {
-            actor: Some(me.actor()),
+    let out = Outgoing {
+        call: CallRef {
             call_id,
-            kind: kind as i32,
-            payload_json: sdp.to_string(),
-            to_user_id: to.0.clone(),
-            session_id: s.id.to_string(),
-            renegotiation: true,
-        })
-        .await
-        .ok()
-        .map(|r| r.into_inner().call_id)
+            peer_user_id: to.0.clone(),
+        },
+        kind,
+        payload: sdp,
+        renegotiation: true,
+    };
+    calls::signal(edge, s, me, out).await.ok()
 }
 
 #[derive(Deserialize)]
@@ -284,31 +243,30 @@ struct IceCandidate {
 async fn ice_candidate(
     s: SocketRef,
     TryData(p): TryData<IceCandidate>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let result = async {
-        let p = p.map_err(bad_payload)?;
-        let candidate =
-            present(p.candidate).ok_or_else(|| ServiceError::invalid("candidate is required"))?;
-        svc.call
-            .clone()
-            .signal(SignalRequest {
-                actor: Some(me.actor()),
-                call_id: call_id(p.call_id),
-                kind: SignalKind::IceCandidate as i32,
-                payload_json: candidate.to_string(),
-                to_user_id: p.to.0,
-                session_id: s.id.to_string(),
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
+    let result = match calls::required("candidate", p.candidate) {
+        Ok(candidate) => {
+            let out = Outgoing {
+                call: CallRef {
+                    call_id: call_id(p.call_id),
+                    peer_user_id: p.to.0,
+                },
+                kind: SignalKind::IceCandidate,
+                payload: &candidate,
                 renegotiation: false,
-            })
-            .await
-            .map_err(status)?;
-        Ok(json!({}))
-    }
-    .await;
-    answer(&s, ack, "ice_candidate", result);
+            };
+            calls::signal(&edge, &s, &me, out).await
+        }
+        Err(e) => Err(e),
+    };
+    reply.send(result.map(|_| json!({})));
 }
 
 #[derive(Deserialize)]
@@ -319,34 +277,25 @@ struct EndCall {
     call_id: Option<WireId>,
 }
 
+/// `end_call`: call-service decides — end, cancel or reject, by the call's
+/// state.
 async fn end_call(
     s: SocketRef,
     TryData(p): TryData<EndCall>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let result = async {
-        let p = p.map_err(bad_payload)?;
-        let req = CallActionRequest {
-            actor: Some(me.actor()),
-            call_id: call_id(p.call_id),
-            peer_user_id: p.to.0,
-            session_id: s.id.to_string(),
-            ..Default::default()
-        };
-        // call-service decides: end, cancel or reject, by the call's state.
-        let c = svc
-            .call
-            .clone()
-            .hangup(req)
-            .await
-            .map_err(status)?
-            .into_inner();
-        Ok(json!({ "callId": numeric_id(&c.id) }))
-    }
-    .await;
-    answer(&s, ack, "end_call", result);
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
+    let call = CallRef {
+        call_id: call_id(p.call_id),
+        peer_user_id: p.to.0,
+    };
+    let result = calls::hang_up(&edge, &s, &me, call, String::new()).await;
+    reply.send(result.map(|c| json!({ "callId": numeric_id(&c.id) })));
 }
 
 // ---- rendering -----------------------------------------------------------------

@@ -4,11 +4,12 @@ use super::*;
 
 pub(super) async fn register_user(TryData(p): TryData<RegisterUser>, Me(me): Me, reply: Reply) {
     // Nothing to do on success: the socket joined its user room on connect.
-    let result = p
-        .map_err(|_| ServiceError::invalid("invalid payload: a user id, or {userId}"))
-        .and_then(|p| check_self(&p.user_id(), &me))
-        .map(|()| json!({ "userId": numeric_id(&me.user_id) }));
-    reply.send("register_user", result);
+    let Ok(p) = p else {
+        return reply.unreadable("a user id, or {userId}");
+    };
+    let result =
+        check_self(&p.user_id(), &me).map(|()| json!({ "userId": numeric_id(&me.user_id) }));
+    reply.send(result);
 }
 
 pub(super) async fn send_message(
@@ -17,11 +18,10 @@ pub(super) async fn send_message(
     Me(me): Me,
     reply: Reply,
 ) {
-    let result = match p {
-        Ok(p) => send(&edge, &me, p).await,
-        Err(e) => Err(bad_payload(e)),
-    };
-    reply.send("send_message", result);
+    match p {
+        Ok(p) => reply.send(send(&edge, &me, p).await),
+        Err(e) => reply.unreadable(e),
+    }
 }
 
 /// Validates, finds the chat (creating the direct one when needed) and sends.
@@ -118,10 +118,12 @@ pub(super) async fn messages_read(
     State(svc): State<EdgeState>,
     Me(me): Me,
     reply: Reply,
-    event: &'static str,
 ) {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
     let result = async {
-        let p = p.map_err(bad_payload)?;
         if let Some(claimed) = &p.user_id {
             check_self(claimed, &me)?;
         }
@@ -139,7 +141,7 @@ pub(super) async fn messages_read(
         Ok(json!({ "chatId": numeric_id(&read.conversation_id) }))
     }
     .await;
-    reply.send(event, result);
+    reply.send(result);
 }
 
 /// `join_chat`: a member's socket joins the chat's room.
@@ -150,15 +152,13 @@ pub(super) async fn join_chat(
     Me(me): Me,
     reply: Reply,
 ) {
-    let result = async {
-        let id = p
-            .map_err(|_| ServiceError::invalid("invalid payload: a chat id, or {chatId}"))?
-            .chat_id();
-        let joined = rooms::join(&edge, &s, &me, &id).await?;
-        Ok(json!({ "chatId": numeric_id(joined.member.id()) }))
-    }
-    .await;
-    reply.send("join_chat", result);
+    let Ok(p) = p else {
+        return reply.unreadable("a chat id, or {chatId}");
+    };
+    let result = rooms::join(&edge, &s, &me, &p.chat_id())
+        .await
+        .map(|joined| json!({ "chatId": numeric_id(joined.member.id()) }));
+    reply.send(result);
 }
 
 /// `leave_chat`: the socket leaves the chat's room (silently).
@@ -171,16 +171,10 @@ pub(super) async fn leave_chat(
 ) {
     let id = match p {
         Ok(p) => p.chat_id(),
-        Err(_) => {
-            let e = ServiceError::invalid("invalid payload: a chat id, or {chatId}");
-            return reply.fail("leave_chat", e);
-        }
+        Err(_) => return reply.unreadable("a chat id, or {chatId}"),
     };
     rooms::leave(&edge, &s, &me, &id).await;
-    reply.ok(
-        "leave_chat",
-        json!({ "chatId": numeric_id(&ids::canonical(&id)) }),
-    );
+    reply.ok(json!({ "chatId": numeric_id(&ids::canonical(&id)) }));
 }
 
 pub(super) async fn recall_message(
@@ -189,8 +183,11 @@ pub(super) async fn recall_message(
     Me(me): Me,
     reply: Reply,
 ) {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
     let result = async {
-        let p = p.map_err(bad_payload)?;
         let mut chat = svc.chat.clone();
         if let Some(WireId(chat_id)) = &p.chat_id {
             let m = chat
@@ -219,7 +216,7 @@ pub(super) async fn recall_message(
         Ok(recalled(&m))
     }
     .await;
-    reply.send("recall_message", result);
+    reply.send(result);
 }
 
 pub(super) async fn typing(
@@ -228,8 +225,11 @@ pub(super) async fn typing(
     Me(me): Me,
     reply: Reply,
 ) {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
     let result = async {
-        let p = p.map_err(bad_payload)?;
         if let Some(claimed) = &p.user_id {
             check_self(claimed, &me)?;
         }
@@ -243,7 +243,7 @@ pub(super) async fn typing(
         }))
     }
     .await;
-    reply.send("typing", result);
+    reply.send(result);
 }
 
 /// Two ids name the same thing (`"7"` and `"07"` do).

@@ -128,14 +128,15 @@ use confab_proto::v1::{
 use confab_proto::{ErrorCode, ServiceError, ids};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State, TryData};
 
 use crate::auth::{AuthError, Identity};
+use crate::contract::answer::{Answer, Answers, Args, Asked};
 use crate::contract::me::Me;
-use crate::contract::reply::{Answers, Args, Asked, Refused, Reply};
+use crate::contract::reply::Reply;
 use crate::contract::{
     Calls, Contract, Emit, Notifications, TokenRefresh, any_handshake, refreshed_with_data,
-    retry_after_secs,
+    retry_after_secs, retry_secs,
 };
 use crate::rooms::user_room;
 use crate::session::rooms;
@@ -172,10 +173,12 @@ pub const CONTRACT: Contract = Contract {
 };
 
 /// `error {code, message}`, and `{success: false, error}` in a passed ack.
-fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
+fn token_refused(_: &Asked<'_>, e: AuthError) -> Answer {
     let error = json!({ "code": e.to_string(), "message": e.describe() });
-    let _ = s.emit("error", &error);
-    let _ = ack.send(&json!({ "success": false, "error": error }));
+    Answer {
+        ack: Some(json!({ "success": false, "error": error.clone() })),
+        emit: vec![("error", Args::One(error))],
+    }
 }
 
 /// What the `connect_error` of a socket without a token says: the stable
@@ -195,18 +198,8 @@ const TYPES: [&str; 3] = ["text", "image", "voice"];
 fn on_connect(s: &SocketRef) {
     s.on("register_user", register_user);
     s.on("send_message", send_message);
-    s.on(
-        "messages_read",
-        |p: TryData<MessagesRead>, edge: State<EdgeState>, me: Me, reply: Reply| {
-            messages_read(p, edge, me, reply, "messages_read")
-        },
-    );
-    s.on(
-        "mark_messages_read",
-        |p: TryData<MessagesRead>, edge: State<EdgeState>, me: Me, reply: Reply| {
-            messages_read(p, edge, me, reply, "mark_messages_read")
-        },
-    );
+    s.on("messages_read", messages_read);
+    s.on("mark_messages_read", messages_read);
     s.on("recall_message", recall_message);
     s.on("typing", typing);
     s.on("join_chat", join_chat);
@@ -310,10 +303,6 @@ fn yes() -> bool {
 
 type Outcome = Result<Value, ServiceError>;
 
-fn bad_payload(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::invalid(format!("invalid payload: {e}"))
-}
-
 fn service(status: tonic::Status) -> ServiceError {
     ServiceError::from_status(&status)
 }
@@ -328,11 +317,26 @@ fn ok(asked: &Asked<'_>, data: Value) -> Value {
 }
 
 /// A refusal: `error {code, message, event}` (with `retryAfter`, in
-/// seconds, over a rate limit); a passed ack gets `{success: false,
+/// seconds, over a rate limit: `RATE_LIMITED` for a call event,
+/// `LIMIT_EXCEEDED` for a message); a passed ack gets `{success: false,
 /// error}` (and `ok: false` for `send_message`).
-fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
-    let mut error = json!({ "code": e.code.as_str(), "message": e.message });
-    if let Some(secs) = retry_after_secs(e) {
+fn refused(asked: &Asked<'_>, e: &ServiceError) -> Answer {
+    let message = if asked.unreadable {
+        format!("invalid payload: {}", e.message)
+    } else {
+        e.message.clone()
+    };
+    let call = calls::EVENTS.contains(&asked.event);
+    let code = match e.code {
+        ErrorCode::LimitExceeded if call => "RATE_LIMITED",
+        c => c.as_str(),
+    };
+    let mut error = json!({ "code": code, "message": message });
+    let retry_after = match e.code {
+        ErrorCode::LimitExceeded if call => Some(retry_secs(e)),
+        _ => retry_after_secs(e),
+    };
+    if let Some(secs) = retry_after {
         error["retryAfter"] = json!(secs);
     }
     let mut ack = json!({ "success": false, "error": error.clone() });
@@ -340,7 +344,7 @@ fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
         ack["ok"] = json!(false);
     }
     error["event"] = json!(asked.event);
-    Refused {
+    Answer {
         emit: vec![("error", Args::One(error))],
         ack: Some(ack),
     }

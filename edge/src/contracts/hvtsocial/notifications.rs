@@ -159,8 +159,11 @@ async fn notification_read(
     Me(me): Me,
     reply: Reply,
 ) {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
     let result = async {
-        let p = p.map_err(|e| ServiceError::invalid(format!("notification_read: {e}")))?;
         let r = svc
             .notify
             .clone()
@@ -175,7 +178,7 @@ async fn notification_read(
         Ok(json!({ "count": r.unread, "read": r.notification_ids.iter().map(|i| numeric_id(i)).collect::<Vec<_>>() }))
     }
     .await;
-    reply.send("notification_read", result);
+    reply.send(result);
 }
 
 #[derive(Deserialize)]
@@ -192,8 +195,11 @@ async fn story_viewed(
     Me(me): Me,
     reply: Reply,
 ) {
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => return reply.unreadable(e),
+    };
     let result = async {
-        let p = p.map_err(|e| ServiceError::invalid(format!("story_viewed: {e}")))?;
         if let Some(viewer) = &p.viewer_id {
             check_self(viewer, &me)?;
         }
@@ -210,7 +216,7 @@ async fn story_viewed(
         Ok(json!({ "storyId": story }))
     }
     .await;
-    reply.send("story_viewed", result);
+    reply.send(result);
 }
 
 #[cfg(test)]

@@ -120,11 +120,12 @@ use confab_proto::{ServiceError, ids};
 use futures::future::join_all;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State, TryData};
 
 use crate::auth::{AuthError, Identity};
+use crate::contract::answer::{Answer, Answers, Args, Asked};
 use crate::contract::me::Me;
-use crate::contract::reply::{Answers, Args, Asked, Refused, Reply};
+use crate::contract::reply::Reply;
 use crate::contract::{
     Contract, Emit, TokenRefresh, any_handshake, plain_refusal, retry_after_secs,
 };
@@ -161,22 +162,28 @@ pub const CONTRACT: Contract = Contract {
 /// `{success: false, error, code}` in the ack, else `error {message, code}`
 /// whose message says "Authentication" (the seed's frontend then logs in
 /// again).
-fn token_refused(s: &SocketRef, ack: AckSender, wants_ack: bool, e: AuthError) {
+fn token_refused(asked: &Asked<'_>, e: AuthError) -> Answer {
     let message = format!("Authentication error: {}", e.describe());
-    if wants_ack {
-        let _ = ack.send(&json!({ "success": false, "error": message, "code": e.to_string() }));
+    if asked.wants_ack {
+        Answer {
+            emit: Vec::new(),
+            ack: Some(json!({ "success": false, "error": message, "code": e.to_string() })),
+        }
     } else {
-        let _ = s.emit(
-            "error",
-            &json!({ "message": message, "code": e.to_string() }),
-        );
+        let error = json!({ "message": message, "code": e.to_string() });
+        Answer {
+            emit: vec![("error", Args::One(error))],
+            ack: None,
+        }
     }
 }
 
 /// A refresh that worked is acked `{success: true, expiresAt}`.
-fn token_refreshed(_: &SocketRef, ack: AckSender, me: &Identity) {
-    let _ =
-        ack.send(&json!({ "success": true, "expiresAt": me.expires_at_ms.map(crate::wire::iso) }));
+fn token_refreshed(me: &Identity) -> Answer {
+    Answer {
+        emit: Vec::new(),
+        ack: Some(json!({ "success": true, "expiresAt": me.expires_at_ms.map(crate::wire::iso) })),
+    }
 }
 
 /// What a deleted message's `content` reads, as the seed's soft delete.
@@ -258,7 +265,14 @@ struct MessageRef {
 /// (`message` for edits and deletes, as the seed's frontend reads them),
 /// when the client passed one; else `error {message, code, event}`. Either
 /// carries `retryAfter` (seconds) over a rate limit.
-fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
+fn refused(asked: &Asked<'_>, e: &ServiceError) -> Answer {
+    let unreadable;
+    let e = if asked.unreadable {
+        unreadable = ServiceError::invalid(format!("invalid payload: {}", e.message));
+        &unreadable
+    } else {
+        e
+    };
     if asked.wants_ack {
         let field = match asked.event {
             "edit_message" | "delete_message" => "message",
@@ -269,7 +283,7 @@ fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
         if let Some(secs) = retry_after_secs(e) {
             ack["retryAfter"] = json!(secs);
         }
-        Refused {
+        Answer {
             emit: Vec::new(),
             ack: Some(ack),
         }
@@ -279,14 +293,15 @@ fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
         if let Some(secs) = retry_after_secs(e) {
             error["retryAfter"] = json!(secs);
         }
-        Refused {
+        Answer {
             emit: vec![("error", Args::One(error))],
             ack: None,
         }
     }
 }
 
-fn invalid(e: impl std::fmt::Display) -> ServiceError {
+/// One id of a list that cannot be read.
+fn unreadable_id(e: impl std::fmt::Display) -> ServiceError {
     ServiceError::invalid(format!("invalid payload: {e}"))
 }
 
@@ -296,7 +311,7 @@ fn invalid(e: impl std::fmt::Display) -> ServiceError {
 type Checked = Result<(Value, rooms::Member), (Value, ServiceError)>;
 
 async fn check_one(edge: &EdgeState, me: &Identity, raw: Value) -> Checked {
-    let WireId(id) = WireId::deserialize(&raw).map_err(|e| (raw.clone(), invalid(e)))?;
+    let WireId(id) = WireId::deserialize(&raw).map_err(|e| (raw.clone(), unreadable_id(e)))?;
     match rooms::check(edge, me, &id).await {
         Ok(member) => Ok((json!(id), member)),
         Err(e) => Err((json!(id), e)),
@@ -309,14 +324,13 @@ async fn join_conversations(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "join_conversations";
     let mut ids = match p {
         Ok(ids) if ids.len() <= MAX_JOIN => ids,
         Ok(_) => {
             let e = ServiceError::invalid(format!("at most {MAX_JOIN} conversation ids at once"));
-            return reply.fail(EVENT, e);
+            return reply.fail(e);
         }
-        Err(e) => return reply.fail(EVENT, invalid(e)),
+        Err(e) => return reply.unreadable(e),
     };
     let mut seen = HashSet::new();
     ids.retain(|raw| seen.insert(raw.to_string()));
@@ -338,13 +352,10 @@ async fn join_conversations(
             .iter()
             .map(|(id, e)| json!({ "conversationId": id, "code": e.code.as_str(), "error": e.message }))
             .collect();
-        reply.ok(
-            EVENT,
-            json!({ "success": failed.is_empty(), "joined": joined, "failed": failed }),
-        );
+        reply.ok(json!({ "success": failed.is_empty(), "joined": joined, "failed": failed }));
     } else {
         for (id, e) in failed {
-            let mut refused = reply.refusal(EVENT, &e);
+            let mut refused = reply.refusal(&e);
             for (_, args) in &mut refused.emit {
                 if let Args::One(payload) = args {
                     payload["conversationId"] = id.clone();
@@ -361,10 +372,9 @@ async fn send_message(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "send_message";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, invalid(e)),
+        Err(e) => return reply.unreadable(e),
     };
     let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
     let (file_url, file_name) = (non_empty(p.file_url), non_empty(p.file_name));
@@ -390,9 +400,9 @@ async fn send_message(
     match edge.chat.clone().send_message(req).await {
         Ok(r) => {
             let m = r.into_inner().message.unwrap_or_default();
-            reply.ok(EVENT, json!({ "success": true, "message": message(&m) }));
+            reply.ok(json!({ "success": true, "message": message(&m) }));
         }
-        Err(status) => reply.fail(EVENT, ServiceError::from_status(&status)),
+        Err(status) => reply.fail(ServiceError::from_status(&status)),
     }
 }
 
@@ -402,10 +412,9 @@ async fn mark_read(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "mark_read";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, invalid(e)),
+        Err(e) => return reply.unreadable(e),
     };
     let parsed: Option<Vec<i64>> = p
         .message_ids
@@ -414,7 +423,7 @@ async fn mark_read(
         .collect();
     let Some(up_to) = parsed.and_then(|ids| ids.into_iter().max()) else {
         let e = ServiceError::invalid("messageIds must be a non-empty list of message ids");
-        return reply.fail(EVENT, e);
+        return reply.fail(e);
     };
     let req = MarkReadRequest {
         actor: Some(me.actor()),
@@ -422,11 +431,8 @@ async fn mark_read(
         up_to_message_id: up_to.to_string(),
     };
     match edge.chat.clone().mark_read(req).await {
-        Ok(r) => reply.ok(
-            EVENT,
-            json!({ "success": true, "messageIds": r.into_inner().message_ids }),
-        ),
-        Err(status) => reply.fail(EVENT, ServiceError::from_status(&status)),
+        Ok(r) => reply.ok(json!({ "success": true, "messageIds": r.into_inner().message_ids })),
+        Err(status) => reply.fail(ServiceError::from_status(&status)),
     }
 }
 
@@ -436,10 +442,9 @@ async fn edit_message(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "edit_message";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, invalid(e)),
+        Err(e) => return reply.unreadable(e),
     };
     let req = EditMessageRequest {
         actor: Some(me.actor()),
@@ -447,8 +452,8 @@ async fn edit_message(
         text: p.new_content,
     };
     match edge.chat.clone().edit_message(req).await {
-        Ok(_) => reply.ok(EVENT, json!({ "success": true })),
-        Err(status) => reply.fail(EVENT, ServiceError::from_status(&status)),
+        Ok(_) => reply.ok(json!({ "success": true })),
+        Err(status) => reply.fail(ServiceError::from_status(&status)),
     }
 }
 
@@ -458,18 +463,17 @@ async fn delete_message(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "delete_message";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, invalid(e)),
+        Err(e) => return reply.unreadable(e),
     };
     let req = DeleteMessageRequest {
         actor: Some(me.actor()),
         message_id: p.message_id.0,
     };
     match edge.chat.clone().delete_message(req).await {
-        Ok(_) => reply.ok(EVENT, json!({ "success": true })),
-        Err(status) => reply.fail(EVENT, ServiceError::from_status(&status)),
+        Ok(_) => reply.ok(json!({ "success": true })),
+        Err(status) => reply.fail(ServiceError::from_status(&status)),
     }
 }
 
@@ -479,16 +483,15 @@ async fn typing(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "typing";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, invalid(e)),
+        Err(e) => return reply.unreadable(e),
     };
     // Seen by the others as `typing_status`, from presence-service's event.
     match typing::set_typing(&edge, &me, &p.conversation_id.0, p.is_typing).await {
-        Ok(Typing::Relayed) => reply.ok(EVENT, json!({ "success": true })),
-        Ok(Typing::Throttled) => reply.ok(EVENT, json!({ "success": true, "throttled": true })),
-        Err(e) => reply.fail(EVENT, e),
+        Ok(Typing::Relayed) => reply.ok(json!({ "success": true })),
+        Ok(Typing::Throttled) => reply.ok(json!({ "success": true, "throttled": true })),
+        Err(e) => reply.fail(e),
     }
 }
 

@@ -75,18 +75,19 @@
 //!   setup failed"; the specific code tells a frontend that retrying will
 //!   not help until another tab closes).
 
+use confab_proto::ServiceError;
 use confab_proto::v1::{
     Attachment, ChatEvent, ChatMessage, PresenceEvent, RoomPresenceChange, SendMessageRequest,
     chat_event::Kind, presence_event,
 };
-use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State, TryData};
 
 use crate::auth::{AuthError, Identity};
+use crate::contract::answer::{Answer, Answers, Args, Asked};
 use crate::contract::me::Me;
-use crate::contract::reply::{Answers, Args, Asked, Refused, Reply};
+use crate::contract::reply::Reply;
 use crate::contract::{Contract, Emit, TokenRefresh, any_handshake, plain_refusal};
 use crate::rooms::{conversation_room, user_room};
 use crate::session::rooms;
@@ -119,7 +120,7 @@ pub const CONTRACT: Contract = Contract {
 
 /// The seed's `error` with its JWT codes (`TOKEN_EXPIRED`, `INVALID_TOKEN`,
 /// `AUTHENTICATION_REQUIRED`; `USER_MISMATCH` for another user's token).
-fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
+fn token_refused(_: &Asked<'_>, e: AuthError) -> Answer {
     let message = match e {
         AuthError::Expired => "Token has expired",
         AuthError::Required => "No token provided",
@@ -128,14 +129,16 @@ fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
     };
     let details = format!("{e}: {}; send refresh_token {{token}}", e.describe());
     let error = error_payload(&e.to_string(), message, details);
-    let _ = s.emit("error", &error);
-    let _ = ack.send(&json!({ "success": false, "error": error }));
+    Answer {
+        ack: Some(json!({ "success": false, "error": error.clone() })),
+        emit: vec![("error", Args::One(error))],
+    }
 }
 
 /// A refusal: the seed's `error` event with the request's code and fixed
 /// message, confab's stable code and reason in `details` (and `retryAfter`
 /// over a rate limit); a passed ack gets `{success: false, error}` too.
-fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
+fn refused(asked: &Asked<'_>, e: &ServiceError) -> Answer {
     let (code, message) = match asked.event {
         "join_conversation" => ("JOIN_FAILED", "Failed to join conversation"),
         "leave_conversation" => ("LEAVE_FAILED", "Failed to leave conversation"),
@@ -145,7 +148,7 @@ fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
     if let Some(secs) = crate::contract::retry_after_secs(e) {
         error["retryAfter"] = json!(secs);
     }
-    Refused {
+    Answer {
         emit: vec![("error", Args::One(error.clone()))],
         ack: Some(json!({ "success": false, "error": error })),
     }
@@ -180,10 +183,6 @@ fn error_payload(code: &str, message: &str, details: String) -> Value {
     json!({ "code": code, "message": message, "details": details })
 }
 
-fn bad_payload(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::new(ErrorCode::InvalidArgument, e.to_string())
-}
-
 async fn join_conversation(
     s: SocketRef,
     TryData(p): TryData<ConversationRef>,
@@ -191,17 +190,16 @@ async fn join_conversation(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "join_conversation";
     let WireId(id) = match p {
         Ok(p) => p.conversation_id,
-        Err(e) => return reply.fail(EVENT, bad_payload(e)),
+        Err(e) => return reply.unreadable(e),
     };
     match rooms::join(&edge, &s, &me, &id).await {
         Ok(_) => {
             let _ = s.emit("joined_conversation", &room_change(&id, &me));
-            reply.ok(EVENT, json!({ "conversationId": id }));
+            reply.ok(json!({ "conversationId": id }));
         }
-        Err(e) => reply.fail(EVENT, e),
+        Err(e) => reply.fail(e),
     }
 }
 
@@ -212,14 +210,13 @@ async fn leave_conversation(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "leave_conversation";
     let WireId(id) = match p {
         Ok(p) => p.conversation_id,
-        Err(e) => return reply.fail(EVENT, bad_payload(e)),
+        Err(e) => return reply.unreadable(e),
     };
     rooms::leave(&edge, &s, &me, &id).await;
     let _ = s.emit("left_conversation", &room_change(&id, &me));
-    reply.ok(EVENT, json!({ "conversationId": id }));
+    reply.ok(json!({ "conversationId": id }));
 }
 
 async fn send_message(
@@ -228,10 +225,9 @@ async fn send_message(
     Me(me): Me,
     reply: Reply,
 ) {
-    const EVENT: &str = "send_message";
     let p = match p {
         Ok(p) => p,
-        Err(e) => return reply.fail(EVENT, bad_payload(e)),
+        Err(e) => return reply.unreadable(e),
     };
     let has_file = p.url.as_deref().is_some_and(|u| !u.trim().is_empty())
         || p.file_name.as_deref().is_some_and(|f| !f.trim().is_empty());
@@ -260,9 +256,9 @@ async fn send_message(
     match edge.chat.clone().send_message(req).await {
         Ok(r) => {
             let m = r.into_inner().message;
-            reply.ok(EVENT, m.as_ref().map(new_message).unwrap_or_default());
+            reply.ok(m.as_ref().map(new_message).unwrap_or_default());
         }
-        Err(status) => reply.fail(EVENT, ServiceError::from_status(&status)),
+        Err(status) => reply.fail(ServiceError::from_status(&status)),
     }
 }
 

@@ -10,7 +10,7 @@
 //! | `call_rejected {callId, reason?}` (legacy `decline_call`, `call_reject`) | c→s | `RejectCall` by the callee |
 //! | `call_rejected {callId, rejectedBy, timestamp}` | s→c | to the caller (and the callee's other tabs) |
 //! | `call_cancelled {callId}` (legacy `cancel_call`) | c→s | `CancelCall` by the caller before an answer |
-//! | `end_call {callId, reason?}` (legacy `call_end`) | c→s | `EndCall` (`reason` default `user_ended`) |
+//! | `end_call {callId, reason?}` (legacy `call_end`) | c→s | `Hangup`: call-service decides by the call's state — an ongoing call ends (`reason` default `user_ended`), a ringing one is cancelled by its caller or declined by the callee, as a hang-up button does |
 //! | `call_ended {callId, endedBy, reason, duration, timestamp}` | s→c | to both parties; `endedBy` is `system` for the timers (`timeout` after the maximum duration, `participant_disconnected` after the disconnect grace); `duration` in whole seconds from the answer |
 //! | `call_missed {callId, callerId, timestamp}` | s→c | the ring timeout, to the caller and the callee |
 //! | `webrtc_offer` / `webrtc_answer` / `webrtc_ice_candidate {callId, targetId, offer\|answer\|candidate}` (legacy `ice_candidate`) | c→s | `Signal` to `targetId`, refused unless both are in the call |
@@ -45,18 +45,18 @@
 use confab_proto::ServiceError;
 use confab_proto::v1::{
     Call, CallActionRequest, CallEvent, CallMedia, ControlsChange, InitiateCallRequest, Signal,
-    SignalKind, SignalRequest, UpdateControlsRequest, call_event::Kind,
+    SignalKind, UpdateControlsRequest, call_event::Kind,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State, TryData};
 
-use crate::contract::me::Me;
-
-use super::{Refusal, error_event, read};
+use super::read;
 use crate::contract::Emit;
-use crate::contract::me::AckRequested;
+use crate::contract::me::Me;
+use crate::contract::reply::Reply;
 use crate::rooms::{call_rooms, socket_room, user_room};
+use crate::session::calls::{self, CallRef, Outgoing};
 use crate::state::EdgeState;
 use crate::wire::{WireId, iso};
 
@@ -68,29 +68,29 @@ pub(super) fn on_connect(s: &SocketRef) {
         s.on(name, answer_call);
     }
     for name in ["end_call", "call_end"] {
-        s.on(name, |s, p, svc, me, ack, wants| {
-            act(s, p, svc, me, ack, wants, Act::End)
+        s.on(name, |s, p, edge, me, reply| {
+            act(s, p, edge, me, reply, Act::End)
         });
     }
     for name in ["call_cancelled", "cancel_call"] {
-        s.on(name, |s, p, svc, me, ack, wants| {
-            act(s, p, svc, me, ack, wants, Act::Cancel)
+        s.on(name, |s, p, edge, me, reply| {
+            act(s, p, edge, me, reply, Act::Cancel)
         });
     }
     for name in ["call_rejected", "decline_call", "call_reject"] {
-        s.on(name, |s, p, svc, me, ack, wants| {
-            act(s, p, svc, me, ack, wants, Act::Reject)
+        s.on(name, |s, p, edge, me, reply| {
+            act(s, p, edge, me, reply, Act::Reject)
         });
     }
-    s.on("webrtc_offer", |s, p, svc, me, ack, wants| {
-        signal(s, p, svc, me, ack, wants, SignalKind::Offer)
+    s.on("webrtc_offer", |s, p, edge, me, reply| {
+        signal(s, p, edge, me, reply, SignalKind::Offer)
     });
-    s.on("webrtc_answer", |s, p, svc, me, ack, wants| {
-        signal(s, p, svc, me, ack, wants, SignalKind::Answer)
+    s.on("webrtc_answer", |s, p, edge, me, reply| {
+        signal(s, p, edge, me, reply, SignalKind::Answer)
     });
     for name in ["webrtc_ice_candidate", "ice_candidate"] {
-        s.on(name, |s, p, svc, me, ack, wants| {
-            signal(s, p, svc, me, ack, wants, SignalKind::IceCandidate)
+        s.on(name, |s, p, edge, me, reply| {
+            signal(s, p, edge, me, reply, SignalKind::IceCandidate)
         });
     }
     for name in ["toggle_mute", "toggle_video", "toggle_screen_share"] {
@@ -99,35 +99,6 @@ pub(super) fn on_connect(s: &SocketRef) {
 }
 
 type Payload = TryData<Value>;
-
-/// A refusal in v3's terms (see the module doc), with an ack or as events.
-fn refuse(s: &SocketRef, event: &str, ack: AckSender, wants_ack: bool, e: ServiceError) {
-    use confab_proto::ErrorCode;
-    let retry_after = crate::contract::retry_secs(&e);
-    let code = match e.code {
-        ErrorCode::LimitExceeded => "RATE_LIMITED",
-        c => c.as_str(),
-    };
-    if e.code == ErrorCode::LimitExceeded {
-        let _ = s.emit(
-            "rate_limited",
-            &json!({ "error": "rate_limited", "message": e.message, "retryAfter": retry_after }),
-        );
-    }
-    if wants_ack {
-        let mut reply = json!({ "success": false, "error": e.message, "code": code });
-        if e.code == ErrorCode::LimitExceeded {
-            reply["retryAfter"] = json!(retry_after);
-        }
-        let _ = ack.send(&reply);
-    } else if e.code != ErrorCode::LimitExceeded {
-        error_event(s, event, &Refusal::new(code, e.message));
-    }
-}
-
-fn invalid(r: Refusal) -> ServiceError {
-    ServiceError::invalid(r.message)
-}
 
 fn status(st: tonic::Status) -> ServiceError {
     ServiceError::from_status(&st)
@@ -163,13 +134,15 @@ struct Initiate {
 async fn initiate_call(
     s: SocketRef,
     TryData(p): Payload,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
-    AckRequested(wants): AckRequested,
+    reply: Reply,
 ) {
+    let p: Initiate = match read(p.unwrap_or_default()) {
+        Ok(p) => p,
+        Err(why) => return reply.unreadable(why),
+    };
     let result = async {
-        let p: Initiate = read(p.unwrap_or_default()).map_err(invalid)?;
         let req = InitiateCallRequest {
             actor: Some(me.actor()),
             callee_ids: vec![p.target_id.0],
@@ -179,7 +152,7 @@ async fn initiate_call(
             session_id: s.id.to_string(),
             ..Default::default()
         };
-        svc.call
+        edge.call
             .clone()
             .initiate_call(req)
             .await
@@ -187,30 +160,26 @@ async fn initiate_call(
             .map_err(status)
     }
     .await;
-    match result {
-        Ok(c) => {
-            let receiver = c
-                .participants
-                .iter()
-                .find(|p| p.user_id != c.caller_id)
-                .map(|p| p.user_id.clone())
-                .unwrap_or_default();
-            let _ = ack.send(&json!({
-                "success": true,
-                "callId": c.id,
-                "callerId": c.caller_id,
-                "receiverId": receiver,
-                "callType": call_type(&c),
-                "timestamp": iso(c.created_at_ms),
-            }));
-        }
-        Err(e) => refuse(&s, "initiate_call", ack, wants, e),
-    }
+    reply.send(result.map(|c| {
+        let receiver = c
+            .participants
+            .iter()
+            .find(|p| p.user_id != c.caller_id)
+            .map(|p| p.user_id.clone())
+            .unwrap_or_default();
+        json!({
+            "callId": c.id,
+            "callerId": c.caller_id,
+            "receiverId": receiver,
+            "callType": call_type(&c),
+            "timestamp": iso(c.created_at_ms),
+        })
+    }));
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CallRef {
+struct CallId {
     call_id: WireId,
     #[serde(default)]
     accepts_video: Option<bool>,
@@ -221,35 +190,33 @@ struct CallRef {
 async fn answer_call(
     s: SocketRef,
     TryData(p): Payload,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
-    AckRequested(wants): AckRequested,
+    reply: Reply,
 ) {
-    let result = async {
-        let p: CallRef = read(p.unwrap_or_default()).map_err(invalid)?;
-        svc.call
-            .clone()
-            .answer_call(CallActionRequest {
-                actor: Some(me.actor()),
-                call_id: p.call_id.0,
-                video_enabled: p.accepts_video,
-                session_id: s.id.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(status)
-    }
-    .await;
-    match result {
-        Ok(c) => {
-            let _ = ack.send(&json!({ "success": true, "callId": c.id }));
-        }
-        Err(e) => refuse(&s, "answer_call", ack, wants, e),
-    }
+    let p: CallId = match read(p.unwrap_or_default()) {
+        Ok(p) => p,
+        Err(why) => return reply.unreadable(why),
+    };
+    let result = edge
+        .call
+        .clone()
+        .answer_call(CallActionRequest {
+            actor: Some(me.actor()),
+            call_id: p.call_id.0,
+            video_enabled: p.accepts_video,
+            session_id: s.id.to_string(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+        .map_err(status);
+    reply.send(result.map(|c| json!({ "callId": c.id })));
 }
 
+/// The seed's ways out of a call, each its own event: `end_call` hangs up
+/// (call-service decides by the call's state), `call_cancelled` and
+/// `call_rejected` ask for exactly that and are refused in any other state.
 #[derive(Clone, Copy)]
 enum Act {
     End,
@@ -260,42 +227,43 @@ enum Act {
 async fn act(
     s: SocketRef,
     TryData(p): Payload,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
-    AckRequested(wants): AckRequested,
+    reply: Reply,
     what: Act,
 ) {
-    let result = async {
-        let p: CallRef = read(p.unwrap_or_default()).map_err(invalid)?;
-        let req = CallActionRequest {
-            actor: Some(me.actor()),
-            call_id: p.call_id.0,
-            reason: p.reason.unwrap_or_default(),
-            session_id: s.id.to_string(),
-            ..Default::default()
-        };
-        let mut call = svc.call.clone();
-        match what {
-            Act::End => call.end_call(req).await,
-            Act::Cancel => call.cancel_call(req).await,
-            Act::Reject => call.reject_call(req).await,
-        }
-        .map(|r| r.into_inner())
-        .map_err(status)
-    }
-    .await;
-    let event = match what {
-        Act::End => "end_call",
-        Act::Cancel => "call_cancelled",
-        Act::Reject => "call_rejected",
+    let p: CallId = match read(p.unwrap_or_default()) {
+        Ok(p) => p,
+        Err(why) => return reply.unreadable(why),
     };
-    match result {
-        Ok(c) => {
-            let _ = ack.send(&json!({ "success": true, "callId": c.id }));
+    let reason = p.reason.unwrap_or_default();
+    let call_id = p.call_id.0;
+    let result = match what {
+        Act::End => {
+            let call = CallRef {
+                call_id,
+                ..Default::default()
+            };
+            calls::hang_up(&edge, &s, &me, call, reason).await
         }
-        Err(e) => refuse(&s, event, ack, wants, e),
-    }
+        Act::Cancel | Act::Reject => {
+            let req = CallActionRequest {
+                actor: Some(me.actor()),
+                call_id,
+                reason,
+                session_id: s.id.to_string(),
+                ..Default::default()
+            };
+            let mut call = edge.call.clone();
+            match what {
+                Act::Cancel => call.cancel_call(req).await,
+                _ => call.reject_call(req).await,
+            }
+            .map(|r| r.into_inner())
+            .map_err(status)
+        }
+    };
+    reply.send(result.map(|c| json!({ "callId": c.id })));
 }
 
 #[derive(Deserialize)]
@@ -315,89 +283,68 @@ struct SignalIn {
 async fn signal(
     s: SocketRef,
     TryData(p): Payload,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
-    AckRequested(wants): AckRequested,
+    reply: Reply,
     kind: SignalKind,
 ) {
-    let (event, field) = match kind {
-        SignalKind::Offer => ("webrtc_offer", "offer"),
-        SignalKind::Answer => ("webrtc_answer", "answer"),
-        _ => ("webrtc_ice_candidate", "candidate"),
+    let p: SignalIn = match read(p.unwrap_or_default()) {
+        Ok(p) => p,
+        Err(why) => return reply.unreadable(why),
     };
-    let result = async {
-        let p: SignalIn = read(p.unwrap_or_default()).map_err(invalid)?;
-        let payload = match kind {
-            SignalKind::Offer => p.offer,
-            SignalKind::Answer => p.answer,
-            _ => p.candidate,
-        }
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| ServiceError::invalid(format!("{field} is required")))?;
-        svc.call
-            .clone()
-            .signal(SignalRequest {
-                actor: Some(me.actor()),
-                call_id: p.call_id.0,
-                kind: kind as i32,
-                payload_json: payload.to_string(),
-                to_user_id: p.target_id.map(|t| t.0).unwrap_or_default(),
-                session_id: s.id.to_string(),
+    let payload = match kind {
+        SignalKind::Offer => calls::required("offer", p.offer),
+        SignalKind::Answer => calls::required("answer", p.answer),
+        _ => calls::required("candidate", p.candidate),
+    };
+    let result = match payload {
+        Ok(payload) => {
+            let out = Outgoing {
+                call: CallRef {
+                    call_id: p.call_id.0,
+                    peer_user_id: p.target_id.map(|t| t.0).unwrap_or_default(),
+                },
+                kind,
+                payload: &payload,
                 renegotiation: false,
-            })
-            .await
-            .map_err(status)
-    }
-    .await;
-    match result {
-        Ok(_) => {
-            let _ = ack.send(&json!({ "success": true }));
+            };
+            calls::signal(&edge, &s, &me, out).await
         }
-        Err(e) => refuse(&s, event, ack, wants, e),
-    }
+        Err(e) => Err(e),
+    };
+    reply.send(result.map(|_| json!({})));
 }
 
-async fn toggle(
-    s: SocketRef,
-    TryData(p): Payload,
-    State(svc): State<EdgeState>,
-    Me(me): Me,
-    ack: AckSender,
-    AckRequested(wants): AckRequested,
-    socketioxide::extract::Event(event): socketioxide::extract::Event,
-) {
-    let result = async {
-        let p = p.unwrap_or_default();
-        let call_id: WireId = p
-            .get("callId")
-            .cloned()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| ServiceError::invalid("callId is required"))?;
-        let flag = |name: &str| {
-            p.get(name)
-                .and_then(Value::as_bool)
-                .ok_or_else(|| ServiceError::invalid(format!("{name} must be true or false")))
-        };
-        let mut req = UpdateControlsRequest {
-            actor: Some(me.actor()),
-            call_id: call_id.0,
-            ..Default::default()
-        };
-        match event.as_str() {
-            "toggle_mute" => req.muted = Some(flag("muted")?),
-            "toggle_video" => req.video_enabled = Some(flag("videoEnabled")?),
-            _ => req.screen_sharing = Some(flag("screenSharing")?),
-        }
-        svc.call.clone().update_controls(req).await.map_err(status)
-    }
-    .await;
-    match result {
-        Ok(_) => {
-            let _ = ack.send(&json!({ "success": true }));
-        }
-        Err(e) => refuse(&s, &event, ack, wants, e),
-    }
+async fn toggle(TryData(p): Payload, State(edge): State<EdgeState>, Me(me): Me, reply: Reply) {
+    let p = p.unwrap_or_default();
+    let call_id: WireId = match p
+        .get("callId")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+    {
+        Some(id) => id,
+        None => return reply.unreadable("callId is required"),
+    };
+    let flag = |name: &str| {
+        p.get(name)
+            .and_then(Value::as_bool)
+            .ok_or_else(|| ServiceError::invalid(format!("{name} must be true or false")))
+    };
+    let mut req = UpdateControlsRequest {
+        actor: Some(me.actor()),
+        call_id: call_id.0,
+        ..Default::default()
+    };
+    let set = match reply.event() {
+        "toggle_mute" => flag("muted").map(|v| req.muted = Some(v)),
+        "toggle_video" => flag("videoEnabled").map(|v| req.video_enabled = Some(v)),
+        _ => flag("screenSharing").map(|v| req.screen_sharing = Some(v)),
+    };
+    let result = match set {
+        Ok(()) => edge.call.clone().update_controls(req).await.map_err(status),
+        Err(e) => Err(e),
+    };
+    reply.send(result.map(|_| json!({})));
 }
 
 // ---- rendering -----------------------------------------------------------------

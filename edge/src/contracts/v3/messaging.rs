@@ -45,19 +45,19 @@ pub(super) fn optional_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stri
 
 impl SendMessage {
     /// The canonical request, after the checks the payload alone allows.
-    fn into_request(self, me: &Identity) -> Result<SendMessageRequest, Refusal> {
+    fn into_request(self, me: &Identity) -> Result<SendMessageRequest, String> {
         let kind = self.message_type.unwrap_or_else(|| "text".into());
         if !MESSAGE_TYPES.contains(&kind.as_str()) {
-            return Err(Refusal::invalid(format!(
+            return Err(format!(
                 "messageType must be one of {}",
                 MESSAGE_TYPES.join(", ")
-            )));
+            ));
         }
         let mut attachments = Vec::new();
         for a in self.attachments.unwrap_or_default() {
             let size = a.size.unwrap_or(0);
             if size > MAX_ATTACHMENT_BYTES {
-                return Err(Refusal::invalid("an attachment is larger than 50 MB"));
+                return Err("an attachment is larger than 50 MB".into());
             }
             attachments.push(Attachment {
                 url: a.url,
@@ -97,46 +97,31 @@ pub(super) fn raw_field(payload: &Value, field: &str) -> Option<String> {
 pub(super) async fn send_message(
     s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
-    AckRequested(wants_ack): AckRequested,
+    mut reply: Reply,
 ) {
     let payload = p.unwrap_or_default();
     let echo_id = raw_field(&payload, "clientMessageId");
-    let chatid = raw_field(&payload, "chatid");
+    if let Some(id) = &echo_id {
+        reply = reply.echo("clientMessageId", id.clone());
+    }
+    if let Some(id) = raw_field(&payload, "chatid") {
+        reply = reply.echo("chatid", id);
+    }
+    let req = match read::<SendMessage>(payload).and_then(|m| m.into_request(&me)) {
+        Ok(req) => req,
+        Err(why) => return reply.unreadable(why),
+    };
     // A first send is broadcast by chat-service's event as `new_message`; a
     // duplicate is not, and only this socket hears of it again.
-    let sent = match read::<SendMessage>(payload).and_then(|m| m.into_request(&me)) {
-        Err(r) => Err((r, false)),
-        Ok(req) => match svc.chat.clone().send_message(req).await {
-            Ok(r) => Ok(r.into_inner().message.unwrap_or_default()),
-            Err(st) => {
-                let e = ServiceError::from_status(&st);
-                if e.code == confab_proto::ErrorCode::LimitExceeded {
-                    return rate_limited(&s, ack, wants_ack, echo_id, e);
-                }
-                Err((Refusal::new(e.code.as_str(), e.message), true))
-            }
-        },
-    };
-    let m = match sent {
-        Ok(m) => m,
-        Err((r, _)) if wants_ack => {
-            let mut reply = json!({ "success": false, "error": r.message, "code": r.code });
-            if let Some(id) = echo_id {
-                reply["clientMessageId"] = json!(id);
-            }
-            let _ = ack.send(&reply);
-            return;
-        }
-        Err((r, true)) => return chat_error(&s, "send_message", chatid.as_deref(), &r),
-        Err((r, false)) => return error_event(&s, "send_message", &r),
+    let m = match edge.chat.clone().send_message(req).await {
+        Ok(r) => r.into_inner().message.unwrap_or_default(),
+        Err(st) => return reply.fail(ServiceError::from_status(&st)),
     };
     let client_id = echo_id.unwrap_or_default();
     let timestamp = iso(m.created_at_ms);
-    let _ = ack.send(&json!({
-        "success": true,
+    reply.ok(json!({
         "clientMessageId": client_id,
         "serverMessageId": m.id,
         "timestamp": timestamp,
@@ -154,35 +139,6 @@ pub(super) async fn send_message(
     );
 }
 
-/// Over the message rate limit: the seed's `rate_limited {error, message,
-/// retryAfter}` (seconds) and, with an ack, `{success: false,
-/// clientMessageId, error, code: 'RATE_LIMITED', retryAfter}`.
-pub(super) fn rate_limited(
-    s: &SocketRef,
-    ack: AckSender,
-    wants_ack: bool,
-    client_message_id: Option<String>,
-    e: ServiceError,
-) {
-    let retry_after = crate::contract::retry_secs(&e);
-    let _ = s.emit(
-        "rate_limited",
-        &json!({ "error": "rate_limited", "message": e.message, "retryAfter": retry_after }),
-    );
-    if wants_ack {
-        let mut reply = json!({
-            "success": false,
-            "error": e.message,
-            "code": "RATE_LIMITED",
-            "retryAfter": retry_after,
-        });
-        if let Some(id) = client_message_id {
-            reply["clientMessageId"] = json!(id);
-        }
-        let _ = ack.send(&reply);
-    }
-}
-
 #[derive(Deserialize)]
 pub(super) struct MessageRef {
     messageid: WireId,
@@ -197,93 +153,72 @@ pub(super) struct React {
 }
 
 pub(super) async fn mark_message_read(
-    s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
     let p: MessageRef = match read(p.unwrap_or_default()) {
         Ok(p) => p,
-        Err(r) => {
-            error_event(&s, "mark_message_read", &r);
-            return ack_with(ack, Err(&r));
-        }
+        Err(why) => return reply.unreadable(why),
     };
+    let reply = reply.echo("chatid", p.chatid.0.clone());
     // Each newly read message's sender hears `message_read` from the event.
     let req = MarkReadRequest {
         actor: Some(me.actor()),
         conversation_id: p.chatid.0.clone(),
         up_to_message_id: p.messageid.0.clone(),
     };
-    match svc.chat.clone().mark_read(req).await {
+    match edge.chat.clone().mark_read(req).await {
         Ok(r) => {
             let r = r.into_inner();
-            ack_with(
-                ack,
-                Ok(json!({
-                    "chatid": r.conversation_id,
-                    "messageid": p.messageid.0,
-                    "readAt": iso(r.read_at_ms),
-                    "read": r.message_ids,
-                })),
-            );
+            reply.ok(json!({
+                "chatid": r.conversation_id,
+                "messageid": p.messageid.0,
+                "readAt": iso(r.read_at_ms),
+                "read": r.message_ids,
+            }));
         }
-        Err(status) => {
-            let r = Refusal::from_status(&status);
-            chat_error(&s, "mark_message_read", Some(&p.chatid.0), &r);
-            ack_with(ack, Err(&r));
-        }
+        Err(status) => reply.fail(ServiceError::from_status(&status)),
     }
 }
 
 pub(super) async fn react_to_message(
-    s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
     let p: React = match read(p.unwrap_or_default()) {
         Ok(p) => p,
-        Err(r) => {
-            error_event(&s, "react_to_message", &r);
-            return ack_with(ack, Err(&r));
-        }
+        Err(why) => return reply.unreadable(why),
     };
-    match react(&svc, &me, &p).await {
+    let reply = reply.echo("chatid", p.chatid.0.clone());
+    match react(&edge, &me, &p).await {
         // Everyone in the chat, the reactor included, hears
         // `message_reaction_added` from the event.
-        Ok(m) => ack_with(
-            ack,
-            Ok(json!({ "messageid": m.id, "chatid": m.conversation_id })),
-        ),
-        Err(r) => {
-            chat_error(&s, "react_to_message", Some(&p.chatid.0), &r);
-            ack_with(ack, Err(&r));
-        }
+        Ok(m) => reply.ok(json!({ "messageid": m.id, "chatid": m.conversation_id })),
+        Err(e) => reply.fail(e),
     }
 }
 
-/// Reacts to a message of the named chat (a message of another chat is
-/// "not found", so `chatid` is never silently ignored).
 pub(super) async fn react(
-    svc: &EdgeState,
+    edge: &EdgeState,
     me: &Identity,
     p: &React,
-) -> Result<ChatMessage, Refusal> {
-    let mut chat = svc.chat.clone();
+) -> Result<ChatMessage, ServiceError> {
+    let mut chat = edge.chat.clone();
     let found = chat
         .get_message(GetMessageRequest {
             actor: Some(me.actor()),
             message_id: p.messageid.0.clone(),
         })
         .await
-        .map_err(|st| Refusal::from_status(&st))?
+        .map_err(|st| ServiceError::from_status(&st))?
         .into_inner();
     if found.conversation_id != ids::canonical(&p.chatid.0) {
-        return Err(Refusal::new(
-            "MESSAGE_NOT_FOUND",
+        return Err(ServiceError::new(
+            ErrorCode::MessageNotFound,
             format!("message {} is not in chat {}", p.messageid.0, p.chatid.0),
         ));
     }
@@ -295,75 +230,44 @@ pub(super) async fn react(
     })
     .await
     .map(|r| r.into_inner())
-    .map_err(|st| Refusal::from_status(&st))
+    .map_err(|st| ServiceError::from_status(&st))
 }
 
 // ---- typing -------------------------------------------------------------------
 
 pub(super) async fn typing_start(
-    s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    set_typing(
-        &s,
-        &svc,
-        &me,
-        "typing_start",
-        p.unwrap_or_default(),
-        true,
-        ack,
-    )
-    .await;
+    set_typing(&edge, &me, p.unwrap_or_default(), true, reply).await;
 }
 
 pub(super) async fn typing_stop(
-    s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    set_typing(
-        &s,
-        &svc,
-        &me,
-        "typing_stop",
-        p.unwrap_or_default(),
-        false,
-        ack,
-    )
-    .await;
+    set_typing(&edge, &me, p.unwrap_or_default(), false, reply).await;
 }
 
-/// `typing_start`/`typing_stop` with `{chatid}` or the chat id alone: a
-/// member's state goes to presence-service, which tells the chat's other
-/// members; any failure is `chat_error`. A throttled start is dropped
-/// silently (it still acks `success: true`).
+/// Typing in a chat: members only, starts throttled per user; seen by the
+/// chat's other members as `user_typing` / `user_stopped_typing`.
 pub(super) async fn set_typing(
-    s: &SocketRef,
-    svc: &EdgeState,
+    edge: &EdgeState,
     me: &Identity,
-    event: &str,
     payload: Value,
     on: bool,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let id = match chat_ref(&payload) {
-        Ok(id) => id,
-        Err(r) => {
-            chat_error(s, event, None, &r);
-            return ack_with(ack, Err(&r));
-        }
+    let Some(id) = chat_ref(&payload) else {
+        return reply.unreadable(CHAT_REF);
     };
-    match typing::set_typing(svc, me, &ids::canonical(&id), on).await {
-        Ok(_) => ack_with(ack, Ok(json!({ "chatid": id }))),
-        Err(e) => {
-            let r = Refusal::new(e.code.as_str(), e.message);
-            chat_error(s, event, Some(&id), &r);
-            ack_with(ack, Err(&r));
-        }
+    let reply = reply.echo("chatid", id.clone());
+    match typing::set_typing(edge, me, &ids::canonical(&id), on).await {
+        Ok(_) => reply.ok(json!({ "chatid": id })),
+        Err(e) => reply.fail(e),
     }
 }

@@ -176,15 +176,18 @@ use confab_proto::v1::{
     PresenceEvent, ReactToMessageRequest, ReactionChange, ReadReceipt, RoomPresenceChange,
     SendMessageRequest, StatusChange, TypingChange, chat_event::Kind, presence_event,
 };
-use confab_proto::{ServiceError, ids};
+use confab_proto::{ErrorCode, ServiceError, ids};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State, TryData};
 
 use crate::auth::{AuthError, Identity};
-use crate::contract::me::{AckRequested, Me};
-use crate::contract::reply::{Answers, Args, Asked, Refused};
-use crate::contract::{Calls, Contract, Emit, Heartbeat, Offline, TokenRefresh, plain_refusal};
+use crate::contract::answer::{Answer, Answers, Args, Asked};
+use crate::contract::me::Me;
+use crate::contract::reply::Reply;
+use crate::contract::{
+    Calls, Contract, Emit, Heartbeat, Offline, TokenRefresh, plain_refusal, retry_secs,
+};
 use crate::rooms::{conversation_room, user_room};
 use crate::session::{rooms, typing};
 use crate::state::EdgeState;
@@ -230,42 +233,105 @@ pub const CONTRACT: Contract = Contract {
     }),
 };
 
-/// A refusal in the seed's terms: `chat_error` for a request about a chat
-/// (with its `chatid` when the request named one), and `{success: false,
-/// error, code}` in a passed ack.
-fn refused(asked: &Asked<'_>, e: &ServiceError) -> Refused {
-    let r = Refusal::new(e.code.as_str(), e.message.clone());
-    let mut payload = json!({
-        "error": r.code,
-        "data": { "event": asked.event, "message": r.message },
-    });
-    if let Some(id) = asked.echoed("chatid") {
-        payload["chatid"] = id.clone();
+/// A refusal in the seed's terms (the module doc has the table):
+/// - over a rate limit, `rate_limited {error, message, retryAfter}` and the
+///   ack `{success: false, error, code: 'RATE_LIMITED', retryAfter}`;
+/// - a request about a chat (`join_chat`, `leave_chat`, typing) gets
+///   `chat_error`, with the `chatid` it named;
+/// - a message request (`send_message`, `mark_message_read`,
+///   `react_to_message`) gets `error` for a payload that cannot be read and
+///   `chat_error` for chat-service's refusal — except `send_message` with
+///   an ack, which is answered in the ack alone;
+/// - a call request gets `error` without an ack, the ack alone with one;
+/// - `get_online_users` is answered in its ack alone.
+///
+/// A passed ack gets `{success: false, error, code}` (with the
+/// `clientMessageId` of a send).
+fn refused(asked: &Asked<'_>, e: &ServiceError) -> Answer {
+    let echo_client_id = |ack: &mut Value| {
+        if let Some(id) = asked.echoed("clientMessageId") {
+            ack["clientMessageId"] = id.clone();
+        }
+    };
+    if e.code == ErrorCode::LimitExceeded {
+        let retry_after = retry_secs(e);
+        let mut ack = json!({
+            "success": false,
+            "error": e.message,
+            "code": "RATE_LIMITED",
+            "retryAfter": retry_after,
+        });
+        echo_client_id(&mut ack);
+        let event =
+            json!({ "error": "rate_limited", "message": e.message, "retryAfter": retry_after });
+        return Answer {
+            emit: vec![("rate_limited", Args::One(event))],
+            ack: Some(ack),
+        };
     }
-    Refused {
-        emit: vec![("chat_error", Args::One(payload))],
-        ack: Some(json!({ "success": false, "error": r.message, "code": r.code })),
+    let mut ack = json!({ "success": false, "error": e.message, "code": e.code.as_str() });
+    echo_client_id(&mut ack);
+    let chat_error = || {
+        let mut payload = json!({
+            "error": e.code.as_str(),
+            "data": { "event": asked.event, "message": e.message },
+        });
+        if let Some(id) = asked.echoed("chatid") {
+            payload["chatid"] = id.clone();
+        }
+        ("chat_error", Args::One(payload))
+    };
+    let error = || {
+        let payload = json!({
+            "error": e.code.as_str(),
+            "code": e.code.as_str(),
+            "message": e.message,
+            "details": { "event": asked.event },
+        });
+        ("error", Args::One(payload))
+    };
+    let emit = match asked.event {
+        "join_chat" | "leave_chat" | "typing_start" | "typing_stop" => vec![chat_error()],
+        "send_message" if asked.wants_ack => Vec::new(),
+        "send_message" | "mark_message_read" | "react_to_message" if asked.unreadable => {
+            vec![error()]
+        }
+        "send_message" | "mark_message_read" | "react_to_message" => vec![chat_error()],
+        "get_online_users" => Vec::new(),
+        _ if asked.wants_ack => Vec::new(),
+        _ => vec![error()],
+    };
+    Answer {
+        emit,
+        ack: Some(ack),
     }
 }
 
 /// A request on a socket whose token expired: `auth_required` (the seed's,
 /// no payload); a refresh with a bad token or another user's: `auth_error`
 /// as at the handshake. A passed ack gets `{success: false, error, code}`.
-fn token_refused(s: &SocketRef, ack: AckSender, _: bool, e: AuthError) {
-    if e == AuthError::Expired {
-        let _ = s.emit("auth_required", &());
+fn token_refused(_: &Asked<'_>, e: AuthError) -> Answer {
+    let event = if e == AuthError::Expired {
+        ("auth_required", Args::None)
     } else {
         let (event, payload) = auth_error(e);
-        let _ = s.emit(event, &payload);
+        (event, Args::One(payload))
+    };
+    Answer {
+        emit: vec![event],
+        ack: Some(json!({ "success": false, "error": e.describe(), "code": e.to_string() })),
     }
-    ack_with(ack, Err(&Refusal::new(&e.to_string(), e.describe())));
 }
 
 /// The seed's `tokens_refreshed {expiresAt, refreshed}` (and the ack, if any).
-fn tokens_refreshed(s: &SocketRef, ack: AckSender, me: &Identity) {
+fn tokens_refreshed(me: &Identity) -> Answer {
     let payload = json!({ "expiresAt": me.expires_at_ms.map(iso), "refreshed": true });
-    let _ = s.emit("tokens_refreshed", &payload);
-    ack_with(ack, Ok(payload));
+    let mut ack = payload.clone();
+    ack["success"] = json!(true);
+    Answer {
+        emit: vec![("tokens_refreshed", Args::One(payload))],
+        ack: Some(ack),
+    }
 }
 
 mod calls;
@@ -318,27 +384,27 @@ fn greet(s: &SocketRef, me: &Identity) {
 }
 
 /// `get_online_users`: who of the users sharing a chat is online.
-async fn get_online_users(State(svc): State<EdgeState>, Me(me): Me, ack: AckSender) {
+async fn get_online_users(State(edge): State<EdgeState>, Me(me): Me, reply: Reply) {
     let result = async {
-        let peers = svc
+        let peers = edge
             .chat
             .clone()
             .list_peers(ListPeersRequest {
                 user_id: me.user_id.clone(),
             })
             .await
-            .map_err(|st| Refusal::from_status(&st))?
+            .map_err(|st| ServiceError::from_status(&st))?
             .into_inner()
             .user_ids;
         if peers.is_empty() {
             return Ok(Vec::new());
         }
-        let presence = svc
+        let presence = edge
             .presence
             .clone()
             .get_presence(GetPresenceRequest { user_ids: peers })
             .await
-            .map_err(|st| Refusal::from_status(&st))?
+            .map_err(|st| ServiceError::from_status(&st))?
             .into_inner();
         Ok(presence
             .users
@@ -348,10 +414,7 @@ async fn get_online_users(State(svc): State<EdgeState>, Me(me): Me, ack: AckSend
             .collect::<Vec<_>>())
     }
     .await;
-    match result {
-        Ok(users) => ack_with(ack, Ok(json!({ "users": users }))),
-        Err(r) => ack_with(ack, Err(&r)),
-    }
+    reply.send(result.map(|users| json!({ "users": users })));
 }
 
 /// The seed's `authenticated` payload (see the module doc for each field).
@@ -378,126 +441,46 @@ fn authenticated(me: &Identity) -> Value {
     })
 }
 
-// ---- answers --------------------------------------------------------------
-
-/// Why a request failed: a stable code and a message for people.
-struct Refusal {
-    code: String,
-    message: String,
-}
-
-impl Refusal {
-    fn invalid(message: impl std::fmt::Display) -> Self {
-        Self {
-            code: "INVALID_ARGUMENT".into(),
-            message: message.to_string(),
-        }
-    }
-
-    fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-
-    fn from_status(status: &tonic::Status) -> Self {
-        let e = ServiceError::from_status(status);
-        Self::new(e.code.as_str(), e.message)
-    }
-}
-
-/// The seed's `chat_error`.
-fn chat_error(s: &SocketRef, event: &str, chatid: Option<&str>, r: &Refusal) {
-    let mut payload = json!({
-        "error": r.code,
-        "data": { "event": event, "message": r.message },
-    });
-    if let Some(id) = chatid {
-        payload["chatid"] = json!(id);
-    }
-    let _ = s.emit("chat_error", &payload);
-}
-
-/// The seed's generic `error`.
-fn error_event(s: &SocketRef, event: &str, r: &Refusal) {
-    let _ = s.emit(
-        "error",
-        &json!({
-            "error": r.code,
-            "code": r.code,
-            "message": r.message,
-            "details": { "event": event },
-        }),
-    );
-}
-
-/// `{success: true, ...fields}` or `{success: false, error, code}` for a
-/// client that passed an ack (a no-op otherwise).
-fn ack_with(ack: AckSender, result: Result<Value, &Refusal>) {
-    let reply = match result {
-        Ok(mut fields) => {
-            fields["success"] = json!(true);
-            fields
-        }
-        Err(r) => json!({ "success": false, "error": r.message, "code": r.code }),
-    };
-    let _ = ack.send(&reply);
-}
-
-fn read<T: serde::de::DeserializeOwned>(payload: Value) -> Result<T, Refusal> {
-    serde_json::from_value(payload).map_err(Refusal::invalid)
+/// A payload as `T`, or why it cannot be read.
+fn read<T: serde::de::DeserializeOwned>(payload: Value) -> Result<T, String> {
+    serde_json::from_value(payload).map_err(|e| e.to_string())
 }
 
 // ---- rooms ------------------------------------------------------------------
 
 /// `{chatid}` or the chat id alone (a string or a number).
-fn chat_ref(payload: &Value) -> Result<String, Refusal> {
+fn chat_ref(payload: &Value) -> Option<String> {
     let id = match payload {
         Value::Object(o) => o.get("chatid").cloned().unwrap_or_default(),
         other => other.clone(),
     };
-    serde_json::from_value::<WireId>(id)
-        .map(|w| w.0)
-        .map_err(|_| Refusal::invalid("chatid is required: a chat id, or {chatid}"))
+    serde_json::from_value::<WireId>(id).ok().map(|w| w.0)
 }
 
+/// Why a chat reference cannot be read.
+const CHAT_REF: &str = "chatid is required: a chat id, or {chatid}";
+
+/// Checks membership, joins the room, tells presence-service (which tells
+/// the others on a first join); answers `chat_joined`.
 async fn join_chat(
     s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    let (chatid, result) = match chat_ref(&p.unwrap_or_default()) {
-        Err(r) => (None, Err(r)),
-        Ok(id) => {
-            let result = join(&s, &svc, &me, &id).await;
-            (Some(id), result)
-        }
+    let Some(id) = chat_ref(&p.unwrap_or_default()) else {
+        return reply.unreadable(CHAT_REF);
     };
-    match result {
+    let reply = reply.echo("chatid", id.clone());
+    match rooms::join(&edge, &s, &me, &id).await {
         Ok(joined) => {
+            let joined = chat_joined(&joined.member.conversation, &joined.member.role);
             let _ = s.emit("chat_joined", &joined);
-            ack_with(ack, Ok(joined));
+            reply.ok(joined);
         }
-        Err(r) => {
-            chat_error(&s, "join_chat", chatid.as_deref(), &r);
-            ack_with(ack, Err(&r));
-        }
+        Err(e) => reply.fail(e),
     }
-}
-
-/// Checks membership, joins the room, tells presence-service (which tells
-/// the others on a first join); returns `chat_joined`.
-async fn join(s: &SocketRef, edge: &EdgeState, me: &Identity, id: &str) -> Result<Value, Refusal> {
-    let joined = rooms::join(edge, s, me, id)
-        .await
-        .map_err(|e| Refusal::new(e.code.as_str(), e.message))?;
-    Ok(chat_joined(
-        &joined.member.conversation,
-        &joined.member.role,
-    ))
 }
 
 /// The seed's `chat_joined` payload.
@@ -536,20 +519,15 @@ fn chat_type(kind: i32) -> &'static str {
 async fn leave_chat(
     s: SocketRef,
     TryData(p): TryData<Value>,
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
-    ack: AckSender,
+    reply: Reply,
 ) {
-    match chat_ref(&p.unwrap_or_default()) {
-        Err(r) => {
-            chat_error(&s, "leave_chat", None, &r);
-            ack_with(ack, Err(&r));
-        }
-        Ok(id) => {
-            rooms::leave(&svc, &s, &me, &id).await;
-            ack_with(ack, Ok(json!({ "chatid": id })));
-        }
-    }
+    let Some(id) = chat_ref(&p.unwrap_or_default()) else {
+        return reply.unreadable(CHAT_REF);
+    };
+    rooms::leave(&edge, &s, &me, &id).await;
+    reply.ok(json!({ "chatid": id }));
 }
 
 #[cfg(test)]
