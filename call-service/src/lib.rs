@@ -24,9 +24,11 @@
 //! Devices are opaque session ids: a call rings every session of a callee;
 //! once one answers, signaling for that user goes to that session only.
 //!
-//! Assembly: [`Config`] → [`build`] (connects and migrates the database,
-//! starts the timers) → [`Service::serve`], or [`Service::into_parts`] for
-//! a process that serves several services on one address.
+//! Assembly: [`Config`] → [`build`] (connects and migrates the database
+//! with `confab-kit`'s settings, starts the timers) → [`Service::serve`],
+//! or [`Service::into_parts`] for a process that serves several services
+//! on one address. Storage failures (`db_err`) and the clock (`now_ms`)
+//! are `confab-kit`'s too.
 //!
 //! It must not know Socket.IO, any frontend contract, or another service's
 //! data: conversations and members are chat-service's, asked over its API.
@@ -46,8 +48,7 @@ use anyhow::Context;
 use confab_proto::bus::LocalBus;
 use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::call_service_server::CallServiceServer;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 pub use calls::Calls;
@@ -63,22 +64,7 @@ pub const EVENT_LOG: usize = 4096;
 
 /// Connects to the call database and brings its schema up to date.
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    let mut opts = ConnectOptions::new(url.to_string());
-    opts.connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    if url.starts_with("sqlite") {
-        // One writer at a time, as in chat-service.
-        opts.max_connections(1).map_sqlx_sqlite_opts(|o| {
-            o.pragma("journal_mode", "WAL")
-                .pragma("synchronous", "NORMAL")
-                .busy_timeout(Duration::from_secs(5))
-        });
-    } else {
-        opts.max_connections(10);
-    }
-    let db = Database::connect(opts).await?;
-    migration::Migrator::up(&db, None).await?;
-    Ok(db)
+    confab_kit::connect::<migration::Migrator>(url).await
 }
 
 /// call-service assembled, not yet serving: its gRPC service and the

@@ -11,11 +11,12 @@
 
 use std::time::Duration;
 
+use confab_kit::now_ms;
 use confab_proto::ServiceError;
 use confab_proto::server::Closing;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::calls::{Calls, Role, SYSTEM, Status, now_ms, reason};
+use crate::calls::{Calls, Role, SYSTEM, Status, reason};
 use crate::entity::{call, participant};
 
 /// Runs the timers of `calls` until `closing`.

@@ -8,6 +8,7 @@
 //! leave, cancel or decline by the call's state, so a client's "hang up"
 //! is one request that cannot race an answer between two tries.
 
+use confab_kit::{db_err, now_ms};
 use confab_proto::ServiceError;
 use confab_proto::v1::{self, call_event};
 use sea_orm::sea_query::Expr;
@@ -15,8 +16,8 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Transactio
 
 use super::state::{self, Loaded, finish_in, in_call, is_caller, leave_in, load_in};
 use super::{
-    Calls, MAX_SIGNAL_BYTES, Media, Result, Role, Status, actor, busy, conflict, db_err, denied,
-    not_found, now_ms, reason, short, the_call_is, wrong_state,
+    Calls, MAX_SIGNAL_BYTES, Media, Result, Role, Status, actor, busy, conflict, denied, not_found,
+    reason, short, the_call_is, wrong_state,
 };
 use crate::entity::{call, participant};
 

@@ -5,6 +5,7 @@
 //! (`LIMIT_EXCEEDED`), then store the ringing call with its participants
 //! in one transaction and announce it.
 
+use confab_kit::{db_err, now_ms};
 use confab_proto::v1::{self, CallMedia, call_event};
 use confab_proto::{ErrorCode, ServiceError, ids};
 use sea_orm::{
@@ -14,7 +15,7 @@ use sea_orm::{
 
 use super::{
     Calls, Loaded, MAX_CALLEES, MAX_SIGNAL_BYTES, MAX_STARTS, Media, RATE_WINDOW_MS, Result, Role,
-    Status, actor, busy, db_err, denied, now_ms, short,
+    Status, actor, busy, denied, short,
 };
 use crate::entity::{call, participant};
 

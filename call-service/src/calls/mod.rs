@@ -142,15 +142,6 @@ impl Calls {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn db_err(e: sea_orm::DbErr) -> ServiceError {
-    tracing::error!(error = %e, "database error");
-    ServiceError::internal("storage failure")
-}
-
 fn actor(a: &Option<v1::Actor>) -> Result<&v1::Actor> {
     match a {
         Some(a) if !a.id.trim().is_empty() && a.id.len() <= 128 => Ok(a),

@@ -2,12 +2,13 @@
 //! call records (`ListCallRecords`: who joined and left when, media, end
 //! reason, duration), newest first.
 
+use confab_kit::db_err;
 use confab_proto::v1;
 use confab_proto::{ServiceError, ids};
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::{Calls, Loaded, MAX_RECORDS, Result, actor, db_err, denied, not_found};
+use super::{Calls, Loaded, MAX_RECORDS, Result, actor, denied, not_found};
 use crate::entity::{call, participant};
 
 impl Calls {

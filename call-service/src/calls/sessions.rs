@@ -3,12 +3,13 @@
 //! them out when it runs out); opening any socket of a participant in
 //! grace ends it, and signaling follows the new socket.
 
+use confab_kit::{db_err, now_ms};
 use confab_proto::ServiceError;
 use confab_proto::v1;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use super::{Calls, Result, actor, db_err, now_ms, short};
+use super::{Calls, Result, actor, short};
 use crate::entity::participant;
 
 impl Calls {

@@ -3,6 +3,7 @@
 //! socket; a `renegotiation` only within the ongoing call) and call
 //! controls (`UpdateControls`: mute, video, screen share).
 
+use confab_kit::db_err;
 use confab_proto::ServiceError;
 use confab_proto::v1::{self, Audience, CallEvent, SignalKind, call_event};
 use sea_orm::sea_query::Expr;
@@ -10,7 +11,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::state::{Loaded, in_call};
 use super::{
-    Calls, MAX_SIGNAL_BYTES, Result, Status, actor, conflict, db_err, denied, short, the_call_is,
+    Calls, MAX_SIGNAL_BYTES, Result, Status, actor, conflict, denied, short, the_call_is,
     wrong_state,
 };
 use crate::entity::participant;

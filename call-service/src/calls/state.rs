@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use confab_kit::db_err;
 use confab_proto::v1::{self, CallMedia, CallState, call_event};
 use confab_proto::{ErrorCode, ServiceError, ids};
 use sea_orm::sea_query::Expr;
@@ -16,7 +17,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::{Calls, Media, Result, Role, Status, db_err, denied, not_found};
+use super::{Calls, Media, Result, Role, Status, denied, not_found};
 use crate::entity::{call, participant};
 
 impl From<Status> for CallState {
