@@ -24,6 +24,7 @@ use answer::{Answer, Answers, Asked};
 
 pub mod answer;
 pub mod me;
+pub mod payload;
 pub mod reply;
 
 /// How a contract reports a failed authentication: the event and its payload.

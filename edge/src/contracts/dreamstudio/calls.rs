@@ -56,11 +56,12 @@ use confab_proto::v1::{
 use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State};
 
 use super::refused_with;
 use crate::contract::Emit;
 use crate::contract::me::Me;
+use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
 use crate::rooms::{call_rooms, user_room};
 use crate::session::calls::{self, CallRef, Outgoing};
@@ -128,15 +129,11 @@ struct Initiate {
 
 async fn initiate(
     s: SocketRef,
-    TryData(p): TryData<Initiate>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<Initiate>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let media = match p
         .call_type
         .as_deref()
@@ -175,15 +172,11 @@ struct CallId {
 
 async fn answered(
     s: SocketRef,
-    TryData(p): TryData<CallId>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<CallId>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let result = edge
         .call
         .clone()
@@ -202,15 +195,11 @@ async fn answered(
 /// it rings, the caller cancels and a callee declines.
 async fn ended(
     s: SocketRef,
-    TryData(p): TryData<CallId>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<CallId>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let call = CallRef {
         call_id: p.call_id.0,
         ..Default::default()
@@ -235,16 +224,12 @@ struct SignalIn {
 
 async fn signal(
     s: SocketRef,
-    TryData(p): TryData<SignalIn>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<SignalIn>,
     reply: Reply,
     kind: SignalKind,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let value = match kind {
         SignalKind::Offer => p.offer,
         SignalKind::Answer => p.answer,

@@ -121,11 +121,12 @@ use confab_proto::v1::{
 use confab_proto::{ErrorCode, ServiceError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State};
 
 use crate::auth::{AuthError, Identity};
 use crate::contract::answer::{Answer, Answers, Args, Asked};
 use crate::contract::me::Me;
+use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
 use crate::contract::{Calls, Contract, Emit, TokenRefresh, plain_refusal, refreshed_with_data};
 use crate::rooms::{conversation_room, user_room};
@@ -312,15 +313,12 @@ fn member_payload(user_id: &str, room_id: &str, at_ms: i64) -> Value {
 
 async fn join_room(
     s: SocketRef,
-    TryData(p): TryData<RoomRef>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<RoomRef>,
     reply: Reply,
 ) {
-    let room_id = match p {
-        Ok(p) => p.room_id.0,
-        Err(e) => return reply.unreadable(e),
-    };
+    let room_id = p.room_id.0;
     // One room at a time: joining leaves the others.
     let joined = match rooms::switch(&edge, &s, &me, &room_id).await {
         Ok((joined, _left)) => joined,
@@ -339,30 +337,23 @@ async fn join_room(
 
 async fn leave_room(
     s: SocketRef,
-    TryData(p): TryData<RoomRef>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<RoomRef>,
     reply: Reply,
 ) {
-    let room_id = match p {
-        Ok(p) => p.room_id.0,
-        Err(e) => return reply.unreadable(e),
-    };
+    let room_id = p.room_id.0;
     rooms::leave(&edge, &s, &me, &room_id).await;
     let id = confab_proto::ids::canonical(&room_id);
     reply.ok(json!({ "roomId": numeric_id(&id) }));
 }
 
 async fn send_message(
-    TryData(p): TryData<SendMessage>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<SendMessage>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let file_url = p.file_url.filter(|u| !u.trim().is_empty());
     let req = SendMessageRequest {
         actor: Some(me.actor()),
@@ -393,15 +384,11 @@ async fn send_message(
 }
 
 async fn edit_message(
-    TryData(p): TryData<EditMessage>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<EditMessage>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let req = EditMessageRequest {
         actor: Some(me.actor()),
         message_id: p.message_id.0,
@@ -415,15 +402,11 @@ async fn edit_message(
 }
 
 async fn delete_message(
-    TryData(p): TryData<MessageRef>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<MessageRef>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let req = DeleteMessageRequest {
         actor: Some(me.actor()),
         message_id: p.message_id.0,
@@ -435,28 +418,24 @@ async fn delete_message(
     reply.send(result);
 }
 
-async fn start_typing(p: TryData<TypingPayload>, edge: State<EdgeState>, me: Me, reply: Reply) {
-    typing(p, edge, me, reply, true).await;
+async fn start_typing(edge: State<EdgeState>, me: Me, p: Payload<TypingPayload>, reply: Reply) {
+    typing(edge, me, p, reply, true).await;
 }
 
-async fn stop_typing(p: TryData<TypingPayload>, edge: State<EdgeState>, me: Me, reply: Reply) {
-    typing(p, edge, me, reply, false).await;
+async fn stop_typing(edge: State<EdgeState>, me: Me, p: Payload<TypingPayload>, reply: Reply) {
+    typing(edge, me, p, reply, false).await;
 }
 
 /// `user:typing` / `user:stop_typing`: the room's other members see it as
 /// the same event (rendered from presence-service's `typing_changed`); a
 /// throttled start is dropped without an error.
 async fn typing(
-    TryData(p): TryData<TypingPayload>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<TypingPayload>,
     reply: Reply,
     typing: bool,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     if let Some(claimed) = p.user_id.filter(|c| c.0 != me.user_id) {
         let e = ServiceError::new(
             ErrorCode::PermissionDenied,

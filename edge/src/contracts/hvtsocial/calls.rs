@@ -59,11 +59,12 @@ use confab_proto::v1::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State};
 
 use crate::auth::Identity;
 use crate::contract::Emit;
 use crate::contract::me::Me;
+use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
 use crate::rooms::{call_rooms, socket_room, user_room};
 use crate::session::calls::{self, CallRef, Outgoing};
@@ -108,15 +109,11 @@ struct CallUser {
 
 async fn call_user(
     s: SocketRef,
-    TryData(p): TryData<CallUser>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<CallUser>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let offer = present(p.offer);
     // An offer to someone already in an ongoing call with this user
     // renegotiates that call (module doc).
@@ -163,15 +160,11 @@ struct AnswerCall {
 
 async fn answer_call(
     s: SocketRef,
-    TryData(p): TryData<AnswerCall>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<AnswerCall>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let sdp = present(p.answer);
     // The answer to a renegotiation offer within an ongoing call
     // (module doc).
@@ -242,15 +235,11 @@ struct IceCandidate {
 
 async fn ice_candidate(
     s: SocketRef,
-    TryData(p): TryData<IceCandidate>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<IceCandidate>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let result = match calls::required("candidate", p.candidate) {
         Ok(candidate) => {
             let out = Outgoing {
@@ -281,15 +270,11 @@ struct EndCall {
 /// state.
 async fn end_call(
     s: SocketRef,
-    TryData(p): TryData<EndCall>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<EndCall>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let call = CallRef {
         call_id: call_id(p.call_id),
         peer_user_id: p.to.0,

@@ -13,15 +13,12 @@ pub(super) async fn register_user(TryData(p): TryData<RegisterUser>, Me(me): Me,
 }
 
 pub(super) async fn send_message(
-    TryData(p): TryData<SendMessage>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<SendMessage>,
     reply: Reply,
 ) {
-    match p {
-        Ok(p) => reply.send(send(&edge, &me, p).await),
-        Err(e) => reply.unreadable(e),
-    }
+    reply.send(send(&edge, &me, p).await);
 }
 
 /// Validates, finds the chat (creating the direct one when needed) and sends.
@@ -114,15 +111,11 @@ pub(super) fn sent_message(m: Option<ChatMessage>) -> Value {
 
 /// `messages_read` (the seed) and `mark_messages_read` (the app).
 pub(super) async fn messages_read(
-    TryData(p): TryData<MessagesRead>,
     State(svc): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<MessagesRead>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let result = async {
         if let Some(claimed) = &p.user_id {
             check_self(claimed, &me)?;
@@ -147,9 +140,9 @@ pub(super) async fn messages_read(
 /// `join_chat`: a member's socket joins the chat's room.
 pub(super) async fn join_chat(
     s: SocketRef,
-    TryData(p): TryData<ChatRef>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    TryData(p): TryData<ChatRef>,
     reply: Reply,
 ) {
     let Ok(p) = p else {
@@ -164,9 +157,9 @@ pub(super) async fn join_chat(
 /// `leave_chat`: the socket leaves the chat's room (silently).
 pub(super) async fn leave_chat(
     s: SocketRef,
-    TryData(p): TryData<ChatRef>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    TryData(p): TryData<ChatRef>,
     reply: Reply,
 ) {
     let id = match p {
@@ -178,15 +171,11 @@ pub(super) async fn leave_chat(
 }
 
 pub(super) async fn recall_message(
-    TryData(p): TryData<RecallMessage>,
     State(svc): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<RecallMessage>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let result = async {
         let mut chat = svc.chat.clone();
         if let Some(WireId(chat_id)) = &p.chat_id {
@@ -220,15 +209,11 @@ pub(super) async fn recall_message(
 }
 
 pub(super) async fn typing(
-    TryData(p): TryData<TypingPayload>,
     State(svc): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<TypingPayload>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let result = async {
         if let Some(claimed) = &p.user_id {
             check_self(claimed, &me)?;

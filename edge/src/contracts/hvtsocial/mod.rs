@@ -133,6 +133,7 @@ use socketioxide::extract::{SocketRef, State, TryData};
 use crate::auth::{AuthError, Identity};
 use crate::contract::answer::{Answer, Answers, Args, Asked};
 use crate::contract::me::Me;
+use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
 use crate::contract::{
     Calls, Contract, Emit, Notifications, TokenRefresh, any_handshake, refreshed_with_data,

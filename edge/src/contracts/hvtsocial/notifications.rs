@@ -32,13 +32,14 @@ use confab_proto::v1::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State};
 
 use crate::contract::me::Me;
 
 use super::check_self;
 use crate::auth::Identity;
 use crate::contract::Emit;
+use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
 use crate::rooms::{EVERYONE_ROOM, user_room};
 use crate::state::EdgeState;
@@ -154,15 +155,11 @@ struct NotificationRead {
 }
 
 async fn notification_read(
-    TryData(p): TryData<NotificationRead>,
     State(svc): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<NotificationRead>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let result = async {
         let r = svc
             .notify
@@ -190,15 +187,11 @@ struct StoryViewed {
 }
 
 async fn story_viewed(
-    TryData(p): TryData<StoryViewed>,
     State(svc): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<StoryViewed>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let result = async {
         if let Some(viewer) = &p.viewer_id {
             check_self(viewer, &me)?;

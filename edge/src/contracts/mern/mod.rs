@@ -120,11 +120,12 @@ use confab_proto::{ServiceError, ids};
 use futures::future::join_all;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State};
 
 use crate::auth::{AuthError, Identity};
 use crate::contract::answer::{Answer, Answers, Args, Asked};
 use crate::contract::me::Me;
+use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
 use crate::contract::{
     Contract, Emit, TokenRefresh, any_handshake, plain_refusal, retry_after_secs,
@@ -319,19 +320,16 @@ async fn check_one(edge: &EdgeState, me: &Identity, raw: Value) -> Checked {
 }
 
 async fn join_conversations(
-    TryData(p): TryData<Vec<Value>>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<Vec<Value>>,
     reply: Reply,
 ) {
-    let mut ids = match p {
-        Ok(ids) if ids.len() <= MAX_JOIN => ids,
-        Ok(_) => {
-            let e = ServiceError::invalid(format!("at most {MAX_JOIN} conversation ids at once"));
-            return reply.fail(e);
-        }
-        Err(e) => return reply.unreadable(e),
-    };
+    if p.len() > MAX_JOIN {
+        let e = ServiceError::invalid(format!("at most {MAX_JOIN} conversation ids at once"));
+        return reply.fail(e);
+    }
+    let mut ids = p;
     let mut seen = HashSet::new();
     ids.retain(|raw| seen.insert(raw.to_string()));
     let checked = join_all(ids.into_iter().map(|raw| check_one(&edge, &me, raw))).await;
@@ -367,15 +365,11 @@ async fn join_conversations(
 }
 
 async fn send_message(
-    TryData(p): TryData<SendMessage>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<SendMessage>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
     let (file_url, file_name) = (non_empty(p.file_url), non_empty(p.file_name));
     let has_file = file_url.is_some() || file_name.is_some();
@@ -407,15 +401,11 @@ async fn send_message(
 }
 
 async fn mark_read(
-    TryData(p): TryData<MarkRead>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<MarkRead>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let parsed: Option<Vec<i64>> = p
         .message_ids
         .iter()
@@ -437,15 +427,11 @@ async fn mark_read(
 }
 
 async fn edit_message(
-    TryData(p): TryData<EditMessage>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<EditMessage>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let req = EditMessageRequest {
         actor: Some(me.actor()),
         message_id: p.message_id.0,
@@ -458,15 +444,11 @@ async fn edit_message(
 }
 
 async fn delete_message(
-    TryData(p): TryData<MessageRef>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<MessageRef>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let req = DeleteMessageRequest {
         actor: Some(me.actor()),
         message_id: p.message_id.0,
@@ -478,15 +460,11 @@ async fn delete_message(
 }
 
 async fn typing(
-    TryData(p): TryData<TypingPayload>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<TypingPayload>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     // Seen by the others as `typing_status`, from presence-service's event.
     match typing::set_typing(&edge, &me, &p.conversation_id.0, p.is_typing).await {
         Ok(Typing::Relayed) => reply.ok(json!({ "success": true })),

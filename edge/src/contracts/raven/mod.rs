@@ -82,11 +82,12 @@ use confab_proto::v1::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::extract::{SocketRef, State};
 
 use crate::auth::{AuthError, Identity};
 use crate::contract::answer::{Answer, Answers, Args, Asked};
 use crate::contract::me::Me;
+use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
 use crate::contract::{Contract, Emit, TokenRefresh, any_handshake, plain_refusal};
 use crate::rooms::{conversation_room, user_room};
@@ -185,15 +186,12 @@ fn error_payload(code: &str, message: &str, details: String) -> Value {
 
 async fn join_conversation(
     s: SocketRef,
-    TryData(p): TryData<ConversationRef>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<ConversationRef>,
     reply: Reply,
 ) {
-    let WireId(id) = match p {
-        Ok(p) => p.conversation_id,
-        Err(e) => return reply.unreadable(e),
-    };
+    let WireId(id) = p.conversation_id;
     match rooms::join(&edge, &s, &me, &id).await {
         Ok(_) => {
             let _ = s.emit("joined_conversation", &room_change(&id, &me));
@@ -205,30 +203,23 @@ async fn join_conversation(
 
 async fn leave_conversation(
     s: SocketRef,
-    TryData(p): TryData<ConversationRef>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<ConversationRef>,
     reply: Reply,
 ) {
-    let WireId(id) = match p {
-        Ok(p) => p.conversation_id,
-        Err(e) => return reply.unreadable(e),
-    };
+    let WireId(id) = p.conversation_id;
     rooms::leave(&edge, &s, &me, &id).await;
     let _ = s.emit("left_conversation", &room_change(&id, &me));
     reply.ok(json!({ "conversationId": id }));
 }
 
 async fn send_message(
-    TryData(p): TryData<SendMessage>,
     State(edge): State<EdgeState>,
     Me(me): Me,
+    Payload(p): Payload<SendMessage>,
     reply: Reply,
 ) {
-    let p = match p {
-        Ok(p) => p,
-        Err(e) => return reply.unreadable(e),
-    };
     let has_file = p.url.as_deref().is_some_and(|u| !u.trim().is_empty())
         || p.file_name.as_deref().is_some_and(|f| !f.trim().is_empty());
     let req = SendMessageRequest {

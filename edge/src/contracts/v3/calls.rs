@@ -98,7 +98,7 @@ pub(super) fn on_connect(s: &SocketRef) {
     }
 }
 
-type Payload = TryData<Value>;
+type Raw = TryData<Value>;
 
 fn status(st: tonic::Status) -> ServiceError {
     ServiceError::from_status(&st)
@@ -133,7 +133,7 @@ struct Initiate {
 
 async fn initiate_call(
     s: SocketRef,
-    TryData(p): Payload,
+    TryData(p): Raw,
     State(edge): State<EdgeState>,
     Me(me): Me,
     reply: Reply,
@@ -189,7 +189,7 @@ struct CallId {
 
 async fn answer_call(
     s: SocketRef,
-    TryData(p): Payload,
+    TryData(p): Raw,
     State(edge): State<EdgeState>,
     Me(me): Me,
     reply: Reply,
@@ -226,7 +226,7 @@ enum Act {
 
 async fn act(
     s: SocketRef,
-    TryData(p): Payload,
+    TryData(p): Raw,
     State(edge): State<EdgeState>,
     Me(me): Me,
     reply: Reply,
@@ -282,7 +282,7 @@ struct SignalIn {
 
 async fn signal(
     s: SocketRef,
-    TryData(p): Payload,
+    TryData(p): Raw,
     State(edge): State<EdgeState>,
     Me(me): Me,
     reply: Reply,
@@ -315,7 +315,7 @@ async fn signal(
     reply.send(result.map(|_| json!({})));
 }
 
-async fn toggle(TryData(p): Payload, State(edge): State<EdgeState>, Me(me): Me, reply: Reply) {
+async fn toggle(TryData(p): Raw, State(edge): State<EdgeState>, Me(me): Me, reply: Reply) {
     let p = p.unwrap_or_default();
     let call_id: WireId = match p
         .get("callId")
