@@ -765,6 +765,10 @@ describe('token expiry during a connection', () => {
     assert.equal(ack.success, false, JSON.stringify(ack));
     assert.equal(ack.code, 'TOKEN_EXPIRED');
     assert.match(ack.error, /^Authentication error/);
+    // The token is checked before the payload is read: a payload that
+    // cannot be read is refused for the token too.
+    const unreadable = await sa.timeout(3000).emitWithAck('send_message', 'not an object');
+    assert.equal(unreadable.code, 'TOKEN_EXPIRED', JSON.stringify(unreadable));
     const error = next(sa, 'error');
     sa.emit('typing', { conversationId: id, isTyping: true });
     const e = await error;

@@ -31,15 +31,32 @@ impl FromMessageParts<LocalAdapter> for Me {
         ack_id: &Option<i64>,
     ) -> Result<Self, NotMe> {
         let id = s.extensions.get::<Identity>().ok_or(NotMe::NoIdentity)?;
-        if !id.expired(chrono::Utc::now().timestamp_millis()) {
-            return Ok(Me(id));
+        if refused_for_token(s, v, ack_id, &id) {
+            return Err(NotMe::Expired);
         }
-        metrics::counter!("confab_expired_token_refusals_total").increment(1);
-        let reply = match Reply::from_message_parts(s, v, ack_id) {
-            Ok(reply) => reply,
-            Err(e) => match e {},
-        };
-        reply.token_refused(AuthError::Expired);
-        Err(NotMe::Expired)
+        Ok(Me(id))
     }
+}
+
+/// Whether `id`'s token has expired; if so the request is answered with
+/// the contract's token refusal. For every extractor that may run first
+/// ([`Me`], [`Payload`](super::payload::Payload)), so the order of a
+/// handler's arguments never lets a request on an expired socket through
+/// or answer it another way.
+pub(super) fn refused_for_token(
+    s: &std::sync::Arc<Socket<LocalAdapter>>,
+    v: &mut socketioxide::handler::Value,
+    ack_id: &Option<i64>,
+    id: &Identity,
+) -> bool {
+    if !id.expired(chrono::Utc::now().timestamp_millis()) {
+        return false;
+    }
+    metrics::counter!("confab_expired_token_refusals_total").increment(1);
+    let reply = match Reply::from_message_parts(s, v, ack_id) {
+        Ok(reply) => reply,
+        Err(e) => match e {},
+    };
+    reply.token_refused(AuthError::Expired);
+    true
 }

@@ -3,8 +3,9 @@
 //! ([`Reply::unreadable`]) and the handler never runs — so no handler
 //! answers a bad payload its own way.
 //!
-//! Extract it after [`Me`](super::me::Me): a request on a socket whose
-//! token expired is refused for its token first, whatever its payload.
+//! A request on a socket whose token expired is refused for its token
+//! first, whatever its payload and wherever `Payload` stands among the
+//! handler's arguments.
 
 use std::sync::Arc;
 
@@ -14,15 +15,21 @@ use socketioxide::extract::TryData;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
+use super::me::refused_for_token;
 use super::reply::Reply;
+use crate::auth::Identity;
 
 /// The request's payload, read as `T`.
 pub struct Payload<T>(pub T);
 
-/// Why [`Payload`] did not extract (logged by socketioxide at debug).
+/// Why [`Payload`] did not extract (logged by socketioxide).
 #[derive(Debug, thiserror::Error)]
-#[error("the payload cannot be read: {0}")]
-pub struct Unreadable(String);
+pub enum Unreadable {
+    #[error("the payload cannot be read: {0}")]
+    Payload(String),
+    #[error("the socket's token has expired: request refused")]
+    Expired,
+}
 
 impl<T: DeserializeOwned> FromMessageParts<LocalAdapter> for Payload<T> {
     type Error = Unreadable;
@@ -31,6 +38,11 @@ impl<T: DeserializeOwned> FromMessageParts<LocalAdapter> for Payload<T> {
         v: &mut socketioxide::handler::Value,
         ack_id: &Option<i64>,
     ) -> Result<Self, Unreadable> {
+        if let Some(id) = s.extensions.get::<Identity>()
+            && refused_for_token(s, v, ack_id, &id)
+        {
+            return Err(Unreadable::Expired);
+        }
         let TryData(read) = match TryData::<T>::from_message_parts(s, v, ack_id) {
             Ok(read) => read,
             Err(e) => match e {},
@@ -44,7 +56,7 @@ impl<T: DeserializeOwned> FromMessageParts<LocalAdapter> for Payload<T> {
                     Err(e) => match e {},
                 };
                 reply.unreadable(&why);
-                Err(Unreadable(why))
+                Err(Unreadable::Payload(why))
             }
         }
     }
