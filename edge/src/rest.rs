@@ -115,10 +115,10 @@ impl FromRequestParts<EdgeState> for Caller {
 
     async fn from_request_parts(
         parts: &mut Parts,
-        svc: &EdgeState,
+        edge: &EdgeState,
     ) -> Result<Self, Self::Rejection> {
         let token = find_token(None, parts).ok_or(ApiError::Auth(AuthError::Required))?;
-        svc.verifier
+        edge.verifier
             .verify(&token)
             .map(Caller)
             .map_err(ApiError::Auth)
@@ -133,9 +133,9 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<EdgeState> for B
 
     async fn from_request(
         req: axum::extract::Request,
-        svc: &EdgeState,
+        edge: &EdgeState,
     ) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, svc).await {
+        match Json::<T>::from_request(req, edge).await {
             Ok(Json(v)) => Ok(Body(v)),
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::TooLarge),
             Err(e) => Err(invalid(e.body_text())),
@@ -186,7 +186,7 @@ struct CreateConversation {
 }
 
 async fn create_conversation(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Caller(me): Caller,
     Body(body): Body<CreateConversation>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -206,7 +206,7 @@ async fn create_conversation(
         name: body.name.unwrap_or_default(),
         member_ids: body.members.into_iter().map(|m| m.0).collect(),
     };
-    let conv = svc
+    let conv = edge
         .chat
         .clone()
         .create_conversation(req)
@@ -216,10 +216,10 @@ async fn create_conversation(
 }
 
 async fn list_conversations(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Caller(me): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let list = svc
+    let list = edge
         .chat
         .clone()
         .list_conversations(v1::ListConversationsRequest {
@@ -241,7 +241,7 @@ struct HistoryQuery {
 }
 
 async fn history(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Caller(me): Caller,
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
@@ -258,7 +258,7 @@ async fn history(
         before: q.before.unwrap_or_default(),
         limit,
     };
-    let page = svc.chat.clone().get_history(req).await?.into_inner();
+    let page = edge.chat.clone().get_history(req).await?.into_inner();
     Ok(Json(json!({
         "messages": page.messages.iter().map(message_json).collect::<Vec<_>>(),
         "nextBefore": Some(page.next_before).filter(|s| !s.is_empty()),
@@ -275,7 +275,7 @@ struct PostMessage {
 }
 
 async fn post_message(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Caller(me): Caller,
     Path(id): Path<String>,
     Body(body): Body<PostMessage>,
@@ -288,7 +288,7 @@ async fn post_message(
         reply_to_id: body.reply_to_id.map(|r| r.0).unwrap_or_default(),
         ..Default::default()
     };
-    let sent = svc.chat.clone().send_message(req).await?.into_inner();
+    let sent = edge.chat.clone().send_message(req).await?.into_inner();
     let status = if sent.duplicate {
         StatusCode::OK
     } else {
@@ -334,7 +334,7 @@ struct NotificationsQuery {
 }
 
 async fn list_notifications(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Caller(me): Caller,
     Query(q): Query<NotificationsQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -349,7 +349,7 @@ async fn list_notifications(
         Some("true") => true,
         Some(_) => return Err(invalid("unreadOnly must be true or false")),
     };
-    let page = svc
+    let page = edge
         .notify
         .clone()
         .list_notifications(v1::ListNotificationsRequest {
@@ -377,11 +377,11 @@ struct MarkRead {
 }
 
 async fn mark_notifications_read(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Caller(me): Caller,
     Body(body): Body<MarkRead>,
 ) -> Result<Json<Value>, ApiError> {
-    let done = svc
+    let done = edge
         .notify
         .clone()
         .mark_notifications_read(v1::MarkNotificationsReadRequest {
@@ -403,10 +403,10 @@ async fn mark_notifications_read(
 }
 
 async fn unread_count(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Caller(me): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let count = svc
+    let count = edge
         .notify
         .clone()
         .unread_count(v1::UnreadCountRequest {
@@ -436,7 +436,7 @@ mod calls {
     }
 
     async fn list_calls(
-        State(svc): State<EdgeState>,
+        State(edge): State<EdgeState>,
         Caller(me): Caller,
         Query(q): Query<CallsQuery>,
     ) -> Result<Json<Value>, ApiError> {
@@ -453,7 +453,7 @@ mod calls {
             conversation_id: q.conversation.unwrap_or_default(),
             limit,
         };
-        let calls = svc
+        let calls = edge
             .call
             .clone()
             .list_call_records(req)

@@ -56,7 +56,7 @@ impl Drop for SessionGuard {
         tracing::debug!(socket = %req.socket_id, "socket dropped before it connected: ending its session");
         runtime.spawn(async move {
             if let Err(status) = presence.unregister_session(req).await {
-                tracing::warn!(error = %status, "unregister of a dropped socket failed; it expires with the edge's heartbeat");
+                tracing::warn!(error = %status, "unregister of a dropped socket failed; it expires when this edge's liveness lapses");
             }
         });
     }
@@ -65,12 +65,12 @@ impl Drop for SessionGuard {
 /// Registers a socket that just authenticated. `Err` only when the user is
 /// over the per-user socket limit.
 pub async fn register(
-    svc: &EdgeState,
+    edge: &EdgeState,
     s: &SocketRef,
     me: &Identity,
     contract: &str,
 ) -> Result<(), AuthError> {
-    let watchers = match svc
+    let watchers = match edge
         .chat
         .clone()
         .list_peers(ListPeersRequest {
@@ -86,18 +86,18 @@ pub async fn register(
     };
     let req = RegisterSessionRequest {
         actor: Some(me.actor()),
-        edge_id: svc.edge_id.clone(),
+        edge_id: edge.edge_id.clone(),
         socket_id: s.id.to_string(),
         contract: contract.to_string(),
         watcher_ids: watchers.clone(),
     };
-    match svc.presence.clone().register_session(req).await {
+    match edge.presence.clone().register_session(req).await {
         Ok(_) => {
             s.extensions.insert(Session(Arc::new(SessionGuard {
-                presence: svc.presence.clone(),
+                presence: edge.presence.clone(),
                 request: UnregisterSessionRequest {
                     user_id: me.user_id.clone(),
-                    edge_id: svc.edge_id.clone(),
+                    edge_id: edge.edge_id.clone(),
                     socket_id: s.id.to_string(),
                     watcher_ids: watchers,
                 },
@@ -119,7 +119,7 @@ pub async fn register(
 /// room presences end with it. A socket without a session that entered a
 /// room (presence-service was unreachable when it connected) is
 /// unregistered all the same, for its room presences.
-pub async fn unregister(svc: &EdgeState, s: &SocketRef) {
+pub async fn unregister(edge: &EdgeState, s: &SocketRef) {
     let req = match s.extensions.get::<Session>() {
         Some(Session(guard)) => {
             guard.done.store(true, Ordering::Release);
@@ -131,15 +131,15 @@ pub async fn unregister(svc: &EdgeState, s: &SocketRef) {
         ) {
             (Some(InRooms), Some(me)) => UnregisterSessionRequest {
                 user_id: me.user_id,
-                edge_id: svc.edge_id.clone(),
+                edge_id: edge.edge_id.clone(),
                 socket_id: s.id.to_string(),
                 watcher_ids: Vec::new(),
             },
             _ => return,
         },
     };
-    if let Err(status) = svc.presence.clone().unregister_session(req).await {
-        tracing::warn!(error = %status, "unregister session failed; it expires with the edge's heartbeat");
+    if let Err(status) = edge.presence.clone().unregister_session(req).await {
+        tracing::warn!(error = %status, "unregister session failed; it expires when this edge's liveness lapses");
     }
 }
 

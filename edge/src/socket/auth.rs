@@ -28,17 +28,17 @@ pub async fn authenticate(
     contract: &'static Contract,
     s: &SocketRef,
     auth: Option<Value>,
-    svc: &EdgeState,
+    edge: &EdgeState,
 ) -> Result<(), String> {
     let verified = find_token(auth.as_ref(), s.req_parts())
         .ok_or(AuthError::Required)
-        .and_then(|token| svc.verifier.verify(&token));
+        .and_then(|token| edge.verifier.verify(&token));
     let identity = match verified {
         Ok(identity) => identity,
         Err(e) => return refuse(contract, s, e),
     };
     (contract.handshake)(auth.as_ref(), &identity)?;
-    if let Err(e) = presence::register(svc, s, &identity, contract.name).await {
+    if let Err(e) = presence::register(edge, s, &identity, contract.name).await {
         return refuse(contract, s, e);
     }
     s.extensions.insert(identity);

@@ -24,7 +24,7 @@ pub(super) async fn send_message(
 /// Validates, finds the chat (creating the direct one when needed) and sends.
 /// Success is seen as `receive_message`, which chat-service's event brings
 /// to every member, the sender included.
-pub(super) async fn send(svc: &EdgeState, me: &Identity, p: SendMessage) -> Outcome {
+pub(super) async fn send(edge: &EdgeState, me: &Identity, p: SendMessage) -> Outcome {
     if let Some(claimed) = &p.sender_id {
         check_self(claimed, me)?;
     }
@@ -65,7 +65,7 @@ pub(super) async fn send(svc: &EdgeState, me: &Identity, p: SendMessage) -> Outc
         reply_to_id: p.reply_to_id.map(|r| r.0).unwrap_or_default(),
         ..Default::default()
     };
-    let mut chat = svc.chat.clone();
+    let mut chat = edge.chat.clone();
     // An id confab cannot have generated names no chat: treat it as absent.
     let chat_id = p.chat_id.map(|c| c.0).filter(|c| ids::parse(c).is_some());
     if let Some(chat_id) = chat_id {
@@ -111,7 +111,7 @@ pub(super) fn sent_message(m: Option<ChatMessage>) -> Value {
 
 /// `messages_read` (the seed) and `mark_messages_read` (the app).
 pub(super) async fn messages_read(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
     Payload(p): Payload<MessagesRead>,
     reply: Reply,
@@ -120,7 +120,7 @@ pub(super) async fn messages_read(
         if let Some(claimed) = &p.user_id {
             check_self(claimed, &me)?;
         }
-        let read = svc
+        let read = edge
             .chat
             .clone()
             .mark_read(MarkReadRequest {
@@ -171,13 +171,13 @@ pub(super) async fn leave_chat(
 }
 
 pub(super) async fn recall_message(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
     Payload(p): Payload<RecallMessage>,
     reply: Reply,
 ) {
     let result = async {
-        let mut chat = svc.chat.clone();
+        let mut chat = edge.chat.clone();
         if let Some(WireId(chat_id)) = &p.chat_id {
             let m = chat
                 .get_message(GetMessageRequest {
@@ -209,7 +209,7 @@ pub(super) async fn recall_message(
 }
 
 pub(super) async fn typing(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
     Payload(p): Payload<TypingPayload>,
     reply: Reply,
@@ -220,7 +220,7 @@ pub(super) async fn typing(
         }
         // Seen by the others as `user_typing`; a throttled start is dropped
         // without an error.
-        let outcome = typing::set_typing(&svc, &me, &p.chat_id.0, p.is_typing).await?;
+        let outcome = typing::set_typing(&edge, &me, &p.chat_id.0, p.is_typing).await?;
         Ok(json!({
             "chatId": numeric_id(&p.chat_id.0),
             "isTyping": p.is_typing,

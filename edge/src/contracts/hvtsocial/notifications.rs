@@ -61,10 +61,10 @@ pub(super) fn on_connect(s: &SocketRef) {
 }
 
 /// `unread_count` right after connecting, so the badge is right at once.
-pub(super) fn greet(s: &SocketRef, me: &Identity, svc: &EdgeState) {
+pub(super) fn greet(s: &SocketRef, me: &Identity, edge: &EdgeState) {
     let s = s.clone();
     let user_id = me.user_id.clone();
-    let mut notify = svc.notify.clone();
+    let mut notify = edge.notify.clone();
     tokio::spawn(async move {
         match notify.unread_count(UnreadCountRequest { user_id }).await {
             Ok(r) => {
@@ -155,13 +155,13 @@ struct NotificationRead {
 }
 
 async fn notification_read(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
     Payload(p): Payload<NotificationRead>,
     reply: Reply,
 ) {
     let result = async {
-        let r = svc
+        let r = edge
             .notify
             .clone()
             .mark_notifications_read(MarkNotificationsReadRequest {
@@ -187,7 +187,7 @@ struct StoryViewed {
 }
 
 async fn story_viewed(
-    State(svc): State<EdgeState>,
+    State(edge): State<EdgeState>,
     Me(me): Me,
     Payload(p): Payload<StoryViewed>,
     reply: Reply,
@@ -197,7 +197,7 @@ async fn story_viewed(
             check_self(viewer, &me)?;
         }
         let story = numeric_id(&p.story_id.0);
-        svc.notify
+        edge.notify
             .clone()
             .report(ReportRequest {
                 actor: Some(me.actor()),

@@ -47,14 +47,14 @@ use crate::wire::iso;
 
 /// Takes the user's offline queue and sends it to this socket (spawned
 /// by the socket lifecycle after `authenticated`).
-pub fn deliver(s: &SocketRef, me: &Identity, svc: &EdgeState) {
-    let (s, svc) = (s.clone(), svc.clone());
+pub fn deliver(s: &SocketRef, me: &Identity, edge: &EdgeState) {
+    let (s, edge) = (s.clone(), edge.clone());
     let req = TakeOfflineMessagesRequest {
         actor: Some(me.actor()),
-        limit: svc.offline_queue,
+        limit: edge.offline_queue,
     };
     tokio::spawn(async move {
-        let taken = match svc.chat.clone().take_offline_messages(req).await {
+        let taken = match edge.chat.clone().take_offline_messages(req).await {
             Ok(r) => r.into_inner(),
             Err(status) => {
                 let e = ServiceError::from_status(&status);
