@@ -77,11 +77,6 @@ impl CallService for CallGrpc {
         &self,
         r: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream<CallEvent>>, Status> {
-        Ok(subscribe_response(
-            self.calls.bus(),
-            r.get_ref(),
-            "call",
-            self.closing.clone(),
-        ))
+        Ok(subscribe_response(self.calls.bus(), r.get_ref(), "call", self.closing.clone()).await)
     }
 }

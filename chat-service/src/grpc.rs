@@ -147,11 +147,6 @@ impl ChatService for ChatGrpc {
         &self,
         r: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream<ChatEvent>>, Status> {
-        Ok(subscribe_response(
-            self.chat.bus(),
-            r.get_ref(),
-            "chat",
-            self.closing.clone(),
-        ))
+        Ok(subscribe_response(self.chat.bus(), r.get_ref(), "chat", self.closing.clone()).await)
     }
 }

@@ -35,8 +35,10 @@ pub mod writer;
 use std::sync::Arc;
 
 use anyhow::Context;
-use confab_proto::bus::LocalBus;
+use confab_kit::RedisBus;
+use confab_proto::bus::{EventBus, LocalBus};
 use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
+use confab_proto::v1::ChatEvent;
 use confab_proto::v1::chat_service_server::ChatServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -49,12 +51,10 @@ pub use rate::RateLimit;
 /// The gRPC name health checks ask about.
 pub const SERVICE_NAME: &str = "confab.v1.ChatService";
 
-/// How many recent events chat-service keeps for subscribers to read at
-/// their pace and to resume from after a reconnect.
+/// How many recent events chat-service keeps in this process (without
+/// Redis) for subscribers to read at their pace and to resume from after a
+/// reconnect.
 pub const EVENT_LOG: usize = 4096;
-
-/// The prefix of chat-service's Redis keys.
-pub const REDIS_PREFIX: &str = "confab:chat";
 
 /// Connects to the database and brings its schema up to date.
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
@@ -86,14 +86,28 @@ impl Service {
 }
 
 /// chat-service as `config` says: connects (and migrates) its database and
-/// opens its message rate limit (in Redis when `redis_url` is set).
+/// opens its message rate limit and its event log — in Redis, shared with
+/// its replicas, when `redis_url` is set; in this process otherwise.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     config.validate()?;
     let db = connect(&config.database_url)
         .await
         .context("connecting to the chat database")?;
-    let rate = rate_limit(config.message_rate_limit, config.redis_url.as_deref()).await?;
-    let chat = Chat::new(db, Arc::new(LocalBus::new(EVENT_LOG))).with_rate_limit(rate);
+    let (rate, bus): (RateLimit, Arc<dyn EventBus<ChatEvent>>) = match &config.redis_url {
+        Some(url) => {
+            let rate =
+                RateLimit::redis(config.message_rate_limit, url, &config.redis_prefix).await?;
+            let bus = RedisBus::open(url, &config.redis_prefix, config.event_log_retention)
+                .await
+                .context("opening the event log in Redis")?;
+            (rate, Arc::new(bus))
+        }
+        None => (
+            RateLimit::local(config.message_rate_limit),
+            Arc::new(LocalBus::new(EVENT_LOG)),
+        ),
+    };
+    let chat = Chat::new(db, bus).with_rate_limit(rate);
     let (closer, closing) = closing();
     Ok(Service {
         server: ChatServiceServer::new(ChatGrpc::new(chat, closing)),
@@ -104,14 +118,4 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
 /// Builds chat-service as `config` says and serves it on `listener`.
 pub async fn serve(listener: TcpListener, config: Config) -> anyhow::Result<ServiceHandle> {
     Ok(build(config).await?.serve(listener).await?)
-}
-
-/// The message rate limit `limit` a second per user: in Redis at
-/// `redis_url` (keys under `{confab:chat}:rate:`) when given, so replicas
-/// share it, else in this process.
-async fn rate_limit(limit: u32, redis_url: Option<&str>) -> anyhow::Result<RateLimit> {
-    match redis_url {
-        Some(url) => RateLimit::redis(limit, url, REDIS_PREFIX).await,
-        None => Ok(RateLimit::local(limit)),
-    }
 }

@@ -122,6 +122,7 @@ pub async fn start(
         database_url: db_url,
         message_rate_limit: emb.message_rate_limit,
         redis_url: emb.redis_url.clone(),
+        ..Default::default()
     })
     .await?
     .into_parts();

@@ -70,6 +70,7 @@ impl NotifyService for NotifyGrpc {
             r.get_ref(),
             "notify",
             self.closing.clone(),
-        ))
+        )
+        .await)
     }
 }

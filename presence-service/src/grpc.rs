@@ -73,6 +73,7 @@ impl PresenceService for PresenceGrpc {
             r.get_ref(),
             "presence",
             self.closing.clone(),
-        ))
+        )
+        .await)
     }
 }

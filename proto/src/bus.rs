@@ -1,8 +1,9 @@
 //! The event bus a service publishes on and serves `Subscribe` from.
 //!
 //! [`EventBus`] is the seam: the in-process [`LocalBus`] serves the embedded
-//! mode and single-replica deployments; a shared implementation (Redis) lets
-//! replicas of one service serve each other's events.
+//! mode and single-replica deployments; a shared log (`confab-kit`'s
+//! `RedisBus`, on Redis Streams) lets replicas of one service serve each
+//! other's events, in one order, and a subscriber resume on any replica.
 //!
 //! The bus never loses an event silently:
 //!
@@ -72,11 +73,28 @@ pub trait EventBus<E: BusEvent>: Send + Sync + 'static {
     fn publish(&self, event: E) -> BoxFuture<'_, ()>;
     /// A new subscription: live, or right after `resume` when the log still
     /// holds what followed it.
-    fn subscribe(&self, resume: Option<Resume>) -> Subscription<E>;
+    fn subscribe(&self, resume: Option<Resume>) -> BoxFuture<'_, Subscription<E>>;
 }
 
 /// The stream a subscription reads; an `Err` ends it.
-pub type SubscriptionStream<E> = Pin<Box<dyn Stream<Item = Result<E, Lagged>> + Send>>;
+pub type SubscriptionStream<E> = Pin<Box<dyn Stream<Item = Result<E, Ended>> + Send>>;
+
+/// Why a subscription ended before its subscriber left. The subscriber
+/// reconnects with its position ([`Resume`]) either way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Ended {
+    /// It stopped reading while publishers waited.
+    #[error(transparent)]
+    Lagged(#[from] Lagged),
+    /// It fell further behind than the log keeps: what it missed is gone
+    /// from the log (it reconnects, is told it did not resume, and
+    /// resynchronises).
+    #[error("the subscriber fell behind the event log's retention")]
+    Behind,
+    /// The shared log could not be read.
+    #[error("the event log is unavailable: {0}")]
+    Unavailable(String),
+}
 
 /// One subscriber's view of a bus.
 pub struct Subscription<E> {
@@ -228,7 +246,13 @@ impl<E: BusEvent> EventBus<E> for LocalBus<E> {
         Box::pin(self.publish_inner(event))
     }
 
-    fn subscribe(&self, resume: Option<Resume>) -> Subscription<E> {
+    fn subscribe(&self, resume: Option<Resume>) -> BoxFuture<'_, Subscription<E>> {
+        Box::pin(std::future::ready(self.subscribe_now(resume)))
+    }
+}
+
+impl<E: BusEvent> LocalBus<E> {
+    fn subscribe_now(&self, resume: Option<Resume>) -> Subscription<E> {
         let shared = self.shared.clone();
         let (id, resumed) = {
             let mut st = shared.lock();
@@ -261,7 +285,7 @@ impl<E: BusEvent> EventBus<E> for LocalBus<E> {
             let mut reader = reader?;
             match reader.next().await {
                 Ok(e) => Some((Ok(e), Some(reader))),
-                Err(lagged) => Some((Err(lagged), None)),
+                Err(lagged) => Some((Err(Ended::Lagged(lagged)), None)),
             }
         });
         Subscription {
@@ -345,7 +369,7 @@ pub const RESUMED_HEADER: &str = "confab-resumed";
 /// names the epoch in the response headers, and ends the stream when the
 /// service starts shutting down. A subscriber cut off for lagging gets
 /// `RESOURCE_EXHAUSTED` and reconnects with its position.
-pub fn subscribe_response<E: BusEvent>(
+pub async fn subscribe_response<E: BusEvent>(
     bus: &dyn EventBus<E>,
     request: &v1::SubscribeRequest,
     service: &'static str,
@@ -356,7 +380,7 @@ pub fn subscribe_response<E: BusEvent>(
         after_seq: request.after_seq,
     });
     let asked = resume.is_some();
-    let sub = bus.subscribe(resume);
+    let sub = bus.subscribe(resume).await;
     tracing::info!(
         service,
         subscriber = %request.subscriber,
@@ -370,9 +394,14 @@ pub fn subscribe_response<E: BusEvent>(
     let subscriber = request.subscriber.clone();
     let stream = futures::StreamExt::take_until(sub.events, closing.closed());
     let stream = futures::StreamExt::map(stream, move |item| {
-        item.map_err(|lagged| {
-            tracing::warn!(service, subscriber = %subscriber, "{lagged}");
-            tonic::Status::resource_exhausted(lagged.to_string())
+        item.map_err(|ended| {
+            tracing::warn!(service, subscriber = %subscriber, "{ended}");
+            match ended {
+                Ended::Unavailable(_) => tonic::Status::unavailable(ended.to_string()),
+                Ended::Lagged(_) | Ended::Behind => {
+                    tonic::Status::resource_exhausted(ended.to_string())
+                }
+            }
         })
     });
     let mut response = tonic::Response::new(Box::pin(stream) as EventStream<E>);
@@ -406,7 +435,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_subscriber_slows_publishers_and_misses_nothing() {
         let bus = LocalBus::<v1::ChatEvent>::new(4);
-        let mut sub = bus.subscribe(None);
+        let mut sub = bus.subscribe(None).await;
         let publisher = {
             let bus = bus.clone();
             tokio::spawn(async move {
@@ -429,26 +458,33 @@ mod tests {
     #[tokio::test]
     async fn a_stuck_subscriber_is_cut_off_and_resumes_from_the_log() {
         let bus = LocalBus::<v1::ChatEvent>::with_stall(4, Duration::from_millis(50));
-        let mut stuck = bus.subscribe(None);
+        let mut stuck = bus.subscribe(None).await;
         bus.publish(ev("0")).await;
         let first = stuck.events.next().await.unwrap().unwrap();
         // Five more than fit: the fifth publish waits 50 ms, then cuts it off.
         for i in 1..6 {
             bus.publish(ev(&i.to_string())).await;
         }
-        assert!(matches!(stuck.events.next().await, Some(Err(Lagged(_)))));
+        assert!(matches!(
+            stuck.events.next().await,
+            Some(Err(Ended::Lagged(_)))
+        ));
         assert!(stuck.events.next().await.is_none());
         // Events 2..=5 are still in the log (1 left it); resuming after
         // event 1 loses "1" and says so, resuming later does not.
-        let gap = bus.subscribe(Some(Resume {
-            epoch: stuck.epoch.clone(),
-            after_seq: first.seq,
-        }));
+        let gap = bus
+            .subscribe(Some(Resume {
+                epoch: stuck.epoch.clone(),
+                after_seq: first.seq,
+            }))
+            .await;
         assert!(!gap.resumed);
-        let mut again = bus.subscribe(Some(Resume {
-            epoch: stuck.epoch.clone(),
-            after_seq: 2,
-        }));
+        let mut again = bus
+            .subscribe(Some(Resume {
+                epoch: stuck.epoch.clone(),
+                after_seq: 2,
+            }))
+            .await;
         assert!(again.resumed);
         for want in ["2", "3", "4", "5"] {
             assert_eq!(again.events.next().await.unwrap().unwrap().origin, want);
@@ -459,10 +495,12 @@ mod tests {
     async fn another_epoch_starts_live_and_says_so() {
         let bus = LocalBus::<v1::ChatEvent>::new(4);
         bus.publish(ev("old")).await;
-        let sub = bus.subscribe(Some(Resume {
-            epoch: "another".into(),
-            after_seq: 0,
-        }));
+        let sub = bus
+            .subscribe(Some(Resume {
+                epoch: "another".into(),
+                after_seq: 0,
+            }))
+            .await;
         assert!(!sub.resumed);
     }
 }

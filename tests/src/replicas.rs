@@ -60,6 +60,9 @@ pub async fn spawn_replicas(db_url: String, rate: RateWindows<'_>) -> Replicas {
     let dir = tempfile::tempdir().expect("temp dir");
     let loopback = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
     let mut chats = Vec::new();
+    // The replicas' Redis keys (rate windows, event log), apart from any
+    // other test's.
+    let redis_prefix = format!("confab-test-{:016x}", rand::random::<u64>());
     for _ in 0..2 {
         let redis_url = match rate {
             RateWindows::Redis(url) => Some(url.to_string()),
@@ -68,6 +71,7 @@ pub async fn spawn_replicas(db_url: String, rate: RateWindows<'_>) -> Replicas {
         let chat = confab_chat::build(confab_chat::Config {
             database_url: db_url.clone(),
             redis_url,
+            redis_prefix: redis_prefix.clone(),
             ..Default::default()
         })
         .await

@@ -1608,6 +1608,8 @@ async fn rate_limit_shared_in_redis() {
     };
     let mut instances = Vec::new();
     let mut dirs = Vec::new();
+    // Their Redis keys, apart from any other test's.
+    let redis_prefix = format!("confab-test-{:016x}", rand::random::<u64>());
     for _ in 0..2 {
         let (url, dir) = db::sqlite_url().await;
         dirs.push(dir);
@@ -1615,6 +1617,8 @@ async fn rate_limit_shared_in_redis() {
             database_url: url,
             message_rate_limit: 10,
             redis_url: Some(redis.clone()),
+            redis_prefix: redis_prefix.clone(),
+            ..Default::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

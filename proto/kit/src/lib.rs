@@ -7,15 +7,19 @@
 //! * [`page`]: keyset paging — a request's page size and the cursor of the
 //!   next page.
 //! * [`now_ms`]: the clock services stamp rows and events with.
+//! * [`bus`]: a service's event log shared by its replicas, on Redis
+//!   Streams ([`RedisBus`]).
 //!
-//! It knows sea-orm and confab's error type, and nothing of any service's
+//! It knows sea-orm, Redis and confab's error and event types, and nothing of any service's
 //! tables or rules. Only the service crates use it: the edge and its
 //! contracts must not depend on it (they store nothing), nor may
 //! `confab-proto`, which it builds on.
 
+pub mod bus;
 pub mod db;
 pub mod page;
 
+pub use bus::RedisBus;
 pub use db::{connect, db_err};
 
 /// Milliseconds since the Unix epoch, the unit of every confab timestamp.
