@@ -5,11 +5,11 @@
 // on edge A and a raven tab on edge B sends 11 in one second, and exactly
 // one is refused, in the shape of the contract it was sent in.
 //
-// Each replica tells only the edges that follow it about the messages it
-// stored (chat-service replicas share no event bus), so a listener hears a
-// message through the edge it was sent through: the listener here has a
-// raven socket on each edge, and what it heard is the union of the two.
-// What was stored is read from the shared database (history over REST).
+// Both replicas append to one event log in Redis, and each edge follows its
+// own replica's stream of it, so every edge hears every message, whichever
+// replica stored it: the listener has a raven socket on each edge, and
+// each hears every message sent through either edge, once. What was stored
+// is read from the shared database (history over REST).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
@@ -120,16 +120,26 @@ async function setup(name) {
   return { sender, listener, chat, tabs, ears };
 }
 
-/** What the listener hears on both edges, from now on. */
+/** What the listener hears on each edge, from now on. */
 function listen(ears) {
   const logs = ears.map((s) => record(s, 'new_message'));
   return {
-    texts: () => logs.flatMap((l) => l.seen.map((m) => m.text)),
+    /** The texts heard on each edge. */
+    texts: () => logs.map((l) => l.seen.map((m) => m.text)),
+    /** Waits until every edge heard `n` messages. */
     async count(n, ms = 5000) {
       const deadline = Date.now() + ms;
-      while (logs.reduce((k, l) => k + l.seen.length, 0) < n) {
-        if (Date.now() > deadline) throw new Error(`the listener heard only ${this.texts().length} of ${n} messages`);
+      while (logs.some((l) => l.seen.length < n)) {
+        if (Date.now() > deadline) {
+          throw new Error(`the listener heard ${JSON.stringify(logs.map((l) => l.seen.length))} of ${n} messages on edges A and B`);
+        }
         await sleep(20);
+      }
+    },
+    /** Each edge heard exactly `expected`, each message once. */
+    each(expected) {
+      for (const [i, texts] of this.texts().entries()) {
+        assert.deepEqual(sorted(texts), sorted(expected), `what edge ${'AB'[i]} heard`);
       }
     },
     stop: () => logs.forEach((l) => l.stop()),
@@ -169,7 +179,7 @@ describe('the message rate limit across two edges and two chat-service replicas'
 
     // Ten stored, ten delivered, the same ten, and not the refused one.
     const admitted = sorted(texts.filter((t) => !refusedTexts.includes(t)));
-    assert.deepEqual(sorted(heard.texts()), admitted);
+    heard.each(admitted);
     assert.deepEqual(await stored(chat, listener), admitted);
 
     // After the window, the user sends again through each edge.
@@ -177,6 +187,8 @@ describe('the message rate limit across two edges and two chat-service replicas'
     assert.equal(await contracts.v3.send(tabs.v3, chat, 'after the window (v3, edge A)'), false);
     assert.equal(await contracts.raven.send(tabs.raven, chat, 'after the window (raven, edge B)'), false);
     await heard.count(LIMIT + 2);
+    await sleep(QUIET_MS);
+    heard.each([...admitted, 'after the window (v3, edge A)', 'after the window (raven, edge B)']);
     assert.deepEqual(
       await stored(chat, listener),
       sorted([...admitted, 'after the window (v3, edge A)', 'after the window (raven, edge B)']),
@@ -206,12 +218,14 @@ describe('the message rate limit across two edges and two chat-service replicas'
       await sleep(QUIET_MS);
       assert.equal(refusals.seen.length, 1, JSON.stringify(refusals.seen));
       contracts[last].checkRefusal(refusals.seen[0]);
-      assert.deepEqual(sorted(heard.texts()), sorted(first));
+      heard.each(first);
       assert.deepEqual(await stored(chat, listener), sorted(first));
 
       await sleep(WINDOW_MS);
       assert.equal(await contracts[last].send(tabs[last], chat, 'after the window'), false);
       await heard.count(LIMIT + 1);
+      await sleep(QUIET_MS);
+      heard.each([...first, 'after the window']);
       assert.deepEqual(await stored(chat, listener), sorted([...first, 'after the window']));
       heard.stop();
       refusals.stop();

@@ -2,7 +2,9 @@
 //! behind its own edge, with the message rate limit in Redis
 //! (`confab_tests::replicas`), driven by the official socket.io-client
 //! (tests/js/replicas.test.mjs): one user's tabs on both edges, in two
-//! contracts, still get 10 messages a second in all.
+//! contracts, still get 10 messages a second in all; and, since both
+//! replicas append to one event log in Redis, a listener on either edge
+//! hears every message, whichever replica stored it, once.
 //!
 //! Replicas need PostgreSQL (`DATABASE_URL`) and the shared limit needs
 //! Redis (`REDIS_URL`): without either the test is reported as skipped,
