@@ -4,7 +4,9 @@
 //! the network. Its channels connect lazily and reconnect by themselves, so
 //! the edge starts and keeps serving while a service is down: calls then
 //! fail fast (connect timeout) or time out, and the client gets its
-//! contract's error.
+//! contract's error. A service given as several comma-separated addresses
+//! (its replicas) is reached through [`Failover`]: round robin over the
+//! ones that are up.
 //!
 //! The embedded `confab` ([`ServiceTargets::InProcess`]) hands the edge the
 //! services' own gRPC routes: a call is encoded and decoded exactly as over
@@ -27,9 +29,11 @@ use futures::future::BoxFuture;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::service::Routes;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
+
+use crate::failover::Failover;
 
 /// What a client sends its calls through: a network channel or the
 /// services' routes in this process.
@@ -76,7 +80,8 @@ pub type PresenceClient = PresenceServiceClient<Transport>;
 pub type CallClient = CallServiceClient<Transport>;
 pub type NotifyClient = NotifyServiceClient<Transport>;
 
-/// Where the services are.
+/// Where the services are: each a URL, or several comma-separated (a
+/// service's replicas, [`Failover`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceUrls {
     #[arg(
@@ -141,29 +146,28 @@ impl ServiceTargets {
     ) -> anyhow::Result<Transport> {
         match self {
             Self::Remote(urls) => {
-                let url = match service {
+                let urls = match service {
                     Service::Chat => &urls.chat_url,
                     Service::Presence => &urls.presence_url,
                     Service::Call => &urls.call_url,
                     Service::Notify => &urls.notify_url,
                 };
-                let mut endpoint = Endpoint::from_shared(url.clone())?
-                    .connect_timeout(Duration::from_secs(1))
-                    .tcp_nodelay(true)
-                    .keep_alive_while_idle(true);
-                endpoint = match timeout {
-                    Some(t) => endpoint
-                        .timeout(t)
-                        .http2_keep_alive_interval(Duration::from_secs(20)),
-                    None => endpoint
-                        .http2_keep_alive_interval(Duration::from_secs(10))
-                        .keep_alive_timeout(Duration::from_secs(5)),
-                };
-                let channel = endpoint.connect_lazy();
-                Ok(Transport::new(ServiceExt::<Request<Body>>::map_err(
-                    channel,
-                    |e: tonic::transport::Error| -> BoxError { Box::new(e) },
-                )))
+                let channels = urls
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(|url| channel(url, timeout))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                match <[Channel; 1]>::try_from(channels) {
+                    Ok([one]) => Ok(Transport::new(ServiceExt::<Request<Body>>::map_err(
+                        one,
+                        |e: tonic::transport::Error| -> BoxError { Box::new(e) },
+                    ))),
+                    Err(channels) if channels.is_empty() => {
+                        anyhow::bail!("no address for a service")
+                    }
+                    Err(channels) => Ok(Transport::new(Failover::new(channels))),
+                }
             }
             Self::InProcess(routes) => {
                 let routes = ServiceExt::<Request<Body>>::map_err(
@@ -182,6 +186,26 @@ impl ServiceTargets {
             }
         }
     }
+}
+
+/// A channel to one address, connected lazily (the edge starts while the
+/// service is down). With a `timeout`, a call that has not answered in
+/// time fails with DEADLINE_EXCEEDED; without one (for the long-lived
+/// `Subscribe` streams) the connection is kept alive by HTTP/2 pings.
+fn channel(url: &str, timeout: Option<Duration>) -> anyhow::Result<Channel> {
+    let endpoint = Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .keep_alive_while_idle(true);
+    let endpoint = match timeout {
+        Some(t) => endpoint
+            .timeout(t)
+            .http2_keep_alive_interval(Duration::from_secs(20)),
+        None => endpoint
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5)),
+    };
+    Ok(endpoint.connect_lazy())
 }
 
 /// The in-process timeout's error as the status a network call that timed

@@ -15,7 +15,8 @@
 //! 1. [`wire`], [`rooms`], [`throttle`]: ids and dates on the wire, room
 //!    names, the typing throttle;
 //! 2. [`auth`] (tokens → identity), [`clients`] (the service clients and
-//!    how they reach the services), [`config`];
+//!    how they reach the services; [`failover`] over a service's replicas),
+//!    [`config`];
 //! 3. [`state`]: the edge's shared state, handed to every handler;
 //! 4. [`session`]: a socket's life with the services — presence session,
 //!    rooms, typing, call session — and this edge's liveness;
@@ -36,6 +37,7 @@ pub mod contract;
 pub mod contracts;
 pub mod deliveries;
 pub mod embedded;
+pub mod failover;
 pub mod fanout;
 pub mod heartbeat;
 pub mod rest;

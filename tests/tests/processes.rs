@@ -519,3 +519,169 @@ async fn a_killed_call_service_resolves_an_overdue_call_when_it_starts_again() {
         "resolved after the restart"
     );
 }
+
+/// Two chat-service replicas as processes on one PostgreSQL database and
+/// one event log in Redis, and an edge that knows both
+/// (`CONFAB_CHAT_URL=<a>,<b>`), and a second edge for the sender: while it
+/// sends numbered messages,
+/// each replica in turn is killed with SIGKILL and started again
+/// (tests/js/failover.test.mjs); every acknowledged message reaches every
+/// recipient socket exactly once, in order — the edge's stream resumes on
+/// the other replica from where it broke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_replicas_fail_over_without_losing_a_message() {
+    let Some(redis) =
+        confab_tests::skip::required_env("REDIS_URL", "chat-service replicas failing over")
+    else {
+        return;
+    };
+    let Some(db) = confab_tests::db::postgres_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // chat A, chat B, presence, call, notify, the recipients' edge, the
+    // sender's edge.
+    let ports: Vec<u16> = (0..7).map(|_| free_port()).collect();
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+    let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    let secret = format!("processes-{}", rand::random::<u64>());
+    let prefix = format!("confab-test-{:016x}", rand::random::<u64>());
+    let chat_env = |i: usize| {
+        vec![
+            ("CHAT_LISTEN", addr(i)),
+            ("DATABASE_URL", db.clone()),
+            ("REDIS_URL", redis.clone()),
+            ("CHAT_REDIS_PREFIX", prefix.clone()),
+            // A steady stream, not the per-user limit, is what this measures.
+            ("CONFAB_MESSAGE_RATE_LIMIT", "1000".into()),
+        ]
+    };
+    // One after the other: the first migrates the shared database.
+    let a = spawn("chat-service", &chat_env(0));
+    listening(&addr(0)).await;
+    let b = spawn("chat-service", &chat_env(1));
+    listening(&addr(1)).await;
+    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+    let _presence = spawn(
+        "presence-service",
+        &[
+            ("PRESENCE_LISTEN", addr(2)),
+            ("PRESENCE_DATABASE_URL", sqlite("presence.db")),
+        ],
+    );
+    let _call = spawn("call-service", &[("CALL_LISTEN", addr(3))]);
+    let _notify = spawn(
+        "notify-service",
+        &[
+            ("NOTIFY_LISTEN", addr(4)),
+            ("NOTIFY_DATABASE_URL", sqlite("notify.db")),
+        ],
+    );
+    let edge_env = |i: usize| {
+        vec![
+            ("CONFAB_LISTEN", addr(i)),
+            ("CONFAB_JWT_SECRET", secret.clone()),
+            ("CONFAB_CHAT_URL", format!("{},{}", url(0), url(1))),
+            ("CONFAB_PRESENCE_URL", url(2)),
+            ("CONFAB_CALL_URL", url(3)),
+            ("CONFAB_NOTIFY_URL", url(4)),
+        ]
+    };
+    // The sender on an edge of its own: messages keep coming while the
+    // recipients' edge reopens its stream.
+    let _edges = [
+        spawn("confab-edge", &edge_env(5)),
+        spawn("confab-edge", &edge_env(6)),
+    ];
+    let (edge, sender_edge) = (url(5), url(6));
+    readyz_becomes(&edge, true).await;
+    readyz_becomes(&sender_edge, true).await;
+    let replicas = Replicas(Arc::new(Mutex::new(vec![
+        (Some(a), chat_env(0)),
+        (Some(b), chat_env(1)),
+    ])));
+    let control = spawn_replica_control(replicas.clone()).await;
+    let target = Target {
+        url: &edge,
+        env: &[("CONFAB_URL2", sender_edge.clone())],
+        jwt_secret: &secret,
+        control_url: Some(&control),
+        typing_ttl_ms: 5000,
+    };
+    run_suite("failover.test.mjs", target, None).await;
+    drop(replicas);
+    confab_tests::db::drop_postgres(&db).await;
+}
+
+/// Waits until something accepts connections at `addr`.
+async fn listening(addr: &str) {
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens at {addr} after 15 s");
+}
+
+/// A process's environment.
+type Env = Vec<(&'static str, String)>;
+
+/// The chat-service replicas (process, environment), which the suite's
+/// control server kills and starts.
+#[derive(Clone)]
+struct Replicas(Arc<Mutex<Vec<Replica>>>);
+
+/// One replica: its process while it runs, and how to start it again.
+type Replica = (Option<Child>, Env);
+
+/// `POST /replica/{a|b}/kill` (SIGKILL, returns once it is gone) and
+/// `POST /replica/{a|b}/start` (returns once it listens again).
+async fn spawn_replica_control(replicas: Replicas) -> String {
+    async fn act(
+        State(replicas): State<Replicas>,
+        axum::extract::Path((which, action)): axum::extract::Path<(String, String)>,
+    ) -> (axum::http::StatusCode, String) {
+        let i = match which.as_str() {
+            "a" => 0,
+            "b" => 1,
+            _ => {
+                return (
+                    axum::http::StatusCode::NOT_FOUND,
+                    format!("no replica {which}"),
+                );
+            }
+        };
+        let mut all = replicas.0.lock().await;
+        let (child, env) = &mut all[i];
+        match action.as_str() {
+            "kill" => {
+                if let Some(mut c) = child.take() {
+                    c.kill().await.expect("kill chat-service");
+                }
+                (axum::http::StatusCode::OK, "killed".into())
+            }
+            "start" => {
+                if child.is_none() {
+                    *child = Some(spawn("chat-service", env));
+                }
+                let addr = env
+                    .iter()
+                    .find(|(k, _)| *k == "CHAT_LISTEN")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                drop(all);
+                listening(&addr).await;
+                (axum::http::StatusCode::OK, "started".into())
+            }
+            other => (
+                axum::http::StatusCode::NOT_FOUND,
+                format!("no action {other}"),
+            ),
+        }
+    }
+    let app = Router::new()
+        .route("/replica/{which}/{action}", post(act))
+        .with_state(replicas);
+    confab_tests::app::serve_control(app).await
+}

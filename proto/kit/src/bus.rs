@@ -196,7 +196,15 @@ impl<E: BusEvent + prost::Message + Default> EventBus<E> for RedisBus<E> {
             let epoch = self.epoch.clone();
             let opened = async {
                 let (after, resumed) = self.start(resume).await?;
-                let conn = self.client.get_multiplexed_async_connection().await?;
+                // A blocking read answers after up to `BLOCK`: its
+                // connection must wait longer than that for a reply.
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
+                let conn = self
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
                 Ok::<_, redis::RedisError>((after, resumed, conn))
             }
             .await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use confab_proto::ServiceError;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
 
 /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`) and
@@ -17,7 +17,9 @@ use sea_orm_migration::MigratorTrait;
 /// SQLite's busy handler (which sleeps for up to 100 ms a try). WAL with
 /// `synchronous = NORMAL` makes each commit an append to the log, durable
 /// across a crash of confab (not of the machine) — the usual choice for an
-/// app server. PostgreSQL gets a pool of ten.
+/// app server. PostgreSQL gets a pool of ten, and replicas starting at
+/// once migrate one after the other (a PostgreSQL advisory lock), so two
+/// never create the same table.
 pub async fn connect<M: MigratorTrait>(url: &str) -> anyhow::Result<DatabaseConnection> {
     create_sqlite_dir(url)?;
     let mut opts = ConnectOptions::new(url.to_string());
@@ -33,8 +35,39 @@ pub async fn connect<M: MigratorTrait>(url: &str) -> anyhow::Result<DatabaseConn
         opts.max_connections(10);
     }
     let db = Database::connect(opts).await?;
-    M::up(&db, None).await?;
+    if url.starts_with("postgres") {
+        migrate_in_turn::<M>(url, &db).await?;
+    } else {
+        M::up(&db, None).await?;
+    }
     Ok(db)
+}
+
+/// The advisory lock confab's migrations take on a PostgreSQL server.
+const MIGRATION_LOCK: i64 = 0x636f_6e66_6162; // "confab"
+
+/// Runs the migrations `M` on `db` while holding [`MIGRATION_LOCK`] on a
+/// connection of its own (a session lock: held until unlocked or closed),
+/// so replicas of a service starting together take turns.
+async fn migrate_in_turn<M: MigratorTrait>(
+    url: &str,
+    db: &DatabaseConnection,
+) -> anyhow::Result<()> {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.max_connections(1)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let lock = Database::connect(opts).await?;
+    lock.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .await
+        .context("waiting for the migration lock")?;
+    let migrated = M::up(db, None).await;
+    let _ = lock
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .await;
+    let _ = lock.close().await;
+    Ok(migrated?)
 }
 
 /// Creates the directory of a `sqlite://path` URL's file, if it names one.
