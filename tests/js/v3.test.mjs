@@ -1610,11 +1610,12 @@ describe('real client: the chat interface', () => {
 
     // Both: the seed's targetId decides.
     const carol = user('carol');
-    await conversation(alice.token, [carol.id], 'Carol');
+    const withCarol = await conversation(alice.token, [carol.id], 'Carol');
     const { s: sc } = await v3(carol);
     const quiet = expectSilence(sb, 'incoming_call');
     const rings = next(sc, 'incoming_call');
-    const both = await ask(sa, 'initiate_call', start({ targetId: carol.id }));
+    const both = await ask(sa, 'initiate_call', start({ targetId: carol.id, chatid: withCarol }));
+    assert.equal(both.success, true, JSON.stringify(both));
     assert.equal(both.receiverId, carol.id);
     assert.equal((await rings).callId, both.callId);
     await quiet;
