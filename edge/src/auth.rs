@@ -1,10 +1,14 @@
 //! Who is connecting: JWT verification and where a token is found.
 //!
 //! A token is read from, in order: the Socket.IO handshake's `auth.token`,
-//! the `Authorization: Bearer` header, the `accessToken` cookie, the `token`
-//! query parameter. It is verified with an HS256 shared secret or an
-//! RS256/ES256 public key. The claims give the [`Identity`]: `sub` (a string
-//! or a number), optional `name`, `username`, `avatar`.
+//! the `Authorization: Bearer` header, the `__Host-accessToken` cookie, the
+//! `accessToken` cookie, the `token` query parameter. It is verified with an
+//! HS256 shared secret or an RS256/ES256 public key; its `aud` and `iss`
+//! are checked only against what confab is told to expect ([`Expected`]):
+//! identity providers put an audience in their tokens, and a token must not
+//! be refused for naming one nobody asked about. The claims give the
+//! [`Identity`]: `sub` (a string or a number), optional `name`, `username`,
+//! `avatar`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -115,6 +119,17 @@ fn id_of(v: &Value) -> Option<String> {
     }
 }
 
+/// The audiences and issuers a token must name, when confab is told
+/// (`CONFAB_JWT_AUDIENCE`, `CONFAB_JWT_ISSUER`). An empty list checks
+/// nothing: a token's `aud` (or `iss`) is then accepted whatever it says,
+/// or absent. A non-empty list requires the claim, and one of its values
+/// (a string, or any member of an array) must be in the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    pub audiences: Vec<String>,
+    pub issuers: Vec<String>,
+}
+
 /// How tokens are checked.
 #[derive(Clone)]
 pub struct Verifier {
@@ -125,6 +140,25 @@ pub struct Verifier {
 impl Verifier {
     pub fn hs256(secret: &[u8]) -> Self {
         Self::new(DecodingKey::from_secret(secret), Algorithm::HS256)
+    }
+
+    /// Checks `aud` and `iss` against `expected`, replacing what was
+    /// expected before (by default neither is checked; see [`Expected`]).
+    pub fn expecting(mut self, expected: &Expected) -> Self {
+        let v = &mut self.validation;
+        v.validate_aud = !expected.audiences.is_empty();
+        v.aud = None;
+        v.iss = None;
+        v.required_spec_claims.clear();
+        if !expected.audiences.is_empty() {
+            v.set_audience(&expected.audiences);
+            v.required_spec_claims.insert("aud".into());
+        }
+        if !expected.issuers.is_empty() {
+            v.set_issuer(&expected.issuers);
+            v.required_spec_claims.insert("iss".into());
+        }
+        self
     }
 
     /// From a PEM public key; `algorithm` is RS256 or ES256.
@@ -145,7 +179,7 @@ impl Verifier {
         // many frontends' issuers omit it for long-lived sessions.
         validation.required_spec_claims.clear();
         validation.leeway = LEEWAY_SECS;
-        Self { key, validation }
+        Self { key, validation }.expecting(&Expected::default())
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
@@ -198,6 +232,25 @@ pub fn mint_hs256(secret: &[u8], sub: &str, name: Option<&str>, ttl_secs: u64) -
     .unwrap_or_default()
 }
 
+/// The cookies a token is read from, in order: the `__Host-` one an app's
+/// backend sets over HTTPS first, then the plain one of development.
+const ACCESS_TOKEN_COOKIES: [&str; 2] = ["__Host-accessToken", "accessToken"];
+
+/// The first non-empty value of the cookie `name` in the request's
+/// `Cookie` headers.
+fn cookie(parts: &Parts, name: &str) -> Option<String> {
+    parts
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|pair| match pair.trim().split_once('=') {
+            Some((k, v)) if k == name && !v.trim().is_empty() => Some(v.trim().to_string()),
+            _ => None,
+        })
+}
+
 /// Finds the token of a Socket.IO handshake or an HTTP request.
 pub fn find_token(auth: Option<&Value>, parts: &Parts) -> Option<String> {
     let non_empty = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
@@ -219,18 +272,8 @@ pub fn find_token(auth: Option<&Value>, parts: &Parts) -> Option<String> {
     {
         return Some(t);
     }
-    for cookies in parts.headers.get_all(http::header::COOKIE) {
-        let Ok(cookies) = cookies.to_str() else {
-            continue;
-        };
-        for pair in cookies.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=')
-                && k == "accessToken"
-                && let Some(t) = non_empty(v)
-            {
-                return Some(t);
-            }
-        }
+    if let Some(t) = ACCESS_TOKEN_COOKIES.iter().find_map(|c| cookie(parts, c)) {
+        return Some(t);
     }
     parts.uri.query().and_then(|q| {
         q.split('&').find_map(|pair| match pair.split_once('=') {
@@ -268,6 +311,29 @@ mod tests {
         assert_eq!(find_token(None, &p).as_deref(), Some("b"));
         let p = parts("/?token=d", &[("cookie", "x=1; accessToken=c")]);
         assert_eq!(find_token(None, &p).as_deref(), Some("c"));
+        // The `__Host-` cookie (an app's backend over HTTPS) before the
+        // plain one, in whichever order and header they come.
+        let p = parts("/", &[("cookie", "accessToken=c; __Host-accessToken=h")]);
+        assert_eq!(find_token(None, &p).as_deref(), Some("h"));
+        let p = parts(
+            "/",
+            &[
+                ("cookie", "accessToken=c"),
+                ("cookie", "__Host-accessToken=h"),
+            ],
+        );
+        assert_eq!(find_token(None, &p).as_deref(), Some("h"));
+        let p = parts("/?token=d", &[("cookie", "__Host-accessToken=h")]);
+        assert_eq!(find_token(None, &p).as_deref(), Some("h"));
+        // An empty one is no token: the next source counts.
+        let p = parts("/", &[("cookie", "__Host-accessToken=; accessToken=c")]);
+        assert_eq!(find_token(None, &p).as_deref(), Some("c"));
+        // Only these names: `__Secure-` or look-alike cookies are not read.
+        let p = parts(
+            "/?token=d",
+            &[("cookie", "__Secure-accessToken=s; xaccessToken=x")],
+        );
+        assert_eq!(find_token(None, &p).as_deref(), Some("d"));
         let p = parts("/?EIO=4&token=d%2Ee", &[]);
         assert_eq!(find_token(None, &p).as_deref(), Some("d.e"));
         assert_eq!(find_token(None, &parts("/", &[])), None);
@@ -322,5 +388,139 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v.verify(&expired), Err(AuthError::Expired));
+    }
+
+    /// An HS256 token signed with `secret` whose claims are `sub: "7"` and
+    /// `extra`.
+    fn signed(extra: serde_json::Value) -> String {
+        let mut claims = serde_json::json!({"sub": "7", "exp": 4_000_000_000u64});
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn audience_and_issuer_are_accepted_when_nothing_is_expected() {
+        let v = Verifier::hs256(b"secret");
+        for claims in [
+            serde_json::json!({}),
+            serde_json::json!({"aud": "my-app"}),
+            serde_json::json!({"aud": ["my-app", "https://idp.example/userinfo"]}),
+            serde_json::json!({"aud": []}),
+            serde_json::json!({"iss": "https://idp.example/"}),
+            serde_json::json!({"aud": "my-app", "iss": "https://idp.example/"}),
+        ] {
+            assert_eq!(
+                v.verify(&signed(claims.clone())).map(|i| i.user_id),
+                Ok("7".into()),
+                "{claims}"
+            );
+        }
+        // Still signed and unexpired.
+        let forged = jsonwebtoken::encode(
+            &Header::default(),
+            &serde_json::json!({"sub": "7", "aud": "my-app"}),
+            &EncodingKey::from_secret(b"other"),
+        )
+        .unwrap();
+        assert_eq!(v.verify(&forged), Err(AuthError::Invalid));
+        let expired = signed(serde_json::json!({"aud": "my-app", "exp": 1}));
+        assert_eq!(v.verify(&expired), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn an_expected_audience_and_issuer_are_required_and_checked() {
+        let expected = Expected {
+            audiences: vec!["confab-api".into(), "confab-admin".into()],
+            issuers: vec!["https://idp.example/".into()],
+        };
+        let v = Verifier::hs256(b"secret").expecting(&expected);
+        let iss = "https://idp.example/";
+        for (claims, ok) in [
+            (serde_json::json!({"aud": "confab-api", "iss": iss}), true),
+            (serde_json::json!({"aud": "confab-admin", "iss": iss}), true),
+            (
+                serde_json::json!({"aud": ["other", "confab-api"], "iss": iss}),
+                true,
+            ),
+            (serde_json::json!({"aud": "other", "iss": iss}), false),
+            (
+                serde_json::json!({"aud": ["other", "more"], "iss": iss}),
+                false,
+            ),
+            (serde_json::json!({"aud": [], "iss": iss}), false),
+            (serde_json::json!({"iss": iss}), false),
+            (serde_json::json!({"aud": "confab-api"}), false),
+            (
+                serde_json::json!({"aud": "confab-api", "iss": "https://evil.example/"}),
+                false,
+            ),
+            (
+                serde_json::json!({"aud": "confab-api", "iss": ["https://evil.example/"]}),
+                false,
+            ),
+            (serde_json::json!({"aud": 7, "iss": iss}), false),
+        ] {
+            let want = if ok {
+                Ok("7".to_string())
+            } else {
+                Err(AuthError::Invalid)
+            };
+            assert_eq!(
+                v.verify(&signed(claims.clone())).map(|i| i.user_id),
+                want,
+                "{claims}"
+            );
+        }
+        // Each setting alone checks only its claim.
+        let aud_only = Verifier::hs256(b"secret").expecting(&Expected {
+            audiences: vec!["confab-api".into()],
+            issuers: Vec::new(),
+        });
+        assert!(
+            aud_only
+                .verify(&signed(
+                    serde_json::json!({"aud": "confab-api", "iss": "anyone"})
+                ))
+                .is_ok()
+        );
+        assert!(
+            aud_only
+                .verify(&signed(serde_json::json!({"aud": "confab-api"})))
+                .is_ok()
+        );
+        assert!(
+            aud_only
+                .verify(&signed(serde_json::json!({"aud": "other"})))
+                .is_err()
+        );
+        let iss_only = Verifier::hs256(b"secret").expecting(&Expected {
+            audiences: Vec::new(),
+            issuers: vec![iss.into()],
+        });
+        assert!(
+            iss_only
+                .verify(&signed(serde_json::json!({"aud": "anything", "iss": iss})))
+                .is_ok()
+        );
+        assert!(
+            iss_only
+                .verify(&signed(serde_json::json!({"aud": "anything"})))
+                .is_err()
+        );
+        // Expecting nothing again undoes it.
+        let reset = v.expecting(&Expected::default());
+        assert!(
+            reset
+                .verify(&signed(serde_json::json!({"aud": "other"})))
+                .is_ok()
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::Verifier;
+use crate::auth::{Expected, Verifier};
 use crate::clients::ServiceTargets;
 pub use crate::clients::ServiceUrls;
 
@@ -26,6 +26,14 @@ pub struct EdgeArgs {
     /// Algorithm of the public key: RS256 or ES256.
     #[arg(long, env = "CONFAB_JWT_ALGORITHM", default_value = "RS256")]
     pub jwt_algorithm: String,
+    /// The audiences a token must name in `aud` (comma-separated, one is
+    /// enough); unset, a token's `aud` is accepted whatever it says.
+    #[arg(long, env = "CONFAB_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+    /// The issuers a token's `iss` must be one of (comma-separated); unset,
+    /// `iss` is not checked.
+    #[arg(long, env = "CONFAB_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Vec<String>,
     /// How long a call to a service may take before the client gets an error.
     #[arg(long, env = "CONFAB_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
     pub request_timeout_ms: u64,
@@ -49,6 +57,21 @@ pub struct EdgeArgs {
     /// `v3` connect.
     #[arg(long, env = "CONFAB_OFFLINE_QUEUE", default_value_t = DEFAULT_OFFLINE_QUEUE)]
     pub offline_queue: u32,
+}
+
+/// What tokens must name: the non-empty values of
+/// [`EdgeArgs::jwt_audience`] and [`EdgeArgs::jwt_issuer`], trimmed.
+fn expected(args: &EdgeArgs) -> Expected {
+    let values = |list: &[String]| {
+        list.iter()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    Expected {
+        audiences: values(&args.jwt_audience),
+        issuers: values(&args.jwt_issuer),
+    }
 }
 
 /// [`EdgeArgs::offline_queue`]'s default: the `v3` seed's 25.
@@ -102,7 +125,8 @@ impl EdgeConfig {
             }
             (None, Some(secret)) if !secret.is_empty() => Verifier::hs256(secret.as_bytes()),
             _ => anyhow::bail!("no JWT key: set CONFAB_JWT_SECRET or CONFAB_JWT_PUBLIC_KEY_FILE"),
-        };
+        }
+        .expecting(&expected(args));
         Ok(Self {
             default_contract: args.default_contract.clone(),
             verifier,
@@ -117,5 +141,43 @@ impl EdgeConfig {
             offline_queue: args.offline_queue.clamp(1, 100),
             edge_id: format!("edge-{}-{:08x}", std::process::id(), rand::random::<u32>()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        edge: EdgeArgs,
+    }
+
+    fn parse(flags: &[&str]) -> EdgeArgs {
+        Cli::try_parse_from(std::iter::once("confab-edge").chain(flags.iter().copied()))
+            .unwrap()
+            .edge
+    }
+
+    #[test]
+    fn audience_and_issuer_are_optional_lists() {
+        let none = parse(&[]);
+        assert_eq!(expected(&none), Expected::default());
+        let some = parse(&[
+            "--jwt-audience",
+            "confab-api, confab-admin,",
+            "--jwt-issuer",
+            "https://idp.example/",
+        ]);
+        assert_eq!(
+            expected(&some),
+            Expected {
+                audiences: vec!["confab-api".into(), "confab-admin".into()],
+                issuers: vec!["https://idp.example/".into()],
+            }
+        );
     }
 }

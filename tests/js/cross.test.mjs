@@ -11,6 +11,7 @@ import {
   closeAll,
   connect,
   conversation,
+  expectSilence,
   next,
   nextWhere,
   record,
@@ -209,9 +210,12 @@ describe('a call across contracts', () => {
     assert.deepEqual(await ring, {
       from: Number(vSub), offer: null, isVideo: true, callerName: 'Vic', callerAvatar: '', chatId: Number(chatid), callId,
     });
+    // v3's offer while hvtsocial still rings: the full ring, now with the offer.
     const offer = next(sh, 'incoming_call');
     sv.emit('webrtc_offer', { callId: ack.callId, targetId: hSub, offer: OFFER });
-    assert.deepEqual(await offer, { from: Number(vSub), offer: OFFER, callId });
+    assert.deepEqual(await offer, {
+      from: Number(vSub), offer: OFFER, isVideo: true, callerName: 'Vic', callerAvatar: '', chatId: Number(chatid), callId,
+    });
 
     // hvtsocial answers with its SDP: v3 hears call_answered and the answer.
     const answered = next(sv, 'call_answered');
@@ -255,6 +259,41 @@ describe('a call across contracts', () => {
     assert.equal(records.body.calls[0].state, 'ended');
     assert.ok(records.body.calls[0].durationMs >= 1000);
   });
+  test("a v3 caller's offer reaches an hvtsocial callee still ringing as the full ring, on every tab; once answered, as a renegotiation to the tab in the call", async () => {
+    const [vSub, hSub] = [numericId(), numericId()];
+    const vTok = token(vSub, { name: 'Vic', extra: { avatar: 'https://cdn.example/vic.png' } });
+    const hTok = token(hSub, { name: 'Hana' });
+    const chatid = await conversation(vTok, [hSub], 'Voice');
+    const sv = await connect('/v3', { auth: { token: vTok, profileid: vSub } });
+    const [h1, h2] = [await connect('/hvtsocial', { auth: { token: hTok } }), await connect('/hvtsocial', { auth: { token: hTok } })];
+
+    const rings = [next(h1, 'incoming_call'), next(h2, 'incoming_call')];
+    const ack = await sv.emitWithAck('initiate_call', { targetId: hSub, callType: 'voice', chatid });
+    assert.equal(ack.success, true, JSON.stringify(ack));
+    const callId = Number(ack.callId);
+    const ring = { from: Number(vSub), isVideo: false, callerName: 'Vic', callerAvatar: 'https://cdn.example/vic.png', chatId: Number(chatid), callId };
+    for (const r of await Promise.all(rings)) assert.deepEqual(r, { ...ring, offer: null });
+
+    // The hvtsocial frontend takes every incoming_call for the ring: the
+    // offer comes as the ring again, with it, on both tabs.
+    const offers = [next(h1, 'incoming_call'), next(h2, 'incoming_call')];
+    sv.emit('webrtc_offer', { callId: ack.callId, targetId: hSub, offer: OFFER });
+    for (const o of await Promise.all(offers)) assert.deepEqual(o, { ...ring, offer: OFFER });
+
+    // Tab 1 answers; v3's next offer renegotiates the ongoing call, to tab 1 alone.
+    const answered = next(sv, 'call_answered');
+    h1.emit('answer_call', { to: Number(vSub), answer: ANSWER });
+    await answered;
+    const quiet = expectSilence(h2, 'incoming_call');
+    const renegotiation = next(h1, 'incoming_call');
+    sv.emit('webrtc_offer', { callId: ack.callId, targetId: hSub, offer: OFFER });
+    assert.deepEqual(await renegotiation, { from: Number(vSub), offer: OFFER, callId });
+    await quiet;
+    const ended = next(h1, 'call_ended');
+    assert.equal((await sv.emitWithAck('end_call', { callId: ack.callId })).success, true);
+    await ended;
+  });
+
   test('an hvtsocial caller and a v3 callee: the offer rides with the ring, the v3 answer arrives as call_answered once', async () => {
     const [hSub, vSub] = [numericId(), numericId()];
     const [hTok, vTok] = [token(hSub, { name: 'Hana' }), token(vSub, { name: 'Vic' })];

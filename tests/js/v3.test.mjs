@@ -367,6 +367,7 @@ describe('messaging', () => {
         attachments: [],
         mentions: [],
         timestamp: ack.timestamp,
+        createdAt: ack.timestamp,
         messageStatus: 'sent',
         reactions: [],
       },
@@ -664,6 +665,7 @@ describe('offline delivery', () => {
         attachments: [],
         mentions: [],
         timestamp: first.message.timestamp,
+        createdAt: first.message.timestamp,
         messageStatus: 'delivered',
         reactions: [],
       },
@@ -939,7 +941,8 @@ describe('presence and typing', () => {
     const ack = await ask(sa, 'typing_start', { chatid });
     assert.deepEqual(ack, { success: true, chatid });
     const t = await typing;
-    assert.deepEqual(Object.keys(t).sort(), ['chatid', 'profileid', 'startedAt', 'username']);
+    assert.deepEqual(Object.keys(t).sort(), ['chatid', 'isTyping', 'profileid', 'startedAt', 'username']);
+    assert.equal(t.isTyping, true);
     assert.equal(t.chatid, chatid);
     assert.equal(t.profileid, alice.id);
     assert.equal(t.username, 'Alice');
@@ -951,7 +954,7 @@ describe('presence and typing', () => {
     const stopMute = expectSilence([sa, sa2], 'user_stopped_typing');
     const stopped = next(sb, 'user_stopped_typing');
     sa.emit('typing_stop', chatid);
-    assert.deepEqual(await stopped, { chatid, profileid: alice.id, username: 'Alice' });
+    assert.deepEqual(await stopped, { chatid, profileid: alice.id, username: 'Alice', isTyping: false });
     await stopMute;
 
     const again = next(sb, 'user_typing');
@@ -967,7 +970,7 @@ describe('presence and typing', () => {
     sa.emit('typing_start', { chatid });
     await typing;
     const stopped = await next(sb, 'user_stopped_typing', 8000);
-    assert.deepEqual(stopped, { chatid, profileid: alice.id, username: 'Alice' });
+    assert.deepEqual(stopped, { chatid, profileid: alice.id, username: 'Alice', isTyping: false });
     await mine;
   });
 
@@ -1520,5 +1523,168 @@ describe('calls', () => {
     const r = await limited;
     assert.deepEqual(r, { error: 'rate_limited', message: r.message, retryAfter: refused.retryAfter });
     assert.equal(typeof r.message, 'string');
+  });
+});
+
+// Swaggo's chat interface beside the provider,
+// Website/Frontend/Components/Chat/ComprehensiveChatInterface.js, as it
+// reads messages and typing and starts, answers and declines calls; and the
+// access-token cookie its backend sets over HTTPS. The seed's fields stay
+// (the suites above prove them); these are served beside them.
+describe('real client: the chat interface', () => {
+  test("new_message carries createdAt, the same instant as the seed's timestamp, live, in replyTo and offline", async () => {
+    const { alice, chatid, sa, sb } = await pair();
+    const got = next(sb, 'new_message');
+    const ack = await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 'when?' });
+    const data = await got;
+    // The chat view: `timestamp: new Date(data.message.createdAt)`.
+    const shown = new Date(data.message.createdAt);
+    assert.ok(!Number.isNaN(shown.getTime()), `Invalid Date from ${data.message.createdAt}`);
+    assert.equal(data.message.createdAt, data.message.timestamp);
+    assert.equal(data.message.createdAt, ack.timestamp);
+
+    const reply = next(sb, 'new_message');
+    await ask(sa, 'send_message', { chatid, clientMessageId: cid(), messageType: 'text', content: 're', replyTo: ack.serverMessageId });
+    const replied = (await reply).message.replyTo;
+    assert.equal(replied.messageid, ack.serverMessageId);
+    assert.equal(replied.createdAt, ack.timestamp);
+
+    // Offline: what reached none of carol's sockets comes on her connect.
+    const carol = user('carol');
+    const dm = await conversation(alice.token, [carol.id], 'Later');
+    const posted = await rest('POST', `/api/conversations/${dm}/messages`, alice.token, { text: 'while away' });
+    assert.equal(posted.status, 201);
+    let queued;
+    await v3(carol, {}, '/v3', (s) => {
+      queued = record(s, 'new_message');
+    });
+    const [offline] = await queued.count(1);
+    assert.equal(offline.isOfflineDelivery, true);
+    assert.match(offline.message.createdAt, ISO);
+    assert.equal(offline.message.createdAt, offline.message.timestamp);
+    assert.equal(Date.parse(offline.message.createdAt), Date.parse(posted.body.createdAt));
+  });
+
+  test('user_typing carries isTyping: true and user_stopped_typing isTyping: false', async () => {
+    const { alice, chatid, sa, sb } = await pair();
+    // The chat view: `setOtherUserTyping(data.isTyping)` on user_typing.
+    const typing = next(sb, 'user_typing');
+    sa.emit('typing_start', chatid);
+    const t = await typing;
+    assert.equal(t.profileid, alice.id);
+    assert.equal(t.isTyping, true);
+    const stopped = next(sb, 'user_stopped_typing');
+    sa.emit('typing_stop', chatid);
+    assert.equal((await stopped).isTyping, false);
+  });
+
+  /** Alice and Bob share a chat and are connected; the ring's payload as the interface sends it. */
+  async function callers() {
+    const alice = user('alice');
+    const bob = user('bob');
+    const chatid = await conversation(alice.token, [bob.id], 'Call');
+    const { s: sa } = await v3(alice);
+    const { s: sb } = await v3(bob);
+    const start = (extra = {}) => ({
+      callId: `call_${Date.now()}_${Math.random()}`,
+      chatid,
+      callType: 'video',
+      receiverId: bob.id,
+      caller: { profileid: alice.id, username: alice.username, profilePic: '' },
+      ...extra,
+    });
+    return { alice, bob, chatid, sa, sb, start };
+  }
+
+  test('initiate_call with receiverId (the interface names the callee so) rings that user; targetId wins when both are sent', async () => {
+    const { alice, bob, chatid, sa, sb, start } = await callers();
+    const incoming = next(sb, 'incoming_call');
+    const ack = await ask(sa, 'initiate_call', start());
+    assert.equal(ack.success, true, JSON.stringify(ack));
+    assert.equal(ack.receiverId, bob.id);
+    const ring = await incoming;
+    assert.equal(ring.callId, ack.callId);
+    assert.equal(ring.callerId, alice.id);
+    assert.equal(ring.chatid, chatid);
+    await ask(sa, 'call_cancelled', { callId: ack.callId });
+
+    // Both: the seed's targetId decides.
+    const carol = user('carol');
+    const withCarol = await conversation(alice.token, [carol.id], 'Carol');
+    const { s: sc } = await v3(carol);
+    const quiet = expectSilence(sb, 'incoming_call');
+    const rings = next(sc, 'incoming_call');
+    const both = await ask(sa, 'initiate_call', start({ targetId: carol.id, chatid: withCarol }));
+    assert.equal(both.success, true, JSON.stringify(both));
+    assert.equal(both.receiverId, carol.id);
+    assert.equal((await rings).callId, both.callId);
+    await quiet;
+    await ask(sa, 'call_cancelled', { callId: both.callId });
+
+    // Neither: refused, nobody rung.
+    const none = expectSilence([sb, sc], 'incoming_call');
+    const refused = await ask(sa, 'initiate_call', start({ receiverId: undefined }));
+    assert.equal(refused.success, false);
+    assert.equal(refused.code, 'INVALID_ARGUMENT');
+    await none;
+  });
+
+  test('answer_call {callId, chatid, accepted: false} (the Decline button) declines as call_rejected does: nobody is left in a call', async () => {
+    const { alice, bob, chatid, sa, sb, start } = await callers();
+    const { s: sb2 } = await v3(bob);
+    const incoming = next(sb, 'incoming_call');
+    const ack = await ask(sa, 'initiate_call', start());
+    const ring = await incoming;
+
+    // As the interface sends it: no ack.
+    const answered = expectSilence([sa, sb, sb2], 'call_answered');
+    const rejected = [next(sa, 'call_rejected'), next(sb2, 'call_rejected')];
+    sb.emit('answer_call', {
+      callId: ring.callId,
+      chatid: ring.chatid,
+      accepted: false,
+      answerer: { profileid: bob.id, username: bob.username, profilePic: '' },
+    });
+    for (const r of await Promise.all(rejected)) {
+      assert.deepEqual({ ...r, timestamp: undefined }, { callId: ack.callId, rejectedBy: bob.id, timestamp: undefined });
+      assert.match(r.timestamp, ISO);
+    }
+    await answered;
+    const records = await rest('GET', `/api/calls?conversation=${chatid}`, alice.token);
+    assert.deepEqual(records.body.calls.map((c) => [c.id, c.state]), [[ack.callId, 'rejected']]);
+
+    // Nobody is busy: the next call rings; declined with an ack, it is acked as call_rejected is.
+    const again = next(sb, 'incoming_call');
+    const second = await ask(sa, 'initiate_call', start());
+    assert.equal(second.success, true, JSON.stringify(second));
+    await again;
+    const rejectedAgain = next(sa, 'call_rejected');
+    assert.deepEqual(await ask(sb, 'answer_call', { callId: second.callId, chatid, accepted: false }), { success: true, callId: second.callId });
+    assert.equal((await rejectedAgain).rejectedBy, bob.id);
+    // A declined call cannot be declined or answered again.
+    assert.equal((await ask(sb, 'answer_call', { callId: second.callId, accepted: false })).code, 'CONFLICT');
+
+    // accepted: true answers.
+    const third = await ask(sa, 'initiate_call', start());
+    const answeredNow = next(sa, 'call_answered');
+    assert.deepEqual(await ask(sb, 'answer_call', { callId: third.callId, chatid, accepted: true }), { success: true, callId: third.callId });
+    assert.equal((await answeredNow).answeredBy, bob.id);
+    await ask(sa, 'end_call', { callId: third.callId });
+  });
+
+  test('the access token from the __Host-accessToken cookie (the backend over HTTPS) first, then accessToken', async () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    const cookie = (c) => ({ extraHeaders: { cookie: c } });
+    let { hello } = await v3(alice, cookie(`theme=dark; __Host-accessToken=${alice.token}`));
+    assert.equal(hello.user.id, alice.id);
+    // Both: the __Host- one wins, whichever comes first.
+    ({ hello } = await v3(alice, cookie(`accessToken=${bob.token}; __Host-accessToken=${alice.token}`)));
+    assert.equal(hello.user.id, alice.id);
+    // REST reads it too.
+    const res = await fetch(`${URL}/api/conversations`, { headers: { cookie: `accessToken=abc.def; __Host-accessToken=${alice.token}` } });
+    assert.equal(res.status, 200);
+    const plain = await fetch(`${URL}/api/conversations`, { headers: { cookie: `accessToken=${alice.token}` } });
+    assert.equal(plain.status, 200);
   });
 });

@@ -10,7 +10,8 @@
 //!
 //! [`TestApp::second_edge`] starts another edge on the same services (as a
 //! load balancer would spread clients over two), [`TestApp::edge_without_presence`]
-//! one whose presence-service cannot be reached; [`run_suite_on_two_edges`]
+//! one whose presence-service cannot be reached, [`TestApp::edge_with`] one
+//! with other settings; [`run_suite_on_two_edges`]
 //! runs a suite with their URLs as `CONFAB_URL2` and
 //! `CONFAB_URL_NO_PRESENCE`.
 
@@ -267,6 +268,8 @@ pub(crate) fn edge_args(default_contract: &str, jwt_secret: &str) -> EdgeArgs {
         jwt_secret: Some(jwt_secret.to_string()),
         jwt_public_key_file: None,
         jwt_algorithm: "RS256".into(),
+        jwt_audience: Vec::new(),
+        jwt_issuer: Vec::new(),
         request_timeout_ms: 3000,
         presence_heartbeat_ms: 200,
         heartbeat_ms: HEARTBEAT_MS,
@@ -376,8 +379,23 @@ impl TestApp {
         self.another_edge(urls).await.0
     }
 
+    /// Starts another edge on the same services with the first edge's
+    /// settings as `change` leaves them (e.g. an expected token audience);
+    /// returns its URL once it is ready. It is shut down with the app.
+    pub async fn edge_with(&self, change: impl FnOnce(&mut EdgeArgs)) -> String {
+        let mut args = self.edge_args.clone();
+        change(&mut args);
+        let (url, streams) = self.edge_from(&args, self.service_urls.clone()).await;
+        wait_for_presence(&streams).await;
+        url
+    }
+
     async fn another_edge(&self, urls: ServiceUrls) -> (String, StreamStatus) {
-        let cfg = EdgeConfig::from_args(&self.edge_args, urls, None).expect("edge config");
+        self.edge_from(&self.edge_args, urls).await
+    }
+
+    async fn edge_from(&self, args: &EdgeArgs, urls: ServiceUrls) -> (String, StreamStatus) {
+        let cfg = EdgeConfig::from_args(args, urls, None).expect("edge config");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let edge = confab_edge::start(cfg, listener)
             .await

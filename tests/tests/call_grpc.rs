@@ -328,6 +328,14 @@ async fn a_call_from_ring_to_end(mut env: Env) -> Env {
             assert_eq!(s.from_user_id, alice);
             assert_eq!(s.kind, SignalKind::Offer as i32);
             assert_eq!(s.call_id, call.id);
+            // With the call as it is now (ongoing, bob in it), without SDP.
+            let c = s.call.expect("the call rides with the signal");
+            assert_eq!(
+                (c.id.as_str(), state(&c)),
+                (call.id.as_str(), CallState::Ongoing)
+            );
+            assert!(c.participants.iter().all(|p| p.joined));
+            assert_eq!((c.sdp_offer.as_str(), c.sdp_answer.as_str()), ("", ""));
         }
         other => panic!("{other:?}"),
     }
@@ -741,7 +749,8 @@ async fn signals_only_between_participants(mut env: Env) -> Env {
     let call = initiate(&mut env.calls, &alice, &bob, "a").await.unwrap();
     let mut events = subscribe(&mut env.calls).await;
 
-    // Before bob answers, the caller's ICE reaches every socket of bob.
+    // Before bob answers, the caller's ICE reaches every socket of bob,
+    // with the call still ringing for him.
     env.calls
         .signal(signal(
             &alice,
@@ -754,6 +763,15 @@ async fn signals_only_between_participants(mut env: Env) -> Env {
         .unwrap();
     let e = next(&mut events).await;
     assert!(e.audience.unwrap().session_ids.is_empty());
+    let Some(Kind::Signal(s)) = e.kind else {
+        panic!("a signal")
+    };
+    let c = s.call.expect("the call rides with the signal");
+    assert_eq!(state(&c), CallState::Ringing);
+    assert_eq!(c.caller_id, alice);
+    let b = c.participants.iter().find(|p| p.user_id == bob).unwrap();
+    assert!(!b.joined && b.joined_at_ms == 0);
+    assert!(c.sdp_offer.is_empty(), "the ring's SDP stays out");
 
     let e = env
         .calls

@@ -43,6 +43,8 @@ async fn start(db: Db) -> (System, tempfile::TempDir) {
         jwt_secret: None,
         jwt_public_key_file: None,
         jwt_algorithm: "RS256".into(),
+        jwt_audience: Vec::new(),
+        jwt_issuer: Vec::new(),
         request_timeout_ms: 3000,
         presence_heartbeat_ms: 200,
         heartbeat_ms: confab_edge::config::DEFAULT_HEARTBEAT_MS,

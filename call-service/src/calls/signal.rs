@@ -1,7 +1,8 @@
 //! What passes within a live call: WebRTC signaling (`Signal`, relayed only
 //! between participants and, once one answered, only to its answering
-//! socket; a `renegotiation` only within the ongoing call) and call
-//! controls (`UpdateControls`: mute, video, screen share).
+//! socket; a `renegotiation` only within the ongoing call; each relayed
+//! with the call as it then was, without its SDP) and call controls
+//! (`UpdateControls`: mute, video, screen share).
 
 use confab_kit::db_err;
 use confab_proto::ServiceError;
@@ -61,6 +62,14 @@ impl Calls {
             from_user_id: me.id.clone(),
             kind: kind as i32,
             payload_json: req.payload_json.clone(),
+            // The call's state and people, so a contract can tell a ring's
+            // offer from a renegotiation; its SDP stays out (the signal
+            // carries its own).
+            call: Some(v1::Call {
+                sdp_offer: String::new(),
+                sdp_answer: String::new(),
+                ..loaded.to_proto()
+            }),
         };
         for t in targets {
             // Once a participant answered, only its answering socket hears

@@ -497,6 +497,7 @@ mod tests {
             from_user_id: "100001".into(),
             kind: SignalKind::Offer as i32,
             payload_json: r#"{"type":"offer"}"#.into(),
+            call: None,
         };
         let out = call_event(&event(Kind::Signal(sig), &["sb"]));
         assert_eq!(out[0].event, "call:offer");

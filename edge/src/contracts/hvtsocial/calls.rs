@@ -3,7 +3,7 @@
 //! | seed event | direction | confab |
 //! |---|---|---|
 //! | `call_user {to, offer, isVideo, callerName, callerAvatar, chatId}` | c→s | `InitiateCall` to `to` (`chatId`, when sent, must be a chat both are in; else their direct chat is found), `offer` stored and relayed with the ring; `callerName`/`callerAvatar` come from the token, not the payload. Within an ongoing call with `to`, from the socket in it: a renegotiation offer (`Signal`, below) |
-//! | `incoming_call {from, offer, isVideo, callerName, callerAvatar, chatId, callId}` | s→c | `call_initiated`, to every socket of the callee; `offer` is `null` when the caller (on another contract) sent none with the ring. A renegotiation offer is `incoming_call {from, offer, callId}` to the socket in the call |
+//! | `incoming_call {from, offer, isVideo, callerName, callerAvatar, chatId, callId}` | s→c | `call_initiated`, to every socket of the callee; `offer` is `null` when the caller (on another contract) sent none with the ring. The caller's offer relayed while the call still rings for the callee (`Signal` with the call: a `v3` caller sends its `webrtc_offer` after the ring) is this full ring again, with the offer. A renegotiation offer within the ongoing call is `incoming_call {from, offer, callId}` to the socket in the call |
 //! | `answer_call {to, answer}` | c→s | `AnswerCall` of the ringing call from `to`, from this socket (its signaling then goes to this socket alone), with `answer`. Within an ongoing call with `to`, from the socket in it: the answer to a renegotiation offer (`Signal`) |
 //! | `call_answered {from, answer, callId}` | s→c | to the caller, when the answer carries SDP; the callee's *other* sockets get `call_ended {reason: 'answered_elsewhere'}` instead, so they stop ringing |
 //! | `ice_candidate {to, candidate}` | c→s | `Signal` (ICE) to `to` in the live call between the two, refused unless both are in it |
@@ -29,12 +29,17 @@
 //!   does not change. Anything else (no ongoing call between the two,
 //!   another tab of a participant) is a call start or answer as before,
 //!   refused as before (`USER_BUSY`, `CONFLICT`).
-//! - SDP and ICE from a peer on another contract: an offer sent after the
-//!   ring (a `v3` caller sends its `webrtc_offer` on its own) arrives as
-//!   `incoming_call {from, offer, callId}` — the seed's one event carrying
-//!   an offer; an answer as `call_answered {from, answer, callId}`. A `v3`
-//!   peer gets this contract's `offer` and `answer` as
-//!   `webrtc_offer_received` / `webrtc_answer_received`.
+//! - SDP and ICE from a peer on another contract: the caller's offer sent
+//!   after the ring (a `v3` caller sends its `webrtc_offer` on its own)
+//!   reaches a callee who has not answered as the full ring — `incoming_call
+//!   {from, offer, isVideo, callerName, callerAvatar, chatId, callId}`, the
+//!   seed's one event carrying an offer, which the seed's frontend takes
+//!   for the ring wherever it comes from (so the call shows with its media
+//!   and caller) — and, once the call is ongoing, as the renegotiation form
+//!   `incoming_call {from, offer, callId}`; an answer arrives as
+//!   `call_answered {from, answer, callId}`. A `v3` peer gets this
+//!   contract's `offer` and `answer` as `webrtc_offer_received` /
+//!   `webrtc_answer_received`.
 //! - Refusals are `error {code, message, event}` (and, with an ack,
 //!   `{success: false, error: {code, message}}`): `USER_BUSY` when the
 //!   caller or callee is already in an ongoing call; `RATE_LIMITED` with
@@ -301,27 +306,40 @@ fn users_except(c: &Call, but: &str) -> Vec<String> {
         .collect()
 }
 
+/// The seed's ring, `incoming_call {from, offer, isVideo, callerName,
+/// callerAvatar, chatId?, callId}`.
+fn ring(c: &Call, offer: Value) -> Value {
+    let mut ring = json!({
+        "from": numeric_id(&c.caller_id),
+        "offer": offer,
+        "isVideo": c.media == CallMedia::Video as i32,
+        "callerName": c.caller_name,
+        "callerAvatar": c.caller_avatar,
+        "callId": numeric_id(&c.id),
+    });
+    if !c.conversation_id.is_empty() {
+        ring["chatId"] = numeric_id(&c.conversation_id);
+    }
+    ring
+}
+
+/// Whether `c` still rings for `user`: a callee who has neither answered
+/// nor left it.
+fn rings_for(c: &Call, user: &str) -> bool {
+    user != c.caller_id
+        && c.participants
+            .iter()
+            .any(|p| p.user_id == user && p.joined_at_ms == 0 && p.left_at_ms == 0)
+}
+
 pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
     let by = ev.actor_id.as_str();
     match &ev.kind {
-        Some(Kind::CallInitiated(c)) => {
-            let mut payload = json!({
-                "from": numeric_id(&c.caller_id),
-                "offer": parsed(&c.sdp_offer),
-                "isVideo": c.media == CallMedia::Video as i32,
-                "callerName": c.caller_name,
-                "callerAvatar": c.caller_avatar,
-                "callId": numeric_id(&c.id),
-            });
-            if !c.conversation_id.is_empty() {
-                payload["chatId"] = numeric_id(&c.conversation_id);
-            }
-            vec![Emit::to(
-                users_except(c, &c.caller_id),
-                "incoming_call",
-                payload,
-            )]
-        }
+        Some(Kind::CallInitiated(c)) => vec![Emit::to(
+            users_except(c, &c.caller_id),
+            "incoming_call",
+            ring(c, parsed(&c.sdp_offer)),
+        )],
         Some(Kind::CallAnswered(c)) => {
             let mut out = Vec::new();
             if !c.sdp_answer.is_empty() {
@@ -383,6 +401,19 @@ pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
         }
         Some(Kind::Signal(sig)) => {
             let rooms = call_rooms(ev.audience.as_ref());
+            // The caller's offer to a callee the call still rings for (a
+            // peer on another contract sends it after the ring): the ring
+            // again, now with the offer, as the seed's frontend reads every
+            // incoming_call. Within the ongoing call: a renegotiation.
+            let to = ev.audience.as_ref().map(|a| a.user_ids.as_slice());
+            if let Some(c) = &sig.call
+                && sig.kind == SignalKind::Offer as i32
+                && sig.from_user_id == c.caller_id
+                && to.is_some_and(|to| !to.is_empty() && to.iter().all(|u| rings_for(c, u)))
+            {
+                let payload = ring(c, parsed(&sig.payload_json));
+                return vec![Emit::to(rooms, "incoming_call", payload)];
+            }
             let (event, field) = match SignalKind::try_from(sig.kind).unwrap_or_default() {
                 SignalKind::Offer => ("incoming_call", "offer"),
                 SignalKind::Answer => ("call_answered", "answer"),
@@ -508,6 +539,7 @@ mod tests {
             from_user_id: "100001".into(),
             kind: SignalKind::IceCandidate as i32,
             payload_json: r#"{"candidate":"c"}"#.into(),
+            call: Some(call()),
         };
         let out = call_event(&event("100001", Kind::Signal(sig)));
         assert_eq!(out[0].event, "ice_candidate");
@@ -515,5 +547,37 @@ mod tests {
             out[0].data,
             json!({"from": 100001, "callId": 9, "candidate": {"candidate": "c"}})
         );
+    }
+
+    #[test]
+    fn the_callers_offer_is_the_ring_while_it_rings_and_a_renegotiation_after() {
+        let offer = |c: Call, from: &str, to: &str| {
+            let sig = Signal {
+                call_id: "9".into(),
+                from_user_id: from.into(),
+                kind: SignalKind::Offer as i32,
+                payload_json: r#"{"type":"offer"}"#.into(),
+                call: Some(c),
+            };
+            let mut ev = event(from, Kind::Signal(sig));
+            ev.audience.as_mut().unwrap().user_ids = vec![to.into()];
+            call_event(&ev).remove(0)
+        };
+        let out = offer(call(), "100001", "100002");
+        assert_eq!(out.event, "incoming_call");
+        assert_eq!(
+            out.data,
+            json!({"from": 100001, "offer": {"type": "offer"}, "isVideo": true,
+                   "callerName": "Ada", "callerAvatar": "", "chatId": 7, "callId": 9})
+        );
+        let mut ongoing = call();
+        ongoing.participants[1].joined = true;
+        ongoing.participants[1].joined_at_ms = 1;
+        let renegotiation = json!({"from": 100001, "offer": {"type": "offer"}, "callId": 9});
+        assert_eq!(offer(ongoing, "100001", "100002").data, renegotiation);
+        // The callee's offer to the caller is no ring.
+        let back = offer(call(), "100002", "100001");
+        assert_eq!(back.data["from"], 100002);
+        assert!(back.data.get("isVideo").is_none());
     }
 }

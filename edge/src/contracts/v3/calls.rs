@@ -3,9 +3,9 @@
 //!
 //! | seed event | direction | confab |
 //! |---|---|---|
-//! | `initiate_call {targetId, callType, chatid?, callId?}` + ack (legacy `call_offer`) | c→s | `InitiateCall` (`callId` is the idempotency key: a retry answers the same call); ack `{success, callId, callerId, receiverId, callType, timestamp}` |
+//! | `initiate_call {targetId, callType, chatid?, callId?}` + ack (legacy `call_offer`) | c→s | `InitiateCall` (`callId` is the idempotency key: a retry answers the same call); ack `{success, callId, callerId, receiverId, callType, timestamp}`; the published frontend's `receiverId` is read as `targetId` when that is absent (`mod.rs`) |
 //! | `incoming_call {callId, callerId, callerName, callerAvatar, callType, chatid, timestamp}` | s→c | `call_initiated`, to every socket of the callee |
-//! | `answer_call {callId, acceptsVideo}` (legacy `call_answer`) | c→s | `AnswerCall` from this socket: the call's signaling for the callee then goes to it alone |
+//! | `answer_call {callId, acceptsVideo}` (legacy `call_answer`) | c→s | `AnswerCall` from this socket: the call's signaling for the callee then goes to it alone; with the published frontend's `accepted: false`, `RejectCall` as `call_rejected` (`mod.rs`) |
 //! | `call_answered {callId, answeredBy, acceptedVideo, timestamp}` | s→c | to every socket of both parties, so the callee's other tabs stop ringing |
 //! | `call_rejected {callId, reason?}` (legacy `decline_call`, `call_reject`) | c→s | `RejectCall` by the callee |
 //! | `call_rejected {callId, rejectedBy, timestamp}` | s→c | to the caller (and the callee's other tabs) |
@@ -52,6 +52,7 @@ use serde_json::{Value, json};
 use socketioxide::extract::{SocketRef, State, TryData};
 
 use super::read;
+use crate::auth::Identity;
 use crate::contract::Emit;
 use crate::contract::me::Me;
 use crate::contract::reply::Reply;
@@ -123,7 +124,11 @@ fn call_type(c: &Call) -> &'static str {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Initiate {
-    target_id: WireId,
+    #[serde(default)]
+    target_id: Option<WireId>,
+    /// The published frontend's name for `targetId` (module doc).
+    #[serde(default)]
+    receiver_id: Option<WireId>,
     call_type: String,
     #[serde(default)]
     chatid: Option<WireId>,
@@ -142,10 +147,14 @@ async fn initiate_call(
         Ok(p) => p,
         Err(why) => return reply.unreadable(why),
     };
+    // The seed's `targetId` wins over the app's `receiverId`.
+    let Some(callee) = p.target_id.or(p.receiver_id) else {
+        return reply.unreadable("targetId (or receiverId) is required");
+    };
     let result = async {
         let req = InitiateCallRequest {
             actor: Some(me.actor()),
-            callee_ids: vec![p.target_id.0],
+            callee_ids: vec![callee.0],
             conversation_id: p.chatid.map(|c| c.0).unwrap_or_default(),
             media: media(&p.call_type)? as i32,
             client_call_id: p.call_id.map(|c| c.0).unwrap_or_default(),
@@ -187,6 +196,15 @@ struct CallId {
     reason: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct Accepted {
+    /// The published frontend's Decline button sends `false` (module doc).
+    #[serde(default)]
+    accepted: Option<bool>,
+}
+
+/// `answer_call`: answers from this socket; with `accepted: false` (the
+/// published frontend's Decline) it declines exactly as `call_rejected`.
 async fn answer_call(
     s: SocketRef,
     TryData(p): Raw,
@@ -194,10 +212,15 @@ async fn answer_call(
     Me(me): Me,
     reply: Reply,
 ) {
-    let p: CallId = match read(p.unwrap_or_default()) {
-        Ok(p) => p,
-        Err(why) => return reply.unreadable(why),
+    let p = p.unwrap_or_default();
+    let (p, accepted): (CallId, Accepted) = match (read(p.clone()), read(p)) {
+        (Ok(p), Ok(a)) => (p, a),
+        (Err(why), _) | (_, Err(why)) => return reply.unreadable(why),
     };
+    if accepted.accepted == Some(false) {
+        let result = leave(&edge, &s, &me, Act::Reject, p).await;
+        return reply.send(result.map(|c| json!({ "callId": c.id })));
+    }
     let result = edge
         .call
         .clone()
@@ -236,34 +259,41 @@ async fn act(
         Ok(p) => p,
         Err(why) => return reply.unreadable(why),
     };
+    let result = leave(&edge, &s, &me, what, p).await;
+    reply.send(result.map(|c| json!({ "callId": c.id })));
+}
+
+/// One of the seed's ways out of the call `p` names, for this socket's user.
+async fn leave(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    what: Act,
+    p: CallId,
+) -> Result<Call, ServiceError> {
     let reason = p.reason.unwrap_or_default();
     let call_id = p.call_id.0;
-    let result = match what {
-        Act::End => {
-            let call = CallRef {
-                call_id,
-                ..Default::default()
-            };
-            calls::hang_up(&edge, &s, &me, call, reason).await
-        }
-        Act::Cancel | Act::Reject => {
-            let req = CallActionRequest {
-                actor: Some(me.actor()),
-                call_id,
-                reason,
-                session_id: s.id.to_string(),
-                ..Default::default()
-            };
-            let mut call = edge.call.clone();
-            match what {
-                Act::Cancel => call.cancel_call(req).await,
-                _ => call.reject_call(req).await,
-            }
-            .map(|r| r.into_inner())
-            .map_err(status)
-        }
+    if let Act::End = what {
+        let call = CallRef {
+            call_id,
+            ..Default::default()
+        };
+        return calls::hang_up(edge, s, me, call, reason).await;
+    }
+    let req = CallActionRequest {
+        actor: Some(me.actor()),
+        call_id,
+        reason,
+        session_id: s.id.to_string(),
+        ..Default::default()
     };
-    reply.send(result.map(|c| json!({ "callId": c.id })));
+    let mut call = edge.call.clone();
+    match what {
+        Act::Cancel => call.cancel_call(req).await,
+        _ => call.reject_call(req).await,
+    }
+    .map(|r| r.into_inner())
+    .map_err(status)
 }
 
 #[derive(Deserialize)]
@@ -382,6 +412,7 @@ pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
                         from_user_id: c.caller_id.clone(),
                         kind: SignalKind::Offer as i32,
                         payload_json: c.sdp_offer.clone(),
+                        ..Default::default()
                     },
                 ));
             }
@@ -425,6 +456,7 @@ pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
                         from_user_id: by.to_string(),
                         kind: SignalKind::Answer as i32,
                         payload_json: c.sdp_answer.clone(),
+                        ..Default::default()
                     },
                 ));
             }

@@ -37,9 +37,12 @@
 //!
 //! Beyond the seed: what Swaggo's published client,
 //! `Website/Frontend/Components/Helper/PerfectSocketProvider.jsx` (the file
-//! the seed names as its frontend), sends and listens for, each checked
-//! against what confab emits. It connects with `withCredentials: true`, the
-//! `accessToken` cookie, `auth: {profileid, timestamp}`,
+//! the seed names as its frontend) and the chat interface beside it
+//! (`Website/Frontend/Components/Chat/ComprehensiveChatInterface.js`), send
+//! and listen for, each checked against what confab emits. Where the app
+//! departs from the seed, the seed's fields stay and the app's are served
+//! beside them. It connects with `withCredentials: true`, the
+//! `accessToken` cookie (`__Host-accessToken` over HTTPS), `auth: {profileid, timestamp}`,
 //! `query: {userId, timestamp}`, `extraHeaders: {'X-Requested-With':
 //! 'XMLHttpRequest'}` and transports websocket then polling: the token is
 //! the identity, `profileid` is checked as above, `query.userId` and the
@@ -54,13 +57,21 @@
 //! | `reaction_added` / `reaction_removed` | s→c | the app's names for a reaction change: `reaction_added` beside the seed's `message_reaction_added` (same payload), `reaction_removed` (same shape) when one is taken back |
 //! | `user_online` / `user_offline {profileid}` | s→c | as the seed has them (the app also logs a `username` it does not need) |
 //! | `error {error, code, message, details}` | s→c | the app reads `error.code`: it carries the stable code as `error` does |
-//! | `new_message` | s→c | read as `data.message?.chatid` and `data.sender?.profileid \|\| data.senderid`: both are there already |
+//! | handshake `__Host-accessToken` cookie | c→s | the app's backend names its cookie so over HTTPS (`accessToken` in development): the edge reads `__Host-accessToken` first, then `accessToken` |
+//! | `new_message` | s→c | read as `data.message?.chatid` and `data.sender?.profileid \|\| data.senderid`: both are there already. The chat view shows `new Date(data.message.createdAt)`: the message carries `createdAt`, the same instant as the seed's `timestamp` (also in offline delivery and in `replyTo`) |
+//! | `user_typing {…, isTyping: true}` / `user_stopped_typing {…, isTyping: false}` | s→c | the chat view sets its indicator from `data.isTyping` on `user_typing` (it never listens for `user_stopped_typing`): both carry `isTyping` beside the seed's fields |
+//! | `initiate_call {callId, chatid, callType, receiverId, caller}` | c→s | `receiverId` is the seed's `targetId` (which wins when both are sent); `caller` is ignored (the token says who calls) |
+//! | `answer_call {callId, chatid, accepted: false}` | c→s | the Decline button: declines exactly as `call_rejected` (`RejectCall`): the caller and the callee's other tabs get `call_rejected`, a passed ack `{success: true, callId}`; `accepted: true` (or none) answers |
 //! | `authenticated`, `message_delivered`, `message_read`, `user_status_changed`, `user_joined_chat`, `user_left`, `typing_start`/`typing_stop` | both | as in the seed table |
 //!
 //! Listeners of that file confab does not serve: `message_ack` (keyed by an
 //! id the app never sends; the seed's ack and `message_sent` confirm a
 //! send), `online_users_list` (the `get_online_users` ack answers the same
-//! question) and `reactions_sync`. Its call events `call_offer` / `call_answer` /
+//! question) and `reactions_sync`; of the chat interface: `message_reaction`
+//! (the seed's `message_reaction_added` and the app's `reaction_added` carry
+//! it), `call_response` (the seed's `call_answered` / `call_rejected` say the
+//! same) and `incoming_call.caller` (the seed's `callerId`, `callerName`,
+//! `callerAvatar` are there). Its call events `call_offer` / `call_answer` /
 //! `call_end` are served as the seed's legacy aliases (`calls.rs`). A
 //! `connect_error` `PROFILE_MISMATCH` is classified by the app as a network
 //! error and retried up to its limit; a bad or missing token is `auth_error`

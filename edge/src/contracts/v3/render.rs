@@ -38,8 +38,10 @@ pub fn new_message(m: &ChatMessage, conv: Option<&ConversationInfo>) -> Value {
     })
 }
 
-/// The seed's message object (also used for `replyTo`).
+/// The seed's message object (also used for `replyTo`), with the
+/// published frontend's `createdAt` beside the seed's `timestamp`.
 pub(super) fn message(m: &ChatMessage) -> Value {
+    let sent_at = iso(m.created_at_ms);
     let attachments: Vec<Value> = m
         .attachments
         .iter()
@@ -74,7 +76,9 @@ pub(super) fn message(m: &ChatMessage) -> Value {
         "content": m.text,
         "attachments": attachments,
         "mentions": m.mentions,
-        "timestamp": iso(m.created_at_ms),
+        "timestamp": sent_at,
+        // The published frontend reads the time here (module doc).
+        "createdAt": sent_at,
         "messageStatus": "sent",
         "reactions": reactions,
     });
@@ -252,7 +256,8 @@ pub(super) fn status_changed(c: &StatusChange, watchers: &[String]) -> Vec<Emit>
 }
 
 /// `user_typing` or `user_stopped_typing` (a stop, or a start that expired),
-/// to the chat room, never to the typist's own sockets.
+/// each with the published frontend's `isTyping`, to the chat room, never
+/// to the typist's own sockets.
 pub(super) fn typing_changed(t: &TypingChange) -> Emit {
     let mut data = json!({
         "chatid": t.conversation_id,
@@ -265,6 +270,8 @@ pub(super) fn typing_changed(t: &TypingChange) -> Emit {
     } else {
         "user_stopped_typing"
     };
+    // The published frontend sets its indicator from `isTyping` (module doc).
+    data["isTyping"] = json!(t.typing);
     Emit {
         rooms: vec![conversation_room(&t.conversation_id)],
         except: vec![user_room(&t.user_id)],

@@ -72,6 +72,7 @@ fn new_message_has_the_seed_shape() {
             reacted_at_ms: vec![0],
         }],
         reply_to: Some(Box::new(reply)),
+        created_at_ms: 1_700_000_000_123,
         ..Default::default()
     };
     let conv = ConversationInfo {
@@ -81,6 +82,9 @@ fn new_message_has_the_seed_shape() {
     };
     let v = new_message(&m, Some(&conv));
     assert_eq!(v["message"]["clientMessageId"], "c1");
+    // The published frontend's createdAt: the same instant as timestamp.
+    assert_eq!(v["message"]["timestamp"], "2023-11-14T22:13:20.123Z");
+    assert_eq!(v["message"]["createdAt"], v["message"]["timestamp"]);
     assert_eq!(v["message"]["attachments"][0]["type"], "image");
     assert_eq!(v["message"]["replyTo"]["content"], "first");
     assert_eq!(v["message"]["reactions"][0]["profileid"], "u2");
@@ -264,14 +268,15 @@ fn typing_goes_to_the_chat_room_but_never_the_typist() {
     assert_eq!(start[0].except, vec![user_room("u1")]);
     assert_eq!(
         start[0].data,
-        json!({"chatid": "9", "profileid": "u1", "username": "Ada", "startedAt": "2023-11-14T22:13:20.123Z"})
+        json!({"chatid": "9", "profileid": "u1", "username": "Ada",
+               "startedAt": "2023-11-14T22:13:20.123Z", "isTyping": true})
     );
     for (typing, expired) in [(false, false), (false, true)] {
         let stop = presence_event(&ev(typing, expired));
         assert_eq!(stop[0].event, "user_stopped_typing");
         assert_eq!(
             stop[0].data,
-            json!({"chatid": "9", "profileid": "u1", "username": "Ada"})
+            json!({"chatid": "9", "profileid": "u1", "username": "Ada", "isTyping": false})
         );
         assert_eq!(stop[0].except, vec![user_room("u1")]);
     }
