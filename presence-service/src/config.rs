@@ -1,5 +1,6 @@
 //! What an operator can set: the database for last-seen times, the optional
-//! Redis that replicas share, the per-user session limit and the two TTLs.
+//! Redis that replicas share (sessions, typing, room presence and the event
+//! log), the per-user session limit and the two TTLs.
 //!
 //! [`Config`] derives `clap::Args` so the `presence-service` binary
 //! reads it from flags with environment fallbacks; the embedded mode and
@@ -27,6 +28,12 @@ pub struct Config {
     /// Prefix of every Redis key; the replicas of one deployment share it.
     #[arg(long, env = "PRESENCE_REDIS_PREFIX", default_value = "confab:presence")]
     pub redis_prefix: String,
+    /// How many events the shared event log keeps (with Redis): an edge
+    /// whose stream broke resumes without a gap if it comes back within
+    /// that many events.
+    #[arg(long, env = "CONFAB_EVENT_LOG_RETENTION", default_value_t = confab_kit::bus::DEFAULT_RETENTION,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_log_retention: u64,
     /// Most sessions (sockets) one user may have at once.
     #[arg(long, env = "PRESENCE_SESSION_LIMIT", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -47,6 +54,7 @@ impl Default for Config {
             database_url: DEFAULT_DATABASE_URL.into(),
             redis_url: None,
             redis_prefix: "confab:presence".into(),
+            event_log_retention: confab_kit::bus::DEFAULT_RETENTION,
             session_limit: 10,
             session_ttl_ms: 30_000,
             typing_ttl_ms: 5_000,

@@ -40,8 +40,10 @@ pub mod sweeper;
 use std::sync::Arc;
 
 use anyhow::Context;
-use confab_proto::bus::LocalBus;
+use confab_kit::RedisBus;
+use confab_proto::bus::{EventBus, LocalBus};
 use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
+use confab_proto::v1::PresenceEvent;
 use confab_proto::v1::presence_service_server::PresenceServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -106,12 +108,15 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         .await
         .context("connecting to the presence database")?;
     let store = open_store(&config).await?;
-    let presence = Presence::new(
-        store,
-        last_seen::LastSeen::new(db),
-        Arc::new(LocalBus::new(EVENT_LOG)),
-        &config,
-    );
+    let bus: Arc<dyn EventBus<PresenceEvent>> = match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisBus::open(url, &config.redis_prefix, config.event_log_retention)
+                .await
+                .context("opening the event log in Redis")?,
+        ),
+        None => Arc::new(LocalBus::new(EVENT_LOG)),
+    };
+    let presence = Presence::new(store, last_seen::LastSeen::new(db), bus, &config);
     let (closer, closing) = closing();
     sweeper::spawn(presence.clone(), config.sweep_interval(), closing.clone());
     Ok(Service {
