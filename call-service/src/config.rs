@@ -1,4 +1,5 @@
-//! What an operator can set: the database and the three call timers.
+//! What an operator can set: the database, the three call timers, and the
+//! Redis its replicas share their event log in.
 //!
 //! [`CallTimers`] derives `clap::Args` so both the `call-service` binary and
 //! the embedded `confab` read `CONFAB_CALL_RING_TIMEOUT_MS`,
@@ -73,6 +74,18 @@ pub struct Config {
     pub database_url: String,
     #[command(flatten)]
     pub timers: CallTimers,
+    /// Redis where replicas share the event log; in this process when
+    /// unset.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of call-service's Redis keys; the replicas of one deployment
+    /// share it.
+    #[arg(long, env = "CALL_REDIS_PREFIX", default_value = "confab:call")]
+    pub redis_prefix: String,
+    /// How many events the shared event log keeps (with Redis).
+    #[arg(long, env = "CONFAB_EVENT_LOG_RETENTION", default_value_t = confab_kit::bus::DEFAULT_RETENTION,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_log_retention: u64,
 }
 
 impl Default for Config {
@@ -80,6 +93,9 @@ impl Default for Config {
         Self {
             database_url: DEFAULT_DATABASE_URL.into(),
             timers: CallTimers::default(),
+            redis_url: None,
+            redis_prefix: "confab:call".into(),
+            event_log_retention: confab_kit::bus::DEFAULT_RETENTION,
         }
     }
 }

@@ -45,8 +45,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use confab_proto::bus::LocalBus;
+use confab_kit::RedisBus;
+use confab_proto::bus::{EventBus, LocalBus};
 use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
+use confab_proto::v1::CallEvent;
 use confab_proto::v1::call_service_server::CallServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -84,9 +86,26 @@ pub async fn build(config: Config, chat: Arc<dyn Conversations>) -> anyhow::Resu
     let db = connect(&config.database_url)
         .await
         .context("connecting to the call database")?;
-    let calls = Calls::new(db, Arc::new(LocalBus::new(EVENT_LOG)), chat, config.timers);
+    let (bus, shared): (Arc<dyn EventBus<CallEvent>>, bool) = match &config.redis_url {
+        Some(url) => (
+            Arc::new(
+                RedisBus::open(url, &config.redis_prefix, config.event_log_retention)
+                    .await
+                    .context("opening the event log in Redis")?,
+            ),
+            true,
+        ),
+        None => (Arc::new(LocalBus::new(EVENT_LOG)), false),
+    };
+    let calls = Calls::new(db, bus, chat, config.timers);
     let (closer, closing) = closing();
     sweeper::spawn(calls.clone(), closing.clone());
+    if shared {
+        // Another replica's call sets deadlines this one must also watch:
+        // its events wake this sweeper, so a call rings out even when the
+        // replica that started it is gone.
+        sweeper::follow_replicas(calls.clone(), closing.clone());
+    }
     Ok(Service {
         server: CallServiceServer::new(grpc::CallGrpc::new(calls, closing)),
         closer,

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use confab_kit::now_ms;
 use confab_proto::ServiceError;
+use confab_proto::bus::Resume;
 use confab_proto::server::Closing;
+use futures::StreamExt;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::calls::{Calls, Role, SYSTEM, Status, reason};
@@ -45,6 +47,44 @@ pub fn spawn(calls: Calls, closing: Closing) -> tokio::task::JoinHandle<()> {
                 _ = &mut woken => {}
                 _ = &mut closed => return,
             }
+        }
+    })
+}
+
+/// With a log shared by replicas: wakes this replica's sweeper on every
+/// call event, any replica's, so it knows the deadlines other replicas set
+/// (a call started on a replica that then died still rings out). Follows
+/// the log until `closing`, reopening it after the last event it saw.
+pub fn follow_replicas(calls: Calls, closing: Closing) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let closed = closing.closed();
+        tokio::pin!(closed);
+        let mut position: Option<Resume> = None;
+        loop {
+            let mut sub = calls.bus().subscribe(position.clone()).await;
+            loop {
+                tokio::select! {
+                    _ = &mut closed => return,
+                    event = sub.events.next() => match event {
+                        Some(Ok(e)) => {
+                            position = Some(Resume {
+                                epoch: sub.epoch.clone(),
+                                after_seq: e.seq,
+                            });
+                            calls.wake().notify_one();
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "call event log lost; following it again");
+                            break;
+                        }
+                        None => break,
+                    },
+                }
+            }
+            // Whatever was missed, the sweep after a wake reads it from
+            // the database.
+            calls.wake().notify_one();
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
 }

@@ -152,6 +152,7 @@ pub async fn start(
             ),
         },
         timers: emb.call_timers,
+        ..Default::default()
     };
     let (call, call_closer) = confab_call::build(call_config, std::sync::Arc::new(chat_client))
         .await?

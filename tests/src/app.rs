@@ -206,6 +206,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         confab_call::Config {
             database_url: call_db_url,
             timers: CALL_TIMERS,
+            ..Default::default()
         },
         confab_call::chat_at(&format!("http://{}", chat.addr)).expect("chat client"),
     )

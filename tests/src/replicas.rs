@@ -100,6 +100,7 @@ pub async fn spawn_replicas(db_url: String, rate: RateWindows<'_>) -> Replicas {
         confab_call::Config {
             database_url: sqlite("call.db"),
             timers: CALL_TIMERS,
+            ..Default::default()
         },
         confab_call::chat_at(&chats[0].url()).expect("chat client"),
     )

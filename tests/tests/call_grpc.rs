@@ -92,6 +92,7 @@ async fn start_call(db_url: &str, chat_url: &str, timers: CallTimers) -> (Servic
         confab_call::Config {
             database_url: db_url.to_string(),
             timers,
+            ..Default::default()
         },
         confab_call::chat_at(chat_url).unwrap(),
     )
@@ -1443,4 +1444,62 @@ async fn hangup_in_a_room_call(mut env: Env) -> Env {
         ("cancelled", alice.as_str())
     );
     env
+}
+
+/// Two call-service replicas on one PostgreSQL database and one event log
+/// in Redis: a subscriber of replica B hears the call replica A started,
+/// and when A is gone before the call is answered, B's timers still ring
+/// it out — one `missed`, heard once by subscribers of either replica.
+#[tokio::test]
+async fn replicas_share_the_log_and_ring_out_a_call_whose_replica_died() {
+    let Some(redis) = confab_tests::skip::required_env("REDIS_URL", "call-service replicas") else {
+        return;
+    };
+    let Some(db_url) = db::postgres_url().await else {
+        return;
+    };
+    let (chat_handle, mut chat) = db::spawn_chat(&db_url).await;
+    let chat_url = chat_handle.url();
+    let prefix = format!("confab-test-{:016x}", rand::random::<u64>());
+    let replica = || async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle = confab_call::serve(
+            listener,
+            confab_call::Config {
+                database_url: db_url.clone(),
+                timers: TIMERS,
+                redis_url: Some(redis.clone()),
+                redis_prefix: prefix.clone(),
+                ..Default::default()
+            },
+            confab_call::chat_at(&chat_url).unwrap(),
+        )
+        .await
+        .expect("start a call-service replica");
+        let client = CallServiceClient::connect(handle.url()).await.unwrap();
+        (handle, client)
+    };
+    let (a, mut on_a) = replica().await;
+    let (b, mut on_b) = replica().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    conversation(&mut chat, &alice, &[&bob], false).await;
+    let mut events_a = subscribe(&mut on_a).await;
+    let mut events_b = subscribe(&mut on_b).await;
+
+    let call = initiate(&mut on_a, &alice, &bob, "").await.unwrap();
+    for events in [&mut events_a, &mut events_b] {
+        let e = next(events).await;
+        assert_eq!(kind_name(&e), "initiated", "every replica serves it");
+        assert_eq!(call_of(&e).id, call.id);
+    }
+    // The replica that started the call goes away before it is answered.
+    a.shutdown().await;
+    let e = next(&mut events_b).await;
+    assert_eq!((kind_name(&e), e.actor_id.as_str()), ("missed", "system"));
+    assert_eq!(call_of(&e).id, call.id);
+    quiet(&mut events_b, TIMERS.ring_timeout_ms).await;
+
+    b.shutdown().await;
+    chat_handle.shutdown().await;
+    db::drop_postgres(&db_url).await;
 }
