@@ -211,6 +211,13 @@ impl ServiceError {
     }
 }
 
+/// A failed call as its caller decides on it ([`ServiceError::from_status`]).
+impl From<Status> for ServiceError {
+    fn from(status: Status) -> Self {
+        Self::from_status(&status)
+    }
+}
+
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
         let detail = ErrorDetail {

@@ -12,6 +12,8 @@
 //!   each of its tests as its own result (complete, re-run once by name).
 //! * [`skip`]: a test that cannot run for a missing service says so — on
 //!   stderr and in the run's report — and fails under `CI=true`.
+//! * [`redis_prefix`]: Redis keys of a test's own, apart from any other
+//!   test's on the same Redis.
 
 pub mod app;
 pub mod db;
@@ -20,3 +22,10 @@ pub mod internal;
 pub mod js;
 pub mod replicas;
 pub mod skip;
+
+/// A Redis key prefix no other test uses: the services a test starts on a
+/// shared Redis keep their keys (rate windows, event logs, sessions) under
+/// it, so tests running side by side never see each other's.
+pub fn redis_prefix() -> String {
+    format!("confab-test-{:016x}", rand::random::<u64>())
+}

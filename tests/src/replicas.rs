@@ -62,7 +62,7 @@ pub async fn spawn_replicas(db_url: String, rate: RateWindows<'_>) -> Replicas {
     let mut chats = Vec::new();
     // The replicas' Redis keys (rate windows, event log), apart from any
     // other test's.
-    let redis_prefix = format!("confab-test-{:016x}", rand::random::<u64>());
+    let redis_prefix = crate::redis_prefix();
     for _ in 0..2 {
         let redis_url = match rate {
             RateWindows::Redis(url) => Some(url.to_string()),

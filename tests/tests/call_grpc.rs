@@ -1460,7 +1460,7 @@ async fn replicas_share_the_log_and_ring_out_a_call_whose_replica_died() {
     };
     let (chat_handle, mut chat) = db::spawn_chat(&db_url).await;
     let chat_url = chat_handle.url();
-    let prefix = format!("confab-test-{:016x}", rand::random::<u64>());
+    let prefix = confab_tests::redis_prefix();
     let replica = || async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let handle = confab_call::serve(

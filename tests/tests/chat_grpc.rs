@@ -1609,7 +1609,7 @@ async fn rate_limit_shared_in_redis() {
     let mut instances = Vec::new();
     let mut dirs = Vec::new();
     // Their Redis keys, apart from any other test's.
-    let redis_prefix = format!("confab-test-{:016x}", rand::random::<u64>());
+    let redis_prefix = confab_tests::redis_prefix();
     for _ in 0..2 {
         let (url, dir) = db::sqlite_url().await;
         dirs.push(dir);

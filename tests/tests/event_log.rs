@@ -18,10 +18,6 @@ fn redis(what: &str) -> Option<String> {
     confab_tests::skip::required_env("REDIS_URL", what)
 }
 
-fn prefix() -> String {
-    format!("confab-test-{:016x}", rand::random::<u64>())
-}
-
 fn ev(n: usize) -> ChatEvent {
     ChatEvent {
         origin: n.to_string(),
@@ -50,7 +46,7 @@ async fn two_replicas_publish_into_one_order_every_subscriber_sees() {
     let Some(url) = redis("the shared event log") else {
         return;
     };
-    let prefix = prefix();
+    let prefix = confab_tests::redis_prefix();
     let (a, b) = (
         open(&url, &prefix, 1000).await,
         open(&url, &prefix, 1000).await,
@@ -77,7 +73,7 @@ async fn a_subscriber_resumes_after_its_last_event_on_another_replica() {
     let Some(url) = redis("the shared event log") else {
         return;
     };
-    let prefix = prefix();
+    let prefix = confab_tests::redis_prefix();
     let (a, b) = (
         open(&url, &prefix, 1000).await,
         open(&url, &prefix, 1000).await,
@@ -115,7 +111,7 @@ async fn the_log_says_when_it_cannot_resume() {
     let Some(url) = redis("the shared event log") else {
         return;
     };
-    let prefix = prefix();
+    let prefix = confab_tests::redis_prefix();
     let bus = open(&url, &prefix, 10).await;
     let other = bus
         .subscribe(Some(Resume {
@@ -150,7 +146,7 @@ async fn a_subscriber_the_log_moved_past_is_ended_not_skipped() {
     let Some(url) = redis("the shared event log") else {
         return;
     };
-    let prefix = prefix();
+    let prefix = confab_tests::redis_prefix();
     let bus = open(&url, &prefix, 10).await;
     let mut slow = bus.subscribe(None).await;
     bus.publish(ev(0)).await;

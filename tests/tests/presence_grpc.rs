@@ -97,7 +97,7 @@ impl Backend {
         let (sqlite_url, dir) = db::sqlite_url().await;
         Self {
             redis_url,
-            prefix: format!("confab-test-{:016x}", rand::random::<u64>()),
+            prefix: confab_tests::redis_prefix(),
             db_url: db_url.unwrap_or(sqlite_url),
             _dir: Arc::new(dir),
         }

@@ -545,7 +545,7 @@ async fn chat_replicas_fail_over_without_losing_a_message() {
     let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
     let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
     let secret = format!("processes-{}", rand::random::<u64>());
-    let prefix = format!("confab-test-{:016x}", rand::random::<u64>());
+    let prefix = confab_tests::redis_prefix();
     let chat_env = |i: usize| {
         vec![
             ("CHAT_LISTEN", addr(i)),

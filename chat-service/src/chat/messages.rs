@@ -205,44 +205,41 @@ impl Chat {
     }
 
     pub async fn delete_message(&self, req: v1::DeleteMessageRequest) -> Result<v1::ChatMessage> {
-        let actor = actor(&req.actor)?;
-        let (conv, row) = self
-            .authored_live_message(&req.message_id, &actor.id)
-            .await?;
-        let mut am: message::ActiveModel = row.into();
-        am.deleted = Set(true);
-        am.text = Set(String::new());
-        am.attachments = Set("[]".into());
-        let msg = self
-            .render(am.update(&self.db).await.map_err(db_err)?)
-            .await?;
-        self.publish(
-            &conv,
-            self.member_ids_of(conv.id).await?,
-            Kind::MessageDeleted(msg.clone()),
-        )
-        .await;
-        Ok(msg)
+        self.withdraw(&req.actor, &req.message_id, Withdrawal::Delete)
+            .await
     }
 
     pub async fn recall_message(&self, req: v1::RecallMessageRequest) -> Result<v1::ChatMessage> {
-        let actor = actor(&req.actor)?;
-        let (conv, row) = self
-            .authored_live_message(&req.message_id, &actor.id)
-            .await?;
+        self.withdraw(&req.actor, &req.message_id, Withdrawal::Recall)
+            .await
+    }
+
+    /// Deletes or recalls an author's live message: its text and
+    /// attachments go, the flag stays, and the conversation hears it.
+    async fn withdraw(
+        &self,
+        actor: &Option<v1::Actor>,
+        message_id: &str,
+        how: Withdrawal,
+    ) -> Result<v1::ChatMessage> {
+        let actor = super::actor(actor)?;
+        let (conv, row) = self.authored_live_message(message_id, &actor.id).await?;
         let mut am: message::ActiveModel = row.into();
-        am.recalled = Set(true);
+        match how {
+            Withdrawal::Delete => am.deleted = Set(true),
+            Withdrawal::Recall => am.recalled = Set(true),
+        }
         am.text = Set(String::new());
         am.attachments = Set("[]".into());
         let msg = self
             .render(am.update(&self.db).await.map_err(db_err)?)
             .await?;
-        self.publish(
-            &conv,
-            self.member_ids_of(conv.id).await?,
-            Kind::MessageRecalled(msg.clone()),
-        )
-        .await;
+        let kind = match how {
+            Withdrawal::Delete => Kind::MessageDeleted(msg.clone()),
+            Withdrawal::Recall => Kind::MessageRecalled(msg.clone()),
+        };
+        self.publish(&conv, self.member_ids_of(conv.id).await?, kind)
+            .await;
         Ok(msg)
     }
 
@@ -302,4 +299,12 @@ impl Chat {
         .await;
         Ok(msg)
     }
+}
+
+/// How an author takes a message back: deleted (soft, `deleted`) or
+/// recalled (`recalled`); both empty it.
+#[derive(Clone, Copy)]
+enum Withdrawal {
+    Delete,
+    Recall,
 }

@@ -3,11 +3,12 @@
 //! closed is out of the call after the disconnect grace unless a socket of
 //! theirs comes back. And what every calling contract asks of a call the
 //! same way: hanging up ([`hang_up`], decided by call-service) and WebRTC
-//! signals ([`signal`]), always from this socket, so call-service knows
+//! signals ([`relay`], [`renegotiate`]), always from this socket, so call-service knows
 //! which of the user's sockets is in the call.
 
 use confab_proto::ServiceError;
 use confab_proto::v1::{Call, CallActionRequest, ReportSessionRequest, SignalKind, SignalRequest};
+use serde::Deserialize;
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
 
@@ -63,50 +64,96 @@ pub async fn hang_up(
         .hangup(req)
         .await
         .map(|r| r.into_inner())
-        .map_err(|st| ServiceError::from_status(&st))
+        .map_err(ServiceError::from)
 }
 
-/// A WebRTC signal from this socket: an SDP offer or answer, or an ICE
-/// candidate, relayed by call-service to the call's other participants (or
-/// to `to_user_id` alone), untouched.
-pub struct Outgoing<'a> {
-    pub call: CallRef,
-    pub kind: SignalKind,
-    pub payload: &'a Value,
-    /// Within the ongoing call between the two users only (a second offer
-    /// or answer of contracts whose offer events also start calls).
-    pub renegotiation: bool,
+/// What a signal event carries, in the field named by its kind (`offer`,
+/// `answer` or `candidate`); a contract's payload type flattens it in.
+#[derive(Debug, Default, Deserialize)]
+pub struct SignalBody {
+    #[serde(default)]
+    pub offer: Option<Value>,
+    #[serde(default)]
+    pub answer: Option<Value>,
+    #[serde(default)]
+    pub candidate: Option<Value>,
 }
 
-/// Sends a signal; the id of the call it went into.
-pub async fn signal(
+impl SignalBody {
+    /// The payload field a signal of `kind` travels in.
+    pub fn field(kind: SignalKind) -> &'static str {
+        match kind {
+            SignalKind::Offer => "offer",
+            SignalKind::Answer => "answer",
+            _ => "candidate",
+        }
+    }
+
+    /// The signal of `kind`: an `INVALID_ARGUMENT` when its field is
+    /// missing or `null`.
+    fn take(self, kind: SignalKind) -> Result<Value, ServiceError> {
+        match kind {
+            SignalKind::Offer => self.offer,
+            SignalKind::Answer => self.answer,
+            _ => self.candidate,
+        }
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| ServiceError::invalid(format!("{} is required", Self::field(kind))))
+    }
+}
+
+/// Relays a WebRTC signal from this socket — an SDP offer or answer, or an
+/// ICE candidate — through call-service to the call's other participants
+/// (or to `call.peer_user_id` alone), untouched.
+pub async fn relay(
     edge: &EdgeState,
     s: &SocketRef,
     me: &Identity,
-    out: Outgoing<'_>,
+    call: CallRef,
+    kind: SignalKind,
+    body: SignalBody,
+) -> Result<String, ServiceError> {
+    let payload = body.take(kind)?;
+    signal(edge, s, me, call, kind, &payload, false).await
+}
+
+/// Relays `sdp` as a renegotiation within the ongoing call between this
+/// socket's user and `call.peer_user_id` (contracts whose offer events also
+/// start calls); the call's id, or `None` when there is no such call.
+pub async fn renegotiate(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    call: CallRef,
+    kind: SignalKind,
+    sdp: &Value,
+) -> Option<String> {
+    signal(edge, s, me, call, kind, sdp, true).await.ok()
+}
+
+/// Sends a signal; the id of the call it went into.
+async fn signal(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    call: CallRef,
+    kind: SignalKind,
+    payload: &Value,
+    renegotiation: bool,
 ) -> Result<String, ServiceError> {
     let req = SignalRequest {
         actor: Some(me.actor()),
-        call_id: out.call.call_id,
-        kind: out.kind as i32,
-        payload_json: out.payload.to_string(),
-        to_user_id: out.call.peer_user_id,
+        call_id: call.call_id,
+        kind: kind as i32,
+        payload_json: payload.to_string(),
+        to_user_id: call.peer_user_id,
         session_id: s.id.to_string(),
-        renegotiation: out.renegotiation,
+        renegotiation,
     };
     edge.call
         .clone()
         .signal(req)
         .await
         .map(|r| r.into_inner().call_id)
-        .map_err(|st| ServiceError::from_status(&st))
-}
-
-/// The signal's payload from the field the client put it in (`offer`,
-/// `answer` or `candidate`): an `INVALID_ARGUMENT` when it is missing or
-/// `null`.
-pub fn required(field: &str, value: Option<Value>) -> Result<Value, ServiceError> {
-    value
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| ServiceError::invalid(format!("{field} is required")))
+        .map_err(ServiceError::from)
 }

@@ -69,7 +69,7 @@ pub async fn check(
         .clone()
         .check_membership(req)
         .await
-        .map_err(|st| ServiceError::from_status(&st))?
+        .map_err(ServiceError::from)?
         .into_inner();
     if !membership.is_member {
         return Err(ServiceError::new(

@@ -37,7 +37,7 @@ pub async fn set_typing(
             user_id: me.user_id.clone(),
         })
         .await
-        .map_err(|s| ServiceError::from_status(&s))?
+        .map_err(ServiceError::from)?
         .into_inner();
     if !membership.is_member {
         return Err(ServiceError::new(
@@ -59,6 +59,6 @@ pub async fn set_typing(
         .clone()
         .set_typing(req)
         .await
-        .map_err(|s| ServiceError::from_status(&s))?;
+        .map_err(ServiceError::from)?;
     Ok(Typing::Relayed)
 }

@@ -64,7 +64,7 @@ use crate::contract::me::Me;
 use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
 use crate::rooms::{call_rooms, user_room};
-use crate::session::calls::{self, CallRef, Outgoing};
+use crate::session::calls::{self, CallRef, SignalBody};
 use crate::state::EdgeState;
 use crate::wire::{WireId, iso, numeric_id};
 
@@ -81,10 +81,6 @@ pub(super) fn on_connect(s: &SocketRef) {
     s.on("call:ice-candidate", |s, p, edge, me, reply| {
         signal(s, p, edge, me, reply, SignalKind::IceCandidate)
     });
-}
-
-fn status(st: tonic::Status) -> ServiceError {
-    ServiceError::from_status(&st)
 }
 
 /// A call refusal in the seed's words and its code (module doc): the
@@ -157,7 +153,7 @@ async fn initiate(
             ..Default::default()
         })
         .await
-        .map_err(status);
+        .map_err(ServiceError::from);
     reply.send(result.map(|c| {
         let c = c.into_inner();
         json!({ "callId": numeric_id(&c.id), "roomId": numeric_id(&c.conversation_id) })
@@ -187,7 +183,7 @@ async fn answered(
             ..Default::default()
         })
         .await
-        .map_err(status);
+        .map_err(ServiceError::from);
     reply.send(result.map(|c| json!({ "callId": numeric_id(&c.into_inner().id) })));
 }
 
@@ -214,12 +210,8 @@ struct SignalIn {
     call_id: WireId,
     #[serde(default)]
     to: Option<WireId>,
-    #[serde(default)]
-    offer: Option<Value>,
-    #[serde(default)]
-    answer: Option<Value>,
-    #[serde(default)]
-    candidate: Option<Value>,
+    #[serde(flatten)]
+    body: SignalBody,
 }
 
 async fn signal(
@@ -230,37 +222,12 @@ async fn signal(
     reply: Reply,
     kind: SignalKind,
 ) {
-    let value = match kind {
-        SignalKind::Offer => p.offer,
-        SignalKind::Answer => p.answer,
-        _ => p.candidate,
+    let call = CallRef {
+        call_id: p.call_id.0,
+        peer_user_id: p.to.map(|t| t.0).unwrap_or_default(),
     };
-    let payload = calls::required(field(kind), value);
-    let result = match payload {
-        Ok(payload) => {
-            let out = Outgoing {
-                call: CallRef {
-                    call_id: p.call_id.0,
-                    peer_user_id: p.to.map(|t| t.0).unwrap_or_default(),
-                },
-                kind,
-                payload: &payload,
-                renegotiation: false,
-            };
-            calls::signal(&edge, &s, &me, out).await
-        }
-        Err(e) => Err(e),
-    };
+    let result = calls::relay(&edge, &s, &me, call, kind, p.body).await;
     reply.send(result.map(|_| json!({})));
-}
-
-/// The payload field of a signal of `kind`.
-fn field(kind: SignalKind) -> &'static str {
-    match kind {
-        SignalKind::Offer => "offer",
-        SignalKind::Answer => "answer",
-        _ => "candidate",
-    }
 }
 
 // ---- rendering -----------------------------------------------------------------
@@ -332,7 +299,8 @@ pub(super) fn call_event(ev: &CallEvent) -> Vec<Emit> {
                 "callId": numeric_id(&sig.call_id),
                 "from": numeric_id(&sig.from_user_id),
             });
-            payload[field(kind)] = serde_json::from_str(&sig.payload_json).unwrap_or(Value::Null);
+            payload[SignalBody::field(kind)] =
+                serde_json::from_str(&sig.payload_json).unwrap_or(Value::Null);
             vec![Emit::to(everyone, event, payload)]
         }
         Some(Kind::ParticipantLeft(l)) => participant_left(l, by),

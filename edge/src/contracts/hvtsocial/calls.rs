@@ -72,7 +72,7 @@ use crate::contract::me::Me;
 use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
 use crate::rooms::{call_rooms, socket_room, user_room};
-use crate::session::calls::{self, CallRef, Outgoing};
+use crate::session::calls::{self, CallRef, SignalBody};
 use crate::state::EdgeState;
 use crate::wire::{WireId, numeric_id};
 
@@ -85,10 +85,6 @@ pub(super) fn on_connect(s: &SocketRef) {
     s.on("answer_call", answer_call);
     s.on("ice_candidate", ice_candidate);
     s.on("end_call", end_call);
-}
-
-fn status(st: tonic::Status) -> ServiceError {
-    ServiceError::from_status(&st)
 }
 
 fn call_id(c: Option<WireId>) -> String {
@@ -149,7 +145,12 @@ async fn call_user(
         session_id: s.id.to_string(),
         ..Default::default()
     };
-    let result = edge.call.clone().initiate_call(req).await.map_err(status);
+    let result = edge
+        .call
+        .clone()
+        .initiate_call(req)
+        .await
+        .map_err(ServiceError::from);
     reply.send(result.map(|c| json!({ "callId": numeric_id(&c.into_inner().id) })));
 }
 
@@ -199,7 +200,7 @@ async fn answer_call(
             ..Default::default()
         })
         .await
-        .map_err(status);
+        .map_err(ServiceError::from);
     reply.send(result.map(|c| json!({ "callId": numeric_id(&c.into_inner().id) })));
 }
 
@@ -216,24 +217,19 @@ async fn renegotiate(
     kind: SignalKind,
     sdp: &Value,
 ) -> Option<String> {
-    let out = Outgoing {
-        call: CallRef {
-            call_id,
-            peer_user_id: to.0.clone(),
-        },
-        kind,
-        payload: sdp,
-        renegotiation: true,
+    let call = CallRef {
+        call_id,
+        peer_user_id: to.0.clone(),
     };
-    calls::signal(edge, s, me, out).await.ok()
+    calls::renegotiate(edge, s, me, call, kind, sdp).await
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct IceCandidate {
     to: WireId,
-    #[serde(default)]
-    candidate: Option<Value>,
+    #[serde(flatten)]
+    body: SignalBody,
     #[serde(default)]
     call_id: Option<WireId>,
 }
@@ -245,21 +241,11 @@ async fn ice_candidate(
     Payload(p): Payload<IceCandidate>,
     reply: Reply,
 ) {
-    let result = match calls::required("candidate", p.candidate) {
-        Ok(candidate) => {
-            let out = Outgoing {
-                call: CallRef {
-                    call_id: call_id(p.call_id),
-                    peer_user_id: p.to.0,
-                },
-                kind: SignalKind::IceCandidate,
-                payload: &candidate,
-                renegotiation: false,
-            };
-            calls::signal(&edge, &s, &me, out).await
-        }
-        Err(e) => Err(e),
+    let call = CallRef {
+        call_id: call_id(p.call_id),
+        peer_user_id: p.to.0,
     };
+    let result = calls::relay(&edge, &s, &me, call, SignalKind::IceCandidate, p.body).await;
     reply.send(result.map(|_| json!({})));
 }
 

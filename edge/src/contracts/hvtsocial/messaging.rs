@@ -75,7 +75,7 @@ pub(super) async fn send(edge: &EdgeState, me: &Identity, p: SendMessage) -> Out
                 ..req.clone()
             })
             .await
-            .map_err(service);
+            .map_err(ServiceError::from);
         match first {
             Err(e) if e.code == ErrorCode::ConversationNotFound && p.receiver_id.is_some() => {}
             sent => return sent.map(|r| sent_message(r.into_inner().message)),
@@ -94,14 +94,14 @@ pub(super) async fn send(edge: &EdgeState, me: &Identity, p: SendMessage) -> Out
             ..Default::default()
         })
         .await
-        .map_err(service)?
+        .map_err(ServiceError::from)?
         .into_inner();
     chat.send_message(SendMessageRequest {
         conversation_id: direct.id,
         ..req
     })
     .await
-    .map_err(service)
+    .map_err(ServiceError::from)
     .map(|r| sent_message(r.into_inner().message))
 }
 
@@ -129,7 +129,7 @@ pub(super) async fn messages_read(
                 up_to_message_id: String::new(),
             })
             .await
-            .map_err(service)?
+            .map_err(ServiceError::from)?
             .into_inner();
         Ok(json!({ "chatId": numeric_id(&read.conversation_id) }))
     }
@@ -185,7 +185,7 @@ pub(super) async fn recall_message(
                     message_id: p.message_id.0.clone(),
                 })
                 .await
-                .map_err(service)?
+                .map_err(ServiceError::from)?
                 .into_inner();
             if !same_id(&m.conversation_id, chat_id) {
                 return Err(ServiceError::new(
@@ -200,7 +200,7 @@ pub(super) async fn recall_message(
                 message_id: p.message_id.0,
             })
             .await
-            .map_err(service)?
+            .map_err(ServiceError::from)?
             .into_inner();
         Ok(recalled(&m))
     }

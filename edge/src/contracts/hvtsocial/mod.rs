@@ -304,10 +304,6 @@ fn yes() -> bool {
 
 type Outcome = Result<Value, ServiceError>;
 
-fn service(status: tonic::Status) -> ServiceError {
-    ServiceError::from_status(&status)
-}
-
 /// A request that worked: `{success: true, data}`; `send_message` adds
 /// the app's `{ok, message}` to the seed's shape in the same ack.
 fn ok(asked: &Asked<'_>, data: Value) -> Value {

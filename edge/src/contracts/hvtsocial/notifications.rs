@@ -170,7 +170,7 @@ async fn notification_read(
                 all: false,
             })
             .await
-            .map_err(|st| ServiceError::from_status(&st))?
+            .map_err(ServiceError::from)?
             .into_inner();
         Ok(json!({ "count": r.unread, "read": r.notification_ids.iter().map(|i| numeric_id(i)).collect::<Vec<_>>() }))
     }
@@ -205,7 +205,7 @@ async fn story_viewed(
                 payload_json: json!({ "storyId": story }).to_string(),
             })
             .await
-            .map_err(|st| ServiceError::from_status(&st))?;
+            .map_err(ServiceError::from)?;
         Ok(json!({ "storyId": story }))
     }
     .await;

@@ -57,7 +57,7 @@ use crate::contract::Emit;
 use crate::contract::me::Me;
 use crate::contract::reply::Reply;
 use crate::rooms::{call_rooms, socket_room, user_room};
-use crate::session::calls::{self, CallRef, Outgoing};
+use crate::session::calls::{self, CallRef, SignalBody};
 use crate::state::EdgeState;
 use crate::wire::{WireId, iso};
 
@@ -100,10 +100,6 @@ pub(super) fn on_connect(s: &SocketRef) {
 }
 
 type Raw = TryData<Value>;
-
-fn status(st: tonic::Status) -> ServiceError {
-    ServiceError::from_status(&st)
-}
 
 fn media(call_type: &str) -> Result<CallMedia, ServiceError> {
     match call_type {
@@ -166,7 +162,7 @@ async fn initiate_call(
             .initiate_call(req)
             .await
             .map(|r| r.into_inner())
-            .map_err(status)
+            .map_err(ServiceError::from)
     }
     .await;
     reply.send(result.map(|c| {
@@ -233,7 +229,7 @@ async fn answer_call(
         })
         .await
         .map(|r| r.into_inner())
-        .map_err(status);
+        .map_err(ServiceError::from);
     reply.send(result.map(|c| json!({ "callId": c.id })));
 }
 
@@ -293,7 +289,7 @@ async fn leave(
         _ => call.reject_call(req).await,
     }
     .map(|r| r.into_inner())
-    .map_err(status)
+    .map_err(ServiceError::from)
 }
 
 #[derive(Deserialize)]
@@ -302,12 +298,8 @@ struct SignalIn {
     call_id: WireId,
     #[serde(default)]
     target_id: Option<WireId>,
-    #[serde(default)]
-    offer: Option<Value>,
-    #[serde(default)]
-    answer: Option<Value>,
-    #[serde(default)]
-    candidate: Option<Value>,
+    #[serde(flatten)]
+    body: SignalBody,
 }
 
 async fn signal(
@@ -322,26 +314,11 @@ async fn signal(
         Ok(p) => p,
         Err(why) => return reply.unreadable(why),
     };
-    let payload = match kind {
-        SignalKind::Offer => calls::required("offer", p.offer),
-        SignalKind::Answer => calls::required("answer", p.answer),
-        _ => calls::required("candidate", p.candidate),
+    let call = CallRef {
+        call_id: p.call_id.0,
+        peer_user_id: p.target_id.map(|t| t.0).unwrap_or_default(),
     };
-    let result = match payload {
-        Ok(payload) => {
-            let out = Outgoing {
-                call: CallRef {
-                    call_id: p.call_id.0,
-                    peer_user_id: p.target_id.map(|t| t.0).unwrap_or_default(),
-                },
-                kind,
-                payload: &payload,
-                renegotiation: false,
-            };
-            calls::signal(&edge, &s, &me, out).await
-        }
-        Err(e) => Err(e),
-    };
+    let result = calls::relay(&edge, &s, &me, call, kind, p.body).await;
     reply.send(result.map(|_| json!({})));
 }
 
@@ -371,7 +348,12 @@ async fn toggle(TryData(p): Raw, State(edge): State<EdgeState>, Me(me): Me, repl
         _ => flag("screenSharing").map(|v| req.screen_sharing = Some(v)),
     };
     let result = match set {
-        Ok(()) => edge.call.clone().update_controls(req).await.map_err(status),
+        Ok(()) => edge
+            .call
+            .clone()
+            .update_controls(req)
+            .await
+            .map_err(ServiceError::from),
         Err(e) => Err(e),
     };
     reply.send(result.map(|_| json!({})));

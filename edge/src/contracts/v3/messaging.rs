@@ -214,7 +214,7 @@ pub(super) async fn react(
             message_id: p.messageid.0.clone(),
         })
         .await
-        .map_err(|st| ServiceError::from_status(&st))?
+        .map_err(ServiceError::from)?
         .into_inner();
     if found.conversation_id != ids::canonical(&p.chatid.0) {
         return Err(ServiceError::new(
@@ -230,7 +230,7 @@ pub(super) async fn react(
     })
     .await
     .map(|r| r.into_inner())
-    .map_err(|st| ServiceError::from_status(&st))
+    .map_err(ServiceError::from)
 }
 
 // ---- typing -------------------------------------------------------------------

@@ -404,7 +404,7 @@ async fn get_online_users(State(edge): State<EdgeState>, Me(me): Me, reply: Repl
                 user_id: me.user_id.clone(),
             })
             .await
-            .map_err(|st| ServiceError::from_status(&st))?
+            .map_err(ServiceError::from)?
             .into_inner()
             .user_ids;
         if peers.is_empty() {
@@ -415,7 +415,7 @@ async fn get_online_users(State(edge): State<EdgeState>, Me(me): Me, reply: Repl
             .clone()
             .get_presence(GetPresenceRequest { user_ids: peers })
             .await
-            .map_err(|st| ServiceError::from_status(&st))?
+            .map_err(ServiceError::from)?
             .into_inner();
         Ok(presence
             .users
