@@ -47,6 +47,7 @@ use std::time::Duration;
 use anyhow::Context;
 use confab_kit::RedisBus;
 use confab_proto::bus::{EventBus, LocalBus};
+use confab_proto::failover::Failover;
 use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::CallEvent;
 use confab_proto::v1::call_service_server::CallServiceServer;
@@ -138,14 +139,17 @@ pub async fn serve(
     Ok(build(config, chat).await?.serve(listener).await?)
 }
 
-/// A chat-service client over the network at `url` (connected lazily, so
-/// call-service starts while chat-service is down), with a request timeout.
-pub fn chat_at(url: &str) -> anyhow::Result<Arc<dyn Conversations>> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(5))
-        .connect_lazy();
+/// A chat-service client over the network at `urls` — one address, or its
+/// replicas comma-separated, balanced and failed over per call
+/// (`confab_proto::failover`) — connected lazily, so call-service starts
+/// while chat-service is down, with a request timeout.
+pub fn chat_at(urls: &str) -> anyhow::Result<Arc<dyn Conversations>> {
+    let replicas = Failover::lazy(urls, |e| {
+        e.connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(5))
+    })
+    .map_err(|e| anyhow::anyhow!("chat-service's URL: {e}"))?;
     Ok(Arc::new(
-        confab_proto::v1::chat_service_client::ChatServiceClient::new(channel),
+        confab_proto::v1::chat_service_client::ChatServiceClient::new(replicas),
     ))
 }

@@ -14,7 +14,8 @@ struct Args {
     /// Address to serve gRPC on.
     #[arg(long, env = "CALL_LISTEN", default_value = "127.0.0.1:50053")]
     listen: String,
-    /// chat-service's gRPC URL (who shares a conversation with whom).
+    /// chat-service's gRPC URL (who shares a conversation with whom); its
+    /// replicas' URLs comma-separated, balanced and failed over per call.
     #[arg(long, env = "CALL_CHAT_URL", default_value = "http://127.0.0.1:50051")]
     chat_url: String,
     #[command(flatten)]

@@ -33,7 +33,7 @@ use tonic::transport::{Channel, Endpoint};
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
-use crate::failover::Failover;
+use confab_proto::failover::{self, Failover};
 
 /// What a client sends its calls through: a network channel or the
 /// services' routes in this process.
@@ -152,10 +152,7 @@ impl ServiceTargets {
                     Service::Call => &urls.call_url,
                     Service::Notify => &urls.notify_url,
                 };
-                let channels = urls
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|u| !u.is_empty())
+                let channels = failover::addresses(urls)
                     .map(|url| channel(url, timeout))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 match <[Channel; 1]>::try_from(channels) {

@@ -37,7 +37,6 @@ pub mod contract;
 pub mod contracts;
 pub mod deliveries;
 pub mod embedded;
-pub mod failover;
 pub mod fanout;
 pub mod heartbeat;
 pub mod rest;

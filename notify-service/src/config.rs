@@ -1,5 +1,6 @@
-//! What an operator can set: notify-service's database, and where
-//! chat-service and presence-service are (for message notifications).
+//! What an operator can set: notify-service's database, where
+//! chat-service and presence-service are (for message notifications), and
+//! the Redis its replicas share their event log in.
 //!
 //! [`Config`] derives `clap::Args` so the `notify-service` binary reads
 //! it from flags with environment fallbacks; the embedded mode and tests
@@ -21,13 +22,30 @@ pub struct Config {
     pub database_url: String,
     /// chat-service's gRPC URL, followed for message notifications
     /// (with `--presence-url`); message notifications are off when unset.
+    /// Replicas' URLs comma-separated are balanced and failed over.
     #[arg(long, env = "NOTIFY_CHAT_URL")]
     pub chat_url: Option<String>,
     /// presence-service's gRPC URL, asked who of a message's members is
-    /// online (with `--chat-url`).
+    /// online (with `--chat-url`); replicas comma-separated.
     #[arg(long, env = "NOTIFY_PRESENCE_URL")]
     pub presence_url: Option<String>,
+    /// Redis where replicas share the event log; in this process when
+    /// unset. Replicas also need one database (PostgreSQL).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of notify-service's Redis keys; the replicas of one
+    /// deployment share it, another deployment on the same Redis needs its
+    /// own.
+    #[arg(long, env = "NOTIFY_REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
+    pub redis_prefix: String,
+    /// How many events the shared event log keeps (with Redis).
+    #[arg(long, env = "CONFAB_EVENT_LOG_RETENTION", default_value_t = confab_kit::bus::DEFAULT_RETENTION,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_log_retention: u64,
 }
+
+/// The default prefix of notify-service's Redis keys.
+pub const DEFAULT_REDIS_PREFIX: &str = "confab:notify";
 
 impl Default for Config {
     fn default() -> Self {
@@ -35,6 +53,9 @@ impl Default for Config {
             database_url: DEFAULT_DATABASE_URL.into(),
             chat_url: None,
             presence_url: None,
+            redis_url: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.into(),
+            event_log_retention: confab_kit::bus::DEFAULT_RETENTION,
         }
     }
 }
@@ -84,6 +105,12 @@ mod tests {
         assert_eq!(default_of("database_url"), Some(d.database_url));
         assert_eq!(default_of("chat_url"), None);
         assert_eq!(default_of("presence_url"), None);
+        assert_eq!(default_of("redis_url"), None);
+        assert_eq!(default_of("redis_prefix"), Some(d.redis_prefix));
+        assert_eq!(
+            default_of("event_log_retention"),
+            Some(d.event_log_retention.to_string())
+        );
     }
 
     #[test]

@@ -44,8 +44,10 @@ pub mod notify;
 use std::sync::Arc;
 
 use anyhow::Context;
-use confab_proto::bus::LocalBus;
+use confab_kit::RedisBus;
+use confab_proto::bus::{EventBus, LocalBus};
 use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
+use confab_proto::v1::NotifyEvent;
 use confab_proto::v1::notify_service_server::NotifyServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -93,8 +95,9 @@ impl Service {
     }
 }
 
-/// notify-service as `config` says: connects (and migrates) its database
-/// and, given `sources`, follows chat-service for message notifications
+/// notify-service as `config` says: connects (and migrates) its database,
+/// opens its event log — in Redis, shared with its replicas, when
+/// `redis_url` is set; in this process otherwise — and, given `sources`, follows chat-service for message notifications
 /// ([`messages`]) until the service's [`Closer`] signals shutdown. Any
 /// transport works: network channels ([`MessageSources::from_config`]), or
 /// in-process services in the embedded mode.
@@ -117,7 +120,15 @@ where
     let db = connect(&config.database_url)
         .await
         .context("connecting to the notify database")?;
-    let notify = Notify::new(db, Arc::new(LocalBus::new(EVENT_LOG)));
+    let bus: Arc<dyn EventBus<NotifyEvent>> = match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisBus::open(url, &config.redis_prefix, config.event_log_retention)
+                .await
+                .context("opening the event log in Redis")?,
+        ),
+        None => Arc::new(LocalBus::new(EVENT_LOG)),
+    };
+    let notify = Notify::new(db, bus);
     let (closer, closing) = closing();
     match sources {
         Some(sources) => {

@@ -24,6 +24,12 @@
 //! * Each message's notifications are published with the idempotency key
 //!   `chat-message:<id>:<created_at_ms>`, so an event handled twice (a
 //!   replay after a restart) adds nothing.
+//! * Replicas (one PostgreSQL database) each follow the stream; the key is
+//!   unique in the database, so the replica that stores a message's
+//!   notifications first is the only one that announces them, and a
+//!   replica that dies leaves the others following. They save their
+//!   position in one row: a restarted replica may start from another's
+//!   older position, which replays only what the key makes a no-op.
 //! * When presence-service cannot be asked (three tries), every member but
 //!   the sender gets the notification: a badge too many beats a missed
 //!   message. A storage failure is retried until it succeeds, holding the
@@ -40,13 +46,14 @@ use futures::FutureExt;
 
 use anyhow::Context;
 use confab_proto::bus::{EPOCH_HEADER, RESUMED_HEADER};
+use confab_proto::failover::Failover;
 use confab_proto::v1::chat_event::Kind;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use confab_proto::v1::{ChatEvent, GetPresenceRequest, SubscribeRequest};
 use tokio::task::JoinHandle;
 use tonic::codegen::{Body, Bytes, StdError};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::config::Config;
 use crate::notify::Notify;
@@ -83,20 +90,34 @@ pub struct MessageSources<C, P> {
     pub presence: PresenceServiceClient<P>,
 }
 
-impl MessageSources<Channel, Channel> {
-    /// Network clients at `config`'s chat and presence URLs (connected
-    /// lazily, so notify-service starts while they are down); `None` when
-    /// message notifications are off, an error when only one URL is set.
+impl MessageSources<Failover, Failover> {
+    /// Network clients at `config`'s chat and presence URLs — each one
+    /// address or its replicas comma-separated, balanced and failed over
+    /// (`confab_proto::failover`) — connected lazily, so notify-service
+    /// starts while they are down; `None` when message notifications are
+    /// off, an error when only one URL is set.
     pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
         let Some((chat_url, presence_url)) = config.message_sources()? else {
             return Ok(None);
         };
-        let chat = Endpoint::from_shared(chat_url)
-            .context("--chat-url")?
-            .connect_lazy();
-        let presence = Endpoint::from_shared(presence_url)
-            .context("--presence-url")?
-            .connect_lazy();
+        let connect = |e: Endpoint| {
+            e.connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .keep_alive_while_idle(true)
+        };
+        // The stream is long-lived: HTTP/2 pings tell a dead peer.
+        let chat = Failover::lazy(&chat_url, |e| {
+            connect(e)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5))
+        })
+        .map_err(anyhow::Error::msg)
+        .context("--chat-url")?;
+        let presence = Failover::lazy(&presence_url, |e| {
+            connect(e).timeout(Duration::from_secs(5))
+        })
+        .map_err(anyhow::Error::msg)
+        .context("--presence-url")?;
         Ok(Some(Self {
             chat: ChatServiceClient::new(chat),
             presence: PresenceServiceClient::new(presence),

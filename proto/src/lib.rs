@@ -6,6 +6,8 @@
 //!   contract's error event without parsing messages.
 //! * [`bus`]: the interface a service publishes its events on and serves
 //!   `Subscribe` from (in-process now; shared between replicas later).
+//! * [`failover`]: one service at several addresses, balanced and failed
+//!   over per call, for every caller of a service.
 //! * [`ids`]: ids are decimal strings holding positive integers below 2^53.
 //!
 //! This crate knows no storage, no transport other than gRPC, and nothing of
@@ -13,6 +15,7 @@
 
 pub mod bus;
 pub mod error;
+pub mod failover;
 pub mod ids;
 pub mod limits;
 pub mod server;

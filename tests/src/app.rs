@@ -226,6 +226,7 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         },
         chat_url: Some(format!("http://{}", chat.addr)),
         presence_url: Some(presence.url()),
+        ..Default::default()
     };
     let notify = confab_notify::serve(loopback().await, notify_config)
         .await

@@ -114,6 +114,7 @@ pub async fn spawn_replicas(db_url: String, rate: RateWindows<'_>) -> Replicas {
             database_url: sqlite("notify.db"),
             chat_url: None,
             presence_url: None,
+            ..Default::default()
         },
     )
     .await

@@ -109,6 +109,7 @@ async fn spawn_notify(url: &str, sources: Option<(String, String)>) -> (ServiceH
             database_url: url.to_string(),
             chat_url,
             presence_url,
+            ..Default::default()
         },
     )
     .await
