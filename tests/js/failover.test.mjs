@@ -1,6 +1,6 @@
 // Replicas fail over (tests/tests/processes.rs): two chat-service processes
-// on one PostgreSQL database and one event log in Redis, and an edge that
-// knows both (`CONFAB_CHAT_URL=<a>,<b>`). A sender on a second edge sends
+// on one PostgreSQL database and one event log in Redis, and edges that
+// know both (`CONFAB_CHAT_URL=<a>,<b>`). A sender on a second edge sends
 // numbered messages one after another while each replica in turn is killed
 // outright (SIGKILL) and started again; the recipients' edge's stream of
 // chat events breaks when its replica dies and resumes on the other from
@@ -15,9 +15,9 @@ const CONTROL = process.env.CONFAB_CONTROL_URL;
 
 after(() => closeAll());
 
-/** Kills or starts replica `which` (`a` or `b`) through the harness. */
+/** Kills or starts chat-service replica `which` (`a` or `b`) through the harness. */
 async function replica(which, action) {
-  const res = await fetch(`${CONTROL}/replica/${which}/${action}`, { method: 'POST' });
+  const res = await fetch(`${CONTROL}/replica/chat-${which}/${action}`, { method: 'POST' });
   assert.equal(res.status, 200, `${action} replica ${which}: ${await res.text()}`);
 }
 

@@ -5,7 +5,9 @@
 //! socket.io-client; then chat-service is killed outright and started again,
 //! and messages flow through the same edge afterwards. Room presence runs
 //! across edge processes (tests/js/edges.test.mjs), and a crashed edge's
-//! users go offline.
+//! users go offline. Then the whole distributed deployment: two replicas of
+//! every service on PostgreSQL and Redis behind two edges, replicas killed
+//! with SIGKILL while messages flow and calls ring.
 //!
 //! The binaries are the workspace's own: the test command builds them first
 //! (`cargo build --workspace --bins`).
@@ -520,98 +522,194 @@ async fn a_killed_call_service_resolves_an_overdue_call_when_it_starts_again() {
     );
 }
 
-/// Two chat-service replicas as processes on one PostgreSQL database and
-/// one event log in Redis, and an edge that knows both
-/// (`CONFAB_CHAT_URL=<a>,<b>`), and a second edge for the sender: while it
-/// sends numbered messages,
-/// each replica in turn is killed with SIGKILL and started again
-/// (tests/js/failover.test.mjs); every acknowledged message reaches every
-/// recipient socket exactly once, in order — the edge's stream resumes on
-/// the other replica from where it broke.
+/// The deployment the design promises, as processes: PostgreSQL, Redis,
+/// two replicas of every service (each service's replicas on one database
+/// and one event log in Redis) and two edges following different replicas
+/// — edge 1 chat A then B, presence A, call A, notify A; edge 2 chat B
+/// then A, presence B, call B then A, notify B. Two suites run on it:
+///
+/// * tests/js/replicated.test.mjs: users on different edges and contracts
+///   see each other online, converse and type; call each other; get
+///   message notifications exactly once however many notify replicas
+///   follow chat-service, and notifications published on either replica;
+///   a call whose replica is killed (SIGKILL) still rings out on time.
+/// * tests/js/failover.test.mjs: numbered messages flow while each
+///   chat-service replica in turn is killed with SIGKILL and started
+///   again; every acknowledged message reaches every recipient socket
+///   exactly once, in order — the edge's stream resumes on the other
+///   replica from where it broke.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_replicas_fail_over_without_losing_a_message() {
+async fn every_service_replicated_behind_two_edges() {
     let Some(redis) =
-        confab_tests::skip::required_env("REDIS_URL", "chat-service replicas failing over")
+        confab_tests::skip::required_env("REDIS_URL", "every service replicated as processes")
     else {
         return;
     };
     let Some(db) = confab_tests::db::postgres_url().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    // chat A, chat B, presence, call, notify, the recipients' edge, the
-    // sender's edge.
-    let ports: Vec<u16> = (0..7).map(|_| free_port()).collect();
-    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
-    let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
     let secret = format!("processes-{}", rand::random::<u64>());
     let prefix = confab_tests::redis_prefix();
-    let chat_env = |i: usize| {
+    let port = |_| free_port();
+    let ports: Vec<u16> = (0..10).map(port).collect();
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+    let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    // chat A, B; presence A, B; call A, B; notify A, B; edge 1, edge 2.
+    let (chat, presence, call, notify) = (0, 2, 4, 6);
+    let both = |first: usize, second: usize| format!("{},{}", url(first), url(second));
+    let shared = |prefix_var: &'static str, service: &str| {
         vec![
-            ("CHAT_LISTEN", addr(i)),
-            ("DATABASE_URL", db.clone()),
             ("REDIS_URL", redis.clone()),
-            ("CHAT_REDIS_PREFIX", prefix.clone()),
-            // A steady stream, not the per-user limit, is what this measures.
-            ("CONFAB_MESSAGE_RATE_LIMIT", "1000".into()),
+            (prefix_var, format!("{prefix}:{service}")),
         ]
     };
-    // One after the other: the first migrates the shared database.
-    let a = spawn("chat-service", &chat_env(0));
-    listening(&addr(0)).await;
-    let b = spawn("chat-service", &chat_env(1));
-    listening(&addr(1)).await;
-    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
-    let _presence = spawn(
-        "presence-service",
-        &[
-            ("PRESENCE_LISTEN", addr(2)),
-            ("PRESENCE_DATABASE_URL", sqlite("presence.db")),
-        ],
-    );
-    let _call = spawn("call-service", &[("CALL_LISTEN", addr(3))]);
-    let _notify = spawn(
-        "notify-service",
-        &[
-            ("NOTIFY_LISTEN", addr(4)),
-            ("NOTIFY_DATABASE_URL", sqlite("notify.db")),
-        ],
-    );
-    let edge_env = |i: usize| {
-        vec![
-            ("CONFAB_LISTEN", addr(i)),
-            ("CONFAB_JWT_SECRET", secret.clone()),
-            ("CONFAB_CHAT_URL", format!("{},{}", url(0), url(1))),
-            ("CONFAB_PRESENCE_URL", url(2)),
-            ("CONFAB_CALL_URL", url(3)),
-            ("CONFAB_NOTIFY_URL", url(4)),
-        ]
+    let replica = |i: usize| -> Replica {
+        let (bin, mut env) = match i {
+            0 | 1 => (
+                "chat-service",
+                vec![
+                    ("CHAT_LISTEN", addr(i)),
+                    ("DATABASE_URL", db.clone()),
+                    // A steady stream, not the per-user limit, is what the
+                    // failover suite measures.
+                    ("CONFAB_MESSAGE_RATE_LIMIT", "1000".into()),
+                ],
+            ),
+            2 | 3 => (
+                "presence-service",
+                vec![
+                    ("PRESENCE_LISTEN", addr(i)),
+                    ("PRESENCE_DATABASE_URL", db.clone()),
+                ],
+            ),
+            4 | 5 => (
+                "call-service",
+                vec![
+                    ("CALL_LISTEN", addr(i)),
+                    ("CALL_DATABASE_URL", db.clone()),
+                    ("CALL_CHAT_URL", both(chat, chat + 1)),
+                    ("CONFAB_CALL_RING_TIMEOUT_MS", RING_MS.to_string()),
+                ],
+            ),
+            _ => (
+                "notify-service",
+                vec![
+                    ("NOTIFY_LISTEN", addr(i)),
+                    ("NOTIFY_DATABASE_URL", db.clone()),
+                    ("NOTIFY_CHAT_URL", both(chat, chat + 1)),
+                    ("NOTIFY_PRESENCE_URL", both(presence, presence + 1)),
+                ],
+            ),
+        };
+        let (var, service) = match bin {
+            "chat-service" => ("CHAT_REDIS_PREFIX", "chat"),
+            "presence-service" => ("PRESENCE_REDIS_PREFIX", "presence"),
+            "call-service" => ("CALL_REDIS_PREFIX", "call"),
+            _ => ("NOTIFY_REDIS_PREFIX", "notify"),
+        };
+        env.extend(shared(var, service));
+        let name = format!("{service}-{}", if i.is_multiple_of(2) { 'a' } else { 'b' });
+        Replica {
+            name,
+            bin,
+            listen: addr(i),
+            env,
+            child: None,
+        }
     };
-    // The sender on an edge of its own: messages keep coming while the
-    // recipients' edge reopens its stream.
+    // One after the other: the first replica of each service migrates the
+    // shared database.
+    let mut replicas = Vec::new();
+    for i in 0..8 {
+        let mut r = replica(i);
+        r.child = Some(spawn(r.bin, &r.env));
+        listening(&r.listen).await;
+        replicas.push(r);
+    }
+    let edge_env =
+        |listen: usize, chats: String, presence: String, calls: String, notify: String| {
+            vec![
+                ("CONFAB_LISTEN", addr(listen)),
+                ("CONFAB_JWT_SECRET", secret.clone()),
+                ("CONFAB_CHAT_URL", chats),
+                ("CONFAB_PRESENCE_URL", presence),
+                ("CONFAB_CALL_URL", calls),
+                ("CONFAB_NOTIFY_URL", notify),
+            ]
+        };
     let _edges = [
-        spawn("confab-edge", &edge_env(5)),
-        spawn("confab-edge", &edge_env(6)),
+        spawn(
+            "confab-edge",
+            &edge_env(
+                8,
+                both(chat, chat + 1),
+                url(presence),
+                url(call),
+                url(notify),
+            ),
+        ),
+        spawn(
+            "confab-edge",
+            &edge_env(
+                9,
+                both(chat + 1, chat),
+                url(presence + 1),
+                both(call + 1, call),
+                url(notify + 1),
+            ),
+        ),
     ];
-    let (edge, sender_edge) = (url(5), url(6));
-    readyz_becomes(&edge, true).await;
-    readyz_becomes(&sender_edge, true).await;
-    let replicas = Replicas(Arc::new(Mutex::new(vec![
-        (Some(a), chat_env(0)),
-        (Some(b), chat_env(1)),
-    ])));
-    let control = spawn_replica_control(replicas.clone()).await;
-    let target = Target {
-        url: &edge,
-        env: &[("CONFAB_URL2", sender_edge.clone())],
+    let (edge1, edge2) = (url(8), url(9));
+    readyz_becomes(&edge1, true).await;
+    readyz_becomes(&edge2, true).await;
+    follows_presence(&edge1).await;
+    follows_presence(&edge2).await;
+    let replicas = Replicas(Arc::new(Mutex::new(replicas)));
+    // The harness plays an internal service publishing to either notify
+    // replica: `/a/notify/publish`, `/b/notify/publish`.
+    let control = spawn_replica_control(
+        replicas.clone(),
+        Router::new()
+            .nest("/a", confab_tests::internal::routes(&url(notify)))
+            .nest("/b", confab_tests::internal::routes(&url(notify + 1))),
+    )
+    .await;
+    let target = || Target {
+        url: &edge1,
+        env: &[],
         jwt_secret: &secret,
         control_url: Some(&control),
         typing_ttl_ms: 5000,
     };
-    run_suite("failover.test.mjs", target, None).await;
+    let env = [
+        ("CONFAB_URL2", edge2.clone()),
+        ("CONFAB_RING_MS", RING_MS.to_string()),
+    ];
+    run_suite(
+        "replicated.test.mjs",
+        Target {
+            env: &env,
+            ..target()
+        },
+        None,
+    )
+    .await;
+    run_suite(
+        "failover.test.mjs",
+        Target {
+            env: &env,
+            ..target()
+        },
+        None,
+    )
+    .await;
     drop(replicas);
     confab_tests::db::drop_postgres(&db).await;
 }
+
+/// call-service's ring timeout in the replicated deployment: long enough
+/// to kill a replica while a call rings, short enough to wait for.
+const RING_MS: u64 = 4000;
 
 /// Waits until something accepts connections at `addr`.
 async fn listening(addr: &str) {
@@ -627,49 +725,47 @@ async fn listening(addr: &str) {
 /// A process's environment.
 type Env = Vec<(&'static str, String)>;
 
-/// The chat-service replicas (process, environment), which the suite's
-/// control server kills and starts.
+/// The service replicas, which the suites' control server kills and starts.
 #[derive(Clone)]
 struct Replicas(Arc<Mutex<Vec<Replica>>>);
 
-/// One replica: its process while it runs, and how to start it again.
-type Replica = (Option<Child>, Env);
+/// One replica: its name (`chat-a`, `call-b`, …), binary, address and
+/// environment, and its process while it runs.
+struct Replica {
+    name: String,
+    bin: &'static str,
+    listen: String,
+    env: Env,
+    child: Option<Child>,
+}
 
-/// `POST /replica/{a|b}/kill` (SIGKILL, returns once it is gone) and
-/// `POST /replica/{a|b}/start` (returns once it listens again).
-async fn spawn_replica_control(replicas: Replicas) -> String {
+/// `POST /replica/{name}/kill` (SIGKILL, returns once it is gone) and
+/// `POST /replica/{name}/start` (returns once it listens again), beside
+/// `more` routes.
+async fn spawn_replica_control(replicas: Replicas, more: Router) -> String {
     async fn act(
         State(replicas): State<Replicas>,
         axum::extract::Path((which, action)): axum::extract::Path<(String, String)>,
     ) -> (axum::http::StatusCode, String) {
-        let i = match which.as_str() {
-            "a" => 0,
-            "b" => 1,
-            _ => {
-                return (
-                    axum::http::StatusCode::NOT_FOUND,
-                    format!("no replica {which}"),
-                );
-            }
-        };
         let mut all = replicas.0.lock().await;
-        let (child, env) = &mut all[i];
+        let Some(replica) = all.iter_mut().find(|r| r.name == which) else {
+            return (
+                axum::http::StatusCode::NOT_FOUND,
+                format!("no replica {which}"),
+            );
+        };
         match action.as_str() {
             "kill" => {
-                if let Some(mut c) = child.take() {
-                    c.kill().await.expect("kill chat-service");
+                if let Some(mut c) = replica.child.take() {
+                    c.kill().await.expect("kill a replica");
                 }
                 (axum::http::StatusCode::OK, "killed".into())
             }
             "start" => {
-                if child.is_none() {
-                    *child = Some(spawn("chat-service", env));
+                if replica.child.is_none() {
+                    replica.child = Some(spawn(replica.bin, &replica.env));
                 }
-                let addr = env
-                    .iter()
-                    .find(|(k, _)| *k == "CHAT_LISTEN")
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default();
+                let addr = replica.listen.clone();
                 drop(all);
                 listening(&addr).await;
                 (axum::http::StatusCode::OK, "started".into())
@@ -682,6 +778,7 @@ async fn spawn_replica_control(replicas: Replicas) -> String {
     }
     let app = Router::new()
         .route("/replica/{which}/{action}", post(act))
-        .with_state(replicas);
+        .with_state(replicas)
+        .merge(more);
     confab_tests::app::serve_control(app).await
 }
