@@ -47,15 +47,38 @@ pub async fn connect_many(
     source_offset: usize,
     on_event: impl Fn(usize) -> OnEvent,
 ) -> Crowd {
+    connect_many_to(
+        server,
+        None,
+        ns,
+        users,
+        concurrency,
+        source_offset,
+        on_event,
+    )
+    .await
+}
+
+/// [`connect_many`], every client to edge `edge` (an index into
+/// `server.edges`) when given, else spread over the edges.
+pub async fn connect_many_to(
+    server: &Server,
+    edge: Option<usize>,
+    ns: &str,
+    users: &[String],
+    concurrency: usize,
+    source_offset: usize,
+    on_event: impl Fn(usize) -> OnEvent,
+) -> Crowd {
     // Tokens are signed before the clock starts: the storm times the server.
     let tokens: Vec<String> = users.iter().map(|u| server.token(u)).collect();
-    let addr = server.addr;
     let started = Instant::now();
     let mut results: Vec<(usize, anyhow::Result<(client::Session, u64)>)> =
         futures::stream::iter(tokens.into_iter().enumerate())
             .map(|(i, token)| async move {
                 let t0 = Instant::now();
                 let src = client::source_ip(source_offset + i);
+                let addr = server.edge_for(edge.unwrap_or(source_offset + i));
                 let r = client::connect(addr, src, ns, &token).await;
                 (i, r.map(|s| (s, t0.elapsed().as_micros() as u64)))
             })
@@ -193,9 +216,21 @@ impl Room {
         source_offset: usize,
         recorder: &Arc<Recorder>,
     ) -> anyhow::Result<Room> {
+        Self::open_on(server, None, prefix, size, source_offset, recorder).await
+    }
+
+    /// [`Room::open`] with every member on edge `edge` when given.
+    pub async fn open_on(
+        server: &Server,
+        edge: Option<usize>,
+        prefix: &str,
+        size: usize,
+        source_offset: usize,
+        recorder: &Arc<Recorder>,
+    ) -> anyhow::Result<Room> {
         let users: Vec<String> = (0..size).map(|i| format!("{prefix}-{i}")).collect();
         let conversation_id = server.create_conversation(&users).await?;
-        let crowd = connect_many(server, NS, &users, 100, source_offset, |_| {
+        let crowd = connect_many_to(server, edge, NS, &users, 100, source_offset, |_| {
             recorder.callback()
         })
         .await;

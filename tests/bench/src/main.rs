@@ -61,6 +61,9 @@ enum Command {
     },
     /// A process holding idle clients (started by `run`'s idle scenario).
     Hold(hold::HoldArgs),
+    /// The distributed confab with more and more edges under one load:
+    /// CPU per message of the edges and services (deploy/SCALING.md).
+    Scaling(ScalingArgs),
     /// Writes the report again from a full run's `--json` results (e.g.
     /// after editing `tests/bench/NOTES.md`), without measuring anything.
     Report {
@@ -71,6 +74,67 @@ enum Command {
         #[arg(long, default_value_os_t = repo_root().join("BENCHMARKS.md"))]
         out: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct ScalingArgs {
+    /// The `confab` binary; `confab-edge` and the services are beside it
+    /// (`cargo build --release --workspace --bins`).
+    #[arg(long)]
+    confab_bin: Option<PathBuf>,
+    /// The edge counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+    edges: Vec<usize>,
+    /// Conversations, each with its members on one edge.
+    #[arg(long, default_value_t = 16)]
+    rooms: usize,
+    #[arg(long, default_value_t = 10)]
+    room_size: usize,
+    /// Messages per second each room's sender sends.
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Seconds measured per edge count.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pg_url: String,
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: String,
+}
+
+async fn scaling(args: ScalingArgs) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("locating confab-bench")?;
+    let confab_bin = args
+        .confab_bin
+        .unwrap_or_else(|| me.with_file_name("confab"));
+    let launch = Launch {
+        confab_bin,
+        node_script: PathBuf::new(),
+        bench_bin: me,
+        pg_admin_url: Some(args.pg_url),
+        redis_url: Some(args.redis_url),
+        edges: 2,
+        work_dir: run::scratch_dir(),
+    };
+    let mut points = Vec::new();
+    for &edges in &args.edges {
+        let p = scenario::scaling::run(
+            &launch,
+            edges.max(1),
+            args.rooms,
+            args.room_size,
+            args.rate,
+            args.seconds,
+        )
+        .await?;
+        eprintln!("  {p:?}");
+        points.push(p);
+    }
+    println!(
+        "{}",
+        scenario::scaling::table(&points, args.rooms, args.room_size, args.rate, args.seconds)
+    );
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -96,6 +160,12 @@ struct RunArgs {
     /// (without it that variant is left out, with a note).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pg_url: Option<String>,
+    /// Redis for `confab-dist` (the services' event logs).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// How many edge processes `confab-dist` runs.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    edges: u16,
     /// Only these scenarios (default: all). A run of some is for trying a
     /// change: its report goes nowhere unless `--out` is given.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -117,9 +187,10 @@ fn kind(name: &str) -> anyhow::Result<Kind> {
     Ok(match name {
         "confab" => Kind::Confab,
         "confab-pg" => Kind::ConfabPg,
+        "confab-dist" => Kind::ConfabDist,
         "node" => Kind::Node,
         "raw" => Kind::Raw,
-        other => bail!("unknown server {other:?} (confab, confab-pg, node, raw)"),
+        other => bail!("unknown server {other:?} (confab, confab-pg, confab-dist, node, raw)"),
     })
 }
 
@@ -136,7 +207,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if kinds
         .iter()
-        .any(|k| matches!(k, Kind::Confab | Kind::ConfabPg))
+        .any(|k| matches!(k, Kind::Confab | Kind::ConfabPg | Kind::ConfabDist))
         && !confab_bin.exists()
     {
         bail!(
@@ -167,6 +238,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             kinds.retain(|k| *k != Kind::ConfabPg);
         }
     }
+    if kinds.contains(&Kind::ConfabDist) {
+        let usable = args
+            .pg_url
+            .as_deref()
+            .is_some_and(servers::postgres_available)
+            && args.redis_url.is_some();
+        if !usable {
+            let why = "confab distributed was not run: it needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                bail!("{why} (CI=true requires it)");
+            }
+            eprintln!("SKIP {why}");
+            notes.push(why.to_string());
+            kinds.retain(|k| *k != Kind::ConfabDist);
+        }
+    }
     let label = args.label.unwrap_or_else(|| {
         if given_bin {
             confab_bin.display().to_string()
@@ -179,6 +266,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         node_script,
         bench_bin: me,
         pg_admin_url: args.pg_url,
+        redis_url: args.redis_url,
+        edges: usize::from(args.edges),
         work_dir: run::scratch_dir(),
     };
     let mut plan = if args.smoke {
@@ -227,6 +316,8 @@ fn rewrite(json: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> 
         node_script: PathBuf::new(),
         bench_bin: PathBuf::new(),
         pg_admin_url: None,
+        redis_url: None,
+        edges: 2,
         work_dir: PathBuf::new(),
     };
     let plan = run::Plan::full(launch, Vec::new(), results.confab.clone());
@@ -245,6 +336,7 @@ fn main() -> anyhow::Result<()> {
             Command::Run(args) => run(args).await,
             Command::RawServer { listen, secret } => raw::serve(listen, secret).await,
             Command::Hold(args) => hold::run(args).await,
+            Command::Scaling(args) => scaling(args).await,
             Command::Report { json, out } => rewrite(&json, &out),
         }
     })

@@ -122,7 +122,7 @@ pub fn write(r: &Results, plan: &Plan, out: &Path) -> anyhow::Result<()> {
 
 fn confab_kinds(r: &Results) -> Vec<Kind> {
     let mut kinds: Vec<Kind> = r.storm.iter().map(|s| s.kind).collect();
-    kinds.retain(|k| matches!(k, Kind::Confab | Kind::ConfabPg));
+    kinds.retain(|k| matches!(k, Kind::Confab | Kind::ConfabPg | Kind::ConfabDist));
     kinds
 }
 

@@ -30,9 +30,9 @@ impl Scenario {
     fn runs_on(self, kind: Kind) -> bool {
         match self {
             Scenario::Storm | Scenario::Fanout | Scenario::Budget => true,
-            Scenario::Idle => kind != Kind::ConfabPg,
+            Scenario::Idle => !matches!(kind, Kind::ConfabPg | Kind::ConfabDist),
             Scenario::Signaling | Scenario::Publish => {
-                matches!(kind, Kind::Confab | Kind::ConfabPg)
+                matches!(kind, Kind::Confab | Kind::ConfabPg | Kind::ConfabDist)
             }
         }
     }

@@ -4,6 +4,12 @@
 //! - **confab**: the embedded `confab` binary (edge + all four services), the
 //!   `raven` contract, SQLite in a fresh temporary data directory or a fresh
 //!   PostgreSQL database created for the run and dropped after it;
+//! - **confab, distributed**: the binaries beside `confab` as a platform
+//!   team deploys them — two chat-service replicas, presence-, call- and
+//!   notify-service, each its own process, on a fresh PostgreSQL database
+//!   and Redis (the services' event logs under a prefix of the run's own),
+//!   and [`Launch::edges`] `confab-edge` processes (two by default), each
+//!   knowing both chat replicas; clients are spread over the edges;
 //! - **node**: `tests/js/bench-server.mjs`, socket.io 4 doing the same flow in
 //!   memory — what a seed's user runs today;
 //! - **raw**: `confab-bench raw-server`, tokio-tungstenite broadcasting the
@@ -31,6 +37,9 @@ pub enum Kind {
     Confab,
     /// confab, chat-service on PostgreSQL.
     ConfabPg,
+    /// confab as separate processes: edges, two chat-service replicas and
+    /// the other services, on PostgreSQL and Redis.
+    ConfabDist,
     /// Node.js socket.io 4.
     Node,
     /// The raw tokio-tungstenite broadcast server.
@@ -43,6 +52,7 @@ impl Kind {
         match self {
             Kind::Confab => "confab (SQLite)",
             Kind::ConfabPg => "confab (PostgreSQL)",
+            Kind::ConfabDist => "confab (distributed)",
             Kind::Node => "Node socket.io",
             Kind::Raw => "raw tokio-tungstenite",
         }
@@ -53,6 +63,7 @@ impl Kind {
         match self {
             Kind::Confab => "#d62728",
             Kind::ConfabPg => "#9467bd",
+            Kind::ConfabDist => "#ff7f0e",
             Kind::Node => "#2ca02c",
             Kind::Raw => "#1f77b4",
         }
@@ -69,8 +80,12 @@ pub struct Launch {
     /// The `confab-bench` binary (for `raw-server`).
     pub bench_bin: PathBuf,
     /// A PostgreSQL URL whose server may create and drop databases, for
-    /// [`Kind::ConfabPg`].
+    /// [`Kind::ConfabPg`] and [`Kind::ConfabDist`].
     pub pg_admin_url: Option<String>,
+    /// Redis for [`Kind::ConfabDist`].
+    pub redis_url: Option<String>,
+    /// How many edges [`Kind::ConfabDist`] runs (at least 1).
+    pub edges: usize,
     /// Where servers' logs and data directories go.
     pub work_dir: PathBuf,
 }
@@ -78,13 +93,21 @@ pub struct Launch {
 /// A running server.
 pub struct Server {
     pub kind: Kind,
+    /// Where clients connect (the first edge of a distributed confab).
     pub addr: SocketAddr,
-    /// confab's gRPC address for internal services (`CONFAB_GRPC_LISTEN`).
+    /// Every edge; client `i` connects to `edges[i % len]` ([`Server::edge_for`]).
+    pub edges: Vec<SocketAddr>,
+    /// confab's gRPC address for internal services (`CONFAB_GRPC_LISTEN`,
+    /// or notify-service's in the distributed configuration).
     pub grpc_addr: Option<SocketAddr>,
     pub secret: String,
-    child: Child,
+    /// The server's processes: one, or every process of a distributed
+    /// confab (edges first).
+    children: Vec<Child>,
     dir: PathBuf,
     pg: Option<(String, String)>,
+    /// The Redis URL and key prefix a distributed confab used.
+    redis: Option<(String, String)>,
     next_room: AtomicU64,
 }
 
@@ -92,6 +115,17 @@ static STARTED: AtomicU64 = AtomicU64::new(0);
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `k` distinct free ports.
+fn free_ports(k: usize) -> anyhow::Result<Vec<u16>> {
+    let held = (0..k)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(held
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()?)
 }
 
 fn random_secret() -> String {
@@ -144,6 +178,9 @@ impl Server {
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let secret = random_secret();
+        if kind == Kind::ConfabDist {
+            return Self::start_distributed(launch, dir, secret, n).await;
+        }
         let mut pg = None;
         let mut grpc_addr = None;
         let mut cmd = match kind {
@@ -172,17 +209,13 @@ impl Server {
                     .env_remove("DATABASE_URL")
                     .env_remove("REDIS_URL");
                 if kind == Kind::ConfabPg {
-                    let admin = launch
-                        .pg_admin_url
-                        .as_deref()
-                        .context("the PostgreSQL variant needs --pg-url")?;
-                    let db = format!("confab_bench_{}_{n}", std::process::id());
-                    psql(admin, &format!("CREATE DATABASE {db}"))?;
-                    c.env("DATABASE_URL", with_database(admin, &db));
-                    pg = Some((admin.to_string(), db));
+                    let (admin, db, url) = fresh_database(launch, n)?;
+                    c.env("DATABASE_URL", url);
+                    pg = Some((admin, db));
                 }
                 c
             }
+            Kind::ConfabDist => unreachable!("started above"),
             Kind::Node => {
                 let mut c = Command::new("node");
                 c.arg(&launch.node_script)
@@ -214,38 +247,208 @@ impl Server {
         let mut server = Server {
             kind,
             addr,
+            edges: vec![addr],
             grpc_addr,
             secret,
-            child,
+            children: vec![child],
             dir,
             pg,
+            redis: None,
             next_room: AtomicU64::new(1),
         };
         server.wait_ready().await?;
         Ok(server)
     }
 
+    /// The distributed configuration (see the module doc): services first,
+    /// each listening before the next starts (the first migrates the
+    /// database), then the edges.
+    async fn start_distributed(
+        launch: &Launch,
+        dir: PathBuf,
+        secret: String,
+        n: u64,
+    ) -> anyhow::Result<Server> {
+        let redis_url = launch
+            .redis_url
+            .clone()
+            .context("the distributed variant needs --redis-url")?;
+        let (admin, db, db_url) = fresh_database(launch, n)?;
+        let prefix = format!("confab-bench:{}:{n}", std::process::id());
+        let bin = |name: &str| launch.confab_bin.with_file_name(name);
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let mut server = Server {
+            kind: Kind::ConfabDist,
+            addr: ([127, 0, 0, 1], 0).into(),
+            edges: Vec::new(),
+            grpc_addr: None,
+            secret: secret.clone(),
+            children: Vec::new(),
+            dir,
+            pg: Some((admin, db)),
+            redis: Some((redis_url.clone(), prefix.clone())),
+            next_room: AtomicU64::new(1),
+        };
+        // Every port at once (held until all are picked), so no two
+        // processes are given the same one.
+        let ports = free_ports(5 + launch.edges.max(1))?;
+        let addr = |i: usize| -> SocketAddr { ([127, 0, 0, 1], ports[i]).into() };
+        let (chat_a, chat_b, presence, call, notify) =
+            (addr(0), addr(1), addr(2), addr(3), addr(4));
+        let url = |a: SocketAddr| format!("http://{a}");
+        let chats = format!("{},{}", url(chat_a), url(chat_b));
+        let redis = |var: &'static str, service: &str| {
+            [
+                ("REDIS_URL", redis_url.clone()),
+                (var, format!("{prefix}:{service}")),
+            ]
+        };
+        let mut services: Vec<(&str, SocketAddr, Vec<(&'static str, String)>)> = Vec::new();
+        for chat in [chat_a, chat_b] {
+            let mut env = vec![
+                ("CHAT_LISTEN", chat.to_string()),
+                ("DATABASE_URL", db_url.clone()),
+                // As the embedded variant: one user sends a room's every message.
+                ("CONFAB_MESSAGE_RATE_LIMIT", "1000000".into()),
+            ];
+            env.extend(redis("CHAT_REDIS_PREFIX", "chat"));
+            services.push(("chat-service", chat, env));
+        }
+        let mut env = vec![
+            ("PRESENCE_LISTEN", presence.to_string()),
+            ("PRESENCE_DATABASE_URL", db_url.clone()),
+        ];
+        env.extend(redis("PRESENCE_REDIS_PREFIX", "presence"));
+        services.push(("presence-service", presence, env));
+        let mut env = vec![
+            ("CALL_LISTEN", call.to_string()),
+            ("CALL_DATABASE_URL", db_url.clone()),
+            ("CALL_CHAT_URL", chats.clone()),
+        ];
+        env.extend(redis("CALL_REDIS_PREFIX", "call"));
+        services.push(("call-service", call, env));
+        let mut env = vec![
+            ("NOTIFY_LISTEN", notify.to_string()),
+            ("NOTIFY_DATABASE_URL", db_url.clone()),
+            ("NOTIFY_CHAT_URL", chats.clone()),
+            ("NOTIFY_PRESENCE_URL", url(presence)),
+        ];
+        env.extend(redis("NOTIFY_REDIS_PREFIX", "notify"));
+        services.push(("notify-service", notify, env));
+        for (name, listen, env) in services {
+            server.spawn_child(&bin(name), &env, &log)?;
+            server.wait_listening(listen, name).await?;
+        }
+        for i in 0..launch.edges.max(1) {
+            let edge = addr(5 + i);
+            // Each edge lists the chat replicas from a different one.
+            let chats = if i % 2 == 0 {
+                chats.clone()
+            } else {
+                format!("{},{}", url(chat_b), url(chat_a))
+            };
+            let env = [
+                ("CONFAB_LISTEN", edge.to_string()),
+                ("CONFAB_JWT_SECRET", secret.clone()),
+                ("CONFAB_DEFAULT_CONTRACT", "raven".into()),
+                (
+                    "CONFAB_HEARTBEAT_MS",
+                    crate::scenario::budget::HEARTBEAT_MS.to_string(),
+                ),
+                ("CONFAB_CHAT_URL", chats),
+                ("CONFAB_PRESENCE_URL", url(presence)),
+                ("CONFAB_CALL_URL", url(call)),
+                ("CONFAB_NOTIFY_URL", url(notify)),
+            ];
+            // Edges first in `children`, in `edges` order.
+            server.spawn_child(&bin("confab-edge"), &env, &log)?;
+            let last = server.children.pop().expect("just spawned");
+            server.children.insert(i, last);
+            server.edges.push(edge);
+        }
+        server.addr = server.edges[0];
+        server.grpc_addr = Some(notify);
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    fn spawn_child(
+        &mut self,
+        bin: &Path,
+        env: &[(&'static str, String)],
+        log: &std::fs::File,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            bin.exists(),
+            "{} does not exist: build the workspace's binaries (`cargo build --release --workspace --bins`)",
+            bin.display()
+        );
+        let mut c = Command::new(bin);
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log.try_clone()?)
+            .kill_on_drop(true);
+        self.children.push(
+            c.spawn()
+                .with_context(|| format!("starting {}", bin.display()))?,
+        );
+        Ok(())
+    }
+
+    async fn wait_listening(&mut self, addr: SocketAddr, name: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            for c in &mut self.children {
+                if let Some(status) = c.try_wait()? {
+                    bail!(
+                        "a process exited with {status} while starting {name}; log: {}",
+                        self.log_tail()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{name} not listening within 60 s; log: {}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// The edge client `i` connects to: the edges take turns.
+    pub fn edge_for(&self, i: usize) -> SocketAddr {
+        self.edges[i % self.edges.len()]
+    }
+
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let probe = match self.kind {
-            Kind::Confab | Kind::ConfabPg => Some("/readyz"),
+            Kind::Confab | Kind::ConfabPg | Kind::ConfabDist => Some("/readyz"),
             Kind::Node => Some("/healthz"),
             Kind::Raw => None,
         };
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited with {status} before it was ready; log: {}",
-                    self.kind.label(),
-                    self.log_tail()
-                );
+            for child in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "{} exited with {status} before it was ready; log: {}",
+                        self.kind.label(),
+                        self.log_tail()
+                    );
+                }
             }
-            let ready = match probe {
-                Some(path) => http::request(self.addr, "GET", path, None, None)
-                    .await
-                    .is_ok_and(|r| r.status == 200),
-                None => tokio::net::TcpStream::connect(self.addr).await.is_ok(),
-            };
+            let mut ready = true;
+            for &addr in &self.edges {
+                ready &= match probe {
+                    Some(path) => http::request(addr, "GET", path, None, None)
+                        .await
+                        .is_ok_and(|r| r.status == 200),
+                    None => tokio::net::TcpStream::connect(addr).await.is_ok(),
+                };
+            }
             if ready {
                 return Ok(());
             }
@@ -263,10 +466,32 @@ impl Server {
         log[log.ceil_char_boundary(start)..].to_string()
     }
 
-    /// The server process's resident memory in bytes.
+    /// The server's resident memory in bytes (every process of a
+    /// distributed confab, summed).
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
-        let pid = self.child.id().context("server has exited")?;
-        rss_of(pid)
+        let mut total = 0;
+        for child in &self.children {
+            total += rss_of(child.id().context("server has exited")?)?;
+        }
+        Ok(total)
+    }
+
+    /// CPU time (user + system) each edge process has used so far, in
+    /// clock ticks (`/proc/<pid>/stat`).
+    pub fn edge_cpu_ticks(&self) -> anyhow::Result<Vec<u64>> {
+        self.children[..self.edges.len()]
+            .iter()
+            .map(|c| cpu_ticks_of(c.id().context("an edge has exited")?))
+            .collect()
+    }
+
+    /// CPU time (user + system) of every process, in clock ticks.
+    pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for child in &self.children {
+            total += cpu_ticks_of(child.id().context("a process has exited")?)?;
+        }
+        Ok(total)
     }
 
     /// A token for `user` that this server accepts.
@@ -306,9 +531,15 @@ impl Server {
         }
     }
 
-    /// Kills the server and removes its data (and its PostgreSQL database).
+    /// Kills the server and removes its data (its PostgreSQL database, its
+    /// Redis keys).
     pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        for child in &mut self.children {
+            let _ = child.kill().await;
+        }
+        if let Some((url, prefix)) = self.redis.take() {
+            forget_redis_keys(&url, &prefix);
+        }
         if let Some((admin, db)) = self.pg.take()
             && let Err(e) = psql(
                 &admin,
@@ -319,6 +550,44 @@ impl Server {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A fresh PostgreSQL database for run `n`: (admin URL, name, its URL).
+fn fresh_database(launch: &Launch, n: u64) -> anyhow::Result<(String, String, String)> {
+    let admin = launch
+        .pg_admin_url
+        .as_deref()
+        .context("the PostgreSQL variants need --pg-url")?;
+    let db = format!("confab_bench_{}_{n}", std::process::id());
+    psql(admin, &format!("CREATE DATABASE {db}"))?;
+    Ok((admin.to_string(), db.clone(), with_database(admin, &db)))
+}
+
+/// Deletes the keys under `prefix` (best effort, with `redis-cli`).
+fn forget_redis_keys(url: &str, prefix: &str) {
+    let keys = std::process::Command::new("redis-cli")
+        .args(["-u", url, "--scan", "--pattern", &format!("{prefix}*")])
+        .output();
+    let Ok(keys) = keys else {
+        eprintln!("redis-cli is not installed: the run's keys under {prefix} stay in Redis");
+        return;
+    };
+    for key in String::from_utf8_lossy(&keys.stdout).lines() {
+        let _ = std::process::Command::new("redis-cli")
+            .args(["-u", url, "DEL", key])
+            .output();
+    }
+}
+
+/// CPU time (user + system) process `pid` used, in clock ticks.
+pub fn cpu_ticks_of(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let after = &stat[stat.rfind(')').context("no command in stat")? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
 }
 
 /// Resident memory of process `pid` in bytes (`VmRSS`).

@@ -60,23 +60,26 @@ fn ping_ms(data: &str) -> Option<i64> {
     rest.strip_suffix(']')?.trim().parse().ok()
 }
 
-/// The round-trip histogram's total count and its `le="0.03"` bucket.
+/// The round-trip histogram's total count and its `le="0.03"` bucket,
+/// summed over every edge.
 async fn round_trips(server: &Server) -> (u64, u64) {
-    let Ok(r) = crate::http::request(server.addr, "GET", "/metrics", None, None).await else {
-        return (0, 0);
-    };
-    let value = |prefix: &str| {
-        r.body
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0, |v| v as u64)
-    };
-    (
-        value("confab_heartbeat_rtt_seconds_count"),
-        value("confab_heartbeat_rtt_seconds_bucket{le=\"0.03\"}"),
-    )
+    let (mut count, mut within) = (0, 0);
+    for &edge in &server.edges {
+        let Ok(r) = crate::http::request(edge, "GET", "/metrics", None, None).await else {
+            continue;
+        };
+        let value = |prefix: &str| {
+            r.body
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .map_or(0, |v| v as u64)
+        };
+        count += value("confab_heartbeat_rtt_seconds_count");
+        within += value("confab_heartbeat_rtt_seconds_bucket{le=\"0.03\"}");
+    }
+    (count, within)
 }
 
 /// The heartbeat sockets: connected (the client answers every `ping` with
@@ -141,7 +144,7 @@ pub async fn run(
     let mut join: Vec<u64> = open.iter().flat_map(|r| r.join_us.clone()).collect();
     let rate = total_rate / rooms as f64;
     let beating = match server.kind {
-        Kind::Confab | Kind::ConfabPg => Some(start_beating(server).await?),
+        Kind::Confab | Kind::ConfabPg | Kind::ConfabDist => Some(start_beating(server).await?),
         Kind::Node | Kind::Raw => None,
     };
     let before = match &beating {
