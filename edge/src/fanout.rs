@@ -31,6 +31,7 @@ use crate::auth::Identity;
 use crate::clients::{CallClient, ChatClient, NotifyClient, PresenceClient, Transport};
 use crate::contract::{Contract, Emit, Mount};
 use crate::deliveries::Deliveries;
+use crate::rooms::{SOCKET_ROOM_PREFIX, audience_rooms};
 
 /// Which service streams are currently open, and how many times each has
 /// been (re)opened.
@@ -281,7 +282,13 @@ fn notify_renderer(c: &Contract) -> fn(&NotifyEvent) -> Vec<Emit> {
 /// Renders one event with every mount's contract (`render` picks the
 /// contract's renderer for this kind of event) and emits the results;
 /// with `collect`, returns the users whose sockets it reached.
-async fn fan_out<E>(
+///
+/// A mount with no socket in any room of the event's audience
+/// ([`audience_rooms`]) is skipped before rendering: an edge pays little
+/// for the events of conversations and users it holds no socket of (with
+/// many edges, most events are such), and a contract nobody uses on this
+/// edge renders nothing.
+async fn fan_out<E: BusEvent>(
     io: &SocketIo,
     mounts: &[Mount],
     event: &E,
@@ -289,13 +296,29 @@ async fn fan_out<E>(
     collect: bool,
 ) -> Vec<String> {
     let mut reached = Vec::new();
+    let audience = audience_rooms(event.audience());
     // A contract mounted twice (its own namespace and `/`) renders once.
     let mut rendered: Vec<(&'static Contract, Vec<Emit>)> = Vec::with_capacity(mounts.len());
     for m in mounts {
+        if !has_sockets(io, m.path, &audience) {
+            continue;
+        }
         let emits = match rendered.iter().find(|(c, _)| std::ptr::eq(*c, m.contract)) {
             Some((_, emits)) => emits.clone(),
             None => {
                 let emits = render(m.contract)(event);
+                debug_assert!(
+                    emits.iter().all(|e| e
+                        .rooms
+                        .iter()
+                        .all(|r| audience.contains(r) || r.starts_with(SOCKET_ROOM_PREFIX))),
+                    "{} renders to a room outside the event's audience {audience:?}: {:?}",
+                    m.contract.name,
+                    emits
+                        .iter()
+                        .map(|e| (&e.rooms, e.event))
+                        .collect::<Vec<_>>()
+                );
                 rendered.push((m.contract, emits.clone()));
                 emits
             }
@@ -305,6 +328,15 @@ async fn fan_out<E>(
         }
     }
     reached
+}
+
+/// Whether namespace `path` has a socket in any of `rooms` on this edge.
+fn has_sockets(io: &SocketIo, path: &str, rooms: &[String]) -> bool {
+    if rooms.is_empty() {
+        return false;
+    }
+    io.of(path)
+        .is_some_and(|ns| !ns.to(rooms.to_vec()).sockets().is_empty())
 }
 
 /// Follows presence-service's stream and fans its events out to every mount.

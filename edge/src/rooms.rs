@@ -20,14 +20,40 @@ pub const EVERYONE_ROOM: &str = "everyone";
 /// The room of one socket alone: a request's `origin` names it, so a
 /// contract can leave the requesting socket out of the event's echo.
 pub fn socket_room(socket_id: &str) -> String {
-    format!("socket:{socket_id}")
+    format!("{SOCKET_ROOM_PREFIX}{socket_id}")
 }
+
+/// How a [`socket_room`]'s name starts.
+pub const SOCKET_ROOM_PREFIX: &str = "socket:";
 
 /// The room of the sockets that joined a conversation. `conversation_id`
 /// is the canonical id (as chat-service writes it): a room named from an
 /// id as a client wrote it (`"07"`) would be one no event reaches.
 pub fn conversation_room(conversation_id: &str) -> String {
     format!("conv:{conversation_id}")
+}
+
+/// Every room an event with `audience` may be emitted to: its
+/// conversation's room, its users' and sessions' rooms, and everyone's
+/// when it is for everyone. A renderer names no other room but the socket
+/// room of a session of one of these users (a call participant's, from the
+/// call; checked in debug builds by `fanout`), and such a socket is in its
+/// user's room: an edge with no socket in any of these rooms has nothing
+/// to render.
+pub fn audience_rooms(audience: Option<&Audience>) -> Vec<String> {
+    let Some(a) = audience else {
+        return Vec::new();
+    };
+    let mut rooms = Vec::with_capacity(1 + a.user_ids.len() + a.session_ids.len());
+    if !a.conversation_id.is_empty() {
+        rooms.push(conversation_room(&a.conversation_id));
+    }
+    rooms.extend(a.user_ids.iter().map(|u| user_room(u)));
+    rooms.extend(a.session_ids.iter().map(|s| socket_room(s)));
+    if a.everyone {
+        rooms.push(EVERYONE_ROOM.to_string());
+    }
+    rooms
 }
 
 /// Where a call event goes: the sessions (sockets) it names, else every

@@ -38,6 +38,8 @@ use crate::v1;
 pub trait BusEvent: Clone + Send + Sync + 'static {
     fn seq(&self) -> u64;
     fn set_seq(&mut self, seq: u64);
+    /// Who the event is for: every event carries its audience.
+    fn audience(&self) -> Option<&v1::Audience>;
 }
 
 macro_rules! bus_event {
@@ -48,6 +50,9 @@ macro_rules! bus_event {
             }
             fn set_seq(&mut self, seq: u64) {
                 self.seq = seq;
+            }
+            fn audience(&self) -> Option<&v1::Audience> {
+                self.audience.as_ref()
             }
         }
     )*};
