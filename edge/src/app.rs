@@ -138,6 +138,7 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
         fanout::follow_chat(
             io.clone(),
             mounts.clone(),
+            services.interest.clone(),
             ChatServiceClient::new(cfg.services.transport(Service::Chat, None)?),
             deliveries,
             cfg.edge_id.clone(),
@@ -146,6 +147,7 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
         fanout::follow_presence(
             io.clone(),
             mounts.clone(),
+            services.interest.clone(),
             PresenceServiceClient::new(cfg.services.transport(Service::Presence, None)?),
             cfg.edge_id.clone(),
             streams.clone(),
@@ -153,6 +155,7 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
         fanout::follow_call(
             io.clone(),
             mounts.clone(),
+            services.interest.clone(),
             CallServiceClient::new(cfg.services.transport(Service::Call, None)?),
             cfg.edge_id.clone(),
             streams.clone(),
@@ -160,6 +163,7 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
         fanout::follow_notify(
             io.clone(),
             mounts.clone(),
+            services.interest.clone(),
             NotifyServiceClient::new(cfg.services.transport(Service::Notify, None)?),
             cfg.edge_id.clone(),
             streams.clone(),

@@ -31,6 +31,8 @@ use crate::auth::Identity;
 use crate::clients::{CallClient, ChatClient, NotifyClient, PresenceClient, Transport};
 use crate::contract::{Contract, Emit, Mount};
 use crate::deliveries::Deliveries;
+use crate::interest::Interest;
+#[cfg(debug_assertions)]
 use crate::rooms::{SOCKET_ROOM_PREFIX, audience_rooms};
 
 /// Which service streams are currently open, and how many times each has
@@ -283,26 +285,30 @@ fn notify_renderer(c: &Contract) -> fn(&NotifyEvent) -> Vec<Emit> {
 /// contract's renderer for this kind of event) and emits the results;
 /// with `collect`, returns the users whose sockets it reached.
 ///
-/// A mount with no socket in any room of the event's audience
-/// ([`audience_rooms`]) is skipped before rendering: an edge pays little
-/// for the events of conversations and users it holds no socket of (with
-/// many edges, most events are such), and a contract nobody uses on this
-/// edge renders nothing.
+/// An event that concerns no socket of this edge ([`Interest`]: none of
+/// its users, not its conversation's room, not everyone's) is not
+/// rendered at all: an edge pays a few lookups for the events of
+/// conversations and users it holds no socket of (with many edges, most
+/// events are such).
 async fn fan_out<E: BusEvent>(
     io: &SocketIo,
     mounts: &[Mount],
+    interest: &Interest,
     event: &E,
     render: PickRenderer<E>,
     collect: bool,
 ) -> Vec<String> {
     let mut reached = Vec::new();
+    if !interest.concerns(event.audience()) {
+        return reached;
+    }
+    // A renderer emits only to rooms of the event's audience (or to a
+    // session of one of its users), which is what `concerns` relies on.
+    #[cfg(debug_assertions)]
     let audience = audience_rooms(event.audience());
     // A contract mounted twice (its own namespace and `/`) renders once.
     let mut rendered: Vec<(&'static Contract, Vec<Emit>)> = Vec::with_capacity(mounts.len());
     for m in mounts {
-        if !has_sockets(io, m.path, &audience) {
-            continue;
-        }
         let emits = match rendered.iter().find(|(c, _)| std::ptr::eq(*c, m.contract)) {
             Some((_, emits)) => emits.clone(),
             None => {
@@ -330,19 +336,11 @@ async fn fan_out<E: BusEvent>(
     reached
 }
 
-/// Whether namespace `path` has a socket in any of `rooms` on this edge.
-fn has_sockets(io: &SocketIo, path: &str, rooms: &[String]) -> bool {
-    if rooms.is_empty() {
-        return false;
-    }
-    io.of(path)
-        .is_some_and(|ns| !ns.to(rooms.to_vec()).sockets().is_empty())
-}
-
 /// Follows presence-service's stream and fans its events out to every mount.
 pub fn follow_presence(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
+    interest: Interest,
     client: PresenceClient,
     edge_id: String,
     status: StreamStatus,
@@ -350,8 +348,9 @@ pub fn follow_presence(
     follow(client, edge_id, status, move |event: PresenceEvent| {
         let io = io.clone();
         let mounts = mounts.clone();
+        let interest = interest.clone();
         Box::pin(async move {
-            fan_out(&io, &mounts, &event, |c| c.presence_event, false).await;
+            fan_out(&io, &mounts, &interest, &event, |c| c.presence_event, false).await;
         })
     })
 }
@@ -360,6 +359,7 @@ pub fn follow_presence(
 pub fn follow_call(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
+    interest: Interest,
     client: CallClient,
     edge_id: String,
     status: StreamStatus,
@@ -367,8 +367,9 @@ pub fn follow_call(
     follow(client, edge_id, status, move |event: CallEvent| {
         let io = io.clone();
         let mounts = mounts.clone();
+        let interest = interest.clone();
         Box::pin(async move {
-            fan_out(&io, &mounts, &event, call_renderer, false).await;
+            fan_out(&io, &mounts, &interest, &event, call_renderer, false).await;
         })
     })
 }
@@ -377,6 +378,7 @@ pub fn follow_call(
 pub fn follow_notify(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
+    interest: Interest,
     client: NotifyClient,
     edge_id: String,
     status: StreamStatus,
@@ -384,8 +386,9 @@ pub fn follow_notify(
     follow(client, edge_id, status, move |event: NotifyEvent| {
         let io = io.clone();
         let mounts = mounts.clone();
+        let interest = interest.clone();
         Box::pin(async move {
-            fan_out(&io, &mounts, &event, notify_renderer, false).await;
+            fan_out(&io, &mounts, &interest, &event, notify_renderer, false).await;
         })
     })
 }
@@ -397,6 +400,7 @@ pub fn follow_notify(
 pub fn follow_chat(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
+    interest: Interest,
     client: ChatClient,
     deliveries: Deliveries,
     edge_id: String,
@@ -405,11 +409,12 @@ pub fn follow_chat(
     follow(client, edge_id, status, move |event: ChatEvent| {
         let io = io.clone();
         let mounts = mounts.clone();
+        let interest = interest.clone();
         let deliveries = deliveries.clone();
         Box::pin(async move {
             // Only a new message needs to know whom it reached (deliveries).
             let created = matches!(&event.kind, Some(Kind::MessageCreated(_)));
-            let reached = fan_out(&io, &mounts, &event, |c| c.chat_event, created).await;
+            let reached = fan_out(&io, &mounts, &interest, &event, |c| c.chat_event, created).await;
             if let Some(Kind::MessageCreated(message)) = &event.kind {
                 deliveries.record(message, reached).await;
             }

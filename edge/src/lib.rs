@@ -39,6 +39,7 @@ pub mod deliveries;
 pub mod embedded;
 pub mod fanout;
 pub mod heartbeat;
+pub mod interest;
 pub mod rest;
 pub mod rooms;
 pub mod session;

@@ -11,6 +11,7 @@ use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use crate::auth::Verifier;
 use crate::clients::{CallClient, ChatClient, NotifyClient, PresenceClient, Service};
 use crate::config::EdgeConfig;
+use crate::interest::Interest;
 use crate::throttle::TypingThrottle;
 
 /// What every handler needs (socketioxide's and axum's `State`).
@@ -26,6 +27,8 @@ pub struct EdgeState {
     pub typing: TypingThrottle,
     /// How many messages a user's offline queue keeps (`CONFAB_OFFLINE_QUEUE`).
     pub offline_queue: u32,
+    /// The users and conversation rooms this edge holds sockets for.
+    pub interest: Interest,
 }
 
 impl EdgeState {
@@ -41,6 +44,7 @@ impl EdgeState {
             edge_id: cfg.edge_id.clone(),
             typing: TypingThrottle::default(),
             offline_queue: cfg.offline_queue,
+            interest: Interest::default(),
         })
     }
 }

@@ -23,6 +23,7 @@ use futures::future::join_all;
 use socketioxide::extract::SocketRef;
 
 use crate::auth::Identity;
+use crate::interest::Holds;
 use crate::rooms::conversation_room;
 use crate::session::presence::InRooms;
 use crate::state::EdgeState;
@@ -129,6 +130,7 @@ pub async fn switch(
     let previous: Vec<String> = joined(s).into_iter().filter(|r| r != member.id()).collect();
     for old in &previous {
         s.leave(conversation_room(old));
+        held(s, |h| h.leave(old));
     }
     for old in &previous {
         set_room_presence(edge, s, me, old, false, Vec::new(), "").await;
@@ -146,9 +148,20 @@ pub async fn leave(edge: &EdgeState, s: &SocketRef, me: &Identity, conversation_
     let was_in = s.rooms().iter().any(|r| *r == room);
     if was_in {
         s.leave(room);
+        held(s, |h| h.leave(&id));
         set_room_presence(edge, s, me, &id, false, Vec::new(), "").await;
     }
     was_in
+}
+
+/// Changes what the socket holds of the edge's [`Interest`]: every room
+/// join and leave here is mirrored there.
+///
+/// [`Interest`]: crate::interest::Interest
+fn held(s: &SocketRef, change: impl FnOnce(&Holds)) {
+    if let Some(holds) = s.extensions.get::<Holds>() {
+        change(&holds);
+    }
 }
 
 /// The canonical ids of the conversations whose rooms the socket is in.
@@ -184,6 +197,7 @@ async fn lock(s: &SocketRef) -> tokio::sync::OwnedMutexGuard<()> {
 /// the room lock.
 async fn enter(edge: &EdgeState, s: &SocketRef, me: &Identity, member: Member) -> Joined {
     s.join(conversation_room(member.id()));
+    held(s, |h| h.join(&edge.interest, member.id()));
     s.extensions.insert(InRooms);
     let members = member
         .conversation

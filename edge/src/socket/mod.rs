@@ -21,6 +21,7 @@ use socketioxide::handler::ConnectHandler;
 
 use crate::auth::Identity;
 use crate::contract::{Contract, Mount, Spoken};
+use crate::interest::Holds;
 use crate::rooms::{EVERYONE_ROOM, socket_room, user_room};
 use crate::session;
 use crate::state::EdgeState;
@@ -97,6 +98,9 @@ fn attach(contract: &'static Contract, s: &SocketRef, me: &Identity, edge: &Edge
         socket_room(&s.id.to_string()),
         EVERYONE_ROOM.to_string(),
     ]);
+    let holds = Holds::default();
+    holds.user(edge.interest.hold_user(&me.user_id));
+    s.extensions.insert(holds);
     (contract.on_connect)(s);
     if let Some(calls) = &contract.calls {
         (calls.on_connect)(s);
