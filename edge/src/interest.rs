@@ -100,25 +100,30 @@ impl Drop for Held {
 /// A socket's holds, in its extensions: its user's, and one per
 /// conversation room it is in.
 #[derive(Clone, Default)]
-pub struct Holds(Arc<Mutex<(Option<Held>, HashMap<String, Held>)>>);
+pub struct Holds(Arc<Mutex<SocketHolds>>);
+
+#[derive(Default)]
+struct SocketHolds {
+    user: Option<Held>,
+    conversations: HashMap<String, Held>,
+}
 
 impl Holds {
     pub fn user(&self, held: Held) {
-        self.0.lock().expect("holds lock").0 = Some(held);
+        self.0.lock().expect("holds lock").user = Some(held);
     }
 
     /// Holds conversation `id` through `interest` unless already held.
     pub fn join(&self, interest: &Interest, id: &str) {
         let mut holds = self.0.lock().expect("holds lock");
-        if !holds.1.contains_key(id) {
-            holds
-                .1
-                .insert(id.to_string(), interest.hold_conversation(id));
+        if !holds.conversations.contains_key(id) {
+            let held = interest.hold_conversation(id);
+            holds.conversations.insert(id.to_string(), held);
         }
     }
 
     pub fn leave(&self, id: &str) {
-        self.0.lock().expect("holds lock").1.remove(id);
+        self.0.lock().expect("holds lock").conversations.remove(id);
     }
 }
 

@@ -90,6 +90,9 @@ pub struct Launch {
     pub work_dir: PathBuf,
 }
 
+/// A process's environment.
+type Env = Vec<(&'static str, String)>;
+
 /// A running server.
 pub struct Server {
     pub kind: Kind,
@@ -303,7 +306,7 @@ impl Server {
                 (var, format!("{prefix}:{service}")),
             ]
         };
-        let mut services: Vec<(&str, SocketAddr, Vec<(&'static str, String)>)> = Vec::new();
+        let mut services: Vec<(&str, SocketAddr, Env)> = Vec::new();
         for chat in [chat_a, chat_b] {
             let mut env = vec![
                 ("CHAT_LISTEN", chat.to_string()),
