@@ -213,6 +213,38 @@ fn targets(w: &mut String, r: &Results, plan: &Plan) -> anyhow::Result<()> {
                 met(false)
             }
         )?;
+        // Issue 20's targets for the production path: PostgreSQL at least
+        // Node's rate in one process, and the distributed configuration at
+        // least as fast as one process on PostgreSQL.
+        let ran = |k: Kind| r.fanout.iter().any(|f| f.kind == k && f.size == size);
+        let pg = ran(Kind::ConfabPg).then(|| best(r, Kind::ConfabPg, size).unwrap_or(0.0));
+        if let Some(pg) = pg {
+            writeln!(
+                w,
+                "| fan-out {size}: confab on PostgreSQL ≥ Node's deliveries/s at p99 < 50 ms | {} vs {} ({}) | {} |",
+                best_text(r, Kind::ConfabPg, size),
+                best_text(r, Kind::Node, size),
+                ratio(pg, node),
+                if node > 0.0 && pg >= node {
+                    met(true)
+                } else if best_text(r, Kind::ConfabPg, size).starts_with('≥') {
+                    "not proven: its limit is above the ramp"
+                } else {
+                    met(false)
+                }
+            )?;
+        }
+        let dist = ran(Kind::ConfabDist).then(|| best(r, Kind::ConfabDist, size).unwrap_or(0.0));
+        if let (Some(dist), Some(pg)) = (dist, pg) {
+            writeln!(
+                w,
+                "| fan-out {size}: confab distributed ≥ one process on PostgreSQL | {} vs {} ({}) | {} |",
+                best_text(r, Kind::ConfabDist, size),
+                best_text(r, Kind::ConfabPg, size),
+                ratio(dist, pg),
+                met(pg > 0.0 && dist >= pg)
+            )?;
+        }
         writeln!(
             w,
             "| fan-out {size}: ≥ ½ of the raw limit | {} vs {} ({}) | {} |",
