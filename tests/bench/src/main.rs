@@ -153,7 +153,7 @@ struct RunArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "confab,confab-pg,node,raw"
+        default_value = "confab,confab-pg,confab-dist,node,raw"
     )]
     servers: Vec<String>,
     /// A PostgreSQL server that may create databases, for `confab-pg`

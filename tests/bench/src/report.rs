@@ -90,7 +90,13 @@ pub fn write(r: &Results, plan: &Plan, out: &Path) -> anyhow::Result<()> {
          services in one process, chat-service on SQLite or PostgreSQL), run with \
          `CONFAB_MESSAGE_RATE_LIMIT=1000000` because one user sends every message \
          of a room and the Node baseline has no limit either (the default, 10 a \
-         second per user, still costs its check per message); **Node \
+         second per user, still costs its check per message); **confab \
+         (distributed)** is the deployment `deploy/` describes, every part its own \
+         process on this one machine: two `confab-edge`s (clients spread over \
+         them), two chat-service replicas, presence-, call- and notify-service, \
+         PostgreSQL and the services' event logs in Redis — three network hops \
+         more per message than the embedded binary, on the same 2 cores \
+         (`deploy/SCALING.md` has its costs per edge); **Node \
          socket.io** is `tests/js/bench-server.mjs`, the same `raven` flow in memory \
          (membership check on join and send, `new_message` to the room); **raw \
          tokio-tungstenite** is `confab-bench raw-server`, which only frames and \
