@@ -151,7 +151,9 @@ async fn a_subscriber_the_log_moved_past_is_ended_not_skipped() {
     let mut slow = bus.subscribe(None).await;
     bus.publish(ev(0)).await;
     assert_eq!(next(&mut slow.events).await.expect("the first").origin, "0");
-    for i in 1..1000 {
+    // More than the replica's tail keeps for its subscriptions, and far
+    // more than the log keeps.
+    for i in 1..(confab_kit::bus::TAIL_BUFFER + 1000) {
         bus.publish(ev(i)).await;
     }
     assert_eq!(
@@ -160,4 +162,39 @@ async fn a_subscriber_the_log_moved_past_is_ended_not_skipped() {
             .expect_err("behind the retention"),
         Ended::Behind
     );
+}
+
+/// A subscription that falls further behind than its replica's tail keeps
+/// for it, but not past the log's retention, reads the rest from Redis:
+/// every event once, in order.
+#[tokio::test]
+async fn a_subscriber_behind_the_tail_reads_the_rest_from_the_log() {
+    let Some(url) = redis("the shared event log") else {
+        return;
+    };
+    let prefix = confab_tests::redis_prefix();
+    let bus = open(&url, &prefix, 100_000).await;
+    let mut slow = bus.subscribe(None).await;
+    let mut fast = bus.subscribe(None).await;
+    // Nothing in the log yet: the slow subscription finds it has caught up
+    // and waits on its replica's tail from then on.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), slow.events.next())
+            .await
+            .is_err()
+    );
+    let total = confab_kit::bus::TAIL_BUFFER * 2 + 500;
+    let mut seen = Vec::with_capacity(total);
+    for i in 0..total {
+        bus.publish(ev(i)).await;
+        // One subscription keeps up, so the tail keeps going.
+        seen.push(next(&mut fast.events).await.expect("kept up").origin);
+    }
+    let expected: Vec<String> = (0..total).map(|i| i.to_string()).collect();
+    assert_eq!(seen, expected);
+    let mut late = Vec::with_capacity(total);
+    for _ in 0..total {
+        late.push(next(&mut slow.events).await.expect("from the log").origin);
+    }
+    assert_eq!(late, expected, "every event once, in order");
 }

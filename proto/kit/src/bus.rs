@@ -16,14 +16,21 @@
 //!   MAXLEN ~`). A subscriber resuming after an event that left it is told
 //!   it did not resume; one reading so slowly that the log moved past it is
 //!   ended with [`Ended::Behind`] and reconnects — never a silent skip.
-//! * **Reading.** Each subscription reads with `XREAD BLOCK` on a
-//!   connection of its own (a blocking read would hold up a shared one).
+//! * **Reading.** A replica reads the log's tail once, whatever its number
+//!   of subscribers: one task ([`Tail`]) follows it with `XREAD BLOCK` on a
+//!   connection of its own and hands each event, decoded once, to every
+//!   subscription (a broadcast channel of [`TAIL_BUFFER`] events). A
+//!   subscription that starts behind the tail (resuming), or falls behind
+//!   it (the channel overflowed), reads what it misses from Redis itself
+//!   until the tail's next event follows its last one: so Redis serves
+//!   each event about once per replica, not once per subscriber.
 //!
 //! Unlike [`LocalBus`](confab_proto::bus::LocalBus) it never holds
 //! publishers back for a slow subscriber: the retention is the bound.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use confab_proto::bus::{BusEvent, Ended, EventBus, Resume, Subscription};
@@ -31,6 +38,7 @@ use futures::future::BoxFuture;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::StreamReadReply;
+use tokio::sync::broadcast;
 
 /// How many events the log keeps by default (`CONFAB_EVENT_LOG_RETENTION`).
 pub const DEFAULT_RETENTION: u64 = 100_000;
@@ -40,6 +48,10 @@ const BLOCK: Duration = Duration::from_secs(5);
 
 /// How many events one read takes at most.
 const BATCH: usize = 512;
+
+/// How many decoded events the tail keeps for subscriptions that have not
+/// taken them yet; one further behind reads from Redis.
+pub const TAIL_BUFFER: usize = 1024;
 
 /// How long a publish keeps trying while Redis is unreachable before the
 /// event is given up (logged and counted).
@@ -82,6 +94,8 @@ pub struct RedisBus<E> {
     epoch: String,
     retention: u64,
     append: redis::Script,
+    /// The tail reader, started with the first subscription.
+    tail: OnceLock<broadcast::Sender<Arc<E>>>,
     _events: PhantomData<fn() -> E>,
 }
 
@@ -108,6 +122,7 @@ impl<E> RedisBus<E> {
             epoch,
             retention,
             append: redis::Script::new(APPEND),
+            tail: OnceLock::new(),
             _events: PhantomData,
         })
     }
@@ -153,7 +168,36 @@ impl<E> RedisBus<E> {
     }
 }
 
+/// A connection for blocking reads: it waits longer than `BLOCK` for a
+/// reply.
+async fn reading_connection(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
 impl<E: BusEvent + prost::Message + Default> RedisBus<E> {
+    /// The tail's channel, its task started on first use (from the log's
+    /// newest event on).
+    fn tail(&self) -> broadcast::Receiver<Arc<E>> {
+        self.tail
+            .get_or_init(|| {
+                let (tx, _) = broadcast::channel(TAIL_BUFFER);
+                let tail = Tail {
+                    client: self.client.clone(),
+                    conn: self.conn.clone(),
+                    keys: self.keys.clone(),
+                    tx: tx.clone(),
+                };
+                tokio::spawn(tail.run());
+                tx
+            })
+            .subscribe()
+    }
+
     async fn publish_inner(&self, mut event: E) {
         event.set_seq(0);
         let bytes = event.encode_to_vec();
@@ -194,21 +238,15 @@ impl<E: BusEvent + prost::Message + Default> EventBus<E> for RedisBus<E> {
     fn subscribe(&self, resume: Option<Resume>) -> BoxFuture<'_, Subscription<E>> {
         Box::pin(async move {
             let epoch = self.epoch.clone();
+            // The tail first: what it hands out from now on, the
+            // subscription either takes from it or has already read.
+            let tail = self.tail();
             let opened = async {
                 let (after, resumed) = self.start(resume).await?;
-                // A blocking read answers after up to `BLOCK`: its
-                // connection must wait longer than that for a reply.
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
-                let conn = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                Ok::<_, redis::RedisError>((after, resumed, conn))
+                Ok::<_, redis::RedisError>((after, resumed))
             }
             .await;
-            let (after, resumed, conn) = match opened {
+            let (after, resumed) = match opened {
                 Ok(opened) => opened,
                 Err(e) => {
                     let ended = Ended::Unavailable(e.to_string());
@@ -220,11 +258,14 @@ impl<E: BusEvent + prost::Message + Default> EventBus<E> for RedisBus<E> {
                 }
             };
             let reader = Reader::<E> {
-                conn,
+                client: self.client.clone(),
+                conn: None,
                 stream: self.keys.stream.clone(),
                 after,
                 pending: VecDeque::new(),
-                _events: PhantomData,
+                tail,
+                parked: None,
+                catching_up: true,
             };
             let events = futures::stream::unfold(Some(reader), |reader| async move {
                 let mut reader = reader?;
@@ -242,14 +283,117 @@ impl<E: BusEvent + prost::Message + Default> EventBus<E> for RedisBus<E> {
     }
 }
 
+/// The replica's one reader of the log's tail (see the module doc).
+struct Tail<E> {
+    client: redis::Client,
+    conn: ConnectionManager,
+    keys: Keys,
+    tx: broadcast::Sender<Arc<E>>,
+}
+
+impl<E: BusEvent + prost::Message + Default> Tail<E> {
+    /// Follows the log for as long as a subscription may come: a Redis
+    /// failure is retried (subscriptions wait meanwhile, then take what
+    /// they missed from Redis, as after any gap).
+    async fn run(mut self) {
+        let mut after: Option<u64> = None;
+        let mut conn: Option<MultiplexedConnection> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let read = async {
+                let from = match after {
+                    Some(a) => a,
+                    None => {
+                        let seq: Option<u64> = self.conn.get(&self.keys.seq).await?;
+                        seq.unwrap_or(0)
+                    }
+                };
+                after = Some(from);
+                if conn.is_none() {
+                    conn = Some(reading_connection(&self.client).await?);
+                }
+                let c = conn.as_mut().expect("just connected");
+                read_after(c, &self.keys.stream, from, true).await
+            }
+            .await;
+            match read {
+                Ok(entries) => {
+                    backoff = Duration::from_millis(100);
+                    for (seq, event) in entries {
+                        after = Some(seq);
+                        // No subscription is no error: nobody listens yet.
+                        let _ = self.tx.send(Arc::new(event));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, stream = %self.keys.stream, "cannot read the event log; retrying");
+                    conn = None;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+/// Reads the events after `after` (blocking up to `BLOCK` for the first
+/// when `block`), decoded, with their `seq` set. An entry that does not
+/// decode is an error.
+async fn read_after<E: BusEvent + prost::Message + Default>(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    after: u64,
+    block: bool,
+) -> redis::RedisResult<Vec<(u64, E)>> {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(BATCH);
+    if block {
+        cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+    }
+    let reply: Option<StreamReadReply> = cmd
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(format!("{after}-1"))
+        .query_async(conn)
+        .await?;
+    let mut events = Vec::new();
+    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+        let Some(seq) = seq_of(&entry.id) else {
+            continue;
+        };
+        let bytes: Vec<u8> = match entry.map.get(FIELD) {
+            Some(v) => redis::from_redis_value_ref(v)?,
+            None => Vec::new(),
+        };
+        let mut event = E::decode(bytes.as_slice()).map_err(|e| {
+            redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "an event could not be read",
+                e.to_string(),
+            ))
+        })?;
+        event.set_seq(seq);
+        events.push((seq, event));
+    }
+    Ok(events)
+}
+
 /// One subscription's place in the stream.
 struct Reader<E> {
-    conn: MultiplexedConnection,
+    client: redis::Client,
+    /// Its own connection, opened when it must read from Redis itself.
+    conn: Option<MultiplexedConnection>,
     stream: String,
     /// The `seq` of the last event handed out (or the start).
     after: u64,
+    /// Read from Redis, not yet handed out.
     pending: VecDeque<E>,
-    _events: PhantomData<fn() -> E>,
+    tail: broadcast::Receiver<Arc<E>>,
+    /// A tail event that came before this subscription caught up to it.
+    parked: Option<Arc<E>>,
+    /// Whether it may still be behind what Redis holds (at its start):
+    /// it reads from Redis until a read finds nothing more.
+    catching_up: bool,
 }
 
 impl<E: BusEvent + prost::Message + Default> Reader<E> {
@@ -258,38 +402,69 @@ impl<E: BusEvent + prost::Message + Default> Reader<E> {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);
             }
-            let reply: Option<StreamReadReply> = redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(BATCH)
-                .arg("BLOCK")
-                .arg(BLOCK.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(&self.stream)
-                .arg(format!("{}-1", self.after))
-                .query_async(&mut self.conn)
-                .await
-                .map_err(|e| Ended::Unavailable(e.to_string()))?;
-            for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                let Some(seq) = seq_of(&entry.id) else {
-                    continue;
-                };
-                if seq != self.after + 1 {
-                    // The log moved past this subscriber: what it did not
-                    // read is gone.
-                    return Err(Ended::Behind);
-                }
-                let bytes: Vec<u8> = match entry.map.get(FIELD) {
-                    Some(v) => redis::from_redis_value_ref(v)
-                        .map_err(|e| Ended::Unavailable(e.to_string()))?,
-                    None => Vec::new(),
-                };
-                let mut event = E::decode(bytes.as_slice())
-                    .map_err(|e| Ended::Unavailable(format!("an event could not be read: {e}")))?;
-                event.set_seq(seq);
-                self.after = seq;
-                self.pending.push_back(event);
+            if self.catching_up {
+                // Whatever is published from here on reaches the tail,
+                // which this subscription listened to before it started.
+                self.catching_up = self.read_more().await? > 0;
+                continue;
             }
+            let event = match self.parked.take() {
+                Some(e) => e,
+                None => match self.tail.recv().await {
+                    Ok(e) => e,
+                    // The tail's buffer overflowed: the next event shows
+                    // the gap, which is read from Redis.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(Ended::Unavailable("the log's reader stopped".into()));
+                    }
+                },
+            };
+            let seq = event.seq();
+            if seq <= self.after {
+                continue;
+            }
+            if seq == self.after + 1 {
+                self.after = seq;
+                return Ok((*event).clone());
+            }
+            // Behind the tail: read what lies between from Redis. Nothing
+            // after `after`, though the tail has a later event: what lay
+            // between was trimmed.
+            if self.read_more().await? == 0 {
+                return Err(Ended::Behind);
+            }
+            self.parked = Some(event);
         }
+    }
+
+    /// Reads one batch after `after` from Redis into `pending` and says
+    /// how many events it read; the log having moved past `after` ends the
+    /// subscription.
+    async fn read_more(&mut self) -> Result<usize, Ended> {
+        let unavailable = |e: redis::RedisError| Ended::Unavailable(e.to_string());
+        if self.conn.is_none() {
+            self.conn = Some(
+                reading_connection(&self.client)
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
+        let conn = self.conn.as_mut().expect("just connected");
+        let entries = read_after::<E>(conn, &self.stream, self.after, false)
+            .await
+            .map_err(unavailable)?;
+        let read = entries.len();
+        for (seq, event) in entries {
+            if seq != self.after + 1 {
+                // The log moved past this subscriber: what it did not
+                // read is gone.
+                return Err(Ended::Behind);
+            }
+            self.after = seq;
+            self.pending.push_back(event);
+        }
+        Ok(read)
     }
 }
 
