@@ -203,8 +203,8 @@ async fn run_in_flight(
     }
 }
 
-/// Publishes each released message's event and answers its caller, in the
-/// order released.
+/// Publishes each released message's event (when it has one) and answers
+/// its caller, in the order released.
 async fn announce_in_order(
     bus: Arc<dyn EventBus<ChatEvent>>,
     mut released: mpsc::Receiver<Vec<(Pending, message::Model)>>,
@@ -313,9 +313,10 @@ impl Order {
         flight
     }
 
-    /// Batch `flight` came back with `written`: failures and messages with
-    /// nothing to announce are answered at once; stored messages wait for
-    /// their turn. Returns the messages whose turn has come, in id order.
+    /// Batch `flight` came back with `written`: failures are answered at
+    /// once; stored messages wait for their turn (one its caller announces,
+    /// a reply, too, so that it comes after the lower ids). Returns the
+    /// messages whose turn has come, in id order.
     fn landed(&mut self, flight: u64, written: Vec<Written>) -> Vec<(Pending, message::Model)> {
         let convs = self
             .flying
@@ -326,14 +327,10 @@ impl Order {
             match result {
                 Ok(row) => {
                     self.high = self.high.max(row.id);
-                    if p.announce.is_some() {
-                        self.waiting
-                            .entry(row.conversation_id)
-                            .or_default()
-                            .insert(row.id, (p, row));
-                    } else {
-                        let _ = p.reply.send(Ok(row));
-                    }
+                    self.waiting
+                        .entry(row.conversation_id)
+                        .or_default()
+                        .insert(row.id, (p, row));
                 }
                 Err(e) => {
                     let _ = p.reply.send(Err(e));
@@ -436,21 +433,21 @@ mod tests {
     }
 
     #[test]
-    fn failures_and_unannounced_rows_are_answered_at_once() {
+    fn failures_are_answered_at_once_replies_in_their_turn() {
         let mut order = Order::default();
         let a = order.take_off([1].into_iter());
         let b = order.take_off([1].into_iter());
         let ((p, _), mut failed) = stored(1, 0);
-        let ((mut q, row), mut plain) = stored(1, 5);
+        // A reply: its caller announces it once answered.
+        let ((mut q, row), _) = stored(1, 5);
         q.announce = None;
         let (r, _) = stored(1, 6);
         let release = order.landed(
             b,
             vec![(p, Err(DbErr::Custom("refused".into()))), (q, row), r],
         );
-        assert!(release.is_empty(), "6 waits for the batch still in flight");
+        assert!(release.is_empty(), "5 and 6 wait for the batch in flight");
         assert!(failed.try_recv().expect("answered").is_err());
-        assert_eq!(plain.try_recv().expect("answered").expect("stored").id, 5);
-        assert_eq!(ids(&order.landed(a, Vec::new())), [6]);
+        assert_eq!(ids(&order.landed(a, Vec::new())), [5, 6]);
     }
 }

@@ -1018,10 +1018,10 @@ async fn membership_changes_take_effect_at_once(mut client: Client) {
     );
 }
 
-/// Messages sent at the same moment (which chat-service writes together
-/// on SQLite): each sender gets its own message back, every one is stored
-/// once and announced once — on SQLite in the order of their ids. Two sends
-/// of one client message id at the same moment store it once.
+/// Messages sent at the same moment (which chat-service writes together):
+/// each sender gets its own message back, every one is stored once and
+/// announced once. Two sends of one client message id at the same moment
+/// store it once.
 async fn sends_at_the_same_moment(client: Client) {
     sends_together(client, false).await;
 }
@@ -1031,6 +1031,13 @@ async fn sends_at_the_same_moment(client: Client) {
 #[tokio::test]
 async fn sqlite_announces_messages_sent_together_in_id_order() {
     on_sqlite(|client| sends_together(client, true)).await;
+}
+
+/// On PostgreSQL too, with several batches in flight: one conversation's
+/// messages are announced in the order of their ids.
+#[tokio::test]
+async fn postgres_announces_messages_sent_together_in_id_order() {
+    on_postgres(|client| sends_together(client, true)).await;
 }
 
 async fn sends_together(mut client: Client, in_id_order: bool) {

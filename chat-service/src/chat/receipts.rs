@@ -165,7 +165,9 @@ impl Chat {
     /// Records what edges saw delivered: for each message, the recipients
     /// (members other than the sender, not recorded before) get a delivery
     /// row, and the sender hears one `message_delivered` naming them all.
-    /// Five queries per call, however many messages and recipients.
+    /// Five queries per call on SQLite, one statement on PostgreSQL
+    /// ([`Chat::record_deliveries_at_once`]), however many messages and
+    /// recipients.
     pub async fn record_deliveries(
         &self,
         req: v1::RecordDeliveriesRequest,
