@@ -6,9 +6,10 @@
 //! database URL says so), runs its migrations on start, and streams one
 //! canonical `ChatEvent` per change from `Subscribe`. On SQLite it keeps
 //! conversations' member lists in memory for the hot path (`members`): one
-//! chat-service owns a SQLite file, so it sees every change to them; and
-//! it writes new messages together, many in one statement, announced in
-//! the order of their ids (`writer`).
+//! chat-service owns a SQLite file, so it sees every change to them; on
+//! PostgreSQL it reads them for many sends in one statement. It writes new
+//! messages together, many in one statement (on PostgreSQL several such
+//! statements at once), announced in the order of their ids (`writer`).
 //!
 //! Like every service it is a [`Config`] (`config`), [`build`] into a
 //! [`Service`] (connected, migrated, its rate limit opened) and served —
@@ -16,8 +17,8 @@
 //! binary, as parts of one gRPC server ([`Service::into_parts`]).
 //!
 //! Modules: [`config`] (settings), [`chat`] (the rules, a file per
-//! capability), [`members`] (the member cache), [`writer`] (grouped
-//! inserts), [`rate`] (the message rate limit), [`entity`] / [`migration`]
+//! capability), [`members`] (the member cache and reader), [`writer`]
+//! (grouped inserts), [`rate`] (the message rate limit), [`entity`] / [`migration`]
 //! (the tables), [`grpc`] (the thin RPC layer).
 //!
 //! It must not know Socket.IO, any frontend contract, or the other services:

@@ -67,6 +67,7 @@ scenarios!(
     membership_changes_take_effect_at_once,
     offline_queue,
     sends_at_the_same_moment,
+    sends_from_many_tasks_in_order_per_conversation,
 );
 
 async fn on_sqlite<F, Fut>(scenario: F)
@@ -1017,10 +1018,10 @@ async fn membership_changes_take_effect_at_once(mut client: Client) {
     );
 }
 
-/// Messages sent at the same moment (which chat-service writes together
-/// on SQLite): each sender gets its own message back, every one is stored
-/// once and announced once — on SQLite in the order of their ids. Two sends
-/// of one client message id at the same moment store it once.
+/// Messages sent at the same moment (which chat-service writes together):
+/// each sender gets its own message back, every one is stored once and
+/// announced once. Two sends of one client message id at the same moment
+/// store it once.
 async fn sends_at_the_same_moment(client: Client) {
     sends_together(client, false).await;
 }
@@ -1030,6 +1031,13 @@ async fn sends_at_the_same_moment(client: Client) {
 #[tokio::test]
 async fn sqlite_announces_messages_sent_together_in_id_order() {
     on_sqlite(|client| sends_together(client, true)).await;
+}
+
+/// On PostgreSQL too, with several batches in flight: one conversation's
+/// messages are announced in the order of their ids.
+#[tokio::test]
+async fn postgres_announces_messages_sent_together_in_id_order() {
+    on_postgres(|client| sends_together(client, true)).await;
 }
 
 async fn sends_together(mut client: Client, in_id_order: bool) {
@@ -1105,6 +1113,126 @@ async fn sends_together(mut client: Client, in_id_order: bool) {
     );
     let (a, b) = (a.message.expect("message"), b.message.expect("message"));
     assert_eq!(a.id, b.id, "one client message id, one message");
+}
+
+/// Many tasks sending into several conversations at once (which
+/// chat-service writes in batches, on PostgreSQL several batches at once,
+/// their ids interleaving): every sender gets its own message, each is
+/// announced once, and each conversation's messages are announced in the
+/// order of their ids.
+async fn sends_from_many_tasks_in_order_per_conversation(mut client: Client) {
+    // Four conversations of six senders, five messages each: 120 sends at
+    // once, each user under the per-user rate limit.
+    let mut convs = Vec::new();
+    for c in 0..4 {
+        let users: Vec<String> = (0..6).map(|i| user(&format!("c{c}u{i}"))).collect();
+        let others: Vec<&str> = users[1..].iter().map(String::as_str).collect();
+        let conv = create_group(&mut client, &users[0], &others).await;
+        convs.push((conv.id, users));
+    }
+    let mut events = subscribe(&mut client).await;
+    let mut sends = tokio::task::JoinSet::new();
+    for n in 0..5 {
+        for (conv, users) in &convs {
+            for u in users {
+                let (mut client, u, conv) = (client.clone(), u.clone(), conv.clone());
+                sends.spawn(async move {
+                    let text = format!("{u} #{n}");
+                    let msg = send_text(&mut client, &u, &conv, &text).await;
+                    assert_eq!(msg.text, text, "a sender got another's message back");
+                    (conv, msg.id.parse::<i64>().expect("numeric id"))
+                });
+            }
+        }
+    }
+    let mut sent: Vec<(String, i64)> = Vec::new();
+    while let Some(done) = sends.join_next().await {
+        sent.push(done.expect("send task"));
+    }
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), 120, "every message has an id of its own");
+
+    let mut announced: Vec<(String, i64)> = Vec::new();
+    while announced.len() < 120 {
+        let event = next_event_where(&mut events, |k| matches!(k, Kind::MessageCreated(_))).await;
+        if let Some(Kind::MessageCreated(m)) = event.kind {
+            announced.push((m.conversation_id, m.id.parse().expect("numeric id")));
+        }
+    }
+    for (conv, _) in &convs {
+        let ids: Vec<i64> = announced
+            .iter()
+            .filter(|(c, _)| c == conv)
+            .map(|(_, id)| *id)
+            .collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "conversation {conv}: events out of id order: {ids:?}"
+        );
+    }
+    announced.sort();
+    assert_eq!(announced, sent, "each message announced once");
+}
+
+/// On PostgreSQL, a message the database refuses (text with a NUL byte)
+/// among many sent at once fails its own send only: the others are stored
+/// and announced, in id order, and nothing is announced for it.
+#[tokio::test]
+async fn postgres_a_refused_row_fails_its_send_only() {
+    on_postgres(|mut client: Client| async move {
+        let users: Vec<String> = (0..8).map(|i| user(&format!("r{i}"))).collect();
+        let others: Vec<&str> = users[1..].iter().map(String::as_str).collect();
+        let conv = create_group(&mut client, &users[0], &others).await;
+        let mut events = subscribe(&mut client).await;
+        let mut sends = tokio::task::JoinSet::new();
+        for (i, u) in users.iter().enumerate() {
+            for n in 0..5 {
+                let (mut client, u, conv) = (client.clone(), u.clone(), conv.id.clone());
+                // One send of the forty carries a NUL, which PostgreSQL's
+                // text refuses.
+                let text = if i == 3 && n == 2 {
+                    format!("{u} \0 #{n}")
+                } else {
+                    format!("{u} #{n}")
+                };
+                sends.spawn(async move {
+                    let sent = try_send(&mut client, &u, &conv, &text).await;
+                    (text, sent.map(|r| r.into_inner().message.expect("message")))
+                });
+            }
+        }
+        let (mut stored, mut refused) = (Vec::new(), Vec::new());
+        while let Some(done) = sends.join_next().await {
+            match done.expect("send task") {
+                (text, Ok(msg)) => {
+                    assert_eq!(msg.text, text, "a sender got another's message back");
+                    stored.push((msg.id.parse::<i64>().expect("numeric id"), text));
+                }
+                (text, Err(status)) => refused.push((text, status.code())),
+            }
+        }
+        assert_eq!(refused.len(), 1, "only the refused row fails: {refused:?}");
+        assert!(refused[0].0.contains('\0'));
+        assert_eq!(stored.len(), 39);
+        stored.sort();
+
+        let mut announced: Vec<(i64, String)> = Vec::new();
+        while announced.len() < 39 {
+            let event =
+                next_event_where(&mut events, |k| matches!(k, Kind::MessageCreated(_))).await;
+            if let Some(Kind::MessageCreated(m)) = event.kind {
+                announced.push((m.id.parse().expect("numeric id"), m.text));
+            }
+        }
+        assert!(
+            announced.windows(2).all(|w| w[0].0 < w[1].0),
+            "events out of id order: {announced:?}"
+        );
+        assert_eq!(announced, stored, "each stored message announced once");
+        assert_eq!(history_len(&mut client, &users[0], &conv.id).await, 39);
+    })
+    .await;
 }
 
 /// The offline queue: what reached none of a user's sockets (no delivery

@@ -36,12 +36,7 @@ impl Chat {
             .one(&self.db)
             .await
             .map_err(db_err)?
-            .ok_or_else(|| {
-                ServiceError::new(
-                    ErrorCode::ConversationNotFound,
-                    format!("conversation {id} does not exist"),
-                )
-            })
+            .ok_or_else(|| no_conversation(id))
     }
 
     pub(super) async fn find_member(
@@ -124,8 +119,16 @@ impl Chat {
         Ok((conv, row))
     }
 
-    /// A conversation and its member ids, from the cache when there is one.
+    /// A conversation and its member ids: from the cache when there is one
+    /// (SQLite), read together with other requests' on PostgreSQL.
     pub(super) async fn conversation_members(&self, conv_id: i64) -> Result<Arc<Members>> {
+        if let Some(reader) = &self.reader {
+            return reader
+                .read(conv_id)
+                .await
+                .map_err(db_err)?
+                .ok_or_else(|| no_conversation(conv_id));
+        }
         let generation = match self.members.as_deref().map(|c| c.get(conv_id)) {
             Some(Ok(hit)) => return Ok(hit),
             Some(Err(generation)) => Some(generation),
@@ -195,6 +198,13 @@ impl Chat {
             .map_err(db_err)?;
         Ok(conversation_proto(c, members))
     }
+}
+
+fn no_conversation(id: i64) -> ServiceError {
+    ServiceError::new(
+        ErrorCode::ConversationNotFound,
+        format!("conversation {id} does not exist"),
+    )
 }
 
 /// The distinct conversations of `messages`, in order.

@@ -1,7 +1,8 @@
-//! Messages: send — the hot path: checks, membership from the member
-//! cache, idempotency by the sender's client message id, the rate limit,
-//! then the insert (through the writer on SQLite) — get, edit, soft delete,
-//! recall and reactions.
+//! Messages: send — the hot path: checks, membership (from the member
+//! cache on SQLite, read together with other sends' on PostgreSQL),
+//! idempotency by the sender's client message id, the rate limit, then the
+//! insert through the writer — get, edit, soft delete, recall and
+//! reactions.
 
 use confab_kit::{db_err, now_ms};
 use confab_proto::v1::{self, chat_event::Kind};
@@ -49,8 +50,9 @@ impl Chat {
         let reply_to_id = ids::parse_opt(&req.reply_to_id)
             .map_err(|_| ServiceError::invalid("reply_to_id must be a message id"))?;
         // Hot path: the conversation, its members (who hears the message, and
-        // whether the sender is one) and the insert: three queries, or only
-        // the insert when the members are cached.
+        // whether the sender is one) and the insert: on SQLite only the
+        // insert when the members are cached; on PostgreSQL a share of one
+        // member read and of one insert, each gathering concurrent sends.
         let cached = self.conversation_members(conv_id).await?;
         let conv = &cached.conversation;
         if !cached.user_ids.contains(&actor.id) {
@@ -111,25 +113,20 @@ impl Chat {
             recalled: Set(false),
             ..Default::default()
         };
-        // Through the writer, a message that replies to none is announced by
-        // it, in the order of the ids it was given; any other once rendered,
+        // The writer announces a message that replies to none, in the order
+        // of the ids it was given; any other is announced once rendered,
         // below.
-        let (inserted, announced) = match &self.writer {
-            Some(writer) => {
-                let announce: Option<Announce> = reply_to_id.is_none().then(|| {
-                    let conv = conv.clone();
-                    let members = cached.user_ids.clone();
-                    let origin = req.origin.clone();
-                    Box::new(move |row: &message::Model| {
-                        let msg = base_message(row.clone(), Vec::new());
-                        event(&conv, members, origin, Kind::MessageCreated(msg))
-                    }) as Announce
-                });
-                let announced = announce.is_some();
-                (writer.insert(row, announce).await, announced)
-            }
-            None => (row.insert(&self.db).await, false),
-        };
+        let announce: Option<Announce> = reply_to_id.is_none().then(|| {
+            let conv = conv.clone();
+            let members = cached.user_ids.clone();
+            let origin = req.origin.clone();
+            Box::new(move |row: &message::Model| {
+                let msg = base_message(row.clone(), Vec::new());
+                event(&conv, members, origin, Kind::MessageCreated(msg))
+            }) as Announce
+        });
+        let announced = announce.is_some();
+        let inserted = self.writer.insert(row, announce).await;
         let row = match inserted {
             Ok(row) => row,
             // A concurrent retry with the same client message id won the race.

@@ -27,7 +27,7 @@ use confab_proto::{ServiceError, ids};
 use sea_orm::DatabaseConnection;
 
 use crate::entity::conversation;
-use crate::members::MemberCache;
+use crate::members::{MemberCache, MemberReader};
 use crate::rate::RateLimit;
 use crate::writer::MessageWriter;
 use render::event;
@@ -49,12 +49,14 @@ pub struct Chat {
     bus: Arc<dyn EventBus<ChatEvent>>,
     /// Member lists in memory, on SQLite only (see [`crate::members`]).
     members: Option<Arc<MemberCache>>,
+    /// Member lists read together, on PostgreSQL ([`crate::members`]).
+    reader: Option<MemberReader>,
     /// Messages per user and second ([`crate::rate`]).
     rate: Arc<RateLimit>,
-    /// New messages' inserts, written together ([`crate::writer`]), on
-    /// SQLite only: its one connection takes one statement at a time, where
-    /// PostgreSQL's pool runs inserts side by side.
-    writer: Option<MessageWriter>,
+    /// New messages' inserts, written together and announced in id order
+    /// ([`crate::writer`]): one batch at a time on SQLite, several at once
+    /// on PostgreSQL.
+    writer: MessageWriter,
 }
 
 fn parse_id(s: &str, what: &str) -> Result<i64> {
@@ -82,7 +84,8 @@ impl Chat {
         let sqlite = db.get_database_backend() == sea_orm::DbBackend::Sqlite;
         let members = sqlite.then(|| Arc::new(MemberCache::default()));
         Self {
-            writer: sqlite.then(|| MessageWriter::new(db.clone(), bus.clone())),
+            writer: MessageWriter::new(db.clone(), bus.clone()),
+            reader: (!sqlite).then(|| MemberReader::new(db.clone())),
             db,
             bus,
             members,

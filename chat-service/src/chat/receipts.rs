@@ -1,16 +1,19 @@
 //! Read and delivery receipts: mark read (a compare-and-set on the
 //! member's read marker, so of two concurrent calls one reports), mark
 //! delivered, and the edges' batched `RecordDeliveries` (five queries per
-//! call, however many messages and recipients); the sender hears each as
-//! `message_delivered`.
+//! call on SQLite, however many messages and recipients; one statement on
+//! PostgreSQL); the sender hears each as `message_delivered`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use confab_kit::{db_err, now_ms};
 use confab_proto::v1::{self, chat_event::Kind};
 use confab_proto::{ErrorCode, ServiceError, ids};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, Set, SqlErr, Statement,
+};
 
 use super::lookup::conversation_ids;
 use super::{Chat, MAX_DELIVERY_BATCH, MAX_MEMBERS, Result, actor, check_user_id, parse_id};
@@ -162,7 +165,9 @@ impl Chat {
     /// Records what edges saw delivered: for each message, the recipients
     /// (members other than the sender, not recorded before) get a delivery
     /// row, and the sender hears one `message_delivered` naming them all.
-    /// Five queries per call, however many messages and recipients.
+    /// Five queries per call on SQLite, one statement on PostgreSQL
+    /// ([`Chat::record_deliveries_at_once`]), however many messages and
+    /// recipients.
     pub async fn record_deliveries(
         &self,
         req: v1::RecordDeliveriesRequest,
@@ -187,6 +192,9 @@ impl Chat {
                 d.recipient_ids,
                 d.offline,
             ));
+        }
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            return self.record_deliveries_at_once(asked).await;
         }
         let message_ids: Vec<i64> = asked.iter().map(|a| a.0).collect();
         let mut users: Vec<String> = asked.iter().flat_map(|a| a.1.iter().cloned()).collect();
@@ -261,6 +269,101 @@ impl Chat {
         }
         for (msg, recipient_ids, offline) in receipts {
             if let Some(conv) = convs.get(&msg.conversation_id) {
+                self.publish_delivered(conv, msg, recipient_ids, now, offline)
+                    .await;
+            }
+        }
+        Ok(v1::RecordDeliveriesResponse { recorded })
+    }
+
+    /// [`Chat::record_deliveries`] on PostgreSQL: one statement inserts the
+    /// receipts of the recipients that are members other than the sender,
+    /// skips those recorded before (by this call or a concurrent one) and
+    /// returns the new ones with their messages; the conversations come
+    /// from the member reader's rows.
+    async fn record_deliveries_at_once(
+        &self,
+        asked: Vec<(i64, Vec<String>, bool)>,
+    ) -> Result<v1::RecordDeliveriesResponse> {
+        const RECORD: &str = "WITH asked (message_id, user_id) AS ( \
+                SELECT * FROM unnest($1::bigint[], $2::text[])), \
+            stored AS ( \
+                INSERT INTO deliveries (message_id, user_id, delivered_at) \
+                SELECT a.message_id, a.user_id, $3 FROM asked a \
+                JOIN messages m ON m.id = a.message_id \
+                JOIN members mb ON mb.conversation_id = m.conversation_id \
+                    AND mb.user_id = a.user_id \
+                WHERE a.user_id <> m.sender_id \
+                ON CONFLICT (message_id, user_id) DO NOTHING \
+                RETURNING message_id, user_id) \
+            SELECT s.message_id, s.user_id, m.conversation_id, m.sender_id, \
+                m.client_message_id \
+            FROM stored s JOIN messages m ON m.id = s.message_id";
+        let mut message_ids: Vec<i64> = Vec::new();
+        let mut user_ids: Vec<String> = Vec::new();
+        for (id, recipients, _) in &asked {
+            for user in recipients {
+                message_ids.push(*id);
+                user_ids.push(user.clone());
+            }
+        }
+        if message_ids.is_empty() {
+            return Ok(v1::RecordDeliveriesResponse { recorded: 0 });
+        }
+        let now = now_ms();
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                RECORD,
+                [message_ids.into(), user_ids.into(), now.into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        let recorded = rows.len() as u32;
+        let mut new: HashSet<(i64, String)> = HashSet::with_capacity(rows.len());
+        let mut messages: HashMap<i64, message::Model> = HashMap::new();
+        for row in rows {
+            let id: i64 = row.try_get("", "message_id").map_err(db_err)?;
+            new.insert((id, row.try_get("", "user_id").map_err(db_err)?));
+            if let std::collections::hash_map::Entry::Vacant(slot) = messages.entry(id) {
+                // What a receipt tells of its message; the rest is not read.
+                slot.insert(message::Model {
+                    id,
+                    conversation_id: row.try_get("", "conversation_id").map_err(db_err)?,
+                    sender_id: row.try_get("", "sender_id").map_err(db_err)?,
+                    client_message_id: row.try_get("", "client_message_id").map_err(db_err)?,
+                    sender_name: String::new(),
+                    sender_username: String::new(),
+                    sender_avatar: String::new(),
+                    text: String::new(),
+                    attachments: String::new(),
+                    kind: String::new(),
+                    reply_to_id: None,
+                    mentions: String::new(),
+                    created_at: 0,
+                    edited_at: None,
+                    deleted: false,
+                    recalled: false,
+                });
+            }
+        }
+        let conv_ids = conversation_ids(messages.values());
+        let convs = match &self.reader {
+            Some(reader) => reader.conversations(&conv_ids).await.map_err(db_err)?,
+            None => self.conversations_by_id(&conv_ids).await?,
+        };
+        // Each message's new recipients in the order asked, told once.
+        for (id, recipients, offline) in asked {
+            let Some(msg) = messages.get(&id) else {
+                continue;
+            };
+            let recipient_ids: Vec<String> = recipients
+                .into_iter()
+                .filter(|u| new.remove(&(id, u.clone())))
+                .collect();
+            if let (false, Some(conv)) = (recipient_ids.is_empty(), convs.get(&msg.conversation_id))
+            {
                 self.publish_delivered(conv, msg, recipient_ids, now, offline)
                     .await;
             }
