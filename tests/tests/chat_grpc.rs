@@ -1235,6 +1235,106 @@ async fn postgres_a_refused_row_fails_its_send_only() {
     .await;
 }
 
+/// On PostgreSQL, a batch that gets lower ids but lands after a later one
+/// holds the later one's events back: a send whose insert waits (on the
+/// unique index, behind another transaction's uncommitted row with the same
+/// client message id) took its id first; sends made meanwhile are stored
+/// with higher ids, and neither announced nor answered until it lands.
+#[tokio::test]
+async fn postgres_a_batch_landing_late_holds_back_higher_ids() {
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+    let Some(url) = db::postgres_url().await else {
+        return;
+    };
+    let (handle, mut client) = db::spawn_chat(&url).await;
+    let users: Vec<String> = (0..4).map(|i| user(&format!("h{i}"))).collect();
+    let others: Vec<&str> = users[1..].iter().map(String::as_str).collect();
+    let conv = create_group(&mut client, &users[0], &others).await;
+    let mut events = subscribe(&mut client).await;
+
+    // Another transaction inserts, and holds uncommitted, the row the first
+    // send will also try to write.
+    let side = Database::connect(url.as_str()).await.expect("connect");
+    let holder = side.begin().await.expect("begin");
+    holder
+        .execute_unprepared(&format!(
+            "INSERT INTO messages (conversation_id, sender_id, sender_name, \
+             sender_username, sender_avatar, text, attachments, kind, mentions, \
+             client_message_id, created_at, deleted, recalled) VALUES \
+             ({}, '{}', '', '', '', 'held', '[]', 'text', '[]', 'held', 0, false, false)",
+            conv.id, users[0]
+        ))
+        .await
+        .expect("hold a row");
+    let first = {
+        let (mut client, u, conv) = (client.clone(), users[0].clone(), conv.id.clone());
+        tokio::spawn(async move {
+            client
+                .send_message(SendMessageRequest {
+                    actor: actor(&u),
+                    conversation_id: conv,
+                    text: "first".into(),
+                    client_message_id: "held".into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("send")
+                .into_inner()
+                .message
+                .expect("message")
+        })
+    };
+    // The first send's insert now waits, its id taken.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut later = tokio::task::JoinSet::new();
+    for u in &users[1..] {
+        let (mut client, u, conv) = (client.clone(), u.clone(), conv.id.clone());
+        later.spawn(async move { send_text(&mut client, &u, &conv, &format!("{u} later")).await });
+    }
+    // Stored (they do not wait on the held row), yet neither announced nor
+    // answered while a lower id of their conversation is in flight.
+    let mut stored = 0;
+    while stored < 3 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stored = history_len(&mut client, &users[1], &conv.id).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        later.try_join_next().is_none(),
+        "a later send was answered first"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), events.message())
+            .await
+            .is_err(),
+        "an event came out before the lower id"
+    );
+
+    holder.rollback().await.expect("rollback");
+    let first = first.await.expect("first send");
+    let mut later_ids = Vec::new();
+    while let Some(done) = later.join_next().await {
+        later_ids.push(done.expect("later send").id.parse::<i64>().expect("id"));
+    }
+    let first_id: i64 = first.id.parse().expect("id");
+    assert!(
+        later_ids.iter().all(|&id| id > first_id),
+        "{first_id} {later_ids:?}"
+    );
+    let mut announced = Vec::new();
+    while announced.len() < 4 {
+        let event = next_event_where(&mut events, |k| matches!(k, Kind::MessageCreated(_))).await;
+        if let Some(Kind::MessageCreated(m)) = event.kind {
+            announced.push(m.id.parse::<i64>().expect("id"));
+        }
+    }
+    assert_eq!(announced[0], first_id, "the lower id first: {announced:?}");
+    assert!(announced.windows(2).all(|w| w[0] < w[1]), "{announced:?}");
+    side.close().await.expect("close");
+    handle.shutdown().await;
+    db::drop_postgres(&url).await;
+}
+
 /// The offline queue: what reached none of a user's sockets (no delivery
 /// recorded), the newest `limit` of it, oldest first, with read state;
 /// taking it records it delivered (a second take, or a concurrent one,
