@@ -47,7 +47,7 @@ use std::time::Duration;
 use anyhow::Context;
 use confab_kit::RedisBus;
 use confab_proto::bus::{EventBus, LocalBus};
-use confab_proto::failover::Failover;
+use confab_proto::failover::{self, Failover};
 use confab_proto::server::{Closer, GrpcServer, ServiceHandle, closing};
 use confab_proto::v1::CallEvent;
 use confab_proto::v1::call_service_server::CallServiceServer;
@@ -145,8 +145,7 @@ pub async fn serve(
 /// while chat-service is down, with a request timeout.
 pub fn chat_at(urls: &str) -> anyhow::Result<Arc<dyn Conversations>> {
     let replicas = Failover::lazy(urls, |e| {
-        e.connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(5))
+        failover::endpoint(e, Some(Duration::from_secs(5)))
     })
     .map_err(|e| anyhow::anyhow!("chat-service's URL: {e}"))?;
     Ok(Arc::new(

@@ -186,23 +186,9 @@ impl ServiceTargets {
 }
 
 /// A channel to one address, connected lazily (the edge starts while the
-/// service is down). With a `timeout`, a call that has not answered in
-/// time fails with DEADLINE_EXCEEDED; without one (for the long-lived
-/// `Subscribe` streams) the connection is kept alive by HTTP/2 pings.
+/// service is down), set up as every caller's ([`failover::endpoint`]).
 fn channel(url: &str, timeout: Option<Duration>) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_string())?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .keep_alive_while_idle(true);
-    let endpoint = match timeout {
-        Some(t) => endpoint
-            .timeout(t)
-            .http2_keep_alive_interval(Duration::from_secs(20)),
-        None => endpoint
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5)),
-    };
-    Ok(endpoint.connect_lazy())
+    Ok(failover::endpoint(Endpoint::from_shared(url.to_string())?, timeout).connect_lazy())
 }
 
 /// The in-process timeout's error as the status a network call that timed

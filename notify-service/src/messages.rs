@@ -46,14 +46,13 @@ use futures::FutureExt;
 
 use anyhow::Context;
 use confab_proto::bus::{EPOCH_HEADER, RESUMED_HEADER};
-use confab_proto::failover::Failover;
+use confab_proto::failover::{self, Failover};
 use confab_proto::v1::chat_event::Kind;
 use confab_proto::v1::chat_service_client::ChatServiceClient;
 use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use confab_proto::v1::{ChatEvent, GetPresenceRequest, SubscribeRequest};
 use tokio::task::JoinHandle;
 use tonic::codegen::{Body, Bytes, StdError};
-use tonic::transport::Endpoint;
 
 use crate::config::Config;
 use crate::notify::Notify;
@@ -100,21 +99,11 @@ impl MessageSources<Failover, Failover> {
         let Some((chat_url, presence_url)) = config.message_sources()? else {
             return Ok(None);
         };
-        let connect = |e: Endpoint| {
-            e.connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true)
-                .keep_alive_while_idle(true)
-        };
-        // The stream is long-lived: HTTP/2 pings tell a dead peer.
-        let chat = Failover::lazy(&chat_url, |e| {
-            connect(e)
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(5))
-        })
-        .map_err(anyhow::Error::msg)
-        .context("--chat-url")?;
+        let chat = Failover::lazy(&chat_url, |e| failover::endpoint(e, None))
+            .map_err(anyhow::Error::msg)
+            .context("--chat-url")?;
         let presence = Failover::lazy(&presence_url, |e| {
-            connect(e).timeout(Duration::from_secs(5))
+            failover::endpoint(e, Some(Duration::from_secs(5)))
         })
         .map_err(anyhow::Error::msg)
         .context("--presence-url")?;

@@ -29,6 +29,27 @@ use tonic::codegen::http::{Request, Response};
 use tonic::transport::{Channel, Endpoint};
 use tower::{BoxError, Service, ServiceExt};
 
+/// How every caller sets up its channel to a service: connect within 1 s,
+/// write each packet at once, keep the connection alive with HTTP/2 pings.
+/// With a `timeout` (unary calls) a call that has not answered in time
+/// fails with DEADLINE_EXCEEDED; without one (the long-lived `Subscribe`
+/// streams) pings come more often and a peer that stops answering them
+/// within 5 s is taken for dead, so the stream is reopened elsewhere.
+pub fn endpoint(e: Endpoint, timeout: Option<Duration>) -> Endpoint {
+    let e = e
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .keep_alive_while_idle(true);
+    match timeout {
+        Some(t) => e
+            .timeout(t)
+            .http2_keep_alive_interval(Duration::from_secs(20)),
+        None => e
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5)),
+    }
+}
+
 /// How long an address that failed is set aside before it is tried again.
 pub const SET_ASIDE: Duration = Duration::from_secs(2);
 

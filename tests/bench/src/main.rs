@@ -143,7 +143,8 @@ struct RunArgs {
     #[arg(long)]
     smoke: bool,
     /// The `confab` binary to measure (default: next to this one, so
-    /// `cargo build --release -p confab-edge -p confab-bench` builds both).
+    /// `cargo build --release --workspace --bins` builds it, and the
+    /// distributed configuration's binaries beside it).
     #[arg(long)]
     confab_bin: Option<PathBuf>,
     /// What to call that binary in the report (default: the git commit).
@@ -211,7 +212,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         && !confab_bin.exists()
     {
         bail!(
-            "{} does not exist: build it first (`cargo build --release -p confab-edge -p confab-bench`)",
+            "{} does not exist: build it first (`cargo build --release --workspace --bins`)",
             confab_bin.display()
         );
     }

@@ -105,7 +105,7 @@ pub struct Server {
     pub grpc_addr: Option<SocketAddr>,
     pub secret: String,
     /// The server's processes: one, or every process of a distributed
-    /// confab (edges first).
+    /// confab (the edges last, in `edges` order).
     children: Vec<Child>,
     dir: PathBuf,
     pg: Option<(String, String)>,
@@ -363,10 +363,7 @@ impl Server {
                 ("CONFAB_CALL_URL", url(call)),
                 ("CONFAB_NOTIFY_URL", url(notify)),
             ];
-            // Edges first in `children`, in `edges` order.
             server.spawn_child(&bin("confab-edge"), &env, &log)?;
-            let last = server.children.pop().expect("just spawned");
-            server.children.insert(i, last);
             server.edges.push(edge);
         }
         server.addr = server.edges[0];
@@ -482,7 +479,7 @@ impl Server {
     /// CPU time (user + system) each edge process has used so far, in
     /// clock ticks (`/proc/<pid>/stat`).
     pub fn edge_cpu_ticks(&self) -> anyhow::Result<Vec<u64>> {
-        self.children[..self.edges.len()]
+        self.children[self.children.len() - self.edges.len()..]
             .iter()
             .map(|c| cpu_ticks_of(c.id().context("an edge has exited")?))
             .collect()

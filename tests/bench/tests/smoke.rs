@@ -31,43 +31,15 @@ fn the_smoke_benchmark_runs_every_scenario_and_loses_nothing() {
     if pg.is_some() && redis.is_some() {
         servers.insert(1, "confab-dist");
     } else {
-        let line = "SKIP smoke::the_smoke_benchmark_runs_every_scenario_and_loses_nothing \
-                    (its distributed variant): DATABASE_URL or REDIS_URL is unset";
-        eprintln!("{line}");
-        if let Ok(path) = std::env::var("CONFAB_TEST_REPORT")
-            && let Ok(mut f) = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)
-        {
-            use std::io::Write;
-            let _ = writeln!(f, "{line}");
-        }
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true requires DATABASE_URL and REDIS_URL"
+        skip(
+            "its distributed variant",
+            "DATABASE_URL or REDIS_URL is unset",
         );
     }
     if pg.is_some() {
         servers.insert(1, "confab-pg");
     } else {
-        let line = "SKIP smoke::the_smoke_benchmark_runs_every_scenario_and_loses_nothing \
-                    (its PostgreSQL variant): DATABASE_URL is unset";
-        eprintln!("{line}");
-        // The run's summary (tests/run.sh) lists skips from this file.
-        if let Ok(path) = std::env::var("CONFAB_TEST_REPORT")
-            && let Ok(mut f) = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)
-        {
-            use std::io::Write;
-            let _ = writeln!(f, "{line}");
-        }
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true requires DATABASE_URL"
-        );
+        skip("its PostgreSQL variant", "DATABASE_URL is unset");
     }
     let out = Command::new(bench)
         .args(["run", "--smoke", "--servers", &servers.join(",")])
@@ -200,4 +172,26 @@ fn the_smoke_benchmark_runs_every_scenario_and_loses_nothing() {
             "{chart} draws no line"
         );
     }
+}
+
+/// Reports a variant left out, where the run's summary lists skips
+/// (tests/run.sh reads `CONFAB_TEST_REPORT`); under `CI=true` a failure.
+fn skip(variant: &str, why: &str) {
+    let line = format!(
+        "SKIP smoke::the_smoke_benchmark_runs_every_scenario_and_loses_nothing ({variant}): {why}"
+    );
+    eprintln!("{line}");
+    if let Ok(path) = std::env::var("CONFAB_TEST_REPORT")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "CI=true requires what {variant} needs: {why}"
+    );
 }
