@@ -27,6 +27,7 @@ use crate::clients::Service;
 use crate::config::EdgeConfig;
 use crate::deliveries::Deliveries;
 use crate::fanout::{self, StreamStatus};
+use crate::recovery::Recovery;
 use crate::state::EdgeState;
 use crate::{contracts, socket};
 
@@ -114,7 +115,12 @@ async fn metrics() -> impl IntoResponse {
 pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<EdgeHandle> {
     prometheus();
     let addr = listener.local_addr()?;
-    let services = EdgeState::new(&cfg)?;
+    let (deliveries, delivery_task) = Deliveries::spawn(ChatServiceClient::new(
+        cfg.services
+            .transport(Service::Chat, Some(cfg.request_timeout))?,
+    ));
+    let recovery = Recovery::open(cfg.recovery.clone()).await?;
+    let services = EdgeState::new(&cfg, deliveries, recovery)?;
     let (layer, io) = SocketIo::builder()
         .with_state(services.clone())
         // Packets queued per socket before an emit to it fails. A burst into
@@ -132,40 +138,34 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
     let mounts = Arc::new(socket::mount_all(&io, &contracts::ALL, default));
 
     let streams = StreamStatus::default();
-    let (deliveries, delivery_task) = Deliveries::spawn(services.chat.clone());
     let mut followers = vec![
         delivery_task,
         fanout::follow_chat(
             io.clone(),
             mounts.clone(),
-            services.interest.clone(),
+            &services,
             ChatServiceClient::new(cfg.services.transport(Service::Chat, None)?),
-            deliveries,
-            cfg.edge_id.clone(),
             streams.clone(),
         ),
         fanout::follow_presence(
             io.clone(),
             mounts.clone(),
-            services.interest.clone(),
+            &services,
             PresenceServiceClient::new(cfg.services.transport(Service::Presence, None)?),
-            cfg.edge_id.clone(),
             streams.clone(),
         ),
         fanout::follow_call(
             io.clone(),
             mounts.clone(),
-            services.interest.clone(),
+            &services,
             CallServiceClient::new(cfg.services.transport(Service::Call, None)?),
-            cfg.edge_id.clone(),
             streams.clone(),
         ),
         fanout::follow_notify(
             io.clone(),
             mounts.clone(),
-            services.interest.clone(),
+            &services,
             NotifyServiceClient::new(cfg.services.transport(Service::Notify, None)?),
-            cfg.edge_id.clone(),
             streams.clone(),
         ),
     ];
@@ -173,6 +173,11 @@ pub async fn start(cfg: EdgeConfig, listener: TcpListener) -> anyhow::Result<Edg
         services.clone(),
         cfg.presence_heartbeat,
     ));
+    followers.extend(
+        services
+            .recovery
+            .spawn_keepalive(io.clone(), mounts.iter().map(|m| m.path).collect()),
+    );
     followers.push(crate::heartbeat::spawn(
         io.clone(),
         mounts.clone(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::auth::{Expected, Verifier};
 use crate::clients::ServiceTargets;
 pub use crate::clients::ServiceUrls;
+pub use crate::recovery::RecoverySettings;
 
 /// Settings every edge has, embedded or not.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,6 +58,21 @@ pub struct EdgeArgs {
     /// `v3` connect.
     #[arg(long, env = "CONFAB_OFFLINE_QUEUE", default_value_t = DEFAULT_OFFLINE_QUEUE)]
     pub offline_queue: u32,
+    /// How long after its connection dropped a client can resume its
+    /// session (connection state recovery); 0 turns recovery off.
+    #[arg(long, env = "CONFAB_RECOVERY_WINDOW_MS", default_value_t = DEFAULT_RECOVERY_WINDOW_MS)]
+    pub recovery_window_ms: u64,
+    /// How many of the latest chat events an edge keeps to replay to
+    /// resumed sessions; a client that missed more starts afresh.
+    #[arg(long, env = "CONFAB_RECOVERY_MAX_EVENTS", default_value_t = DEFAULT_RECOVERY_MAX_EVENTS)]
+    pub recovery_max_events: usize,
+    /// The prefix of recoverable sessions' keys when they are kept in Redis.
+    #[arg(
+        long,
+        env = "CONFAB_RECOVERY_REDIS_PREFIX",
+        default_value = "confab:recovery"
+    )]
+    pub recovery_redis_prefix: String,
 }
 
 /// What tokens must name: the non-empty values of
@@ -79,6 +95,11 @@ pub const DEFAULT_OFFLINE_QUEUE: u32 = 25;
 /// [`EdgeArgs::heartbeat_ms`]'s default: the seed's 25 s.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
 
+/// [`EdgeArgs::recovery_window_ms`]'s default: 2 minutes, as socket.io's.
+pub const DEFAULT_RECOVERY_WINDOW_MS: u64 = 120_000;
+/// [`EdgeArgs::recovery_max_events`]'s default.
+pub const DEFAULT_RECOVERY_MAX_EVENTS: usize = 100_000;
+
 /// [`EdgeArgs::max_packet_bytes`]'s default: 32 KiB.
 pub const DEFAULT_MAX_PACKET_BYTES: usize = 32 * 1024;
 
@@ -97,6 +118,9 @@ pub struct EdgeConfig {
     pub offline_queue: u32,
     /// Names this edge in logs and in its Subscribe streams.
     pub edge_id: String,
+    /// Connection state recovery. Its Redis is set by the binary
+    /// (`REDIS_URL`), as the embedded mode reads that setting itself.
+    pub recovery: RecoverySettings,
 }
 
 impl EdgeConfig {
@@ -140,6 +164,12 @@ impl EdgeConfig {
                 .max(confab_proto::limits::MAX_TEXT_BYTES + 1024),
             offline_queue: args.offline_queue.clamp(1, 100),
             edge_id: format!("edge-{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            recovery: RecoverySettings {
+                window: Duration::from_millis(args.recovery_window_ms),
+                max_events: args.recovery_max_events.max(1),
+                redis_url: None,
+                redis_prefix: args.recovery_redis_prefix.clone(),
+            },
         })
     }
 }

@@ -199,7 +199,8 @@ pub async fn start(
         )
     })?;
     let services = grpc.spawn(grpc_listener).await?;
-    let cfg = EdgeConfig::from_args(edge, targets, Some(&jwt_secret))?;
+    let mut cfg = EdgeConfig::from_args(edge, targets, Some(&jwt_secret))?;
+    cfg.recovery.redis_url = emb.redis_url.clone();
     let edge = app::start(cfg, listener).await?;
     Ok(System {
         edge,

@@ -30,10 +30,11 @@ use tonic::{Status, Streaming};
 use crate::auth::Identity;
 use crate::clients::{CallClient, ChatClient, NotifyClient, PresenceClient, Transport};
 use crate::contract::{Contract, Emit, Mount};
-use crate::deliveries::Deliveries;
 use crate::interest::Interest;
+use crate::recovery::{Recovery, recent};
 #[cfg(debug_assertions)]
 use crate::rooms::{SOCKET_ROOM_PREFIX, audience_rooms};
+use crate::state::EdgeState;
 
 /// Which service streams are currently open, and how many times each has
 /// been (re)opened.
@@ -164,7 +165,7 @@ fn missed(service: &'static str, why: &'static str) {
 }
 
 /// Keeps one service's stream open for ever (subscribed as `subscriber`),
-/// handing each event to `on_event`, one at a time: a slow consumer slows
+/// handing each event to `on_event` with the log's epoch, one at a time: a slow consumer slows
 /// the stream (and, through the service's bus, its publishers) instead of
 /// dropping events. A broken stream is reopened after the last event seen.
 pub fn follow<C, H>(
@@ -175,7 +176,7 @@ pub fn follow<C, H>(
 ) -> JoinHandle<()>
 where
     C: Subscribe,
-    H: Fn(C::Event) -> BoxFuture<'static, ()> + Send + Sync + 'static,
+    H: Fn(C::Event, Arc<str>) -> BoxFuture<'static, ()> + Send + Sync + 'static,
 {
     let service = C::SERVICE;
     status.set(service, false);
@@ -189,6 +190,7 @@ where
                     if position.reopened(response.metadata()) {
                         missed(service, "the stream could not resume where it broke");
                     }
+                    let epoch: Arc<str> = Arc::from(position.epoch.as_str());
                     let mut stream = response.into_inner();
                     tracing::info!(service, "event stream open");
                     status.set(service, true);
@@ -201,7 +203,7 @@ where
                                 if position.advance(event.seq()) {
                                     missed(service, "a gap in the stream's sequence");
                                 }
-                                on_event(event).await
+                                on_event(event, epoch.clone()).await
                             }
                             Ok(None) => {
                                 tracing::warn!(service, "event stream ended");
@@ -223,10 +225,17 @@ where
     })
 }
 
-/// Emits one rendered event in one namespace. With `collect`, returns the
-/// users whose sockets on this edge it reached (a lookup only done when the
-/// caller needs it).
-pub async fn emit(io: &SocketIo, path: &str, e: Emit, collect: bool) -> Vec<String> {
+/// Emits one rendered event in one namespace, with `offset` as its last
+/// argument when there is one ([`crate::recovery`]). With `collect`,
+/// returns the users whose sockets on this edge it reached (a lookup only
+/// done when the caller needs it).
+pub async fn emit(
+    io: &SocketIo,
+    path: &str,
+    e: Emit,
+    offset: Option<&str>,
+    collect: bool,
+) -> Vec<String> {
     let Some(ns) = io.of(path) else {
         return Vec::new();
     };
@@ -243,7 +252,11 @@ pub async fn emit(io: &SocketIo, path: &str, e: Emit, collect: bool) -> Vec<Stri
     } else {
         Vec::new()
     };
-    match op.emit(e.event, &e.data).await {
+    let sent = match offset {
+        Some(offset) => op.emit(e.event, &(&e.data, offset)).await,
+        None => op.emit(e.event, &e.data).await,
+    };
+    match sent {
         Ok(()) => {}
         Err(socketioxide::BroadcastError::Socket(errors)) => {
             // A socket whose queue (`SOCKET_QUEUE` packets) is full does not
@@ -281,9 +294,41 @@ fn notify_renderer(c: &Contract) -> fn(&NotifyEvent) -> Vec<Emit> {
     c.notifications.as_ref().map_or(|_| Vec::new(), |k| k.event)
 }
 
+/// Which offset an emitted event carries ([`crate::recovery`]).
+enum Offset<'a> {
+    /// Recovery is off: none.
+    Off,
+    /// A chat event: its own position.
+    Chat(&'a str),
+    /// Another service's event: none, unless its payload is a string
+    /// (which a client would take for an offset); then the position of
+    /// the last chat event handled.
+    Other(Option<Arc<str>>),
+}
+
+impl Offset<'_> {
+    fn of(&self, e: &Emit) -> Option<&str> {
+        match self {
+            Offset::Off => None,
+            Offset::Chat(o) => Some(o),
+            Offset::Other(last) => last.as_deref().filter(|_| e.data.is_string()),
+        }
+    }
+
+    /// For a service other than chat-service's.
+    fn other(recovery: &Recovery) -> Self {
+        if recovery.enabled() {
+            Offset::Other(recovery.last_offset())
+        } else {
+            Offset::Off
+        }
+    }
+}
+
 /// Renders one event with every mount's contract (`render` picks the
-/// contract's renderer for this kind of event) and emits the results;
-/// with `collect`, returns the users whose sockets it reached.
+/// contract's renderer for this kind of event) and emits the results, each
+/// with its `offset`; with `collect`, returns the users whose sockets it
+/// reached.
 ///
 /// An event that concerns no socket of this edge ([`Interest`]: none of
 /// its users, not its conversation's room, not everyone's) is not
@@ -296,6 +341,7 @@ async fn fan_out<E: BusEvent>(
     interest: &Interest,
     event: &E,
     render: PickRenderer<E>,
+    offset: Offset<'_>,
     collect: bool,
 ) -> Vec<String> {
     let mut reached = Vec::new();
@@ -331,7 +377,8 @@ async fn fan_out<E: BusEvent>(
             }
         };
         for e in emits {
-            reached.extend(emit(io, m.path, e, collect).await);
+            let offset = offset.of(&e);
+            reached.extend(emit(io, m.path, e, offset, collect).await);
         }
     }
     reached
@@ -341,84 +388,130 @@ async fn fan_out<E: BusEvent>(
 pub fn follow_presence(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
-    interest: Interest,
+    edge: &EdgeState,
     client: PresenceClient,
-    edge_id: String,
     status: StreamStatus,
 ) -> JoinHandle<()> {
-    follow(client, edge_id, status, move |event: PresenceEvent| {
-        let io = io.clone();
-        let mounts = mounts.clone();
-        let interest = interest.clone();
-        Box::pin(async move {
-            fan_out(&io, &mounts, &interest, &event, |c| c.presence_event, false).await;
-        })
-    })
+    follow_other(io, mounts, edge, client, status, |c| c.presence_event)
 }
 
 /// Follows call-service's stream and fans its events out to every mount.
 pub fn follow_call(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
-    interest: Interest,
+    edge: &EdgeState,
     client: CallClient,
-    edge_id: String,
     status: StreamStatus,
 ) -> JoinHandle<()> {
-    follow(client, edge_id, status, move |event: CallEvent| {
-        let io = io.clone();
-        let mounts = mounts.clone();
-        let interest = interest.clone();
-        Box::pin(async move {
-            fan_out(&io, &mounts, &interest, &event, call_renderer, false).await;
-        })
-    })
+    follow_other(io, mounts, edge, client, status, call_renderer)
 }
 
 /// Follows notify-service's stream and fans its events out to every mount.
 pub fn follow_notify(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
-    interest: Interest,
+    edge: &EdgeState,
     client: NotifyClient,
-    edge_id: String,
     status: StreamStatus,
 ) -> JoinHandle<()> {
-    follow(client, edge_id, status, move |event: NotifyEvent| {
-        let io = io.clone();
-        let mounts = mounts.clone();
-        let interest = interest.clone();
-        Box::pin(async move {
-            fan_out(&io, &mounts, &interest, &event, notify_renderer, false).await;
-        })
-    })
+    follow_other(io, mounts, edge, client, status, notify_renderer)
+}
+
+/// Follows a stream other than chat-service's: its events carry no offset
+/// of their own ([`Offset::other`]) and are not replayed.
+fn follow_other<C: Subscribe>(
+    io: SocketIo,
+    mounts: Arc<Vec<Mount>>,
+    edge: &EdgeState,
+    client: C,
+    status: StreamStatus,
+    render: PickRenderer<C::Event>,
+) -> JoinHandle<()> {
+    let (interest, recovery) = (edge.interest.clone(), edge.recovery.clone());
+    follow(
+        client,
+        edge.edge_id.clone(),
+        status,
+        move |event, _epoch| {
+            let io = io.clone();
+            let mounts = mounts.clone();
+            let interest = interest.clone();
+            let offset = Offset::other(&recovery);
+            Box::pin(async move {
+                fan_out(&io, &mounts, &interest, &event, render, offset, false).await;
+            })
+        },
+    )
 }
 
 /// Follows chat-service's stream and fans its events out to every mount.
 ///
 /// A new message's fan-out also notes whom it reached; those deliveries go
 /// to chat-service batched ([`Deliveries`]), never one call per recipient.
+/// With recovery on, each event carries its position as its offset, and is
+/// emitted and taken into the recent events while the log is held
+/// ([`Recovery::log`]): a resuming socket gets it either live or replayed.
+///
+/// [`Deliveries`]: crate::deliveries::Deliveries
 pub fn follow_chat(
     io: SocketIo,
     mounts: Arc<Vec<Mount>>,
-    interest: Interest,
+    edge: &EdgeState,
     client: ChatClient,
-    deliveries: Deliveries,
-    edge_id: String,
     status: StreamStatus,
 ) -> JoinHandle<()> {
-    follow(client, edge_id, status, move |event: ChatEvent| {
-        let io = io.clone();
-        let mounts = mounts.clone();
-        let interest = interest.clone();
-        let deliveries = deliveries.clone();
-        Box::pin(async move {
-            // Only a new message needs to know whom it reached (deliveries).
-            let created = matches!(&event.kind, Some(Kind::MessageCreated(_)));
-            let reached = fan_out(&io, &mounts, &interest, &event, |c| c.chat_event, created).await;
-            if let Some(Kind::MessageCreated(message)) = &event.kind {
-                deliveries.record(message, reached).await;
-            }
-        })
-    })
+    let (interest, deliveries, recovery) = (
+        edge.interest.clone(),
+        edge.deliveries.clone(),
+        edge.recovery.clone(),
+    );
+    follow(
+        client,
+        edge.edge_id.clone(),
+        status,
+        move |event: ChatEvent, epoch| {
+            let io = io.clone();
+            let mounts = mounts.clone();
+            let interest = interest.clone();
+            let deliveries = deliveries.clone();
+            let recovery = recovery.clone();
+            Box::pin(async move {
+                // Only a new message needs to know whom it reached (deliveries).
+                let created = matches!(&event.kind, Some(Kind::MessageCreated(_)));
+                let render: PickRenderer<ChatEvent> = |c| c.chat_event;
+                let (event, reached) = if recovery.enabled() {
+                    let event = Arc::new(event);
+                    let offset = recent::offset(&epoch, event.seq);
+                    let mut log = recovery.log().await;
+                    let reached = fan_out(
+                        &io,
+                        &mounts,
+                        &interest,
+                        &*event,
+                        render,
+                        Offset::Chat(&offset),
+                        created,
+                    )
+                    .await;
+                    recovery.handled(&mut log, &epoch, event.clone());
+                    (event, reached)
+                } else {
+                    let reached = fan_out(
+                        &io,
+                        &mounts,
+                        &interest,
+                        &event,
+                        render,
+                        Offset::Off,
+                        created,
+                    )
+                    .await;
+                    (Arc::new(event), reached)
+                };
+                if let Some(Kind::MessageCreated(message)) = &event.kind {
+                    deliveries.record(message, reached).await;
+                }
+            })
+        },
+    )
 }

@@ -16,7 +16,9 @@
 //!    names, the typing throttle;
 //! 2. [`auth`] (tokens → identity), [`clients`] (the service clients and
 //!    how they reach the services; [`failover`] over a service's replicas),
-//!    [`config`];
+//!    [`config`], [`deliveries`] (batched delivery receipts),
+//!    [`recovery`] (resumable sessions and the recent chat events they are
+//!    replayed from);
 //! 3. [`state`]: the edge's shared state, handed to every handler;
 //! 4. [`session`]: a socket's life with the services — presence session,
 //!    rooms, typing, call session — and this edge's liveness;
@@ -25,7 +27,7 @@
 //! 6. [`heartbeat`] (client heartbeats), [`socket`] (the socket lifecycle:
 //!    authenticate, attach, greet, refresh);
 //! 7. [`contracts`]: the five contracts, one folder each;
-//! 8. [`deliveries`], [`fanout`] (service events → rooms), [`rest`],
+//! 8. [`fanout`] (service events → rooms), [`rest`],
 //!    [`app`] (assembly, probes), [`embedded`] (the all-in-one binary, the
 //!    one place that starts services in-process).
 
@@ -40,6 +42,7 @@ pub mod embedded;
 pub mod fanout;
 pub mod heartbeat;
 pub mod interest;
+pub mod recovery;
 pub mod rest;
 pub mod rooms;
 pub mod session;

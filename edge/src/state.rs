@@ -11,7 +11,9 @@ use confab_proto::v1::presence_service_client::PresenceServiceClient;
 use crate::auth::Verifier;
 use crate::clients::{CallClient, ChatClient, NotifyClient, PresenceClient, Service};
 use crate::config::EdgeConfig;
+use crate::deliveries::Deliveries;
 use crate::interest::Interest;
+use crate::recovery::Recovery;
 use crate::throttle::TypingThrottle;
 
 /// What every handler needs (socketioxide's and axum's `State`).
@@ -29,10 +31,18 @@ pub struct EdgeState {
     pub offline_queue: u32,
     /// The users and conversation rooms this edge holds sockets for.
     pub interest: Interest,
+    /// Delivery receipts on their way to chat-service.
+    pub deliveries: Deliveries,
+    /// Resumable sessions and the recent chat events.
+    pub recovery: Recovery,
 }
 
 impl EdgeState {
-    pub fn new(cfg: &EdgeConfig) -> anyhow::Result<Self> {
+    pub fn new(
+        cfg: &EdgeConfig,
+        deliveries: Deliveries,
+        recovery: Recovery,
+    ) -> anyhow::Result<Self> {
         let t = Some(cfg.request_timeout);
         let to = |s| cfg.services.transport(s, t);
         Ok(Self {
@@ -45,6 +55,8 @@ impl EdgeState {
             typing: TypingThrottle::default(),
             offline_queue: cfg.offline_queue,
             interest: Interest::default(),
+            deliveries,
+            recovery,
         })
     }
 }

@@ -12,6 +12,7 @@
 //   check; `send_message {conversation_id, text}` emits `new_message` to the
 //   room, the sender included. Both answer an ack when the client passes one.
 // - `GET /healthz` answers 200 once listening.
+// - `RECOVERY=1` turns connection state recovery on.
 import { createServer } from 'node:http';
 import { Server } from 'socket.io';
 import jwt from 'jsonwebtoken';
@@ -62,7 +63,12 @@ const http = createServer((req, res) => {
   json(res, 404, { error: { code: 'NOT_FOUND', message: 'no such route' } });
 });
 
-const io = new Server(http, { transports: ['websocket'], serveClient: false });
+// RECOVERY=1: socket.io's connection state recovery (its 2-minute default
+// window), for the `drops` scenario's comparison.
+const recovery = process.env.RECOVERY === '1'
+  ? { connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true } }
+  : {};
+const io = new Server(http, { transports: ['websocket'], serveClient: false, ...recovery });
 const raven = io.of('/raven');
 
 raven.use((socket, next) => {

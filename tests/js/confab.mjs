@@ -277,3 +277,51 @@ export async function ready(ms = 10000) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * How each contract's frontend joins a conversation (`join(socket, id)`,
+ * resolving once joined) and hears a message (`event`, and its `text`).
+ */
+export const MESSAGING = {
+  raven: {
+    join: async (s, id) => {
+      const joined = nextWhere(s, 'joined_conversation', (d) => String(d.conversation_id) === String(id));
+      s.emit('join_conversation', { conversation_id: id });
+      await joined;
+    },
+    event: 'new_message',
+    text: (d) => d.text,
+  },
+  mern: {
+    join: async (s, id) => {
+      const ack = await s.emitWithAck('join_conversations', [id]);
+      if (!ack.success) throw new Error(`join_conversations: ${JSON.stringify(ack)}`);
+    },
+    event: 'receive_message',
+    text: (d) => d.message?.content,
+  },
+  v3: {
+    join: async (s, id) => {
+      const joined = nextWhere(s, 'chat_joined', (d) => String(d.chatid) === String(id));
+      s.emit('join_chat', { chatid: id });
+      await joined;
+    },
+    event: 'new_message',
+    text: (d) => d.message?.content,
+  },
+  // Every socket of every member hears a message: no room to join.
+  hvtsocial: {
+    join: async () => {},
+    event: 'receive_message',
+    text: (d) => d.text,
+  },
+  dreamstudio: {
+    join: async (s, id) => {
+      const joined = nextWhere(s, 'member:joined', (d) => String(d.roomId) === String(id));
+      s.emit('join_room', { roomId: id });
+      await joined;
+    },
+    event: 'message:new',
+    text: (d) => d.content,
+  },
+};

@@ -240,7 +240,8 @@ pub async fn spawn_app_with(db: Db, default_contract: &str) -> TestApp {
         call_url: call.url(),
         notify_url: notify.url(),
     };
-    let cfg = EdgeConfig::from_args(&args, urls.clone(), None).expect("edge config");
+    let mut cfg = EdgeConfig::from_args(&args, urls.clone(), None).expect("edge config");
+    cfg.recovery.redis_url = shared_sessions();
     let edge = confab_edge::start(cfg, loopback().await)
         .await
         .expect("edge");
@@ -277,7 +278,19 @@ pub(crate) fn edge_args(default_contract: &str, jwt_secret: &str) -> EdgeArgs {
         heartbeat_ms: HEARTBEAT_MS,
         max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
         offline_queue: confab_edge::config::DEFAULT_OFFLINE_QUEUE,
+        recovery_window_ms: confab_edge::config::DEFAULT_RECOVERY_WINDOW_MS,
+        recovery_max_events: confab_edge::config::DEFAULT_RECOVERY_MAX_EVENTS,
+        recovery_redis_prefix: "confab:recovery".into(),
     }
+}
+
+/// Where test edges keep recoverable sessions: Redis when `REDIS_URL` is
+/// set (so that a session resumes on any edge of the app), else each edge
+/// in its memory.
+pub fn shared_sessions() -> Option<String> {
+    std::env::var("REDIS_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
 }
 
 /// Waits (up to 10 s) until the edge at `url` says, on `/readyz`, that its
@@ -397,7 +410,8 @@ impl TestApp {
     }
 
     async fn edge_from(&self, args: &EdgeArgs, urls: ServiceUrls) -> (String, StreamStatus) {
-        let cfg = EdgeConfig::from_args(args, urls, None).expect("edge config");
+        let mut cfg = EdgeConfig::from_args(args, urls, None).expect("edge config");
+        cfg.recovery.redis_url = shared_sessions();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let edge = confab_edge::start(cfg, listener)
             .await

@@ -50,6 +50,9 @@ async fn start(db: Db) -> (System, tempfile::TempDir) {
         heartbeat_ms: confab_edge::config::DEFAULT_HEARTBEAT_MS,
         max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
         offline_queue: confab_edge::config::DEFAULT_OFFLINE_QUEUE,
+        recovery_window_ms: confab_edge::config::DEFAULT_RECOVERY_WINDOW_MS,
+        recovery_max_events: confab_edge::config::DEFAULT_RECOVERY_MAX_EVENTS,
+        recovery_redis_prefix: "confab:recovery".into(),
     };
     let emb = EmbeddedArgs {
         data_dir: dir.path().join("data"),

@@ -538,6 +538,11 @@ async fn a_killed_call_service_resolves_an_overdue_call_when_it_starts_again() {
 ///   again; every acknowledged message reaches every recipient socket
 ///   exactly once, in order — the edge's stream resumes on the other
 ///   replica from where it broke.
+/// * tests/js/edge-restart.test.mjs: a rolling restart of both edges
+///   (SIGTERM) and an edge killed with SIGKILL under a steady stream; one
+///   socket of each contract resumes its session on the other edge each
+///   time (sessions in Redis), and every answered message reaches each
+///   exactly once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_replicated_behind_two_edges() {
     let Some(redis) =
@@ -635,12 +640,15 @@ async fn every_service_replicated_behind_two_edges() {
                 ("CONFAB_PRESENCE_URL", presence),
                 ("CONFAB_CALL_URL", calls),
                 ("CONFAB_NOTIFY_URL", notify),
+                // Recoverable sessions any edge resumes.
+                ("REDIS_URL", redis.clone()),
+                ("CONFAB_RECOVERY_REDIS_PREFIX", format!("{prefix}:recovery")),
             ]
         };
-    let _edges = [
-        spawn(
-            "confab-edge",
-            &edge_env(
+    for (n, env) in [
+        (
+            1,
+            edge_env(
                 8,
                 both(chat, chat + 1),
                 url(presence),
@@ -648,9 +656,9 @@ async fn every_service_replicated_behind_two_edges() {
                 url(notify),
             ),
         ),
-        spawn(
-            "confab-edge",
-            &edge_env(
+        (
+            2,
+            edge_env(
                 9,
                 both(chat + 1, chat),
                 url(presence + 1),
@@ -658,7 +666,15 @@ async fn every_service_replicated_behind_two_edges() {
                 url(notify + 1),
             ),
         ),
-    ];
+    ] {
+        replicas.push(Replica {
+            name: format!("edge-{n}"),
+            bin: "confab-edge",
+            listen: addr(7 + n),
+            child: Some(spawn("confab-edge", &env)),
+            env,
+        });
+    }
     let (edge1, edge2) = (url(8), url(9));
     readyz_becomes(&edge1, true).await;
     readyz_becomes(&edge2, true).await;
@@ -703,6 +719,15 @@ async fn every_service_replicated_behind_two_edges() {
         None,
     )
     .await;
+    run_suite(
+        "edge-restart.test.mjs",
+        Target {
+            env: &env,
+            ..target()
+        },
+        None,
+    )
+    .await;
     drop(replicas);
     confab_tests::db::drop_postgres(&db).await;
 }
@@ -725,7 +750,8 @@ async fn listening(addr: &str) {
 /// A process's environment.
 type Env = Vec<(&'static str, String)>;
 
-/// The service replicas, which the suites' control server kills and starts.
+/// The service replicas and edges, which the suites' control server kills,
+/// stops and starts.
 #[derive(Clone)]
 struct Replicas(Arc<Mutex<Vec<Replica>>>);
 
@@ -739,9 +765,10 @@ struct Replica {
     child: Option<Child>,
 }
 
-/// `POST /replica/{name}/kill` (SIGKILL, returns once it is gone) and
-/// `POST /replica/{name}/start` (returns once it listens again), beside
-/// `more` routes.
+/// `POST /replica/{name}/kill` (SIGKILL, returns once it is gone),
+/// `POST /replica/{name}/term` (SIGTERM, returns once it has stopped) and
+/// `POST /replica/{name}/start` (returns once it listens again; an edge,
+/// once it is ready), beside `more` routes.
 async fn spawn_replica_control(replicas: Replicas, more: Router) -> String {
     async fn act(
         State(replicas): State<Replicas>,
@@ -761,13 +788,36 @@ async fn spawn_replica_control(replicas: Replicas, more: Router) -> String {
                 }
                 (axum::http::StatusCode::OK, "killed".into())
             }
+            "term" => {
+                if let Some(mut c) = replica.child.take() {
+                    if let Some(pid) = c.id() {
+                        let _ = std::process::Command::new("kill")
+                            .args(["-TERM", &pid.to_string()])
+                            .status();
+                    }
+                    if tokio::time::timeout(Duration::from_secs(10), c.wait())
+                        .await
+                        .is_err()
+                    {
+                        return (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("{which} did not stop within 10 s of SIGTERM"),
+                        );
+                    }
+                }
+                (axum::http::StatusCode::OK, "stopped".into())
+            }
             "start" => {
                 if replica.child.is_none() {
                     replica.child = Some(spawn(replica.bin, &replica.env));
                 }
                 let addr = replica.listen.clone();
+                let edge = replica.bin == "confab-edge";
                 drop(all);
                 listening(&addr).await;
+                if edge {
+                    readyz_becomes(&format!("http://{addr}"), true).await;
+                }
                 (axum::http::StatusCode::OK, "started".into())
             }
             other => (

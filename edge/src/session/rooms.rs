@@ -12,6 +12,11 @@
 //! A join never fails for presence: when presence-service is unreachable
 //! the join stands, unannounced. A closing socket needs nothing of this:
 //! its room presences end with its presence session.
+//!
+//! Every change is written through to the socket's recoverable session
+//! ([`crate::recovery`]); a resumed socket gets its rooms back through
+//! [`restore`], which joins them and replays what it missed at one instant
+//! of the chat fan-out.
 
 use std::sync::Arc;
 
@@ -24,7 +29,8 @@ use socketioxide::extract::SocketRef;
 
 use crate::auth::Identity;
 use crate::interest::Holds;
-use crate::rooms::conversation_room;
+use crate::recovery::Recent;
+use crate::rooms::{EVERYONE_ROOM, conversation_room, user_room};
 use crate::session::presence::InRooms;
 use crate::state::EdgeState;
 
@@ -99,7 +105,9 @@ pub async fn join(
 ) -> Result<Joined, ServiceError> {
     let member = check(edge, me, conversation_id).await?;
     let _rooms = lock(s).await;
-    Ok(enter(edge, s, me, member).await)
+    let joined = enter(edge, s, me, member).await;
+    remember(edge, s).await;
+    Ok(joined)
 }
 
 /// Puts the socket in the rooms of several conversations it was found a
@@ -111,7 +119,36 @@ pub async fn join_all_checked(
     members: Vec<Member>,
 ) -> Vec<Joined> {
     let _rooms = lock(s).await;
-    join_all(members.into_iter().map(|m| enter(edge, s, me, m))).await
+    let joined = join_all(members.into_iter().map(|m| enter(edge, s, me, m))).await;
+    remember(edge, s).await;
+    joined
+}
+
+/// Puts a resumed socket back in its rooms: its user's, everyone's and the
+/// conversations it was found a member of again ([`check`]). Joined while
+/// the chat fan-out is held ([`crate::recovery::Recovery::log`]), and
+/// `replay` runs right then with the recent events: whatever the fan-out
+/// emitted before, the socket gets from `replay`; whatever it emits after,
+/// live — never both, never neither. Presence is told afterwards.
+pub async fn restore<R>(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    members: Vec<Member>,
+    replay: impl FnOnce(&Recent) -> R,
+) -> R {
+    let _rooms = lock(s).await;
+    let replayed = {
+        let log = edge.recovery.log().await;
+        s.join([user_room(&me.user_id), EVERYONE_ROOM.to_string()]);
+        for m in &members {
+            here(edge, s, m.id());
+        }
+        replay(&log)
+    };
+    join_all(members.into_iter().map(|m| announce(edge, s, me, m))).await;
+    remember(edge, s).await;
+    replayed
 }
 
 /// Checks membership and makes this conversation's room the socket's only
@@ -135,7 +172,9 @@ pub async fn switch(
     for old in &previous {
         set_room_presence(edge, s, me, old, false, Vec::new(), "").await;
     }
-    Ok((enter(edge, s, me, member).await, previous))
+    let joined = enter(edge, s, me, member).await;
+    remember(edge, s).await;
+    Ok((joined, previous))
 }
 
 /// Takes the socket out of the conversation's room (`conversation_id` as
@@ -150,8 +189,16 @@ pub async fn leave(edge: &EdgeState, s: &SocketRef, me: &Identity, conversation_
         s.leave(room);
         held(s, |h| h.leave(&id));
         set_room_presence(edge, s, me, &id, false, Vec::new(), "").await;
+        remember(edge, s).await;
     }
     was_in
+}
+
+/// Writes the socket's rooms through to its recoverable session.
+async fn remember(edge: &EdgeState, s: &SocketRef) {
+    if edge.recovery.enabled() {
+        edge.recovery.remember(s, joined(s)).await;
+    }
 }
 
 /// Changes what the socket holds of the edge's [`Interest`]: every room
@@ -196,9 +243,19 @@ async fn lock(s: &SocketRef) -> tokio::sync::OwnedMutexGuard<()> {
 /// Joins the room on this edge and tells presence-service; the caller holds
 /// the room lock.
 async fn enter(edge: &EdgeState, s: &SocketRef, me: &Identity, member: Member) -> Joined {
-    s.join(conversation_room(member.id()));
-    held(s, |h| h.join(&edge.interest, member.id()));
+    here(edge, s, member.id());
+    announce(edge, s, me, member).await
+}
+
+/// Joins the conversation's room on this edge.
+fn here(edge: &EdgeState, s: &SocketRef, id: &str) {
+    s.join(conversation_room(id));
+    held(s, |h| h.join(&edge.interest, id));
     s.extensions.insert(InRooms);
+}
+
+/// Tells presence-service the socket entered the conversation's room.
+async fn announce(edge: &EdgeState, s: &SocketRef, me: &Identity, member: Member) -> Joined {
     let members = member
         .conversation
         .members

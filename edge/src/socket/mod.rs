@@ -10,8 +10,14 @@
 //! sessions reported to call-service; one that declares a
 //! [`Heartbeat`](crate::contract::Heartbeat) gets the answer handlers *and*
 //! its first beat. Nothing here renders a contract's event.
+//!
+//! Every socket gets a private session id in the middleware
+//! ([`crate::recovery`]); one that resumed a session gets its rooms and
+//! what it missed once connected ([`recover`]), instead of the offline
+//! delivery a fresh socket gets.
 
 pub mod auth;
+pub mod recover;
 pub mod refresh;
 
 use serde_json::Value;
@@ -22,6 +28,7 @@ use socketioxide::handler::ConnectHandler;
 use crate::auth::Identity;
 use crate::contract::{Contract, Mount, Spoken};
 use crate::interest::Holds;
+use crate::recovery::Resuming;
 use crate::rooms::{EVERYONE_ROOM, socket_room, user_room};
 use crate::session;
 use crate::state::EdgeState;
@@ -59,9 +66,14 @@ fn mount(io: &SocketIo, path: &'static str, contract: &'static Contract) {
     let middleware = move |s: SocketRef,
                            TryData(auth): TryData<Value>,
                            State(edge): State<EdgeState>| async move {
-        auth::authenticate(contract, &s, auth.ok(), &edge).await?;
+        let auth = auth.ok();
+        auth::authenticate(contract, &s, auth.clone(), &edge).await?;
         if let Some(me) = s.extensions.get::<Identity>() {
-            attach(contract, &s, &me, &edge);
+            let resuming = edge.recovery.begin(&s, &me, auth.as_ref()).await;
+            attach(contract, &s, &me, &edge, resuming.is_none());
+            if let Some(resuming) = resuming {
+                s.extensions.insert(resuming);
+            }
         }
         Ok::<(), String>(())
     };
@@ -82,22 +94,35 @@ fn mount(io: &SocketIo, path: &'static str, contract: &'static Contract) {
         metrics::counter!("confab_socket_connections_total", "contract" => contract.name)
             .increment(1);
         tracing::debug!(contract = contract.name, user = %me.user_id, sid = %s.id, "socket connected");
-        greet(contract, &s, &me, &edge);
+        match s.extensions.remove::<Resuming>() {
+            Some(resuming) => {
+                recover::resume(contract, &s, &me, &edge, resuming).await;
+                greet(contract, &s, &me, &edge, false);
+            }
+            None => greet(contract, &s, &me, &edge, true),
+        }
     };
     io.ns(path, on_connect.with(middleware));
 }
 
 /// Gives an authenticated socket its rooms, handlers and capabilities
-/// (in the connect middleware: it must not emit).
-fn attach(contract: &'static Contract, s: &SocketRef, me: &Identity, edge: &EdgeState) {
+/// (in the connect middleware: it must not emit). A socket resuming a
+/// session (`fresh` false) joins its user's and everyone's rooms when it
+/// is restored, together with its conversations.
+fn attach(
+    contract: &'static Contract,
+    s: &SocketRef,
+    me: &Identity,
+    edge: &EdgeState,
+    fresh: bool,
+) {
     s.extensions.insert(Spoken(contract));
     session::rooms::attach_lock(s);
     s.on(contract.token.event, refresh::refresh_token);
-    s.join([
-        user_room(&me.user_id),
-        socket_room(&s.id.to_string()),
-        EVERYONE_ROOM.to_string(),
-    ]);
+    s.join(socket_room(&s.id.to_string()));
+    if fresh {
+        s.join([user_room(&me.user_id), EVERYONE_ROOM.to_string()]);
+    }
     let holds = Holds::default();
     holds.user(edge.interest.hold_user(&me.user_id));
     s.extensions.insert(holds);
@@ -120,19 +145,21 @@ fn attach(contract: &'static Contract, s: &SocketRef, me: &Identity, edge: &Edge
             }
             session::presence::unregister(&edge, &s).await;
         }
+        edge.recovery.end(&s).await;
     });
 }
 
 /// What the socket hears first once connected: the contract's greeting,
-/// then each capability's.
-fn greet(contract: &'static Contract, s: &SocketRef, me: &Identity, edge: &EdgeState) {
+/// then each capability's (the offline delivery only on a `fresh` session:
+/// a resumed one was replayed what it missed).
+fn greet(contract: &'static Contract, s: &SocketRef, me: &Identity, edge: &EdgeState, fresh: bool) {
     if let Some(greet) = contract.greet {
         greet(s, me);
     }
     if let Some(notifications) = &contract.notifications {
         (notifications.greet)(s, me, edge);
     }
-    if let Some(offline) = &contract.offline {
+    if let (Some(offline), true) = (&contract.offline, fresh) {
         (offline.deliver)(s, me, edge);
     }
     if let Some(heartbeat) = &contract.heartbeat {

@@ -1,0 +1,80 @@
+//! A resumed session's return ([`crate::recovery`]): its rooms back and
+//! the chat events it missed, rendered by its contract, before any live
+//! event.
+//!
+//! The missed events are those after the client's offset; each goes to
+//! the socket when one of its contract's emits names a room the socket is
+//! in (its user's, a conversation it is still a member of, or its previous
+//! socket's) and its exceptions name none of them — as the live fan-out
+//! would have sent it. Each carries its own offset, and a new message
+//! replayed is recorded delivered, as a live one is.
+
+use std::collections::HashSet;
+
+use confab_proto::v1::chat_event::Kind;
+use futures::future::join_all;
+use socketioxide::extract::SocketRef;
+
+use crate::auth::Identity;
+use crate::contract::Contract;
+use crate::recovery::{Resuming, recent};
+use crate::rooms::socket_room;
+use crate::session::rooms;
+use crate::state::EdgeState;
+
+/// Restores a resumed socket's rooms and replays what it missed.
+pub async fn resume(
+    contract: &'static Contract,
+    s: &SocketRef,
+    me: &Identity,
+    edge: &EdgeState,
+    resuming: Resuming,
+) {
+    // Membership is checked again: a user removed meanwhile is not put back.
+    let checks = join_all(
+        resuming
+            .session
+            .conversations
+            .iter()
+            .map(|c| rooms::check(edge, me, c)),
+    )
+    .await;
+    let members = checks.into_iter().filter_map(Result::ok).collect();
+    let previous = socket_room(&resuming.session.sid);
+    let replayed = rooms::restore(edge, s, me, members, |log| {
+        let mut missed = resuming.missed;
+        match log.after(&resuming.until) {
+            Some(rest) => missed.extend(rest),
+            None => {
+                // The log started over since (a gap in this edge's stream,
+                // which is counted and logged where it happened).
+                metrics::counter!("confab_sessions_replay_incomplete_total").increment(1);
+                tracing::warn!(sid = %s.id, "a resumed session's replay is incomplete");
+            }
+        }
+        let epoch = recent::parse(&resuming.until).map_or("", |(e, _)| e);
+        let mut mine: HashSet<String> = s.rooms().iter().map(|r| r.to_string()).collect();
+        mine.insert(previous);
+        let mut delivered = Vec::new();
+        for event in &missed {
+            let offset = recent::offset(epoch, event.seq);
+            let mut reached = false;
+            for e in (contract.chat_event)(event) {
+                if e.rooms.iter().any(|r| mine.contains(r))
+                    && !e.except.iter().any(|r| mine.contains(r))
+                {
+                    reached |= s.emit(e.event, &(&e.data, &offset)).is_ok();
+                }
+            }
+            if let (true, Some(Kind::MessageCreated(m))) = (reached, &event.kind) {
+                delivered.push(m.clone());
+            }
+        }
+        metrics::counter!("confab_sessions_replayed_events_total").increment(missed.len() as u64);
+        delivered
+    })
+    .await;
+    for m in &replayed {
+        edge.deliveries.record(m, vec![me.user_id.clone()]).await;
+    }
+}

@@ -1,0 +1,185 @@
+// Connection state recovery, with the official socket.io-client and no
+// recovery code of its own: the client keeps the private session id of its
+// connect packet and the offset of the last event it received, and
+// presents both when it reconnects by itself. In every contract:
+// - a dropped connection resumes: `socket.recovered` is true, the socket is
+//   back in its conversation's room without joining again, and the
+//   messages sent while it was away arrive, in order, once, before any
+//   later one;
+// - a session it cannot resume (an unknown id, another user's) starts
+//   afresh: `recovered` false, no room until the frontend joins again;
+// - a session begun on one edge resumes on another (CONFAB_URL2, the same
+//   services), as behind a load balancer after the first edge went away.
+// The harness (tests/tests/recovery.rs) boots the system with a second edge.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { io } from 'socket.io-client';
+import {
+  MESSAGING,
+  URL,
+  URL2,
+  answerHeartbeats,
+  closeAll,
+  connected,
+  conversation,
+  expectSilence,
+  nextWhere,
+  rest,
+  sleep,
+  token,
+  uid,
+} from './confab.mjs';
+
+after(closeAll);
+
+const sockets = [];
+after(() => sockets.forEach((s) => s.close()));
+
+/**
+ * A socket that reconnects by itself, as a browser app's does, after a
+ * fixed delay (so the test knows when it is away).
+ */
+function client(ns, tok, { base = URL, delay = 400, autoConnect = true } = {}) {
+  const s = io(`${base}/${ns}`, {
+    auth: { token: tok },
+    forceNew: true,
+    reconnection: true,
+    reconnectionDelay: delay,
+    reconnectionDelayMax: delay,
+    randomizationFactor: 0,
+    autoConnect,
+  });
+  answerHeartbeats(s);
+  sockets.push(s);
+  return s;
+}
+
+/** Every text of `ns`'s message event on `s`, in order. */
+function heard(ns, s) {
+  const c = MESSAGING[ns];
+  const texts = [];
+  s.on(c.event, (d) => texts.push(c.text(d)));
+  return texts;
+}
+
+async function until(pred, ms = 5000) {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) return false;
+    await sleep(10);
+  }
+  return true;
+}
+
+const send = async (tok, id, text) => {
+  const { status, body } = await rest('POST', `/api/conversations/${id}/messages`, tok, { text });
+  assert.equal(status, 201, JSON.stringify(body));
+};
+
+/** Drops the connection as a network change does: the client reconnects by itself. */
+function drop(s) {
+  const gone = new Promise((r) => s.once('disconnect', r));
+  s.io.engine.close();
+  return gone;
+}
+
+/** Alice (REST) and Bob (a socket of `ns`, in the conversation's room). */
+async function pair(ns, options = {}) {
+  const alice = uid('alice');
+  const bob = uid('bob');
+  const ta = token(alice);
+  const tb = token(bob);
+  const id = await conversation(ta, [bob], `recovery ${ns}`);
+  const s = client(ns, tb, options);
+  if (options.autoConnect !== false) {
+    await connected(s);
+    await MESSAGING[ns].join(s, id);
+  }
+  return { ta, tb, id, s, bob };
+}
+
+for (const ns of Object.keys(MESSAGING)) {
+  describe(ns, () => {
+    test('a dropped connection resumes: recovered, its room back, what it missed once and in order', async () => {
+      const { ta, id, s } = await pair(ns);
+      const texts = heard(ns, s);
+      await send(ta, id, 'one');
+      assert.ok(await until(() => texts.length === 1), `first message: ${texts}`);
+
+      await drop(s);
+      await send(ta, id, 'two');
+      await send(ta, id, 'three');
+      await new Promise((r) => s.once('connect', r));
+      assert.equal(s.recovered, true, 'the session was recovered');
+      // No join again: the room is the session's.
+      await send(ta, id, 'four');
+      assert.ok(await until(() => texts.length >= 4), `all four: ${texts}`);
+      await sleep(300);
+      assert.deepEqual(texts, ['one', 'two', 'three', 'four']);
+    });
+
+    test('a session that cannot be resumed starts afresh: not recovered, no room until it joins', async () => {
+      const { ta, id, s } = await pair(ns);
+      const texts = heard(ns, s);
+      await send(ta, id, 'before');
+      assert.ok(await until(() => texts.length === 1));
+      s._pid = 'not-a-session-of-this-server';
+      await drop(s);
+      await new Promise((r) => s.once('connect', r));
+      assert.equal(s.recovered, false);
+      if (ns !== 'hvtsocial') {
+        // Listening before the message that must not arrive.
+        const silence = expectSilence([s], [MESSAGING[ns].event]);
+        await send(ta, id, 'unheard');
+        await silence;
+        await MESSAGING[ns].join(s, id);
+      }
+      await send(ta, id, 'after');
+      assert.ok(await until(() => texts.includes('after')), `after: ${texts}`);
+    });
+
+    // Run only with a second edge sharing sessions (Redis): the harness
+    // filters it out otherwise, and says so.
+    test('a session begun on one edge resumes on another', async () => {
+      const { ta, tb, id, s } = await pair(ns);
+      const texts = heard(ns, s);
+      await send(ta, id, 'one');
+      assert.ok(await until(() => texts.length === 1));
+      const { _pid: pid, _lastOffset: offset } = s;
+      assert.ok(pid && offset, 'the client holds a session id and an offset');
+      s.io.reconnection(false);
+      await drop(s);
+      await send(ta, id, 'two');
+      // The load balancer sends the client's next connection to edge 2.
+      const s2 = client(ns, tb, { base: URL2, autoConnect: false });
+      s2._pid = pid;
+      s2._lastOffset = offset;
+      const texts2 = heard(ns, s2);
+      s2.connect();
+      await connected(s2);
+      assert.equal(s2.recovered, true);
+      await send(ta, id, 'three');
+      assert.ok(await until(() => texts2.length >= 2), `on edge 2: ${texts2}`);
+      await sleep(300);
+      assert.deepEqual(texts2, ['two', 'three']);
+    });
+  });
+}
+
+describe('sessions', () => {
+  test("another user's session id gives nothing of that session", async () => {
+    const { ta, id, s } = await pair('raven');
+    const texts = heard('raven', s);
+    await send(ta, id, 'one');
+    assert.ok(await until(() => texts.length === 1));
+    const mallory = client('raven', token(uid('mallory')), { autoConnect: false });
+    mallory._pid = s._pid;
+    mallory._lastOffset = s._lastOffset;
+    mallory.connect();
+    await connected(mallory);
+    assert.equal(mallory.recovered, false);
+    const silence = expectSilence([mallory], ['new_message']);
+    await send(ta, id, 'not for mallory');
+    await silence;
+  });
+});
