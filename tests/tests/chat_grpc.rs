@@ -66,6 +66,7 @@ scenarios!(
     subscribe_streams_events,
     membership_changes_take_effect_at_once,
     offline_queue,
+    offline_queue_of_one_conversation,
     sends_at_the_same_moment,
     sends_from_many_tasks_in_order_per_conversation,
 );
@@ -1456,9 +1457,74 @@ async fn offline_queue(mut client: Client) {
         .take_offline_messages(TakeOfflineMessagesRequest {
             actor: None,
             limit: 25,
+            ..Default::default()
         })
         .await;
     assert_eq!(code(anonymous), ErrorCode::InvalidArgument);
+}
+
+/// A socket joining one conversation takes what reached none of the user's
+/// sockets there (since the last message delivered to them in it), and
+/// learns the newest message the take looked at; the other conversations'
+/// queues are left as they were. A conversation id that is not one is
+/// `INVALID_ARGUMENT`.
+async fn offline_queue_of_one_conversation(mut client: Client) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let group = create_group(&mut client, &alice, &[&bob]).await;
+    let direct = create_direct(&mut client, &alice, &bob).await;
+    let seen = send_text(&mut client, &alice, &group.id, "seen").await;
+    client
+        .record_deliveries(RecordDeliveriesRequest {
+            deliveries: vec![Delivery {
+                message_id: seen.id.clone(),
+                recipient_ids: vec![bob.clone()],
+                offline: false,
+            }],
+        })
+        .await
+        .expect("record a live delivery");
+    send_text(&mut client, &alice, &group.id, "g1").await;
+    send_text(&mut client, &alice, &direct.id, "d1").await;
+    send_text(&mut client, &alice, &group.id, "g2").await;
+    send_text(&mut client, &alice, &direct.id, "d2").await;
+    let bobs = send_text(&mut client, &bob, &group.id, "bob's own").await;
+
+    let take = |conversation_id: &str| TakeOfflineMessagesRequest {
+        actor: actor(&bob),
+        limit: 100,
+        conversation_id: conversation_id.to_string(),
+    };
+    let got = client
+        .take_offline_messages(take(&group.id))
+        .await
+        .expect("take the group's")
+        .into_inner();
+    let texts: Vec<String> = got
+        .messages
+        .iter()
+        .filter_map(|m| m.message.as_ref().map(|m| m.text.clone()))
+        .collect();
+    assert_eq!(
+        texts,
+        vec!["g1", "g2"],
+        "the group's, since the last delivered"
+    );
+    assert_eq!(got.newest_message_id, bobs.id, "the newest it looked at");
+    // Taken once; of the direct chat's, what came after the newest message
+    // delivered to bob anywhere (g2, just taken) is still queued: d2 (the
+    // queue's rule: what a later delivery passed is dropped).
+    let again = client
+        .take_offline_messages(take(&group.id))
+        .await
+        .expect("take again")
+        .into_inner();
+    assert!(again.messages.is_empty());
+    assert_eq!(
+        take_offline(&mut client, &bob, 25).await,
+        vec![("d2".to_string(), false)]
+    );
+    let bad = client.take_offline_messages(take("not-an-id")).await;
+    assert_eq!(code(bad), ErrorCode::InvalidArgument);
 }
 
 // ---- helpers -------------------------------------------------------------
@@ -1705,6 +1771,7 @@ async fn try_take_offline(
         .take_offline_messages(TakeOfflineMessagesRequest {
             actor: actor(user),
             limit,
+            ..Default::default()
         })
         .await
 }

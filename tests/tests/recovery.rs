@@ -23,7 +23,7 @@ async fn recovery(db: Db) {
     confab_tests::js::run_suite(
         "recovery.test.mjs",
         app.js_target(),
-        Some("resumes: recovered|starts afresh|gives nothing"),
+        Some("resumes: recovered|starts afresh|gives nothing|a new socket"),
     )
     .await;
     app.shutdown().await;

@@ -1,5 +1,6 @@
 //! The offline queue: `TakeOfflineMessages` hands a connecting user the
-//! newest messages that reached none of their sockets, each recorded
+//! newest messages that reached none of their sockets — of every
+//! conversation, or of the one a socket is joining — each recorded
 //! delivered as it is taken, so no second take returns it.
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use sea_orm::{
 
 use super::lookup::conversation_ids;
 use super::render::conversation_info;
-use super::{Chat, Result, actor};
+use super::{Chat, Result, actor, parse_id};
 use crate::entity::{delivery, member, message};
 
 impl Chat {
@@ -37,6 +38,10 @@ impl Chat {
     ) -> Result<v1::TakeOfflineMessagesResponse> {
         let actor = actor(&req.actor)?;
         let limit = page::limit(req.limit, 25, 100)?;
+        let only: Option<i64> = match req.conversation_id.as_str() {
+            "" => None,
+            id => Some(parse_id(id, "conversation_id")?),
+        };
         // The queue is the newest `limit` messages of the user's
         // conversations (since they joined each) that came after the newest
         // one any socket of theirs received: walk them newest first, a page
@@ -54,6 +59,7 @@ impl Chat {
         };
         let mut rows: Vec<message::Model> = Vec::new();
         let mut before: Option<i64> = None;
+        let mut newest: Option<i64> = None;
         'walk: loop {
             let mut q = message::Entity::find()
                 .join(sea_orm::JoinType::InnerJoin, joined())
@@ -65,6 +71,9 @@ impl Chat {
             if let Some(b) = before {
                 q = q.filter(message::Column::Id.lt(b));
             }
+            if let Some(c) = only {
+                q = q.filter(message::Column::ConversationId.eq(c));
+            }
             let page = q
                 .order_by_desc(message::Column::Id)
                 .limit(PAGE)
@@ -74,6 +83,9 @@ impl Chat {
             let Some(last) = page.last() else {
                 break;
             };
+            if newest.is_none() {
+                newest = page.first().map(|m| m.id);
+            }
             before = Some(last.id);
             let full = page.len() as u64 == PAGE;
             let received: std::collections::HashSet<i64> = delivery::Entity::find()
@@ -106,6 +118,7 @@ impl Chat {
             return Ok(v1::TakeOfflineMessagesResponse {
                 messages: Vec::new(),
                 delivered_at_ms: now_ms(),
+                newest_message_id: newest.map(|id| id.to_string()).unwrap_or_default(),
             });
         }
         rows.reverse();
@@ -172,6 +185,7 @@ impl Chat {
         Ok(v1::TakeOfflineMessagesResponse {
             messages,
             delivered_at_ms: now,
+            newest_message_id: newest.map(|id| id.to_string()).unwrap_or_default(),
         })
     }
 }

@@ -32,10 +32,15 @@
 //!   older than what is kept — is a fresh session: a new `pid`,
 //!   `recovered` false, the contract's usual start.
 //!
+//! A socket that did not resume a session (a new socket, an old client, a
+//! session past the window) catches up when it joins a conversation: the
+//! messages since the last one delivered to its user there ([`catchup`]).
+//!
 //! Presence, typing, calls and notifications are not replayed: they are
 //! state, which the resumed socket's presence session and the services
 //! give it afresh.
 
+pub mod catchup;
 pub mod recent;
 pub mod sessions;
 
@@ -76,6 +81,28 @@ pub struct Resuming {
     pub missed: Vec<Arc<ChatEvent>>,
     /// The offset those events end at.
     pub until: String,
+}
+
+/// How a socket's contract renders a chat event for that socket alone (in
+/// its extensions, from the socket lifecycle): it emits, with the offset
+/// given (if any), what of the event reaches the socket's rooms — or `also`, a
+/// room the socket stands in for (its previous socket's) — and tells
+/// whether anything was emitted.
+#[derive(Clone)]
+pub struct Replay(pub Arc<ReplayFn>);
+
+/// [`Replay`]'s function: socket, event, offset, `also`.
+pub type ReplayFn =
+    dyn Fn(&SocketRef, &ChatEvent, Option<&str>, Option<&str>) -> bool + Send + Sync;
+
+impl Replay {
+    /// Renders `event` for `s` with its socket's [`Replay`]; false when it
+    /// has none or nothing reached it.
+    pub fn to(s: &SocketRef, event: &ChatEvent, offset: Option<&str>, also: Option<&str>) -> bool {
+        s.extensions
+            .get::<Replay>()
+            .is_some_and(|r| (r.0)(s, event, offset, also))
+    }
 }
 
 /// The socket's session as last saved (in its extensions).

@@ -11,7 +11,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use confab_proto::ids;
 use confab_proto::v1::ChatEvent;
+use confab_proto::v1::chat_event::Kind;
 
 /// A position in chat-service's log as a client holds it: `<epoch>-<seq>`,
 /// the last argument of every chat event a socket receives.
@@ -30,7 +32,8 @@ pub struct Recent {
     epoch: String,
     /// The `seq` of the last event handled (0 before the first).
     last: u64,
-    events: VecDeque<(Instant, Arc<ChatEvent>)>,
+    /// Each event with when it was handled (monotonic, and wall-clock ms).
+    events: VecDeque<(Instant, i64, Arc<ChatEvent>)>,
     window: Duration,
     max_events: usize,
 }
@@ -44,6 +47,11 @@ impl Recent {
             window,
             max_events: max_events.max(1),
         }
+    }
+
+    /// The epoch of the events kept.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     /// The position of the last event handled, as an offset; `None` before
@@ -64,12 +72,13 @@ impl Recent {
         }
         let now = Instant::now();
         self.last = seq;
-        self.events.push_back((now, event));
+        self.events
+            .push_back((now, chrono::Utc::now().timestamp_millis(), event));
         while self.events.len() > self.max_events
             || self
                 .events
                 .front()
-                .is_some_and(|(at, _)| now.duration_since(*at) > self.window)
+                .is_some_and(|(at, _, _)| now.duration_since(*at) > self.window)
         {
             self.events.pop_front();
         }
@@ -92,17 +101,36 @@ impl Recent {
         if seq == self.last {
             return Some(Vec::new());
         }
-        let oldest = self.events.front()?.1.seq;
+        let oldest = self.events.front()?.2.seq;
         if seq + 1 < oldest {
             return None;
         }
         Some(
             self.events
                 .iter()
-                .filter(|(_, e)| e.seq > seq)
-                .map(|(_, e)| e.clone())
+                .filter(|(_, _, e)| e.seq > seq)
+                .map(|(_, _, e)| e.clone())
                 .collect(),
         )
+    }
+
+    /// When the oldest event kept was handled (ms since the epoch).
+    pub fn oldest_at_ms(&self) -> Option<i64> {
+        self.events.front().map(|(_, at, _)| *at)
+    }
+
+    /// The new messages of conversation `conversation_id` kept, oldest
+    /// first, with their ids.
+    pub fn messages_of(&self, conversation_id: &str) -> Vec<(i64, Arc<ChatEvent>)> {
+        self.events
+            .iter()
+            .filter_map(|(_, _, e)| match &e.kind {
+                Some(Kind::MessageCreated(m)) if m.conversation_id == conversation_id => {
+                    Some((ids::parse(&m.id)?, e.clone()))
+                }
+                _ => None,
+            })
+            .collect()
     }
 }
 

@@ -16,12 +16,17 @@
 //! Every change is written through to the socket's recoverable session
 //! ([`crate::recovery`]); a resumed socket gets its rooms back through
 //! [`restore`], which joins them and replays what it missed at one instant
-//! of the chat fan-out.
+//! of the chat fan-out. A socket that did not resume a session gets, as it
+//! joins a conversation, the messages there since the last one delivered
+//! to its user ([`crate::recovery::catchup`]) — at most
+//! [`CATCH_UP_LIMIT`], the newest.
 
 use std::sync::Arc;
 
+use confab_proto::v1::chat_event::Kind;
 use confab_proto::v1::{
-    CheckMembershipRequest, Conversation, SetRoomPresenceRequest, SetRoomPresenceResponse,
+    Audience, ChatEvent, ChatMessage, CheckMembershipRequest, Conversation, SetRoomPresenceRequest,
+    SetRoomPresenceResponse, TakeOfflineMessagesRequest, TakeOfflineMessagesResponse,
 };
 use confab_proto::{ErrorCode, ServiceError, ids};
 use futures::future::join_all;
@@ -29,7 +34,8 @@ use socketioxide::extract::SocketRef;
 
 use crate::auth::Identity;
 use crate::interest::Holds;
-use crate::recovery::Recent;
+use crate::recovery::catchup::{self, Missed};
+use crate::recovery::{Recent, Replay, recent};
 use crate::rooms::{EVERYONE_ROOM, conversation_room, user_room};
 use crate::session::presence::InRooms;
 use crate::state::EdgeState;
@@ -104,8 +110,9 @@ pub async fn join(
     conversation_id: &str,
 ) -> Result<Joined, ServiceError> {
     let member = check(edge, me, conversation_id).await?;
+    let missed = take_missed(edge, s, me, member.id()).await;
     let _rooms = lock(s).await;
-    let joined = enter(edge, s, me, member).await;
+    let joined = enter_catching_up(edge, s, me, member, missed).await;
     remember(edge, s).await;
     Ok(joined)
 }
@@ -118,8 +125,15 @@ pub async fn join_all_checked(
     me: &Identity,
     members: Vec<Member>,
 ) -> Vec<Joined> {
+    let missed = join_all(members.iter().map(|m| take_missed(edge, s, me, m.id()))).await;
     let _rooms = lock(s).await;
-    let joined = join_all(members.into_iter().map(|m| enter(edge, s, me, m))).await;
+    let joined = join_all(
+        members
+            .into_iter()
+            .zip(missed)
+            .map(|(m, missed)| enter_catching_up(edge, s, me, m, missed)),
+    )
+    .await;
     remember(edge, s).await;
     joined
 }
@@ -161,6 +175,7 @@ pub async fn switch(
     conversation_id: &str,
 ) -> Result<(Joined, Vec<String>), ServiceError> {
     let member = check(edge, me, conversation_id).await?;
+    let missed = take_missed(edge, s, me, member.id()).await;
     let _rooms = lock(s).await;
     // Leave the others, then join this one (no await in between, so the
     // socket is never in two rooms).
@@ -172,7 +187,7 @@ pub async fn switch(
     for old in &previous {
         set_room_presence(edge, s, me, old, false, Vec::new(), "").await;
     }
-    let joined = enter(edge, s, me, member).await;
+    let joined = enter_catching_up(edge, s, me, member, missed).await;
     remember(edge, s).await;
     Ok((joined, previous))
 }
@@ -245,6 +260,111 @@ async fn lock(s: &SocketRef) -> tokio::sync::OwnedMutexGuard<()> {
 async fn enter(edge: &EdgeState, s: &SocketRef, me: &Identity, member: Member) -> Joined {
     here(edge, s, member.id());
     announce(edge, s, me, member).await
+}
+
+/// How many missed messages a joining socket gets at most, per
+/// conversation (the newest win).
+pub const CATCH_UP_LIMIT: u32 = 100;
+
+/// What a socket that did not resume a session missed in the conversation
+/// it is about to join, taken from chat-service before it joins
+/// ([`crate::recovery::catchup`]). Nothing for a socket already in the
+/// room (it heard everything live), or with recovery off; a take that
+/// fails is logged and the join goes on without it.
+async fn take_missed(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    id: &str,
+) -> Option<TakeOfflineMessagesResponse> {
+    let room = conversation_room(id);
+    if !edge.recovery.enabled() || s.rooms().iter().any(|r| *r == room) {
+        return None;
+    }
+    let req = TakeOfflineMessagesRequest {
+        actor: Some(me.actor()),
+        limit: CATCH_UP_LIMIT,
+        conversation_id: id.to_string(),
+    };
+    match edge.chat.clone().take_offline_messages(req).await {
+        Ok(r) => Some(r.into_inner()),
+        Err(status) => {
+            tracing::warn!(error = %status, conversation_id = id, "missed messages unavailable; joining without them");
+            None
+        }
+    }
+}
+
+/// [`enter`], sending what the socket missed ([`take_missed`]): the room
+/// is joined and the missed messages sent with the chat fan-out held, so
+/// each reaches the socket once, before any later one.
+async fn enter_catching_up(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    member: Member,
+    missed: Option<TakeOfflineMessagesResponse>,
+) -> Joined {
+    let Some(missed) = missed else {
+        return enter(edge, s, me, member).await;
+    };
+    let delivered = {
+        let log = edge.recovery.log().await;
+        here(edge, s, member.id());
+        send_missed(&log, s, me, member.id(), missed)
+    };
+    for m in &delivered {
+        edge.deliveries.record(m, vec![me.user_id.clone()]).await;
+    }
+    announce(edge, s, me, member).await
+}
+
+/// Sends a joining socket what it missed, as [`catchup::plan`] orders it
+/// (the log held); returns the messages sent from the log, whose delivery
+/// is still to be recorded (the take recorded its own).
+fn send_missed(
+    log: &Recent,
+    s: &SocketRef,
+    me: &Identity,
+    id: &str,
+    missed: TakeOfflineMessagesResponse,
+) -> Vec<ChatMessage> {
+    let taken: Vec<_> = missed
+        .messages
+        .into_iter()
+        .filter_map(|o| Some((o.message?, o.conversation)))
+        .collect();
+    let messages: Vec<ChatMessage> = taken.iter().map(|(m, _)| m.clone()).collect();
+    let now = log.offset();
+    let mut delivered = Vec::new();
+    for step in catchup::plan(log, id, &messages, ids::parse(&missed.newest_message_id)) {
+        match step {
+            Missed::Taken(i) => {
+                let (message, conversation) = taken[i].clone();
+                let event = ChatEvent {
+                    audience: Some(Audience {
+                        user_ids: vec![me.user_id.clone()],
+                        conversation_id: id.to_string(),
+                        ..Default::default()
+                    }),
+                    conversation,
+                    kind: Some(Kind::MessageCreated(message)),
+                    ..Default::default()
+                };
+                Replay::to(s, &event, now.as_deref(), None);
+            }
+            Missed::Logged(event) => {
+                let offset = recent::offset(log.epoch(), event.seq);
+                if let (true, Some(Kind::MessageCreated(m))) =
+                    (Replay::to(s, &event, Some(&offset), None), &event.kind)
+                {
+                    delivered.push(m.clone());
+                }
+            }
+        }
+    }
+    metrics::counter!("confab_join_caught_up_messages_total").increment(delivered.len() as u64);
+    delivered
 }
 
 /// Joins the conversation's room on this edge.

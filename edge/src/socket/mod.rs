@@ -96,7 +96,7 @@ fn mount(io: &SocketIo, path: &'static str, contract: &'static Contract) {
         tracing::debug!(contract = contract.name, user = %me.user_id, sid = %s.id, "socket connected");
         match s.extensions.remove::<Resuming>() {
             Some(resuming) => {
-                recover::resume(contract, &s, &me, &edge, resuming).await;
+                recover::resume(&s, &me, &edge, resuming).await;
                 greet(contract, &s, &me, &edge, false);
             }
             None => greet(contract, &s, &me, &edge, true),
@@ -117,6 +117,7 @@ fn attach(
     fresh: bool,
 ) {
     s.extensions.insert(Spoken(contract));
+    s.extensions.insert(recover::replay(contract));
     session::rooms::attach_lock(s);
     s.on(contract.token.event, refresh::refresh_token);
     s.join(socket_room(&s.id.to_string()));

@@ -10,26 +10,22 @@
 //! replayed is recorded delivered, as a live one is.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
+use confab_proto::v1::ChatEvent;
 use confab_proto::v1::chat_event::Kind;
 use futures::future::join_all;
 use socketioxide::extract::SocketRef;
 
 use crate::auth::Identity;
 use crate::contract::Contract;
-use crate::recovery::{Resuming, recent};
+use crate::recovery::{Replay, Resuming, recent};
 use crate::rooms::socket_room;
 use crate::session::rooms;
 use crate::state::EdgeState;
 
 /// Restores a resumed socket's rooms and replays what it missed.
-pub async fn resume(
-    contract: &'static Contract,
-    s: &SocketRef,
-    me: &Identity,
-    edge: &EdgeState,
-    resuming: Resuming,
-) {
+pub async fn resume(s: &SocketRef, me: &Identity, edge: &EdgeState, resuming: Resuming) {
     // Membership is checked again: a user removed meanwhile is not put back.
     let checks = join_all(
         resuming
@@ -53,19 +49,10 @@ pub async fn resume(
             }
         }
         let epoch = recent::parse(&resuming.until).map_or("", |(e, _)| e);
-        let mut mine: HashSet<String> = s.rooms().iter().map(|r| r.to_string()).collect();
-        mine.insert(previous);
         let mut delivered = Vec::new();
         for event in &missed {
             let offset = recent::offset(epoch, event.seq);
-            let mut reached = false;
-            for e in (contract.chat_event)(event) {
-                if e.rooms.iter().any(|r| mine.contains(r))
-                    && !e.except.iter().any(|r| mine.contains(r))
-                {
-                    reached |= s.emit(e.event, &(&e.data, &offset)).is_ok();
-                }
-            }
+            let reached = Replay::to(s, event, Some(&offset), Some(&previous));
             if let (true, Some(Kind::MessageCreated(m))) = (reached, &event.kind) {
                 delivered.push(m.clone());
             }
@@ -77,4 +64,30 @@ pub async fn resume(
     for m in &replayed {
         edge.deliveries.record(m, vec![me.user_id.clone()]).await;
     }
+}
+
+/// The socket's [`Replay`]: `contract` renders an event, and what of it
+/// names a room the socket is in (or `also`), and no exception it is in,
+/// is emitted to the socket with `offset` — as the live fan-out would
+/// have sent it.
+pub fn replay(contract: &'static Contract) -> Replay {
+    Replay(Arc::new(
+        move |s: &SocketRef, event: &ChatEvent, offset: Option<&str>, also: Option<&str>| {
+            let mut mine: HashSet<String> = s.rooms().iter().map(|r| r.to_string()).collect();
+            mine.extend(also.map(str::to_string));
+            let mut reached = false;
+            for e in (contract.chat_event)(event) {
+                if e.rooms.iter().any(|r| mine.contains(r))
+                    && !e.except.iter().any(|r| mine.contains(r))
+                {
+                    let sent = match offset {
+                        Some(offset) => s.emit(e.event, &(&e.data, offset)),
+                        None => s.emit(e.event, &e.data),
+                    };
+                    reached |= sent.is_ok();
+                }
+            }
+            reached
+        },
+    ))
 }

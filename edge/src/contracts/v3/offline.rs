@@ -52,6 +52,7 @@ pub fn deliver(s: &SocketRef, me: &Identity, edge: &EdgeState) {
     let req = TakeOfflineMessagesRequest {
         actor: Some(me.actor()),
         limit: edge.offline_queue,
+        conversation_id: String::new(),
     };
     tokio::spawn(async move {
         let taken = match edge.chat.clone().take_offline_messages(req).await {
