@@ -64,6 +64,11 @@ enum Command {
     /// The distributed confab with more and more edges under one load:
     /// CPU per message of the edges and services (deploy/SCALING.md).
     Scaling(ScalingArgs),
+    /// Connections cut under a steady stream, socket.io-client reconnecting
+    /// by itself: confab in every contract against Node socket.io with and
+    /// without connection state recovery. Keeps its results in
+    /// `tests/bench/drops.json` and writes the report again with them.
+    Drops(DropsArgs),
     /// Writes the report again from a full run's `--json` results (e.g.
     /// after editing `tests/bench/NOTES.md`), without measuring anything.
     Report {
@@ -74,6 +79,73 @@ enum Command {
         #[arg(long, default_value_os_t = repo_root().join("BENCHMARKS.md"))]
         out: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct DropsArgs {
+    /// The `confab` binary (`cargo build --release --workspace --bins`).
+    #[arg(long)]
+    confab_bin: Option<PathBuf>,
+    /// The servers: confab (each contract), node, node-recovery.
+    #[arg(long, value_delimiter = ',', default_value = "confab,node,node-recovery")]
+    servers: Vec<String>,
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    #[arg(long, default_value_t = 100)]
+    room: usize,
+    /// Messages per second in each conversation.
+    #[arg(long, default_value_t = 5.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    #[arg(long, default_value_t = 10.0)]
+    cut_min_s: f64,
+    #[arg(long, default_value_t = 15.0)]
+    cut_max_s: f64,
+}
+
+async fn drops(args: DropsArgs) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("locating confab-bench")?;
+    let confab_bin = args
+        .confab_bin
+        .unwrap_or_else(|| me.with_file_name("confab"));
+    let mut kinds = Vec::new();
+    for name in &args.servers {
+        kinds.push(kind(name)?);
+    }
+    let launch = Launch {
+        confab_bin: confab_bin.clone(),
+        node_script: servers::default_node_script(),
+        bench_bin: me,
+        pg_admin_url: None,
+        redis_url: None,
+        edges: 1,
+        work_dir: run::scratch_dir(),
+    };
+    let params = scenario::drops::Params {
+        clients: args.clients,
+        room: args.room,
+        rate: args.rate,
+        seconds: args.seconds,
+        cut_min_s: args.cut_min_s,
+        cut_max_s: args.cut_max_s,
+    };
+    let rows = scenario::drops::run(&launch, &kinds, &params).await;
+    let d = scenario::drops::Drops {
+        started: machine::now_utc(),
+        confab: machine::git_describe(&repo_root()),
+        params,
+        rows,
+    };
+    println!("{}", scenario::drops::section(&d));
+    let path = scenario::drops::results_path();
+    std::fs::write(&path, serde_json::to_string_pretty(&d)?)?;
+    eprintln!("wrote {}", path.display());
+    let full = repo_root().join("tests/bench/results.json");
+    if full.exists() {
+        rewrite(&full, &repo_root().join("BENCHMARKS.md"))?;
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -190,8 +262,11 @@ fn kind(name: &str) -> anyhow::Result<Kind> {
         "confab-pg" => Kind::ConfabPg,
         "confab-dist" => Kind::ConfabDist,
         "node" => Kind::Node,
+        "node-recovery" => Kind::NodeRecovery,
         "raw" => Kind::Raw,
-        other => bail!("unknown server {other:?} (confab, confab-pg, confab-dist, node, raw)"),
+        other => bail!(
+            "unknown server {other:?} (confab, confab-pg, confab-dist, node, node-recovery, raw)"
+        ),
     })
 }
 
@@ -338,6 +413,7 @@ fn main() -> anyhow::Result<()> {
             Command::RawServer { listen, secret } => raw::serve(listen, secret).await,
             Command::Hold(args) => hold::run(args).await,
             Command::Scaling(args) => scaling(args).await,
+            Command::Drops(args) => drops(args).await,
             Command::Report { json, out } => rewrite(&json, &out),
         }
     })

@@ -110,6 +110,12 @@ pub fn write(r: &Results, plan: &Plan, out: &Path) -> anyhow::Result<()> {
     budget(w, r)?;
     signaling(w, r)?;
     publish(w, r)?;
+    // `confab-bench drops` keeps its own results beside the full run's.
+    if let Ok(text) = std::fs::read_to_string(crate::scenario::drops::results_path())
+        && let Ok(d) = serde_json::from_str::<crate::scenario::drops::Drops>(&text)
+    {
+        w.push_str(&crate::scenario::drops::section(&d));
+    }
 
     if !r.notes.is_empty() {
         writeln!(w, "## Notes of this run\n")?;

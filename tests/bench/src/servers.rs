@@ -11,7 +11,8 @@
 //!   and [`Launch::edges`] `confab-edge` processes (two by default), each
 //!   knowing both chat replicas; clients are spread over the edges;
 //! - **node**: `tests/js/bench-server.mjs`, socket.io 4 doing the same flow in
-//!   memory — what a seed's user runs today;
+//!   memory — what a seed's user runs today (with connection state recovery
+//!   for the `drops` scenario's comparison);
 //! - **raw**: `confab-bench raw-server`, tokio-tungstenite broadcasting the
 //!   same frame bytes to every room member — the machine's limit.
 //!
@@ -42,6 +43,8 @@ pub enum Kind {
     ConfabDist,
     /// Node.js socket.io 4.
     Node,
+    /// Node.js socket.io 4 with connection state recovery (`drops`).
+    NodeRecovery,
     /// The raw tokio-tungstenite broadcast server.
     Raw,
 }
@@ -54,6 +57,7 @@ impl Kind {
             Kind::ConfabPg => "confab (PostgreSQL)",
             Kind::ConfabDist => "confab (distributed)",
             Kind::Node => "Node socket.io",
+            Kind::NodeRecovery => "Node socket.io + recovery",
             Kind::Raw => "raw tokio-tungstenite",
         }
     }
@@ -65,6 +69,7 @@ impl Kind {
             Kind::ConfabPg => "#9467bd",
             Kind::ConfabDist => "#ff7f0e",
             Kind::Node => "#2ca02c",
+            Kind::NodeRecovery => "#8c564b",
             Kind::Raw => "#1f77b4",
         }
     }
@@ -219,12 +224,16 @@ impl Server {
                 c
             }
             Kind::ConfabDist => unreachable!("started above"),
-            Kind::Node => {
+            Kind::Node | Kind::NodeRecovery => {
                 let mut c = Command::new("node");
                 c.arg(&launch.node_script)
                     .env("PORT", port.to_string())
                     .env("HOST", "127.0.0.1")
-                    .env("JWT_SECRET", &secret);
+                    .env("JWT_SECRET", &secret)
+                    .env(
+                        "RECOVERY",
+                        if kind == Kind::NodeRecovery { "1" } else { "0" },
+                    );
                 c
             }
             Kind::Raw => {
@@ -427,7 +436,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         let probe = match self.kind {
             Kind::Confab | Kind::ConfabPg | Kind::ConfabDist => Some("/readyz"),
-            Kind::Node => Some("/healthz"),
+            Kind::Node | Kind::NodeRecovery => Some("/healthz"),
             Kind::Raw => None,
         };
         loop {

@@ -32,9 +32,14 @@
 //!   back within that moment may get a message both live and from the
 //!   queue (the same `id` twice): a frontend that keys messages by id
 //!   shows it once.
-//! - Only `v3` asks for the queue: the other contracts' seeds have no
-//!   offline delivery, and their users' messages stay in the queue until
-//!   a `v3` socket of theirs connects or a later message reaches them.
+//! - This is the connect-time instance of the rule every contract follows
+//!   when a socket that did not resume a session joins a conversation: it
+//!   gets the messages there since the last one delivered to its user
+//!   (`session::rooms`, `recovery::catchup`). `v3` takes every
+//!   conversation's at once on connect, as its seed has it; its later
+//!   `join_chat` then finds nothing left. A socket that resumed a session
+//!   ([`crate::recovery`]) gets no offline delivery: it was replayed what
+//!   it missed.
 
 use confab_proto::ServiceError;
 use confab_proto::v1::TakeOfflineMessagesRequest;

@@ -145,7 +145,7 @@ pub async fn run(
     let rate = total_rate / rooms as f64;
     let beating = match server.kind {
         Kind::Confab | Kind::ConfabPg | Kind::ConfabDist => Some(start_beating(server).await?),
-        Kind::Node | Kind::Raw => None,
+        Kind::Node | Kind::NodeRecovery | Kind::Raw => None,
     };
     let before = match &beating {
         Some(b) => {
