@@ -72,6 +72,22 @@ pub struct Contract {
     pub heartbeat: Option<Heartbeat>,
     /// Delivery on connect of what reached none of the user's sockets.
     pub offline: Option<Offline>,
+    /// When a socket that did not resume a session catches up on the
+    /// messages its user missed.
+    pub catch_up: CatchUp,
+}
+
+/// When a socket that did not resume a session ([`crate::recovery`])
+/// catches up on the messages its user missed — the messages since the
+/// last one delivered to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// As it joins a conversation, that conversation's: the contract's
+    /// messages go to conversation rooms, which its frontends join.
+    OnJoin,
+    /// As it connects, every conversation's: the contract's messages reach
+    /// every socket of a member without a join.
+    OnConnect,
 }
 
 /// The calls capability. A socket of a calling contract gets these

@@ -22,6 +22,7 @@ use socketioxide::socket::Socket;
 use super::answer::{Answer, Args, Asked};
 use super::{Contract, Spoken};
 use crate::auth::{AuthError, Identity};
+use crate::recovery::Recovery;
 
 /// A request's answer, extracted by every handler that answers.
 pub struct Reply {
@@ -152,12 +153,24 @@ impl Reply {
         }
     }
 
+    /// Emits the answer's events. One whose last argument is a string
+    /// (some seeds' error strings) also carries the socket's offset, which
+    /// the client would otherwise take that string for
+    /// ([`Recovery::offset_for`]).
     fn emit(&self, refused: &Answer) {
         for (event, args) in &refused.emit {
+            let s = &self.socket;
+            let offset = || Recovery::offset_for(s);
             let _ = match args {
-                Args::None => self.socket.emit(*event, &()),
-                Args::One(v) => self.socket.emit(*event, v),
-                Args::Two(a, b) => self.socket.emit(*event, &(a, b)),
+                Args::None => s.emit(*event, &()),
+                Args::One(v) => match offset().filter(|_| v.is_string()) {
+                    Some(o) => s.emit(*event, &(v, &*o)),
+                    None => s.emit(*event, v),
+                },
+                Args::Two(a, b) => match offset().filter(|_| b.is_string()) {
+                    Some(o) => s.emit(*event, &(a, b, &*o)),
+                    None => s.emit(*event, &(a, b)),
+                },
             };
         }
     }

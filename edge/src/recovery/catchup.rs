@@ -1,11 +1,14 @@
 //! What a socket that did not resume a session missed in a conversation it
-//! joins: the messages since the last one delivered to its user there.
+//! joins — or, for a contract whose messages reach a member's every socket
+//! without a join, as it connects: the messages since the last one
+//! delivered to its user (there, or anywhere).
 //!
-//! chat-service's take (`TakeOfflineMessages` for that conversation) hands
-//! them over, recorded delivered, with the newest message it looked at.
-//! The take is made before the socket joins the room; the join and this
-//! plan happen with the chat fan-out held ([`super::Recovery::log`]), so
-//! each message reaches the socket once, in order:
+//! chat-service's take (`TakeOfflineMessages`, for that conversation or
+//! every one) hands them over, recorded delivered, with the newest message
+//! it looked at. The take is made before the socket joins the room (the
+//! conversation's, or its user's); the join and this plan happen with the
+//! chat fan-out held ([`super::Recovery::log`]), so each message reaches
+//! the socket once, in order:
 //!
 //! - a taken message the fan-out has already emitted (the room did not
 //!   hold the socket then) is sent from the take;
@@ -18,9 +21,11 @@
 //! of the conversation's last message the fan-out handled; when none is
 //! among the recent events, when it is older than the oldest of them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use confab_proto::ids;
+use confab_proto::v1::chat_event::Kind;
 use confab_proto::v1::{ChatEvent, ChatMessage};
 
 use super::Recent;
@@ -34,23 +39,59 @@ pub enum Missed {
     Logged(Arc<ChatEvent>),
 }
 
-/// Plans the catch-up of a socket joining `conversation_id`, with the log
-/// held: `taken` is the take's messages (oldest first), `newest` the newest
+/// Which messages a catch-up is about: one conversation's (a socket
+/// joining it), or every message a user is in the audience of (a socket of
+/// a contract whose messages reach a member's every socket without a join).
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    Conversation(&'a str),
+    User(&'a str),
+}
+
+impl Scope<'_> {
+    fn covers(&self, event: &ChatEvent, m: &ChatMessage) -> bool {
+        match self {
+            Scope::Conversation(id) => m.conversation_id == *id,
+            Scope::User(user) => event
+                .audience
+                .as_ref()
+                .is_some_and(|a| a.user_ids.iter().any(|u| u == user)),
+        }
+    }
+}
+
+/// Plans the catch-up of a socket entering `scope`, with the log held:
+/// `taken` is the take's messages (oldest first), `newest` the newest
 /// message id it looked at.
 pub fn plan(
     log: &Recent,
-    conversation_id: &str,
+    scope: Scope<'_>,
     taken: &[ChatMessage],
     newest: Option<i64>,
 ) -> Vec<Missed> {
-    let logged = log.messages_of(conversation_id);
-    let last_emitted = logged.last().map(|(id, _)| *id);
     let oldest_kept = log.oldest_at_ms();
-    let emitted = |m: &ChatMessage| match (ids::parse(&m.id), last_emitted) {
-        (Some(id), Some(last)) => id <= last,
-        // None of the conversation's messages among the recent events:
-        // emitted if older than all of them (or nothing is kept to tell).
-        _ => oldest_kept.is_none_or(|oldest| m.created_at_ms < oldest),
+    // Each conversation's last message the fan-out handled, among those kept.
+    let mut last_emitted: HashMap<&str, Option<i64>> = HashMap::new();
+    for m in taken {
+        last_emitted
+            .entry(m.conversation_id.as_str())
+            .or_insert_with(|| {
+                log.messages_of(&m.conversation_id)
+                    .last()
+                    .map(|(id, _)| *id)
+            });
+    }
+    let emitted = |m: &ChatMessage| {
+        let last = last_emitted
+            .get(m.conversation_id.as_str())
+            .copied()
+            .flatten();
+        match (ids::parse(&m.id), last) {
+            (Some(id), Some(last)) => id <= last,
+            // None of the conversation's messages among the recent events:
+            // emitted if older than all of them (or nothing is kept to tell).
+            _ => oldest_kept.is_none_or(|oldest| m.created_at_ms < oldest),
+        }
     };
     let mut out: Vec<Missed> = taken
         .iter()
@@ -58,18 +99,20 @@ pub fn plan(
         .filter(|(_, m)| emitted(m))
         .map(|(i, _)| Missed::Taken(i))
         .collect();
+    // Sent after the take: above everything it saw (in the conversation
+    // when one, else anywhere).
     let after = taken
         .iter()
         .filter_map(|m| ids::parse(&m.id))
         .chain(newest)
         .max()
         .unwrap_or(0);
-    out.extend(
-        logged
-            .into_iter()
-            .filter(|(id, _)| *id > after)
-            .map(|(_, e)| Missed::Logged(e)),
-    );
+    out.extend(log.messages().filter_map(|(id, e)| match &e.kind {
+        Some(Kind::MessageCreated(m)) if id > after && scope.covers(e, m) => {
+            Some(Missed::Logged(e.clone()))
+        }
+        _ => None,
+    }));
     out
 }
 
@@ -77,7 +120,7 @@ pub fn plan(
 mod tests {
     use std::time::Duration;
 
-    use confab_proto::v1::chat_event::Kind;
+    use confab_proto::v1::Audience;
 
     use super::*;
 
@@ -121,7 +164,7 @@ mod tests {
         log.push("e", created(4, message("7", 14, 0)));
         // The take had 9, 10 and 11, the newest it saw.
         let taken = vec![message("7", 9, 0), message("7", 10, 0), message("7", 11, 0)];
-        let plan = plan(&log, "7", &taken, Some(11));
+        let plan = plan(&log, Scope::Conversation("7"), &taken, Some(11));
         assert_eq!(ids_of(&plan, &taken), vec!["t9", "t10", "t11", "l14"]);
     }
 
@@ -130,7 +173,7 @@ mod tests {
         let mut log = Recent::new(Duration::from_secs(60), 100);
         log.push("e", created(1, message("7", 10, 0)));
         let taken = vec![message("7", 10, 0), message("7", 11, 0)];
-        let plan = plan(&log, "7", &taken, Some(11));
+        let plan = plan(&log, Scope::Conversation("7"), &taken, Some(11));
         assert_eq!(ids_of(&plan, &taken), vec!["t10"], "11 comes live");
     }
 
@@ -143,13 +186,38 @@ mod tests {
             message("7", 40, oldest - 60_000),
             message("7", 51, oldest + 10),
         ];
-        let plan = plan(&log, "7", &taken, Some(51));
+        let plan = plan(&log, Scope::Conversation("7"), &taken, Some(51));
         assert_eq!(ids_of(&plan, &taken), vec!["t40"], "51 is on its way");
         // Nothing kept at all: everything taken is sent.
         let empty = Recent::new(Duration::from_secs(60), 100);
         assert_eq!(
-            ids_of(&super::plan(&empty, "7", &taken, Some(51)), &taken),
+            ids_of(
+                &super::plan(&empty, Scope::Conversation("7"), &taken, Some(51)),
+                &taken
+            ),
             vec!["t40", "t51"]
         );
+    }
+
+    #[test]
+    fn a_users_scope_covers_every_conversation_they_are_in() {
+        let mut log = Recent::new(Duration::from_secs(60), 100);
+        let to = |users: &[&str], seq, m| {
+            let mut e = (*created(seq, m)).clone();
+            e.audience = Some(Audience {
+                user_ids: users.iter().map(|u| u.to_string()).collect(),
+                ..Default::default()
+            });
+            Arc::new(e)
+        };
+        log.push("e", to(&["bob", "al"], 1, message("7", 10, 0)));
+        log.push("e", to(&["cy", "al"], 2, message("8", 11, 0)));
+        log.push("e", to(&["bob", "al"], 3, message("9", 12, 0)));
+        // The take (every conversation of bob's) had 7's message 10 and saw
+        // nothing newer: 9's message 12, sent after it, comes from the log;
+        // 8's is not bob's.
+        let taken = vec![message("7", 10, 0)];
+        let plan = plan(&log, Scope::User("bob"), &taken, Some(10));
+        assert_eq!(ids_of(&plan, &taken), vec!["t10", "l12"]);
     }
 }

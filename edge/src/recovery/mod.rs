@@ -167,6 +167,13 @@ impl Recovery {
         self.0.last.lock().ok().and_then(|l| l.clone())
     }
 
+    /// The offset an event sent to `s` alone must carry when its last
+    /// argument is a string, which the client would otherwise take for an
+    /// offset: the last chat event's position (none with recovery off).
+    pub fn offset_for(s: &SocketRef) -> Option<Arc<str>> {
+        s.extensions.get::<Recovery>()?.last_offset()
+    }
+
     /// In the connect middleware, after authentication: gives the socket
     /// its private session id — the one it presented, when its session can
     /// be resumed here (returned, to be restored once connected), or a new
@@ -205,6 +212,7 @@ impl Recovery {
             ),
         };
         s.set_private_session_id(pid.clone());
+        s.extensions.insert(self.clone());
         self.keep(s, pid, session).await;
         if resuming.is_some() {
             metrics::counter!("confab_sessions_recovered_total").increment(1);

@@ -119,6 +119,14 @@ impl Recent {
         self.events.front().map(|(_, at, _)| *at)
     }
 
+    /// The new messages kept, oldest first, with their ids.
+    pub fn messages(&self) -> impl Iterator<Item = (i64, &Arc<ChatEvent>)> {
+        self.events.iter().filter_map(|(_, _, e)| match &e.kind {
+            Some(Kind::MessageCreated(m)) => Some((ids::parse(&m.id)?, e)),
+            _ => None,
+        })
+    }
+
     /// The new messages of conversation `conversation_id` kept, oldest
     /// first, with their ids.
     pub fn messages_of(&self, conversation_id: &str) -> Vec<(i64, Arc<ChatEvent>)> {

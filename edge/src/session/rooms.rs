@@ -34,7 +34,7 @@ use socketioxide::extract::SocketRef;
 
 use crate::auth::Identity;
 use crate::interest::Holds;
-use crate::recovery::catchup::{self, Missed};
+use crate::recovery::catchup::{self, Missed, Scope};
 use crate::recovery::{Recent, Replay, recent};
 use crate::rooms::{EVERYONE_ROOM, conversation_room, user_room};
 use crate::session::presence::InRooms;
@@ -311,7 +311,7 @@ async fn enter_catching_up(
     let delivered = {
         let log = edge.recovery.log().await;
         here(edge, s, member.id());
-        send_missed(&log, s, me, member.id(), missed)
+        send_missed(&log, s, me, Scope::Conversation(member.id()), missed)
     };
     for m in &delivered {
         edge.deliveries.record(m, vec![me.user_id.clone()]).await;
@@ -319,14 +319,14 @@ async fn enter_catching_up(
     announce(edge, s, me, member).await
 }
 
-/// Sends a joining socket what it missed, as [`catchup::plan`] orders it
-/// (the log held); returns the messages sent from the log, whose delivery
-/// is still to be recorded (the take recorded its own).
+/// Sends a socket what it missed in `scope`, as [`catchup::plan`] orders
+/// it (the log held); returns the messages sent from the log, whose
+/// delivery is still to be recorded (the take recorded its own).
 fn send_missed(
     log: &Recent,
     s: &SocketRef,
     me: &Identity,
-    id: &str,
+    scope: Scope<'_>,
     missed: TakeOfflineMessagesResponse,
 ) -> Vec<ChatMessage> {
     let taken: Vec<_> = missed
@@ -337,14 +337,14 @@ fn send_missed(
     let messages: Vec<ChatMessage> = taken.iter().map(|(m, _)| m.clone()).collect();
     let now = log.offset();
     let mut delivered = Vec::new();
-    for step in catchup::plan(log, id, &messages, ids::parse(&missed.newest_message_id)) {
+    for step in catchup::plan(log, scope, &messages, ids::parse(&missed.newest_message_id)) {
         match step {
             Missed::Taken(i) => {
                 let (message, conversation) = taken[i].clone();
                 let event = ChatEvent {
                     audience: Some(Audience {
                         user_ids: vec![me.user_id.clone()],
-                        conversation_id: id.to_string(),
+                        conversation_id: message.conversation_id.clone(),
                         ..Default::default()
                     }),
                     conversation,
@@ -365,6 +365,40 @@ fn send_missed(
     }
     metrics::counter!("confab_join_caught_up_messages_total").increment(delivered.len() as u64);
     delivered
+}
+
+/// Puts a socket that did not resume a session in its user's and
+/// everyone's rooms, catching up on what its user missed anywhere (at most
+/// [`CATCH_UP_LIMIT`], the newest): for a contract whose messages reach
+/// every socket of a member without a join
+/// ([`crate::contract::CatchUp::OnConnect`]), whose socket joins no room
+/// before this. As [`join`] does for one conversation: taken before, sent
+/// with the rooms joined while the chat fan-out is held.
+pub async fn enter_user_rooms(edge: &EdgeState, s: &SocketRef, me: &Identity) {
+    let req = TakeOfflineMessagesRequest {
+        actor: Some(me.actor()),
+        limit: CATCH_UP_LIMIT,
+        conversation_id: String::new(),
+    };
+    let missed = match edge.chat.clone().take_offline_messages(req).await {
+        Ok(r) => Some(r.into_inner()),
+        Err(status) => {
+            tracing::warn!(error = %status, "missed messages unavailable; connecting without them");
+            None
+        }
+    };
+    let _rooms = lock(s).await;
+    let delivered = {
+        let log = edge.recovery.log().await;
+        s.join([user_room(&me.user_id), EVERYONE_ROOM.to_string()]);
+        match missed {
+            Some(missed) => send_missed(&log, s, me, Scope::User(&me.user_id), missed),
+            None => Vec::new(),
+        }
+    };
+    for m in &delivered {
+        edge.deliveries.record(m, vec![me.user_id.clone()]).await;
+    }
 }
 
 /// Joins the conversation's room on this edge.

@@ -26,7 +26,7 @@ use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 
 use crate::auth::Identity;
-use crate::contract::{Contract, Mount, Spoken};
+use crate::contract::{CatchUp, Contract, Mount, Spoken};
 use crate::interest::Holds;
 use crate::recovery::Resuming;
 use crate::rooms::{EVERYONE_ROOM, socket_room, user_room};
@@ -99,16 +99,29 @@ fn mount(io: &SocketIo, path: &'static str, contract: &'static Contract) {
                 recover::resume(&s, &me, &edge, resuming).await;
                 greet(contract, &s, &me, &edge, false);
             }
-            None => greet(contract, &s, &me, &edge, true),
+            None => {
+                if catches_up_on_connect(contract, &edge) {
+                    session::rooms::enter_user_rooms(&edge, &s, &me).await;
+                }
+                greet(contract, &s, &me, &edge, true);
+            }
         }
     };
     io.ns(path, on_connect.with(middleware));
 }
 
+/// Whether a fresh socket of `contract` catches up on connect
+/// ([`CatchUp::OnConnect`], with recovery on): it then joins its user's
+/// and everyone's rooms only then, with what it missed.
+fn catches_up_on_connect(contract: &Contract, edge: &EdgeState) -> bool {
+    contract.catch_up == CatchUp::OnConnect && edge.recovery.enabled()
+}
+
 /// Gives an authenticated socket its rooms, handlers and capabilities
 /// (in the connect middleware: it must not emit). A socket resuming a
 /// session (`fresh` false) joins its user's and everyone's rooms when it
-/// is restored, together with its conversations.
+/// is restored, together with its conversations; one that catches up on
+/// connect, when it does.
 fn attach(
     contract: &'static Contract,
     s: &SocketRef,
@@ -121,7 +134,7 @@ fn attach(
     session::rooms::attach_lock(s);
     s.on(contract.token.event, refresh::refresh_token);
     s.join(socket_room(&s.id.to_string()));
-    if fresh {
+    if fresh && !catches_up_on_connect(contract, edge) {
         s.join([user_room(&me.user_id), EVERYONE_ROOM.to_string()]);
     }
     let holds = Holds::default();

@@ -87,7 +87,11 @@ struct DropsArgs {
     #[arg(long)]
     confab_bin: Option<PathBuf>,
     /// The servers: confab (each contract), node, node-recovery.
-    #[arg(long, value_delimiter = ',', default_value = "confab,node,node-recovery")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "confab,node,node-recovery"
+    )]
     servers: Vec<String>,
     #[arg(long, default_value_t = 1000)]
     clients: usize,

@@ -128,7 +128,9 @@ use crate::contract::answer::{Answer, Answers, Args, Asked};
 use crate::contract::me::Me;
 use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
-use crate::contract::{Calls, Contract, Emit, TokenRefresh, plain_refusal, refreshed_with_data};
+use crate::contract::{
+    Calls, CatchUp, Contract, Emit, TokenRefresh, plain_refusal, refreshed_with_data,
+};
 use crate::rooms::{conversation_room, user_room};
 use crate::session::rooms;
 use crate::session::typing::{self, Typing};
@@ -160,6 +162,7 @@ pub const CONTRACT: Contract = Contract {
     notifications: None,
     heartbeat: None,
     offline: None,
+    catch_up: CatchUp::OnJoin,
 };
 
 /// `error` with the seed's `Authentication error` and `{code, message}`;

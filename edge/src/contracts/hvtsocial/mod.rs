@@ -136,8 +136,8 @@ use crate::contract::me::Me;
 use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
 use crate::contract::{
-    Calls, Contract, Emit, Notifications, TokenRefresh, any_handshake, refreshed_with_data,
-    retry_after_secs, retry_secs,
+    Calls, CatchUp, Contract, Emit, Notifications, TokenRefresh, any_handshake,
+    refreshed_with_data, retry_after_secs, retry_secs,
 };
 use crate::rooms::user_room;
 use crate::session::rooms;
@@ -171,6 +171,7 @@ pub const CONTRACT: Contract = Contract {
     }),
     heartbeat: None,
     offline: None,
+    catch_up: CatchUp::OnConnect,
 };
 
 /// `error {code, message}`, and `{success: false, error}` in a passed ack.

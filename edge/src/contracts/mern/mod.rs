@@ -128,7 +128,7 @@ use crate::contract::me::Me;
 use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
 use crate::contract::{
-    Contract, Emit, TokenRefresh, any_handshake, plain_refusal, retry_after_secs,
+    CatchUp, Contract, Emit, TokenRefresh, any_handshake, plain_refusal, retry_after_secs,
 };
 use crate::rooms::{conversation_room, socket_room, user_room};
 use crate::session::rooms;
@@ -158,6 +158,7 @@ pub const CONTRACT: Contract = Contract {
     notifications: None,
     heartbeat: None,
     offline: None,
+    catch_up: CatchUp::OnJoin,
 };
 
 /// `{success: false, error, code}` in the ack, else `error {message, code}`

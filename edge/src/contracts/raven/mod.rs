@@ -89,7 +89,7 @@ use crate::contract::answer::{Answer, Answers, Args, Asked};
 use crate::contract::me::Me;
 use crate::contract::payload::Payload;
 use crate::contract::reply::Reply;
-use crate::contract::{Contract, Emit, TokenRefresh, any_handshake, plain_refusal};
+use crate::contract::{CatchUp, Contract, Emit, TokenRefresh, any_handshake, plain_refusal};
 use crate::rooms::{conversation_room, user_room};
 use crate::session::rooms;
 use crate::state::EdgeState;
@@ -117,6 +117,7 @@ pub const CONTRACT: Contract = Contract {
     notifications: None,
     heartbeat: None,
     offline: None,
+    catch_up: CatchUp::OnJoin,
 };
 
 /// The seed's `error` with its JWT codes (`TOKEN_EXPIRED`, `INVALID_TOKEN`,

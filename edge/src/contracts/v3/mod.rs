@@ -197,7 +197,7 @@ use crate::contract::answer::{Answer, Answers, Args, Asked};
 use crate::contract::me::Me;
 use crate::contract::reply::Reply;
 use crate::contract::{
-    Calls, Contract, Emit, Heartbeat, Offline, TokenRefresh, plain_refusal, retry_secs,
+    Calls, CatchUp, Contract, Emit, Heartbeat, Offline, TokenRefresh, plain_refusal, retry_secs,
 };
 use crate::rooms::{conversation_room, user_room};
 use crate::session::{rooms, typing};
@@ -242,6 +242,7 @@ pub const CONTRACT: Contract = Contract {
     offline: Some(Offline {
         deliver: offline::deliver,
     }),
+    catch_up: CatchUp::OnJoin,
 };
 
 /// A refusal in the seed's terms (the module doc has the table):

@@ -129,7 +129,10 @@ async fn once(launch: &Launch, kind: Kind, contract: &str, p: &Params) -> anyhow
         bail!(
             "the script printed no result ({}): {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         );
     };
     serde_json::from_str(last).context("reading the script's result")
