@@ -732,6 +732,51 @@ async fn every_service_replicated_behind_two_edges() {
     confab_tests::db::drop_postgres(&db).await;
 }
 
+/// The embedded `confab` as a process, killed with SIGKILL and started
+/// again on the same data directory while messages flow
+/// (tests/js/embedded-restart.test.mjs): its sessions were in its memory,
+/// so every client starts afresh, joins again as its frontend does, and
+/// catches up on what its user missed there — one socket per contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_confab_killed_and_started_again_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = format!("embedded-{}", rand::random::<u64>());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let env: Env = vec![
+        ("CONFAB_LISTEN", listen.clone()),
+        (
+            "CONFAB_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
+        ("CONFAB_JWT_SECRET", secret.clone()),
+        ("CONFAB_GRPC_LISTEN", "127.0.0.1:0".into()),
+        ("CONFAB_MESSAGE_RATE_LIMIT", "1000".into()),
+    ];
+    let replicas = Replicas(Arc::new(Mutex::new(vec![Replica {
+        name: "confab".into(),
+        bin: "confab",
+        listen: listen.clone(),
+        child: Some(spawn("confab", &env)),
+        env,
+    }])));
+    let url = format!("http://{listen}");
+    readyz_becomes(&url, true).await;
+    let control = spawn_replica_control(replicas.clone(), Router::new()).await;
+    run_suite(
+        "embedded-restart.test.mjs",
+        Target {
+            url: &url,
+            env: &[],
+            jwt_secret: &secret,
+            control_url: Some(&control),
+            typing_ttl_ms: 5000,
+        },
+        None,
+    )
+    .await;
+    drop(replicas);
+}
+
 /// call-service's ring timeout in the replicated deployment: long enough
 /// to kill a replica while a call rings, short enough to wait for.
 const RING_MS: u64 = 4000;
@@ -812,7 +857,7 @@ async fn spawn_replica_control(replicas: Replicas, more: Router) -> String {
                     replica.child = Some(spawn(replica.bin, &replica.env));
                 }
                 let addr = replica.listen.clone();
-                let edge = replica.bin == "confab-edge";
+                let edge = matches!(replica.bin, "confab-edge" | "confab");
                 drop(all);
                 listening(&addr).await;
                 if edge {

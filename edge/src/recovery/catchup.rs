@@ -69,30 +69,8 @@ pub fn plan(
     taken: &[ChatMessage],
     newest: Option<i64>,
 ) -> Vec<Missed> {
-    let oldest_kept = log.oldest_at_ms();
-    // Each conversation's last message the fan-out handled, among those kept.
-    let mut last_emitted: HashMap<&str, Option<i64>> = HashMap::new();
-    for m in taken {
-        last_emitted
-            .entry(m.conversation_id.as_str())
-            .or_insert_with(|| {
-                log.messages_of(&m.conversation_id)
-                    .last()
-                    .map(|(id, _)| *id)
-            });
-    }
-    let emitted = |m: &ChatMessage| {
-        let last = last_emitted
-            .get(m.conversation_id.as_str())
-            .copied()
-            .flatten();
-        match (ids::parse(&m.id), last) {
-            (Some(id), Some(last)) => id <= last,
-            // None of the conversation's messages among the recent events:
-            // emitted if older than all of them (or nothing is kept to tell).
-            _ => oldest_kept.is_none_or(|oldest| m.created_at_ms < oldest),
-        }
-    };
+    let emitted = Emitted::of(log, taken);
+    let emitted = |m: &ChatMessage| emitted.already(m);
     let mut out: Vec<Missed> = taken
         .iter()
         .enumerate()
@@ -114,6 +92,48 @@ pub fn plan(
         _ => None,
     }));
     out
+}
+
+/// Whether the fan-out has already emitted a taken message (so a socket
+/// not in its room then missed it) or has still to (so a socket in its
+/// room will get it live): a conversation's messages are announced in id
+/// order, so a message is emitted when its id is at most that of its
+/// conversation's last message among the recent events; when none of them
+/// is there, when it is older than the oldest of them.
+pub struct Emitted {
+    last: HashMap<String, Option<i64>>,
+    oldest_kept: Option<i64>,
+}
+
+impl Emitted {
+    /// Looks `taken`'s conversations up in `log` (held).
+    pub fn of(log: &Recent, taken: &[ChatMessage]) -> Self {
+        let mut last = HashMap::new();
+        for m in taken {
+            last.entry(m.conversation_id.clone()).or_insert_with(|| {
+                log.messages_of(&m.conversation_id)
+                    .last()
+                    .map(|(id, _)| *id)
+            });
+        }
+        Self {
+            last,
+            oldest_kept: log.oldest_at_ms(),
+        }
+    }
+
+    /// Whether `m` has been emitted already.
+    pub fn already(&self, m: &ChatMessage) -> bool {
+        let last = self.last.get(&m.conversation_id).copied().flatten();
+        match (ids::parse(&m.id), last) {
+            (Some(id), Some(last)) => id <= last,
+            // None of the conversation's messages among the recent events:
+            // emitted if older than all of them (or nothing is kept to tell).
+            _ => self
+                .oldest_kept
+                .is_none_or(|oldest| m.created_at_ms < oldest),
+        }
+    }
 }
 
 #[cfg(test)]

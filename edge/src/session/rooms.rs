@@ -110,8 +110,8 @@ pub async fn join(
     conversation_id: &str,
 ) -> Result<Joined, ServiceError> {
     let member = check(edge, me, conversation_id).await?;
-    let missed = take_missed(edge, s, me, member.id()).await;
     let _rooms = lock(s).await;
+    let missed = take_missed(edge, s, me, member.id()).await;
     let joined = enter_catching_up(edge, s, me, member, missed).await;
     remember(edge, s).await;
     Ok(joined)
@@ -125,8 +125,8 @@ pub async fn join_all_checked(
     me: &Identity,
     members: Vec<Member>,
 ) -> Vec<Joined> {
-    let missed = join_all(members.iter().map(|m| take_missed(edge, s, me, m.id()))).await;
     let _rooms = lock(s).await;
+    let missed = join_all(members.iter().map(|m| take_missed(edge, s, me, m.id()))).await;
     let joined = join_all(
         members
             .into_iter()
@@ -175,8 +175,8 @@ pub async fn switch(
     conversation_id: &str,
 ) -> Result<(Joined, Vec<String>), ServiceError> {
     let member = check(edge, me, conversation_id).await?;
-    let missed = take_missed(edge, s, me, member.id()).await;
     let _rooms = lock(s).await;
+    let missed = take_missed(edge, s, me, member.id()).await;
     // Leave the others, then join this one (no await in between, so the
     // socket is never in two rooms).
     let previous: Vec<String> = joined(s).into_iter().filter(|r| r != member.id()).collect();
@@ -235,8 +235,16 @@ pub fn joined(s: &SocketRef) -> Vec<String> {
         .collect()
 }
 
+/// Holds the socket's [`RoomLock`] until dropped: no room of it changes
+/// meanwhile (`v3`'s offline delivery takes and sends the queue so, and
+/// each conversation's messages reach the socket from one take only).
+pub async fn exclusive(s: &SocketRef) -> tokio::sync::OwnedMutexGuard<()> {
+    lock(s).await
+}
+
 /// Serialises one socket's room changes — its rooms on this edge and its
-/// room presence in presence-service. Only that socket ever waits on it.
+/// room presence in presence-service — and its catch-up takes. Only that
+/// socket ever waits on it.
 #[derive(Debug, Clone, Default)]
 pub struct RoomLock(Arc<tokio::sync::Mutex<()>>);
 
@@ -267,7 +275,8 @@ async fn enter(edge: &EdgeState, s: &SocketRef, me: &Identity, member: Member) -
 pub const CATCH_UP_LIMIT: u32 = 100;
 
 /// What a socket that did not resume a session missed in the conversation
-/// it is about to join, taken from chat-service before it joins
+/// it is about to join (the caller holds its room lock), taken from
+/// chat-service before it joins
 /// ([`crate::recovery::catchup`]). Nothing for a socket already in the
 /// room (it heard everything live), or with recovery off; a take that
 /// fails is logged and the join goes on without it.

@@ -27,11 +27,16 @@
 //! - An empty queue sends nothing (no `offline_messages_delivered` with
 //!   `total: 0`). `failed` counts messages that could not be written to the
 //!   socket (it closed meanwhile); they count as delivered in chat-service.
+//! - The take and its sending hold the socket's room lock: a `join_chat`
+//!   sent right after connecting waits for it, and a conversation the
+//!   socket already joined is left out (its join caught it up; the rest
+//!   reaches it live). A socket that resumed its session gets no offline
+//!   delivery at all.
 //! - Receipts are recorded in batches a few milliseconds after the
-//!   delivery (`deliveries.rs`), so a user whose socket drops and comes
-//!   back within that moment may get a message both live and from the
-//!   queue (the same `id` twice): a frontend that keys messages by id
-//!   shows it once.
+//!   delivery (`deliveries.rs`), so a user whose *other* socket got a
+//!   message in the moment before this one connected may get it here too
+//!   (the same `id` twice): a frontend that keys messages by id shows it
+//!   once.
 //! - This is the connect-time instance of the rule every contract follows
 //!   when a socket that did not resume a session joins a conversation: it
 //!   gets the messages there since the last one delivered to its user
@@ -47,6 +52,7 @@ use serde_json::json;
 use socketioxide::extract::SocketRef;
 
 use crate::auth::Identity;
+use crate::session;
 use crate::state::EdgeState;
 use crate::wire::iso;
 
@@ -60,6 +66,11 @@ pub fn deliver(s: &SocketRef, me: &Identity, edge: &EdgeState) {
         conversation_id: String::new(),
     };
     tokio::spawn(async move {
+        // No room of the socket changes meanwhile: a conversation it is
+        // already in had its missed messages from its join, and the rest
+        // reaches it live; a join waits for this.
+        let _rooms = session::rooms::exclusive(&s).await;
+        let joined = session::rooms::joined(&s);
         let taken = match edge.chat.clone().take_offline_messages(req).await {
             Ok(r) => r.into_inner(),
             Err(status) => {
@@ -71,7 +82,11 @@ pub fn deliver(s: &SocketRef, me: &Identity, edge: &EdgeState) {
                 return;
             }
         };
-        if taken.messages.is_empty() {
+        if !taken.messages.iter().any(|q| {
+            q.message
+                .as_ref()
+                .is_some_and(|m| !joined.contains(&m.conversation_id))
+        }) {
             return;
         }
         let delivered_at = iso(taken.delivered_at_ms);
@@ -80,6 +95,9 @@ pub fn deliver(s: &SocketRef, me: &Identity, edge: &EdgeState) {
             let Some(m) = &queued.message else {
                 continue;
             };
+            if joined.contains(&m.conversation_id) {
+                continue;
+            }
             let mut payload = super::new_message(m, queued.conversation.as_ref());
             payload["message"]["messageStatus"] =
                 json!(if queued.read { "read" } else { "delivered" });
