@@ -481,7 +481,7 @@ pub fn follow_chat(
                 let render: PickRenderer<ChatEvent> = |c| c.chat_event;
                 let (event, reached) = if recovery.enabled() {
                     let event = Arc::new(event);
-                    let offset = recent::offset(&epoch, event.seq);
+                    let offset: Arc<str> = Arc::from(recent::offset(&epoch, event.seq));
                     let mut log = recovery.log().await;
                     let reached = fan_out(
                         &io,
@@ -493,7 +493,7 @@ pub fn follow_chat(
                         created,
                     )
                     .await;
-                    recovery.handled(&mut log, &epoch, event.clone());
+                    recovery.handled(&mut log, &epoch, event.clone(), offset);
                     (event, reached)
                 } else {
                     let reached = fan_out(

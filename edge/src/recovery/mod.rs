@@ -154,11 +154,12 @@ impl Recovery {
         self.0.log.lock().await
     }
 
-    /// Takes in a chat event the fan-out has emitted (with the log held).
-    pub fn handled(&self, log: &mut Recent, epoch: &str, event: Arc<ChatEvent>) {
+    /// Takes in a chat event the fan-out has emitted (with the log held),
+    /// at `offset` ([`recent::offset`] of `epoch` and its `seq`).
+    pub fn handled(&self, log: &mut Recent, epoch: &str, event: Arc<ChatEvent>, offset: Arc<str>) {
         log.push(epoch, event);
         if let Ok(mut last) = self.0.last.lock() {
-            *last = log.offset().map(Arc::from);
+            *last = Some(offset);
         }
     }
 

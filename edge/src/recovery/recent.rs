@@ -32,8 +32,8 @@ pub struct Recent {
     epoch: String,
     /// The `seq` of the last event handled (0 before the first).
     last: u64,
-    /// Each event with when it was handled (monotonic, and wall-clock ms).
-    events: VecDeque<(Instant, i64, Arc<ChatEvent>)>,
+    /// Each event with when it was handled.
+    events: VecDeque<(Instant, Arc<ChatEvent>)>,
     window: Duration,
     max_events: usize,
 }
@@ -72,13 +72,12 @@ impl Recent {
         }
         let now = Instant::now();
         self.last = seq;
-        self.events
-            .push_back((now, chrono::Utc::now().timestamp_millis(), event));
+        self.events.push_back((now, event));
         while self.events.len() > self.max_events
             || self
                 .events
                 .front()
-                .is_some_and(|(at, _, _)| now.duration_since(*at) > self.window)
+                .is_some_and(|(at, _)| now.duration_since(*at) > self.window)
         {
             self.events.pop_front();
         }
@@ -101,27 +100,29 @@ impl Recent {
         if seq == self.last {
             return Some(Vec::new());
         }
-        let oldest = self.events.front()?.2.seq;
+        let oldest = self.events.front()?.1.seq;
         if seq + 1 < oldest {
             return None;
         }
         Some(
             self.events
                 .iter()
-                .filter(|(_, _, e)| e.seq > seq)
-                .map(|(_, _, e)| e.clone())
+                .filter(|(_, e)| e.seq > seq)
+                .map(|(_, e)| e.clone())
                 .collect(),
         )
     }
 
     /// When the oldest event kept was handled (ms since the epoch).
     pub fn oldest_at_ms(&self) -> Option<i64> {
-        self.events.front().map(|(_, at, _)| *at)
+        let (at, _) = self.events.front()?;
+        let ago = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
+        Some(chrono::Utc::now().timestamp_millis().saturating_sub(ago))
     }
 
     /// The new messages kept, oldest first, with their ids.
     pub fn messages(&self) -> impl Iterator<Item = (i64, &Arc<ChatEvent>)> {
-        self.events.iter().filter_map(|(_, _, e)| match &e.kind {
+        self.events.iter().filter_map(|(_, e)| match &e.kind {
             Some(Kind::MessageCreated(m)) => Some((ids::parse(&m.id)?, e)),
             _ => None,
         })
@@ -132,7 +133,7 @@ impl Recent {
     pub fn messages_of(&self, conversation_id: &str) -> Vec<(i64, Arc<ChatEvent>)> {
         self.events
             .iter()
-            .filter_map(|(_, _, e)| match &e.kind {
+            .filter_map(|(_, e)| match &e.kind {
                 Some(Kind::MessageCreated(m)) if m.conversation_id == conversation_id => {
                     Some((ids::parse(&m.id)?, e.clone()))
                 }
