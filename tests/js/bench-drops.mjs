@@ -19,6 +19,7 @@
 // sent before then that arrived after — p50 and p99.
 import { io } from 'socket.io-client';
 import { createHmac } from 'node:crypto';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { MESSAGING } from './confab.mjs';
 
 const env = (k, d) => process.env[k] ?? d;
@@ -96,7 +97,9 @@ for (const [r, conv] of conversations.entries()) {
       c.opened = performance.now();
     });
     s.on('connect', () => {
-      if (!c.first && measuring) c.reconnects.push({ down: c.down, up: c.opened, recovered: s.recovered });
+      if (!c.first && measuring) {
+        c.reconnects.push({ down: c.down, up: c.opened, connected: performance.now(), recovered: s.recovered });
+      }
       const firstTime = c.first;
       c.first = false;
       const joined = s.recovered ? Promise.resolve() : join(s, conv.id);
@@ -121,6 +124,10 @@ for (const conv of conversations) {
 }
 
 measuring = true;
+// This process's own lag (its event loop busy with the clients' traffic),
+// which every latency it measures includes.
+const lag = monitorEventLoopDelay({ resolution: 10 });
+lag.enable();
 const start = performance.now();
 const end = start + SECONDS * 1000;
 // Cuts: each client at a random moment in every 10–15 s.
@@ -171,6 +178,7 @@ let duplicates = 0;
 let reconnects = 0;
 let recovered = 0;
 const replay = [];
+const handshake = [];
 for (const c of clients) {
   const conv = conversations[c.conv];
   let got = 0;
@@ -182,6 +190,7 @@ for (const c of clients) {
   for (const r of c.reconnects) {
     reconnects++;
     if (r.recovered) recovered++;
+    handshake.push(r.connected - r.up);
     // Messages sent before the reconnect that arrived after it.
     let last = null;
     for (const [m, sentAt] of conv.sent) {
@@ -193,7 +202,9 @@ for (const c of clients) {
   }
 }
 replay.sort((a, b) => a - b);
-const q = (p) => (replay.length ? replay[Math.min(replay.length - 1, Math.floor(p * replay.length))] : null);
+handshake.sort((a, b) => a - b);
+const at = (xs, p) => (xs.length ? xs[Math.min(xs.length - 1, Math.floor(p * xs.length))] : null);
+const q = (p) => at(replay, p);
 const result = {
   clients: CLIENTS,
   room: ROOM,
@@ -209,6 +220,11 @@ const result = {
   recovered,
   replay_p50_ms: q(0.5),
   replay_p99_ms: q(0.99),
+  // From the open transport to the client's `connect`: the handshake's
+  // share of the replay.
+  handshake_p50_ms: at(handshake, 0.5),
+  handshake_p99_ms: at(handshake, 0.99),
+  client_lag_p99_ms: lag.percentile(99) / 1e6,
 };
 for (const c of clients) c.s.close();
 for (const s of senders) s.close();

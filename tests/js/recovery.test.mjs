@@ -13,7 +13,9 @@
 //   nothing its user already got on another socket (hvtsocial, whose
 //   messages need no join: as it connects);
 // - a session begun on one edge resumes on another (CONFAB_URL2, the same
-//   services), as behind a load balancer after the first edge went away.
+//   services), as behind a load balancer after the first edge went away;
+// - past the window (an edge whose window is 300 ms,
+//   CONFAB_URL_SHORT_WINDOW) a client starts afresh and catches up on join.
 // The harness (tests/tests/recovery.rs) boots the system with a second edge.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -205,6 +207,31 @@ for (const ns of Object.keys(MESSAGING)) {
 }
 
 describe('sessions', () => {
+  test('past the window a client starts afresh: not recovered, its frontend joins again and catches up', async () => {
+    const SHORT = process.env.CONFAB_URL_SHORT_WINDOW;
+    assert.ok(SHORT, 'CONFAB_URL_SHORT_WINDOW names an edge whose recovery window is 300 ms');
+    const alice = uid('alice');
+    const bob = uid('bob');
+    const ta = token(alice);
+    const id = await conversation(ta, [bob], 'short window');
+    // Away for a second, three times the window.
+    const s = client('raven', token(bob), { base: SHORT, delay: 1000 });
+    const texts = heard('raven', s);
+    await connected(s);
+    await MESSAGING.raven.join(s, id);
+    await send(ta, id, 'one');
+    assert.ok(await until(() => texts.length === 1));
+    await drop(s);
+    await send(ta, id, 'two');
+    await new Promise((r) => s.once('connect', r));
+    assert.equal(s.recovered, false, 'past the window');
+    await MESSAGING.raven.join(s, id);
+    await send(ta, id, 'three');
+    assert.ok(await until(() => texts.length >= 3), `after joining again: ${texts}`);
+    await sleep(300);
+    assert.deepEqual(texts, ['one', 'two', 'three']);
+  });
+
   test("another user's session id gives nothing of that session", async () => {
     const { ta, id, s } = await pair('raven');
     const texts = heard('raven', s);

@@ -376,26 +376,41 @@ fn send_missed(
     delivered
 }
 
-/// Puts a socket that did not resume a session in its user's and
-/// everyone's rooms, catching up on what its user missed anywhere (at most
-/// [`CATCH_UP_LIMIT`], the newest): for a contract whose messages reach
-/// every socket of a member without a join
-/// ([`crate::contract::CatchUp::OnConnect`]), whose socket joins no room
-/// before this. As [`join`] does for one conversation: taken before, sent
-/// with the rooms joined while the chat fan-out is held.
-pub async fn enter_user_rooms(edge: &EdgeState, s: &SocketRef, me: &Identity) {
+/// What a connecting socket's user missed anywhere (at most
+/// [`CATCH_UP_LIMIT`], the newest), taken in the connect middleware for
+/// [`enter_user_rooms`]; `None` when the take failed (logged).
+pub async fn take_missed_everywhere(
+    edge: &EdgeState,
+    me: &Identity,
+) -> Option<TakeOfflineMessagesResponse> {
     let req = TakeOfflineMessagesRequest {
         actor: Some(me.actor()),
         limit: CATCH_UP_LIMIT,
         conversation_id: String::new(),
     };
-    let missed = match edge.chat.clone().take_offline_messages(req).await {
+    match edge.chat.clone().take_offline_messages(req).await {
         Ok(r) => Some(r.into_inner()),
         Err(status) => {
             tracing::warn!(error = %status, "missed messages unavailable; connecting without them");
             None
         }
-    };
+    }
+}
+
+/// Puts a socket that did not resume a session in its user's and
+/// everyone's rooms, with what its user missed anywhere
+/// ([`take_missed_everywhere`], taken before it was connected): for a
+/// contract whose messages reach every socket of a member without a join
+/// ([`crate::contract::CatchUp::OnConnect`]), whose socket joins no room
+/// before this — the first thing it does once connected. As [`join`] does
+/// for one conversation: sent with the rooms joined while the chat fan-out
+/// is held.
+pub async fn enter_user_rooms(
+    edge: &EdgeState,
+    s: &SocketRef,
+    me: &Identity,
+    missed: Option<TakeOfflineMessagesResponse>,
+) {
     let _rooms = lock(s).await;
     let delivered = {
         let log = edge.recovery.log().await;

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod recover;
 pub mod refresh;
 
+use confab_proto::v1::TakeOfflineMessagesResponse;
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, State, TryData};
@@ -67,12 +68,27 @@ fn mount(io: &SocketIo, path: &'static str, contract: &'static Contract) {
                            TryData(auth): TryData<Value>,
                            State(edge): State<EdgeState>| async move {
         let auth = auth.ok();
+        let started = std::time::Instant::now();
         auth::authenticate(contract, &s, auth.clone(), &edge).await?;
+        metrics::histogram!("confab_handshake_auth_seconds", "contract" => contract.name)
+            .record(started.elapsed().as_secs_f64());
         if let Some(me) = s.extensions.get::<Identity>() {
+            let started = std::time::Instant::now();
             let resuming = edge.recovery.begin(&s, &me, auth.as_ref()).await;
+            metrics::histogram!("confab_handshake_session_seconds", "contract" => contract.name)
+                .record(started.elapsed().as_secs_f64());
             attach(contract, &s, &me, &edge, resuming.is_none());
-            if let Some(resuming) = resuming {
-                s.extensions.insert(resuming);
+            match resuming {
+                Some(resuming) => {
+                    s.extensions.insert(resuming);
+                }
+                // Taken before the client is told it is connected, so that
+                // the socket is in its user's room a moment after.
+                None if catches_up_on_connect(contract, &edge) => {
+                    let missed = session::rooms::take_missed_everywhere(&edge, &me).await;
+                    s.extensions.insert(Missed(missed));
+                }
+                None => {}
             }
         }
         Ok::<(), String>(())
@@ -100,8 +116,8 @@ fn mount(io: &SocketIo, path: &'static str, contract: &'static Contract) {
                 greet(contract, &s, &me, &edge, false);
             }
             None => {
-                if catches_up_on_connect(contract, &edge) {
-                    session::rooms::enter_user_rooms(&edge, &s, &me).await;
+                if let Some(Missed(missed)) = s.extensions.remove::<Missed>() {
+                    session::rooms::enter_user_rooms(&edge, &s, &me, missed).await;
                 }
                 greet(contract, &s, &me, &edge, true);
             }
@@ -109,6 +125,11 @@ fn mount(io: &SocketIo, path: &'static str, contract: &'static Contract) {
     };
     io.ns(path, on_connect.with(middleware));
 }
+
+/// What a fresh socket that catches up on connect missed (in its
+/// extensions from the connect middleware until it is connected).
+#[derive(Clone)]
+struct Missed(Option<TakeOfflineMessagesResponse>);
 
 /// Whether a fresh socket of `contract` catches up on connect
 /// ([`CatchUp::OnConnect`], with recovery on): it then joins its user's
