@@ -66,6 +66,12 @@ pub struct EdgeArgs {
     /// resumed sessions; a client that missed more starts afresh.
     #[arg(long, env = "CONFAB_RECOVERY_MAX_EVENTS", default_value_t = DEFAULT_RECOVERY_MAX_EVENTS)]
     pub recovery_max_events: usize,
+    /// How long a socket whose connection dropped (not one its client
+    /// closed) stays registered with presence-service, so that a client
+    /// coming back meanwhile is not seen going offline and online again;
+    /// 0 ends it at once.
+    #[arg(long, env = "CONFAB_PRESENCE_GRACE_MS", default_value_t = DEFAULT_PRESENCE_GRACE_MS)]
+    pub presence_grace_ms: u64,
     /// The prefix of recoverable sessions' keys when they are kept in Redis.
     #[arg(
         long,
@@ -95,6 +101,9 @@ pub const DEFAULT_OFFLINE_QUEUE: u32 = 25;
 /// [`EdgeArgs::heartbeat_ms`]'s default: the seed's 25 s.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
 
+/// [`EdgeArgs::presence_grace_ms`]'s default: 5 s, several times what a
+/// socket.io-client waits before reconnecting (about 1 s).
+pub const DEFAULT_PRESENCE_GRACE_MS: u64 = 5_000;
 /// [`EdgeArgs::recovery_window_ms`]'s default: 2 minutes, as socket.io's.
 pub const DEFAULT_RECOVERY_WINDOW_MS: u64 = 120_000;
 /// [`EdgeArgs::recovery_max_events`]'s default.
@@ -114,6 +123,8 @@ pub struct EdgeConfig {
     pub presence_heartbeat: Duration,
     /// How often sockets of heartbeat contracts get `ping` / `heartbeat`.
     pub heartbeat: Duration,
+    /// How long a dropped socket's presence session outlives it.
+    pub presence_grace: Duration,
     pub max_packet_bytes: usize,
     pub offline_queue: u32,
     /// Names this edge in logs and in its Subscribe streams.
@@ -158,6 +169,7 @@ impl EdgeConfig {
             request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
             presence_heartbeat: Duration::from_millis(args.presence_heartbeat_ms.max(10)),
             heartbeat: Duration::from_millis(args.heartbeat_ms.max(10)),
+            presence_grace: Duration::from_millis(args.presence_grace_ms),
             // At least a full 10 KB message must fit.
             max_packet_bytes: args
                 .max_packet_bytes

@@ -35,6 +35,9 @@ pub struct EdgeState {
     pub deliveries: Deliveries,
     /// Resumable sessions and the recent chat events.
     pub recovery: Recovery,
+    /// How long a dropped socket's presence session outlives it
+    /// (`CONFAB_PRESENCE_GRACE_MS`).
+    pub presence_grace: std::time::Duration,
 }
 
 impl EdgeState {
@@ -57,6 +60,7 @@ impl EdgeState {
             interest: Interest::default(),
             deliveries,
             recovery,
+            presence_grace: cfg.presence_grace,
         })
     }
 }

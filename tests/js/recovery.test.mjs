@@ -15,7 +15,10 @@
 // - a session begun on one edge resumes on another (CONFAB_URL2, the same
 //   services), as behind a load balancer after the first edge went away;
 // - past the window (an edge whose window is 300 ms,
-//   CONFAB_URL_SHORT_WINDOW) a client starts afresh and catches up on join.
+//   CONFAB_URL_SHORT_WINDOW) a client starts afresh and catches up on join;
+// - presence holds across a drop: a client that comes back is never seen
+//   going offline; one that does not is, once the grace (500 ms on that
+//   edge) is over.
 // The harness (tests/tests/recovery.rs) boots the system with a second edge.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -205,6 +208,45 @@ for (const ns of Object.keys(MESSAGING)) {
     });
   });
 }
+
+describe('presence across a drop', () => {
+  test('a client whose connection drops and comes back is never seen going offline', async () => {
+    const alice = uid('alice');
+    const bob = uid('bob');
+    await conversation(token(alice), [bob], 'presence');
+    const sb = client('mern', token(bob));
+    await connected(sb);
+    const sa = client('mern', token(alice));
+    await connected(sa);
+    const flaps = [];
+    sb.on('user_offline', (d) => d.userId === alice && flaps.push(d));
+    await drop(sa);
+    await new Promise((r) => sa.once('connect', r));
+    assert.equal(sa.recovered, true);
+    // Without the grace, user_offline would have come at the drop.
+    await sleep(QUIET_MS);
+    assert.deepEqual(flaps, [], 'alice was seen going offline');
+  });
+
+  test('one that does not come back is seen offline once the grace is over', async () => {
+    const SHORT = process.env.CONFAB_URL_SHORT_WINDOW;
+    const alice = uid('alice');
+    const bob = uid('bob');
+    await conversation(token(alice), [bob], 'presence');
+    const sb = client('mern', token(bob));
+    await connected(sb);
+    // The short edge keeps a dropped socket present 500 ms.
+    const sa = client('mern', token(alice), { base: SHORT });
+    await connected(sa);
+    const offline = new Promise((r) => sb.on('user_offline', (d) => d.userId === alice && r(Date.now())));
+    sa.io.reconnection(false);
+    const droppedAt = Date.now();
+    await drop(sa);
+    const at = await Promise.race([offline, sleep(5000).then(() => null)]);
+    assert.ok(at, 'alice was never seen offline');
+    assert.ok(at - droppedAt >= 450, `seen offline after ${at - droppedAt} ms, within the grace`);
+  });
+});
 
 describe('sessions', () => {
   test('past the window a client starts afresh: not recovered, its frontend joins again and catches up', async () => {

@@ -278,6 +278,7 @@ pub(crate) fn edge_args(default_contract: &str, jwt_secret: &str) -> EdgeArgs {
         heartbeat_ms: HEARTBEAT_MS,
         max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
         offline_queue: confab_edge::config::DEFAULT_OFFLINE_QUEUE,
+        presence_grace_ms: confab_edge::config::DEFAULT_PRESENCE_GRACE_MS,
         recovery_window_ms: confab_edge::config::DEFAULT_RECOVERY_WINDOW_MS,
         recovery_max_events: confab_edge::config::DEFAULT_RECOVERY_MAX_EVENTS,
         recovery_redis_prefix: "confab:recovery".into(),

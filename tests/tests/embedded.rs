@@ -50,6 +50,7 @@ async fn start(db: Db) -> (System, tempfile::TempDir) {
         heartbeat_ms: confab_edge::config::DEFAULT_HEARTBEAT_MS,
         max_packet_bytes: confab_edge::config::DEFAULT_MAX_PACKET_BYTES,
         offline_queue: confab_edge::config::DEFAULT_OFFLINE_QUEUE,
+        presence_grace_ms: confab_edge::config::DEFAULT_PRESENCE_GRACE_MS,
         recovery_window_ms: confab_edge::config::DEFAULT_RECOVERY_WINDOW_MS,
         recovery_max_events: confab_edge::config::DEFAULT_RECOVERY_MAX_EVENTS,
         recovery_redis_prefix: "confab:recovery".into(),

@@ -14,9 +14,13 @@ async fn recovery(db: Db) {
         return;
     }
     let app = spawn_app_with(db, "raven").await;
-    // An edge whose sessions last 300 ms: a client away longer starts afresh.
+    // An edge whose sessions last 300 ms (a client away longer starts
+    // afresh) and whose dropped sockets stay present 500 ms.
     let short = app
-        .edge_with(|a| a.recovery_window_ms = SHORT_WINDOW_MS)
+        .edge_with(|a| {
+            a.recovery_window_ms = SHORT_WINDOW_MS;
+            a.presence_grace_ms = SHORT_GRACE_MS;
+        })
         .await;
     let mut env = vec![("CONFAB_URL_SHORT_WINDOW", short)];
     let only = if shared_sessions().is_some() {
@@ -26,7 +30,7 @@ async fn recovery(db: Db) {
         // Without Redis each edge keeps its own sessions: everything but
         // the resume on another edge, which is reported as skipped.
         let _ = required_env("REDIS_URL", "resuming a session on another edge");
-        Some("resumes: recovered|starts afresh|gives nothing|a new socket|past the window")
+        Some("resumes: recovered|starts afresh|gives nothing|a new socket|past the window|presence")
     };
     let target = confab_tests::js::Target {
         env: &env,
@@ -38,6 +42,8 @@ async fn recovery(db: Db) {
 
 /// The recovery window of the suite's short-window edge.
 const SHORT_WINDOW_MS: u64 = 300;
+/// Its presence grace.
+const SHORT_GRACE_MS: u64 = 500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_recover_over_sqlite() {

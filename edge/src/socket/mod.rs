@@ -25,6 +25,7 @@ use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::DisconnectReason;
 
 use crate::auth::Identity;
 use crate::contract::{CatchUp, Contract, Mount, Spoken};
@@ -173,15 +174,42 @@ fn attach(
         crate::heartbeat::attach(s, heartbeat);
     }
     let edge = edge.clone();
-    s.on_disconnect(move |s: SocketRef| async move {
+    s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| async move {
         if let Some(me) = s.extensions.get::<Identity>() {
             if contract.calls.is_some() {
                 session::calls::report(&edge, &me, s.id.to_string(), false);
             }
-            session::presence::unregister(&edge, &s).await;
+            match presence_grace(&edge, reason) {
+                // A dropped connection: its client is likely back in a
+                // moment (on any edge); its presence session ends after the
+                // grace, so one that came back is never seen leaving.
+                Some(grace) => {
+                    let (edge, s) = (edge.clone(), s.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        session::presence::unregister(&edge, &s).await;
+                    });
+                }
+                None => session::presence::unregister(&edge, &s).await,
+            }
         }
         edge.recovery.end(&s).await;
     });
+}
+
+/// How long the presence session of a socket that closed for `reason`
+/// outlives it: the grace for a connection that dropped (the network, a
+/// missed heartbeat, this edge stopping), none for a client that said
+/// goodbye or a socket the server disconnected.
+fn presence_grace(edge: &EdgeState, reason: DisconnectReason) -> Option<std::time::Duration> {
+    let dropped = matches!(
+        reason,
+        DisconnectReason::TransportClose
+            | DisconnectReason::TransportError
+            | DisconnectReason::HeartbeatTimeout
+            | DisconnectReason::ClosingServer
+    );
+    (dropped && !edge.presence_grace.is_zero()).then_some(edge.presence_grace)
 }
 
 /// What the socket hears first once connected: the contract's greeting,
