@@ -104,13 +104,10 @@ impl Recent {
         if seq + 1 < oldest {
             return None;
         }
-        Some(
-            self.events
-                .iter()
-                .filter(|(_, e)| e.seq > seq)
-                .map(|(_, e)| e.clone())
-                .collect(),
-        )
+        // The events kept are contiguous: the one after `seq` is at
+        // `seq + 1 - oldest`.
+        let from = usize::try_from(seq + 1 - oldest).ok()?;
+        Some(self.events.range(from..).map(|(_, e)| e.clone()).collect())
     }
 
     /// When the oldest event kept was handled (ms since the epoch).

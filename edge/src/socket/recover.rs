@@ -20,7 +20,7 @@ use socketioxide::extract::SocketRef;
 use crate::auth::Identity;
 use crate::contract::Contract;
 use crate::recovery::{Replay, Resuming, recent};
-use crate::rooms::socket_room;
+use crate::rooms::{audience_rooms, socket_room};
 use crate::session::rooms;
 use crate::state::EdgeState;
 
@@ -75,6 +75,15 @@ pub fn replay(contract: &'static Contract) -> Replay {
         move |s: &SocketRef, event: &ChatEvent, offset: Option<&str>, also: Option<&str>| {
             let mut mine: HashSet<String> = s.rooms().iter().map(|r| r.to_string()).collect();
             mine.extend(also.map(str::to_string));
+            // A renderer emits only to the event's audience rooms (or a
+            // socket of one of its users, which is in its user's room): an
+            // event none of whose rooms the socket is in is not rendered.
+            if !audience_rooms(event.audience.as_ref())
+                .iter()
+                .any(|r| mine.contains(r))
+            {
+                return false;
+            }
             let mut reached = false;
             for e in (contract.chat_event)(event) {
                 if e.rooms.iter().any(|r| mine.contains(r))
