@@ -12,8 +12,9 @@
 //!
 //! Its modules, in layers — each imports only those above it in this list:
 //!
-//! 1. [`wire`], [`rooms`], [`throttle`]: ids and dates on the wire, room
-//!    names, the typing throttle;
+//! 1. [`wire`], [`rooms`], [`throttle`], [`lingering`]: ids and dates on
+//!    the wire, room names, the typing throttle, dropped sockets in their
+//!    presence grace;
 //! 2. [`auth`] (tokens → identity), [`clients`] (the service clients and
 //!    how they reach the services; [`failover`] over a service's replicas),
 //!    [`config`], [`deliveries`] (batched delivery receipts),
@@ -42,6 +43,7 @@ pub mod embedded;
 pub mod fanout;
 pub mod heartbeat;
 pub mod interest;
+pub mod lingering;
 pub mod recovery;
 pub mod rest;
 pub mod rooms;

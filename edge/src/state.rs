@@ -13,6 +13,7 @@ use crate::clients::{CallClient, ChatClient, NotifyClient, PresenceClient, Servi
 use crate::config::EdgeConfig;
 use crate::deliveries::Deliveries;
 use crate::interest::Interest;
+use crate::lingering::Lingering;
 use crate::recovery::Recovery;
 use crate::throttle::TypingThrottle;
 
@@ -38,6 +39,8 @@ pub struct EdgeState {
     /// How long a dropped socket's presence session outlives it
     /// (`CONFAB_PRESENCE_GRACE_MS`).
     pub presence_grace: std::time::Duration,
+    /// The dropped sockets whose presence session is in its grace.
+    pub lingering: Lingering,
 }
 
 impl EdgeState {
@@ -61,6 +64,7 @@ impl EdgeState {
             deliveries,
             recovery,
             presence_grace: cfg.presence_grace,
+            lingering: Lingering::default(),
         })
     }
 }

@@ -228,6 +228,26 @@ describe('presence across a drop', () => {
     assert.deepEqual(flaps, [], 'alice was seen going offline');
   });
 
+  test('a user at the socket limit whose every connection drops gets every socket back', async () => {
+    const bob = uid('bob');
+    const tb = token(bob);
+    const tabs = [];
+    for (let i = 0; i < 10; i++) {
+      const s = client('raven', tb);
+      await connected(s);
+      tabs.push(s);
+    }
+    const refused = [];
+    for (const s of tabs) s.on('connect_error', (e) => refused.push(e.message));
+    // A network change: every connection drops at once, every tab comes
+    // back while the dropped ones are still within the presence grace.
+    await Promise.all(tabs.map((s) => drop(s)));
+    await Promise.all(tabs.map((s) => new Promise((r) => s.once('connect', r))).map((p) => Promise.race([p, sleep(5000)])));
+    assert.deepEqual(refused, [], 'a tab was refused');
+    assert.equal(tabs.filter((s) => s.connected).length, 10);
+    assert.equal(tabs.filter((s) => s.recovered).length, 10);
+  });
+
   test('one that does not come back is seen offline once the grace is over', async () => {
     const SHORT = process.env.CONFAB_URL_SHORT_WINDOW;
     const alice = uid('alice');

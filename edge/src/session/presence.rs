@@ -63,7 +63,9 @@ impl Drop for SessionGuard {
 }
 
 /// Registers a socket that just authenticated. `Err` only when the user is
-/// over the per-user socket limit.
+/// over the per-user socket limit — after ending, while the user has any,
+/// sessions of theirs lingering on this edge in their grace
+/// ([`crate::lingering`]) and trying again.
 pub async fn register(
     edge: &EdgeState,
     s: &SocketRef,
@@ -91,7 +93,17 @@ pub async fn register(
         contract: contract.to_string(),
         watcher_ids: watchers.clone(),
     };
-    match edge.presence.clone().register_session(req).await {
+    let mut registered = edge.presence.clone().register_session(req.clone()).await;
+    // Several of the user's sockets may be coming back at once: each makes
+    // room with as many of the lingering sessions as it takes.
+    while let Err(status) = &registered
+        && ServiceError::from_status(status).code == ErrorCode::LimitExceeded
+        && let Some(lingering) = edge.lingering.take_one(&me.user_id)
+    {
+        unregister(edge, &lingering).await;
+        registered = edge.presence.clone().register_session(req.clone()).await;
+    }
+    match registered {
         Ok(_) => {
             s.extensions.insert(Session(Arc::new(SessionGuard {
                 presence: edge.presence.clone(),

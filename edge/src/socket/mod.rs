@@ -184,10 +184,14 @@ fn attach(
                 // moment (on any edge); its presence session ends after the
                 // grace, so one that came back is never seen leaving.
                 Some(grace) => {
+                    edge.lingering.hold(&me.user_id, s.clone());
                     let (edge, s) = (edge.clone(), s.clone());
                     tokio::spawn(async move {
                         tokio::time::sleep(grace).await;
-                        session::presence::unregister(&edge, &s).await;
+                        // Unless a new socket of its user needed its room.
+                        if edge.lingering.release(&me.user_id, s.id) {
+                            session::presence::unregister(&edge, &s).await;
+                        }
                     });
                 }
                 None => session::presence::unregister(&edge, &s).await,
