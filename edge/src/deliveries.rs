@@ -39,6 +39,14 @@ impl Deliveries {
         (Self { tx }, tokio::spawn(send_batches(chat, rx)))
     }
 
+    /// Notes that `messages` reached one socket of `user` (what a resumed
+    /// or joining socket was sent of what it missed).
+    pub async fn record_for(&self, user: &str, messages: &[ChatMessage]) {
+        for m in messages {
+            self.record(m, vec![user.to_string()]).await;
+        }
+    }
+
     /// Notes that `message` reached the sockets of `reached` (users, in any
     /// order, repeated once per socket; the sender is left out).
     pub async fn record(&self, message: &ChatMessage, mut reached: Vec<String>) {

@@ -299,26 +299,26 @@ enum Offset<'a> {
     /// Recovery is off: none.
     Off,
     /// A chat event: its own position.
-    Chat(&'a str),
+    Chat(&'a Arc<str>),
     /// Another service's event: none, unless its payload is a string
     /// (which a client would take for an offset); then the position of
-    /// the last chat event handled.
-    Other(Option<Arc<str>>),
+    /// the last chat event handled, looked up only then.
+    Other(&'a Recovery),
 }
 
 impl Offset<'_> {
-    fn of(&self, e: &Emit) -> Option<&str> {
+    fn of(&self, e: &Emit) -> Option<Arc<str>> {
         match self {
             Offset::Off => None,
-            Offset::Chat(o) => Some(o),
-            Offset::Other(last) => last.as_deref().filter(|_| e.data.is_string()),
+            Offset::Chat(o) => Some(Arc::clone(o)),
+            Offset::Other(recovery) => e.data.is_string().then(|| recovery.last_offset()).flatten(),
         }
     }
 
     /// For a service other than chat-service's.
-    fn other(recovery: &Recovery) -> Self {
+    fn other(recovery: &Recovery) -> Offset<'_> {
         if recovery.enabled() {
-            Offset::Other(recovery.last_offset())
+            Offset::Other(recovery)
         } else {
             Offset::Off
         }
@@ -378,7 +378,7 @@ async fn fan_out<E: BusEvent>(
         };
         for e in emits {
             let offset = offset.of(&e);
-            reached.extend(emit(io, m.path, e, offset, collect).await);
+            reached.extend(emit(io, m.path, e, offset.as_deref(), collect).await);
         }
     }
     reached
@@ -436,8 +436,9 @@ fn follow_other<C: Subscribe>(
             let io = io.clone();
             let mounts = mounts.clone();
             let interest = interest.clone();
-            let offset = Offset::other(&recovery);
+            let recovery = recovery.clone();
             Box::pin(async move {
+                let offset = Offset::other(&recovery);
                 fan_out(&io, &mounts, &interest, &event, render, offset, false).await;
             })
         },

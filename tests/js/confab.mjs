@@ -325,3 +325,60 @@ export const MESSAGING = {
     text: (d) => d.content,
   },
 };
+
+/**
+ * Posts `text` over REST to the first of `bases` that answers, with `text`
+ * as its `clientMessageId` too, so a post retried after one that was
+ * stored but not answered is the same message; whether one stored it.
+ */
+export async function postOnce(bases, tok, id, text) {
+  for (const base of bases) {
+    try {
+      const res = await fetch(`${base}/api/conversations/${id}/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${tok}` },
+        body: JSON.stringify({ text, clientMessageId: text }),
+        signal: AbortSignal.timeout(3000),
+      });
+      if (res.status === 201) return true;
+    } catch {
+      // That server is down: the next one.
+    }
+  }
+  return false;
+}
+
+/**
+ * One socket per contract (`users`: contract → user id) on URL, each an
+ * official client reconnecting by itself within 200–400 ms, connected and
+ * in conversation `id`. Each records the texts it hears, its reconnects and
+ * how many were recovered; one that was not joins again, as a frontend
+ * does on connect. `closeAll` closes them.
+ */
+export async function recipients(users, id) {
+  const clients = {};
+  for (const [ns, user] of Object.entries(users)) {
+    const s = io(`${URL}/${ns}`, {
+      auth: { token: token(user) },
+      forceNew: true,
+      reconnectionDelay: 200,
+      reconnectionDelayMax: 400,
+    });
+    answerHeartbeats(s);
+    opened.add(s);
+    const c = { s, texts: [], reconnects: 0, recovered: 0, first: true };
+    s.on(MESSAGING[ns].event, (d) => c.texts.push(MESSAGING[ns].text(d)));
+    s.on('connect', () => {
+      if (!c.first) {
+        c.reconnects++;
+        if (s.recovered) c.recovered++;
+        else MESSAGING[ns].join(s, id).catch(() => {});
+      }
+      c.first = false;
+    });
+    await new Promise((r) => s.once('connect', r));
+    await MESSAGING[ns].join(s, id);
+    clients[ns] = c;
+  }
+  return clients;
+}

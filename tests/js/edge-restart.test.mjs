@@ -12,14 +12,12 @@
 // whose post was answered reaches every recipient exactly once, in order.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { io } from 'socket.io-client';
-import { MESSAGING, URL, URL2, answerHeartbeats, conversation, sleep, token, uid } from './confab.mjs';
+import { MESSAGING, URL, URL2, closeAll, conversation, postOnce, recipients, sleep, token, uid } from './confab.mjs';
 
 const CONTROL = process.env.CONFAB_CONTROL_URL;
 const EDGES = [URL, URL2];
 
-const sockets = [];
-after(() => sockets.forEach((s) => s.close()));
+after(closeAll);
 
 /** `kill`, `term` or `start` edge 1 or 2 through the harness. */
 async function edge(n, action) {
@@ -27,60 +25,18 @@ async function edge(n, action) {
   assert.equal(res.status, 200, `${action} edge ${n}: ${await res.text()}`);
 }
 
-/**
- * Posts over REST to the first edge that answers; true when one stored it.
- * The text is the message's `clientMessageId` too, so a post retried on
- * the other edge after the first stored it but could not answer (it was
- * stopping) is the same message, not a second one.
- */
-async function post(tok, id, text) {
-  for (const base of EDGES) {
-    try {
-      const res = await fetch(`${base}/api/conversations/${id}/messages`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${tok}` },
-        body: JSON.stringify({ text, clientMessageId: text }),
-        signal: AbortSignal.timeout(3000),
-      });
-      if (res.status === 201) return true;
-    } catch {
-      // That edge is down: the next one.
-    }
-  }
-  return false;
-}
-
 test('a rolling restart and a killed edge: every session resumes on the other edge, every answered message reaches everyone once, in order', async () => {
   const sender = uid('sender');
   const ts = token(sender);
   const users = Object.fromEntries(Object.keys(MESSAGING).map((ns) => [ns, uid(ns)]));
   const id = await conversation(ts, Object.values(users), 'edge restarts');
-  const clients = {};
-  for (const [ns, user] of Object.entries(users)) {
-    const s = io(`${URL}/${ns}`, {
-      auth: { token: token(user) },
-      forceNew: true,
-      reconnectionDelay: 200,
-      reconnectionDelayMax: 400,
-    });
-    answerHeartbeats(s);
-    sockets.push(s);
-    const c = { s, texts: [], reconnects: 0, recovered: 0 };
-    s.on(MESSAGING[ns].event, (d) => c.texts.push(MESSAGING[ns].text(d)));
+  const clients = await recipients(users, id);
+  for (const c of Object.values(clients)) {
     // The load balancer: the next connection goes to the other edge.
-    s.on('disconnect', () => {
-      s.io.uri = s.io.uri.startsWith(URL) ? s.io.uri.replace(URL, URL2) : s.io.uri.replace(URL2, URL);
+    c.s.on('disconnect', () => {
+      const uri = c.s.io.uri;
+      c.s.io.uri = uri.startsWith(URL) ? uri.replace(URL, URL2) : uri.replace(URL2, URL);
     });
-    s.on('connect', () => {
-      if (c.connectedOnce) {
-        c.reconnects++;
-        if (s.recovered) c.recovered++;
-      }
-      c.connectedOnce = true;
-    });
-    await new Promise((r) => s.once('connect', r));
-    await MESSAGING[ns].join(s, id);
-    clients[ns] = c;
   }
 
   const acked = [];
@@ -88,7 +44,7 @@ test('a rolling restart and a killed edge: every session resumes on the other ed
   let sending = true;
   const stream = (async () => {
     for (let n = 0; sending; n++) {
-      if (await post(ts, id, `n${n}`)) acked.push(`n${n}`);
+      if (await postOnce(EDGES, ts, id, `n${n}`)) acked.push(`n${n}`);
       else failed++;
       await sleep(20);
     }

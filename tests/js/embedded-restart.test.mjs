@@ -10,31 +10,15 @@
 // receipt not yet written) comes twice.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { io } from 'socket.io-client';
-import { MESSAGING, URL, answerHeartbeats, conversation, sleep, token, uid } from './confab.mjs';
+import { MESSAGING, URL, closeAll, conversation, postOnce, recipients, sleep, token, uid } from './confab.mjs';
 
 const CONTROL = process.env.CONFAB_CONTROL_URL;
 
-const sockets = [];
-after(() => sockets.forEach((s) => s.close()));
+after(closeAll);
 
 async function confab(action) {
   const res = await fetch(`${CONTROL}/replica/confab/${action}`, { method: 'POST' });
   assert.equal(res.status, 200, `${action} confab: ${await res.text()}`);
-}
-
-async function post(tok, id, text) {
-  try {
-    const res = await fetch(`${URL}/api/conversations/${id}/messages`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${tok}` },
-      body: JSON.stringify({ text, clientMessageId: text }),
-      signal: AbortSignal.timeout(3000),
-    });
-    return res.status === 201;
-  } catch {
-    return false;
-  }
 }
 
 test('killed and started again: every answered message reaches every contract\'s socket, in order', async () => {
@@ -42,38 +26,14 @@ test('killed and started again: every answered message reaches every contract\'s
   const ts = token(sender);
   const users = Object.fromEntries(Object.keys(MESSAGING).map((ns) => [ns, uid(ns)]));
   const id = await conversation(ts, Object.values(users), 'embedded restart');
-  const clients = {};
-  for (const [ns, user] of Object.entries(users)) {
-    const s = io(`${URL}/${ns}`, {
-      auth: { token: token(user) },
-      forceNew: true,
-      reconnectionDelay: 200,
-      reconnectionDelayMax: 400,
-    });
-    answerHeartbeats(s);
-    sockets.push(s);
-    const c = { s, texts: [], reconnects: 0, recovered: 0, first: true };
-    s.on(MESSAGING[ns].event, (d) => c.texts.push(MESSAGING[ns].text(d)));
-    s.on('connect', () => {
-      if (!c.first) {
-        c.reconnects++;
-        if (s.recovered) c.recovered++;
-        // A frontend joins its conversation again on a fresh connect.
-        else MESSAGING[ns].join(s, id).catch(() => {});
-      }
-      c.first = false;
-    });
-    await new Promise((r) => s.once('connect', r));
-    await MESSAGING[ns].join(s, id);
-    clients[ns] = c;
-  }
+  const clients = await recipients(users, id);
 
   const acked = [];
   let killedAt = null;
   let sending = true;
   const stream = (async () => {
     for (let n = 0; sending; n++) {
-      if (await post(ts, id, `n${n}`)) acked.push({ text: `n${n}`, at: Date.now() });
+      if (await postOnce([URL], ts, id, `n${n}`)) acked.push({ text: `n${n}`, at: Date.now() });
       await sleep(20);
     }
   })();

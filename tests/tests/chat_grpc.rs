@@ -1346,16 +1346,7 @@ async fn offline_queue(mut client: Client) {
     let direct = create_direct(&mut client, &alice, &bob).await;
     // Bob got the first message live: his queue starts after it.
     let seen = send_text(&mut client, &alice, &group.id, "seen live").await;
-    client
-        .record_deliveries(RecordDeliveriesRequest {
-            deliveries: vec![Delivery {
-                message_id: seen.id.clone(),
-                recipient_ids: vec![bob.clone()],
-                offline: false,
-            }],
-        })
-        .await
-        .expect("record a live delivery");
+    record_live_delivery(&mut client, &seen.id, &bob).await;
     // 30 more, in two conversations, while bob has no socket.
     let mut sent = Vec::new();
     for i in 1..=30 {
@@ -1387,16 +1378,7 @@ async fn offline_queue(mut client: Client) {
     assert_eq!(take_offline(&mut client, &bob, 25).await, vec![]);
     // A message that reached bob live is not queued.
     let live = send_text(&mut client, &alice, &group.id, "live").await;
-    client
-        .record_deliveries(RecordDeliveriesRequest {
-            deliveries: vec![Delivery {
-                message_id: live.id.clone(),
-                recipient_ids: vec![bob.clone()],
-                offline: false,
-            }],
-        })
-        .await
-        .expect("record a live delivery");
+    record_live_delivery(&mut client, &live.id, &bob).await;
     assert_eq!(take_offline(&mut client, &bob, 25).await, vec![]);
     // The sender's own messages are never in the sender's queue: alice's
     // holds bob's message alone.
@@ -1473,16 +1455,7 @@ async fn offline_queue_of_one_conversation(mut client: Client) {
     let group = create_group(&mut client, &alice, &[&bob]).await;
     let direct = create_direct(&mut client, &alice, &bob).await;
     let seen = send_text(&mut client, &alice, &group.id, "seen").await;
-    client
-        .record_deliveries(RecordDeliveriesRequest {
-            deliveries: vec![Delivery {
-                message_id: seen.id.clone(),
-                recipient_ids: vec![bob.clone()],
-                offline: false,
-            }],
-        })
-        .await
-        .expect("record a live delivery");
+    record_live_delivery(&mut client, &seen.id, &bob).await;
     send_text(&mut client, &alice, &group.id, "g1").await;
     send_text(&mut client, &alice, &direct.id, "d1").await;
     send_text(&mut client, &alice, &group.id, "g2").await;
@@ -1528,6 +1501,21 @@ async fn offline_queue_of_one_conversation(mut client: Client) {
 }
 
 // ---- helpers -------------------------------------------------------------
+
+/// Records that message `id` reached a socket of `user` live, as an edge
+/// does.
+async fn record_live_delivery(client: &mut Client, id: &str, user: &str) {
+    client
+        .record_deliveries(RecordDeliveriesRequest {
+            deliveries: vec![Delivery {
+                message_id: id.to_string(),
+                recipient_ids: vec![user.to_string()],
+                offline: false,
+            }],
+        })
+        .await
+        .expect("record a live delivery");
+}
 
 /// A user id unique to this run.
 fn user(name: &str) -> String {

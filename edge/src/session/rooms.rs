@@ -290,15 +290,26 @@ async fn take_missed(
     if !edge.recovery.enabled() || s.rooms().iter().any(|r| *r == room) {
         return None;
     }
+    take(edge, me, id).await
+}
+
+/// chat-service's take of what `me` missed in `conversation_id` ("" =
+/// every conversation), at most [`CATCH_UP_LIMIT`]; `None` when it failed
+/// (logged: the socket goes on without it).
+async fn take(
+    edge: &EdgeState,
+    me: &Identity,
+    conversation_id: &str,
+) -> Option<TakeOfflineMessagesResponse> {
     let req = TakeOfflineMessagesRequest {
         actor: Some(me.actor()),
         limit: CATCH_UP_LIMIT,
-        conversation_id: id.to_string(),
+        conversation_id: conversation_id.to_string(),
     };
     match edge.chat.clone().take_offline_messages(req).await {
         Ok(r) => Some(r.into_inner()),
         Err(status) => {
-            tracing::warn!(error = %status, conversation_id = id, "missed messages unavailable; joining without them");
+            tracing::warn!(error = %status, conversation_id, "missed messages unavailable; going on without them");
             None
         }
     }
@@ -322,9 +333,7 @@ async fn enter_catching_up(
         here(edge, s, member.id());
         send_missed(&log, s, me, Scope::Conversation(member.id()), missed)
     };
-    for m in &delivered {
-        edge.deliveries.record(m, vec![me.user_id.clone()]).await;
-    }
+    edge.deliveries.record_for(&me.user_id, &delivered).await;
     announce(edge, s, me, member).await
 }
 
@@ -383,18 +392,7 @@ pub async fn take_missed_everywhere(
     edge: &EdgeState,
     me: &Identity,
 ) -> Option<TakeOfflineMessagesResponse> {
-    let req = TakeOfflineMessagesRequest {
-        actor: Some(me.actor()),
-        limit: CATCH_UP_LIMIT,
-        conversation_id: String::new(),
-    };
-    match edge.chat.clone().take_offline_messages(req).await {
-        Ok(r) => Some(r.into_inner()),
-        Err(status) => {
-            tracing::warn!(error = %status, "missed messages unavailable; connecting without them");
-            None
-        }
-    }
+    take(edge, me, "").await
 }
 
 /// Puts a socket that did not resume a session in its user's and
@@ -420,9 +418,7 @@ pub async fn enter_user_rooms(
             None => Vec::new(),
         }
     };
-    for m in &delivered {
-        edge.deliveries.record(m, vec![me.user_id.clone()]).await;
-    }
+    edge.deliveries.record_for(&me.user_id, &delivered).await;
 }
 
 /// Joins the conversation's room on this edge.

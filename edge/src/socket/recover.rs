@@ -61,9 +61,7 @@ pub async fn resume(s: &SocketRef, me: &Identity, edge: &EdgeState, resuming: Re
         delivered
     })
     .await;
-    for m in &replayed {
-        edge.deliveries.record(m, vec![me.user_id.clone()]).await;
-    }
+    edge.deliveries.record_for(&me.user_id, &replayed).await;
 }
 
 /// The socket's [`Replay`]: `contract` renders an event, and what of it
